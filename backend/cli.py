@@ -1,0 +1,156 @@
+"""The ``deepscope`` command.
+
+    deepscope demo                       # dashboard on http://127.0.0.1:8050 + a code-lstm run training
+    deepscope serve --port 8050          # dashboard only
+    deepscope train digits-cnn --set lr=0.01 --set model.channels=8,16
+    deepscope runs                       # list runs in the data folder
+
+The data folder is ``--data-dir``, else ``$DEEPSCOPE_DATA_DIR``, else ``./deepscope-data``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_DATA_DIR = "./deepscope-data"
+DEMO_TASK = "code-lstm"
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "model.channels=8,16"]`` -> ``{"lr": 0.01, "model": {"channels": [8, 16]}}``.
+
+    Keys of the model (``hidden_size``) may omit the ``model.`` prefix.
+    """
+    from .spec import ModelSpec
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value, got {pair!r}")
+        key = key.strip()
+        if "." not in key and key in ModelSpec.model_fields:
+            key = f"model.{key}"
+        value = _parse_value(raw.strip())
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    if "," in raw:
+        return [_parse_value(p.strip()) for p in raw.split(",") if p.strip()]
+    return {"none": None, "null": None}.get(raw.lower(), raw)
+
+
+def _data_dir(args: argparse.Namespace) -> str:
+    return args.data_dir or os.environ.get("DEEPSCOPE_DATA_DIR") or DEFAULT_DATA_DIR
+
+
+def _store(args: argparse.Namespace):
+    from .store import RunStore
+
+    return RunStore(_data_dir(args), args.store_url or os.environ.get("DEEPSCOPE_STORE_URL"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .spec import RunSpec, estimate, format_errors
+    from .training.progress import ProgressHook
+    from .training.worker import run_training
+
+    try:
+        spec = RunSpec.for_task(args.task, **parse_sets(args.set or []))
+    except (ValidationError, ValueError, KeyError) as exc:
+        msgs = format_errors(exc) if isinstance(exc, ValidationError) else [str(exc).strip("'\"")]
+        print("deepscope train: invalid spec:\n  " + "\n  ".join(msgs), file=sys.stderr)
+        return 2
+    store = _store(args)
+    run_id = store.create_run(args.name or spec.name or f"{spec.task} · {spec.model.family}", spec.task,
+                              spec.model_dump(), source="cli")
+    print(f"run {run_id}: {spec.task}, {spec.model.family}, {estimate(spec).describe()}; data in {store.data_dir}")
+    status = run_training(store, run_id, extra_hooks=[ProgressHook()], device=args.device)
+    run = store.require_run(run_id)
+    print(f"run {run_id} {status} at step {run['step']}")
+    if status == "failed":
+        print(run["error"], file=sys.stderr)
+    return 0 if status != "failed" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _store(args).list_runs()
+    if not runs:
+        print("no runs yet: try `deepscope train digits-cnn` or `deepscope demo`")
+        return 0
+    print(f"{'id':<11} {'status':<10} {'step':>8}  {'task':<12} name")
+    for r in runs:
+        print(f"{r['id']:<11} {r['status']:<10} {r['step']:>8}  {r['task']:<12} {r['name']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
+    from dashboard.app import create_app
+
+    from .jobs import JobManager
+    from .spec import RunSpec
+    from .store import ACTIVE_STATUSES
+
+    store = _store(args)
+    jobs = JobManager(store)
+    jobs.reconcile()
+    if start_demo:
+        live = [r for r in store.list_runs() if r["status"] in ACTIVE_STATUSES]
+        if live:
+            print(f"a run is already training ({live[0]['id']}); not starting another")
+        else:
+            run_id = jobs.start(RunSpec.for_task(DEMO_TASK, steps=args.steps), name="demo · code-lstm")
+            print(f"started demo run {run_id} ({DEMO_TASK})")
+    app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs)
+    print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")
+    app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepscope", description="Watch deep networks learn, live.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help=f"data folder (default $DEEPSCOPE_DATA_DIR or {DEFAULT_DATA_DIR})")
+    common.add_argument("--store-url", help="SQLAlchemy URL of the store (default: SQLite in the data folder)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (("demo", "dashboard with a built-in run training"), ("serve", "dashboard only")):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8050)
+        if name == "demo":
+            p.add_argument("--steps", type=int, default=20000, help="steps of the demo run")
+    p = sub.add_parser("train", parents=[common], help="train a built-in task in this terminal")
+    p.add_argument("task")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
+    p.add_argument("--name")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    sub.add_parser("runs", parents=[common], help="list runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return cmd_train(args)
+    if args.command == "runs":
+        return cmd_runs(args)
+    return cmd_serve(args, start_demo=args.command == "demo")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Start, steer and watch trainer processes. Shared by the dashboard and the CLI.
+
+Each run trains in its own OS process, so a crash or a long step never blocks
+the web server. Steering goes through control requests in the store, which the
+trainer reads between steps.
+
+Example::
+
+    jobs = JobManager(RunStore("./deepscope-data"))
+    run_id = jobs.start(RunSpec.for_task("digits-cnn"))
+    jobs.control(run_id, "pause")
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from .spec import RunSpec
+from .store import ACTIVE_STATUSES, RunStore, StoreError
+
+START_GRACE_S = 120  # a queued run whose process never reported is failed after this
+
+
+class JobManager:
+    """Launches one trainer process per run and relays controls to it."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, spec: RunSpec, name: str | None = None) -> str:
+        """Create a run for ``spec`` and start its trainer process; returns the run id."""
+        spec = RunSpec.model_validate(spec.model_dump())  # re-validate: callers may have mutated it
+        name = name or spec.name or f"{spec.task} · {spec.model.family}"
+        run_id = self.store.create_run(name, spec.task, spec.model_dump())
+        self._spawn(run_id, resume=False)
+        return run_id
+
+    def resume(self, run_id: str) -> None:
+        """Continue a stopped or failed run from its latest checkpoint in a new process."""
+        run = self.store.require_run(run_id)
+        if run["status"] in ACTIVE_STATUSES:
+            if run["status"] == "paused":
+                self.store.request_control(run_id, "resume")
+                return
+            raise StoreError(f"run {run_id} is already {run['status']}")
+        if not any((self.store.run_dir(run_id) / "checkpoints").glob("step-*.pt")):
+            raise StoreError(f"run {run_id} has no checkpoint to resume from")
+        self.store.set_status(run_id, "queued")
+        self._spawn(run_id, resume=True)
+
+    def control(self, run_id: str, kind: str, value: float | None = None) -> None:
+        """pause / resume / stop / set_lr. Resume on a finished run restarts it from its checkpoint."""
+        run = self.store.require_run(run_id)
+        if kind == "resume" and run["status"] in ("stopped", "failed", "completed"):
+            self.resume(run_id)
+            return
+        if kind == "stop" and run["status"] == "queued" and run_id in self._procs:
+            self._procs[run_id].terminate()
+            self.store.set_status(run_id, "stopped")
+            return
+        self.store.request_control(run_id, kind, value)
+
+    def _spawn(self, run_id: str, resume: bool) -> None:
+        log_path = self.store.run_dir(run_id) / "trainer.log"
+        cmd = [sys.executable, "-m", "backend.training.worker", "--data-dir", str(self.store.data_dir),
+               "--run-id", run_id]
+        if not self.store.url.startswith("sqlite"):
+            cmd += ["--store-url", self.store.url]
+        if resume:
+            cmd.append("--resume")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=os.environ.copy())
+        self._procs[run_id] = proc
+        self.store.set_pid(run_id, proc.pid)
+
+    def reconcile(self) -> list[str]:
+        """Mark runs whose trainer process died without reporting as failed; returns their ids."""
+        failed = []
+        for run in self.store.list_runs():
+            if run["status"] not in ACTIVE_STATUSES or run["source"] != "builtin":
+                continue
+            proc = self._procs.get(run["id"])
+            code = proc.poll() if proc is not None else None
+            alive = (code is None and proc is not None) or (proc is None and _pid_alive(run["pid"]))
+            stale = run["status"] == "queued" and time.time() - run["updated_at"] > START_GRACE_S
+            if not alive or stale:
+                log_path = self.store.run_dir(run["id"]) / "trainer.log"
+                self.store.set_status(run["id"], "failed", error=(
+                    f"the trainer process ended without reporting (exit code {code}); see {log_path}\n"
+                    + _tail(log_path)))
+                failed.append(run["id"])
+        return failed
+
+    def wait(self, run_id: str, timeout: float | None = None) -> int | None:
+        """Wait for a run's process (started here) to exit; returns its exit code."""
+        proc = self._procs.get(run_id)
+        return proc.wait(timeout) if proc else None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""

@@ -1,0 +1,241 @@
+"""Validated run specifications and what a model will cost before it is built.
+
+A :class:`RunSpec` is settings only (no logic beyond validation). Errors name the
+field and say what is allowed, so the form and the CLI can show them as is.
+
+Example::
+
+    spec = RunSpec.for_task("digits-cnn", lr=0.01)
+    cost = estimate(spec)          # Cost(params=..., memory_bytes=...)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .tasks import get_task
+from .tasks.registry import TASKS, TaskInfo
+
+Family = Literal["mlp", "cnn", "rnn", "gru", "lstm"]
+Optimizer = Literal["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta"]
+RECURRENT = ("rnn", "gru", "lstm")
+
+# Limits that keep one run from exhausting a small machine: errors, not crashes.
+MAX_PARAMS = 50_000_000
+MAX_MEMORY_BYTES = 4 * 2**30
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adagrad": 1, "rmsprop": 1, "adadelta": 2}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+class ModelSpec(BaseModel):
+    """The architecture. Fields a family does not use are ignored by it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: Family = "cnn"
+    layers: int = Field(1, ge=1, le=8, description="recurrent layers, or hidden layers of an MLP")
+    hidden_size: int = Field(128, ge=1, le=4096, description="units per recurrent or MLP layer")
+    channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1, max_length=8,
+                                description="output channels of each conv layer (CNN)")
+    kernel_sizes: list[int] = Field(default_factory=lambda: [3], min_length=1, max_length=8,
+                                    description="kernel size of each conv layer; one value applies to all")
+    pooling: Literal["max", "avg", "none"] = "max"
+    activation: Literal["relu", "tanh", "gelu", "sigmoid"] | None = Field(
+        None, description="None: the family's usual one (relu for MLP/CNN, tanh for a plain RNN)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    embedding_dim: int = Field(32, ge=1, le=2048, description="token embedding size (text tasks)")
+    bidirectional: bool = False
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_positive(cls, v: list[int]) -> list[int]:
+        if any(c < 1 or c > 1024 for c in v):
+            raise ValueError("each channel count must be between 1 and 1024")
+        return v
+
+    @field_validator("kernel_sizes")
+    @classmethod
+    def _kernels_odd(cls, v: list[int]) -> list[int]:
+        if any(k < 1 or k > 15 or k % 2 == 0 for k in v):
+            raise ValueError("kernel sizes must be odd numbers from 1 to 15 (odd sizes keep the image centred)")
+        return v
+
+    @model_validator(mode="after")
+    def _kernels_match_channels(self) -> "ModelSpec":
+        if self.family == "cnn" and len(self.kernel_sizes) not in (1, len(self.channels)):
+            raise ValueError(f"give one kernel size, or one per conv layer ({len(self.channels)}), "
+                             f"not {len(self.kernel_sizes)}")
+        if self.bidirectional and self.family not in RECURRENT:
+            raise ValueError("bidirectional applies to recurrent families (rnn, gru, lstm) only")
+        return self
+
+    def kernel_for(self, i: int) -> int:
+        return self.kernel_sizes[0] if len(self.kernel_sizes) == 1 else self.kernel_sizes[i]
+
+
+class RunSpec(BaseModel):
+    """Everything a run needs: task, model, optimisation and cadence of logging."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    name: str | None = Field(None, max_length=200)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimizer: Optimizer = "adam"
+    lr: float = Field(0.003, gt=0, le=10, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="used by momentum and rmsprop")
+    weight_decay: float = Field(0.0, ge=0, lt=1)
+    clip_norm: float | None = Field(None, gt=0, le=1e6, description="clip the global gradient norm to this")
+    batch_size: int = Field(64, ge=1, le=4096)
+    steps: int = Field(2000, ge=1, le=10_000_000)
+    epochs: float | None = Field(None, gt=0, le=10_000, description="if set, overrides steps")
+    seq_len: int = Field(64, ge=4, le=2048, description="tokens per training sequence (text tasks)")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    log_every: int = Field(10, ge=1, le=100_000)
+    eval_every: int = Field(200, ge=1, le=1_000_000)
+    checkpoint_every: int = Field(1000, ge=1, le=10_000_000)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; built-in tasks: {', '.join(sorted(TASKS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _fits_task_and_machine(self) -> "RunSpec":
+        info = get_task(self.task)
+        if self.model.family not in info.families:
+            raise ValueError(f"model family {self.model.family!r} does not fit task {self.task!r}; "
+                             f"choose one of {', '.join(info.families)}")
+        if info.kind == "image" and self.model.family == "cnn":
+            _check_cnn_shape(self.model, info)
+        cost = estimate(self)
+        if cost.params > MAX_PARAMS:
+            raise ValueError(f"the model has {cost.params:,} parameters, more than the limit of "
+                             f"{MAX_PARAMS:,}; make it smaller")
+        if cost.memory_bytes > MAX_MEMORY_BYTES:
+            raise ValueError(f"the run needs about {cost.memory_bytes / 2**30:.1f} GiB, more than the limit of "
+                             f"{MAX_MEMORY_BYTES / 2**30:.0f} GiB; reduce batch size, sequence length or sizes")
+        return self
+
+    @classmethod
+    def for_task(cls, task: str, **overrides: Any) -> "RunSpec":
+        """The task's default spec with ``overrides`` (``model`` may be a partial dict)."""
+        info = get_task(task)
+        data: dict[str, Any] = {k: v for k, v in info.defaults.items() if k != "model"}
+        model = dict(info.defaults.get("model", {}))
+        model.update(overrides.pop("model", {}) or {})
+        data.update(overrides)
+        return cls(task=task, model=model, **data)
+
+
+def _check_cnn_shape(m: ModelSpec, info: TaskInfo) -> None:
+    _, h, w = info.input_shape
+    for i, _ in enumerate(m.channels):
+        k = m.kernel_for(i)
+        if k > min(h, w):
+            raise ValueError(f"conv layer {i + 1}: kernel {k} is larger than its {h}x{w} input")
+        if m.pooling != "none":
+            if min(h, w) < 2:
+                raise ValueError(f"conv layer {i + 1}: its {h}x{w} input is too small to pool; "
+                                 "use fewer conv layers or pooling 'none'")
+            h, w = h // 2, w // 2
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Size of a model before it is built: parameters and a training-memory estimate."""
+
+    params: int
+    memory_bytes: int
+
+    def describe(self) -> str:
+        return f"{self.params:,} parameters, about {_human_bytes(self.memory_bytes)} to train"
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tuple[int, int]:
+    """Parameters of the model a spec builds, and floats of activation per sample.
+
+    Equal to ``sum(p.numel() for p in build_model(spec).parameters())``
+    (a test checks it for many random specs).
+    """
+    m = spec.model if isinstance(spec, RunSpec) else spec
+    info = info or get_task(spec.task)  # type: ignore[union-attr]
+    seq = spec.seq_len if isinstance(spec, RunSpec) else 64
+    if m.family in RECURRENT:
+        dirs = 2 if m.bidirectional else 1
+        g, h = GATES[m.family], m.hidden_size
+        if info.kind == "lm":
+            n_in, steps, params = m.embedding_dim, seq, info.vocab_size * m.embedding_dim
+        else:
+            c, hh, w = info.input_shape
+            n_in, steps, params = c * w, hh, 0
+        for layer in range(m.layers):
+            fan_in = n_in if layer == 0 else h * dirs
+            params += dirs * (g * h * (fan_in + h) + 2 * g * h)
+        params += h * dirs * info.n_outputs + info.n_outputs
+        acts = steps * (m.layers * dirs * (g + 2) * h + info.n_outputs + m.embedding_dim)
+        return params, acts
+    c, h, w = info.input_shape
+    if m.family == "mlp":
+        fan_in, params, acts = c * h * w, 0, 0
+        for _ in range(m.layers):
+            params += fan_in * m.hidden_size + m.hidden_size
+            fan_in, acts = m.hidden_size, acts + 2 * m.hidden_size
+        return params + fan_in * info.n_classes + info.n_classes, acts + info.n_classes
+    params, acts = 0, 0
+    for i, out_c in enumerate(m.channels):
+        k = m.kernel_for(i)
+        params += c * out_c * k * k + out_c
+        acts += 2 * out_c * h * w
+        c = out_c
+        if m.pooling != "none":
+            h, w = h // 2, w // 2
+    flat = c * h * w
+    return params + flat * info.n_classes + info.n_classes, acts + info.n_classes
+
+
+def estimate(spec: RunSpec) -> Cost:
+    """Parameter count and rough bytes to train: weights, grads, optimizer state, activations."""
+    info = get_task(spec.task)
+    params, acts = count_params(spec, info)
+    states = 2 + OPTIMIZER_STATES[spec.optimizer]
+    mem = 4 * params * states + 4 * 2 * acts * spec.batch_size
+    return Cost(params=params, memory_bytes=int(mem))
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """Readable one-line messages (``field: problem``) from a pydantic error."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("__root__",))
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
+
+
+def parse_spec(data: Mapping[str, Any]) -> tuple[RunSpec | None, list[str]]:
+    """Validate a mapping; return ``(spec, [])`` or ``(None, messages)``."""
+    try:
+        return RunSpec.model_validate(dict(data)), []
+    except ValidationError as exc:
+        return None, format_errors(exc)
+
+
+def total_steps(spec: RunSpec, train_size: int) -> int:
+    """Steps the run takes: ``steps``, or ``epochs`` over ``train_size`` samples when set."""
+    if spec.epochs is None:
+        return spec.steps
+    return max(1, math.ceil(spec.epochs * train_size / spec.batch_size))

@@ -1,0 +1,250 @@
+"""The run store: the one contract between training and the UI.
+
+Rows (runs, scalar series, control requests, the snapshot index) live in a SQL
+database through SQLAlchemy Core: a SQLite file in WAL mode by default, any
+SQLAlchemy URL otherwise. Arrays live in immutable ``.npy`` files under the
+data folder (see :mod:`backend.store.arrays`). One writer (a trainer) and many
+readers (dashboard workers) may use the same store at once.
+
+Example::
+
+    store = RunStore("./deepscope-data")
+    run_id = store.create_run("my run", "digits-cnn", {"lr": 0.01})
+    store.log_scalars(run_id, [("train/loss", 1, 2.3, time.time())])
+    rows, cursor = store.scalars_after(run_id, cursor=0)
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import sqlalchemy as sa
+
+from . import schema as S
+from .arrays import read_array, write_array
+
+ScalarRow = tuple[str, int, float, float]  # name, step, value, wall_time
+
+
+class StoreError(RuntimeError):
+    """A request the store cannot honour (unknown run, bad status, newer schema)."""
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class RunStore:
+    """Runs, scalars, controls and snapshots of one data folder.
+
+    ``data_dir`` holds the array files (and the SQLite file unless ``url`` names
+    another database, e.g. ``postgresql://...``).
+    """
+
+    def __init__(self, data_dir: str | Path, url: str | None = None):
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.url = url or f"sqlite:///{self.data_dir / 'deepscope.sqlite'}"
+        if self.url.startswith("sqlite"):
+            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        self._init_schema()
+
+    # -- schema -------------------------------------------------------------
+    def _init_schema(self) -> None:
+        try:
+            S.metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:  # another process created it first
+            if "already exists" not in str(exc):
+                raise
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).first()
+            if row is None:
+                try:
+                    conn.execute(S.meta.insert().values(key="schema_version", value=str(S.SCHEMA_VERSION)))
+                except sa.exc.IntegrityError:
+                    pass
+            elif int(row.value) > S.SCHEMA_VERSION:
+                raise StoreError(
+                    f"this store was written by a newer deepscope (schema {row.value}, "
+                    f"this version reads up to {S.SCHEMA_VERSION}); upgrade deepscope"
+                )
+
+    def run_dir(self, run_id: str) -> Path:
+        """Folder of a run's files (arrays, checkpoints, logs)."""
+        return self.data_dir / "runs" / run_id
+
+    # -- runs ---------------------------------------------------------------
+    def create_run(self, name: str, task: str, spec: Mapping[str, Any], source: str = "builtin",
+                   status: str = "queued", run_id: str | None = None) -> str:
+        """Create a run row and its folder; return the new run id."""
+        run_id = run_id or uuid.uuid4().hex[:10]
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(S.runs.insert().values(
+                id=run_id, name=name, task=task, spec=dict(spec), status=status, created_at=now,
+                updated_at=now, step=0, source=source, schema_version=S.SCHEMA_VERSION))
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def get_run(self, run_id: str) -> dict | None:
+        """The run's row as a dict, or None when there is no such run."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(S.runs).where(S.runs.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def require_run(self, run_id: str) -> dict:
+        run = self.get_run(run_id)
+        if run is None:
+            raise StoreError(f"no run with id {run_id!r}")
+        return run
+
+    def list_runs(self) -> list[dict]:
+        """All runs, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(S.runs).order_by(S.runs.c.created_at.desc())).mappings().all()
+        return [dict(r) for r in rows]
+
+    def set_status(self, run_id: str, status: str, error: str | None = None, pid: int | None = None) -> None:
+        """Move a run to ``status``; ``error`` keeps the traceback of a failed run."""
+        if status not in S.STATUSES:
+            raise StoreError(f"unknown status {status!r}; expected one of {', '.join(S.STATUSES)}")
+        values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+        if error is not None:
+            values["error"] = error
+        if pid is not None:
+            values["pid"] = pid
+        with self.engine.begin() as conn:
+            n = conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(**values)).rowcount
+        if n == 0:
+            raise StoreError(f"no run with id {run_id!r}")
+
+    def set_pid(self, run_id: str, pid: int) -> None:
+        """Record the trainer process of a run (without touching its status)."""
+        with self.engine.begin() as conn:
+            conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(pid=pid))
+
+    def update_spec(self, run_id: str, spec: Mapping[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(spec=dict(spec), updated_at=time.time()))
+
+    # -- scalars ------------------------------------------------------------
+    def log_scalars(self, run_id: str, rows: Iterable[ScalarRow], step: int | None = None) -> int:
+        """Append scalar rows ``(name, step, value, wall_time)`` in one transaction.
+
+        Non-finite values are kept (a diverging loss is information) as NaN/inf.
+        ``step`` also records the run's progress. Returns the number of rows.
+        """
+        payload = [{"run_id": run_id, "name": n, "step": int(s), "value": float(v), "wall_time": float(w)}
+                   for n, s, v, w in rows]
+        with self.engine.begin() as conn:
+            if payload:
+                conn.execute(S.scalars.insert(), payload)
+            if step is not None:
+                conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(step=int(step), updated_at=time.time()))
+        return len(payload)
+
+    def scalars_after(self, run_id: str, cursor: int = 0, limit: int | None = None) -> tuple[list[tuple], int]:
+        """Scalar rows logged after ``cursor``: ``([(id, name, step, wall_time, value)], new_cursor)``."""
+        q = (sa.select(S.scalars.c.id, S.scalars.c.name, S.scalars.c.step, S.scalars.c.wall_time, S.scalars.c.value)
+             .where(S.scalars.c.run_id == run_id, S.scalars.c.id > int(cursor)).order_by(S.scalars.c.id))
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(q)]
+        return rows, (rows[-1][0] if rows else int(cursor))
+
+    def scalar_series(self, run_id: str, names: Iterable[str] | None = None) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+        """Whole series by name as numpy arrays (``step``, ``value``, ``wall_time``) and the cursor they end at."""
+        q = sa.select(S.scalars.c.id, S.scalars.c.name, S.scalars.c.step, S.scalars.c.wall_time, S.scalars.c.value
+                      ).where(S.scalars.c.run_id == run_id)
+        if names is not None:
+            q = q.where(S.scalars.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(S.scalars.c.id)).all()
+        if not rows:
+            return {}, 0
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        name_col = np.array([r[1] for r in rows], dtype=object)
+        num = np.array([(r[2], r[3], r[4]) for r in rows], dtype=np.float64)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for name in dict.fromkeys(name_col.tolist()):
+            m = name_col == name
+            out[name] = {"step": num[m, 0].astype(np.int64), "wall_time": num[m, 1], "value": num[m, 2]}
+        return out, int(ids.max())
+
+    def scalar_names(self, run_id: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(
+                sa.select(S.scalars.c.name).where(S.scalars.c.run_id == run_id).distinct()))
+
+    # -- controls -----------------------------------------------------------
+    def request_control(self, run_id: str, kind: str, value: float | None = None) -> int:
+        """Ask a live run to pause, resume, stop or change its learning rate (``set_lr``, value)."""
+        if kind not in S.CONTROL_KINDS:
+            raise StoreError(f"unknown control {kind!r}; expected one of {', '.join(S.CONTROL_KINDS)}")
+        if kind == "set_lr" and (value is None or not np.isfinite(value) or value <= 0 or value > 10):
+            raise StoreError("learning rate must be a number in (0, 10]")
+        run = self.require_run(run_id)
+        if run["status"] in S.FINAL_STATUSES:
+            raise StoreError(f"run {run_id} has already {run['status']}; controls apply to live runs only")
+        with self.engine.begin() as conn:
+            res = conn.execute(S.controls.insert().values(run_id=run_id, kind=kind, value=value, created_at=time.time()))
+        return int(res.inserted_primary_key[0])
+
+    def pending_controls(self, run_id: str) -> list[dict]:
+        """Unhandled control requests, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(S.controls).where(
+                S.controls.c.run_id == run_id, S.controls.c.handled_at.is_(None)).order_by(S.controls.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def mark_handled(self, control_ids: Iterable[int]) -> None:
+        ids = list(control_ids)
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(S.controls.update().where(S.controls.c.id.in_(ids)).values(handled_at=time.time()))
+
+    # -- snapshots ----------------------------------------------------------
+    def add_snapshot(self, run_id: str, kind: str, step: int, arrays: Mapping[str, np.ndarray],
+                     meta: Mapping[str, Any] | None = None) -> int:
+        """Write ``arrays`` as immutable files, then index them; return the snapshot id.
+
+        The row is inserted only after every file is complete, so a reader that
+        finds the row always finds whole files.
+        """
+        rel: dict[str, str] = {}
+        stamp = uuid.uuid4().hex[:6]
+        for name, arr in arrays.items():
+            path = Path("runs") / run_id / "snapshots" / kind / f"{int(step):09d}-{stamp}-{name}.npy"
+            write_array(self.data_dir / path, np.asarray(arr))
+            rel[name] = str(path)
+        with self.engine.begin() as conn:
+            res = conn.execute(S.snapshots.insert().values(
+                run_id=run_id, kind=kind, step=int(step), wall_time=time.time(), arrays=rel,
+                meta=dict(meta or {}), schema_version=S.SCHEMA_VERSION))
+        return int(res.inserted_primary_key[0])
+
+    def list_snapshots(self, run_id: str, kind: str | None = None) -> list[dict]:
+        """Snapshot index rows of a run (optionally of one kind), by step."""
+        q = sa.select(S.snapshots).where(S.snapshots.c.run_id == run_id)
+        if kind is not None:
+            q = q.where(S.snapshots.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(S.snapshots.c.step, S.snapshots.c.id)).mappings()]
+
+    def load_arrays(self, snapshot: Mapping[str, Any], mmap: bool = True) -> dict[str, np.ndarray]:
+        """The arrays of a snapshot row, memory-mapped."""
+        if int(snapshot.get("schema_version", 1)) > S.SCHEMA_VERSION:
+            raise StoreError("snapshot written by a newer deepscope; upgrade to read it")
+        return {k: read_array(self.data_dir / p, mmap=mmap) for k, p in snapshot["arrays"].items()}

@@ -1,0 +1,185 @@
+"""Hooks that connect a trainer to the run store: metrics writer, controls, checkpoints.
+
+The writer batches rows and commits them from a background thread, so the
+training step never waits on the database; control requests are read every
+step, so pause/stop/learning-rate changes take effect within one step.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import torch
+
+from ..models import layer_key
+from ..store import RunStore
+from .checkpoint import save_checkpoint
+from .hooks import Hook, StepOutput
+from .optim import get_lr, set_lr
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWriter:
+    """Commits queued scalar rows every ``interval`` seconds from a daemon thread."""
+
+    def __init__(self, store: RunStore, run_id: str, interval: float = 0.2):
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._pending: list[tuple] = []
+        self._max_step = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="deepscope-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, rows: list[tuple], step: int) -> None:
+        self._queue.put((rows, step))
+
+    def flush(self) -> None:
+        """Commit everything queued so far, in the caller's thread."""
+        with self._lock:
+            while True:
+                try:
+                    rows, step = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._pending.extend(rows)
+                self._max_step = max(self._max_step, step)
+            if not self._pending:
+                return
+            try:
+                self.store.log_scalars(self.run_id, self._pending, step=self._max_step)
+                self._pending = []
+            except Exception as exc:  # keep rows for the next try; never kill training
+                log.warning("could not write %d metric rows yet: %s", len(self._pending), exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()
+
+
+class MetricsHook(Hook):
+    """Logs train loss/accuracy, learning rate, gradient norms and throughput every ``every`` steps."""
+
+    def __init__(self, store: RunStore, run_id: str, every: int = 10, grad_norms: bool = True):
+        self.every, self.grad_norms = every, grad_norms
+        self.writer = BackgroundWriter(store, run_id)
+        self._reset(time.perf_counter())
+        self._norms: dict[str, float] = {}
+
+    def _reset(self, now: float) -> None:
+        self._loss, self._correct, self._count, self._samples, self._steps = 0.0, 0, 0, 0, 0
+        self._t0 = now
+
+    def on_train_start(self, trainer) -> None:
+        self._reset(time.perf_counter())
+
+    def on_after_backward(self, trainer, step: int) -> None:
+        if self.grad_norms and step % self.every == 0:
+            self._norms = layer_grad_norms(trainer.model)
+
+    def on_step_end(self, trainer, out: StepOutput) -> None:
+        self._loss = self._loss + out.loss  # stays a device tensor: no sync between log steps
+        self._correct = self._correct + out.correct
+        self._count += out.count
+        self._samples += out.samples
+        self._steps += 1
+        if out.step % self.every == 0:
+            self._emit(trainer, out)
+
+    def _emit(self, trainer, out: StepOutput) -> None:
+        now, wall = time.perf_counter(), time.time()
+        elapsed = max(now - self._t0, 1e-9)
+        step = out.step
+        rows = [("train/loss", step, float(self._loss) / self._steps, wall),
+                ("train/acc", step, float(self._correct) / max(self._count, 1), wall),
+                ("lr", step, get_lr(trainer.optimizer), wall),
+                ("time/step_ms", step, 1000 * elapsed / self._steps, wall),
+                ("throughput/samples_per_s", step, self._samples / elapsed, wall)]
+        rows += [(f"grad_norm/{k}", step, v, wall) for k, v in self._norms.items()]
+        self.writer.put(rows, step)
+        self._reset(now)
+
+    def on_eval_end(self, trainer, step: int, metrics: dict[str, float]) -> None:
+        wall = time.time()
+        self.writer.put([(k, step, v, wall) for k, v in metrics.items()], step)
+
+    def on_train_end(self, trainer, status: str) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@torch.no_grad()
+def layer_grad_norms(model: torch.nn.Module) -> dict[str, float]:
+    """L2 norm of the gradient of each layer, and ``global`` over all of them."""
+    groups: dict[str, list[torch.Tensor]] = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            groups.setdefault(layer_key(name), []).append(p.grad)
+    if not groups:
+        return {}
+    keys = list(groups)
+    sq = torch.stack([torch.stack([g.float().pow(2).sum() for g in groups[k]]).sum() for k in keys])
+    values = sq.sqrt().tolist()
+    out = dict(zip(keys, values))
+    out["global"] = float(sq.sum().sqrt())
+    return out
+
+
+class ControlHook(Hook):
+    """Applies pause, resume, stop and learning-rate requests between steps."""
+
+    def __init__(self, store: RunStore, run_id: str, poll: float = 0.1, on_pause=None):
+        self.store, self.run_id, self.poll = store, run_id, poll
+        self.on_pause = on_pause  # called before the run reports "paused" (e.g. flush metrics)
+
+    def on_step_end(self, trainer, out: StepOutput) -> None:
+        self.apply(trainer, self.store.pending_controls(self.run_id))
+
+    def apply(self, trainer, controls: list[dict]) -> None:
+        paused = False
+        while True:
+            for c in controls:
+                if c["kind"] == "set_lr" and c["value"]:
+                    set_lr(trainer.optimizer, float(c["value"]))
+                elif c["kind"] == "stop":
+                    trainer.should_stop, paused = True, False
+                elif c["kind"] == "pause" and not trainer.should_stop:
+                    if not paused and self.on_pause:
+                        self.on_pause()
+                    paused = True
+                    self.store.set_status(self.run_id, "paused")
+                elif c["kind"] == "resume" and paused:
+                    paused = False
+            self.store.mark_handled(c["id"] for c in controls)
+            if not paused:
+                break
+            time.sleep(self.poll)
+            controls = self.store.pending_controls(self.run_id)
+        if controls and not trainer.should_stop and any(c["kind"] == "resume" for c in controls):
+            self.store.set_status(self.run_id, "running")
+
+
+class CheckpointHook(Hook):
+    """Saves a checkpoint every ``every`` steps and when training ends."""
+
+    def __init__(self, store: RunStore, run_id: str, every: int = 1000):
+        self.folder = store.run_dir(run_id) / "checkpoints"
+        self.every = every
+
+    def on_step_end(self, trainer, out: StepOutput) -> None:
+        if out.step % self.every == 0:
+            save_checkpoint(trainer, self.folder)
+
+    def on_train_end(self, trainer, status: str) -> None:
+        save_checkpoint(trainer, self.folder)

@@ -1,0 +1,131 @@
+"""The training loop. It knows the spec, the data and its hooks; nothing about logging.
+
+Example::
+
+    spec = RunSpec.for_task("digits-cnn", steps=200)
+    trainer = Trainer(spec, load_task_data(get_task(spec.task)))
+    trainer.run()   # "completed"
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models import build_model
+from ..spec import RunSpec, total_steps
+from ..tasks.data import TaskData
+from .device import amp_dtype, autocast, pick_device
+from .hooks import Hook, StepOutput, fire
+from .metrics import classification_metrics
+from .optim import make_optimizer
+
+LM_EVAL_WINDOWS = 256
+
+
+class Trainer:
+    """Runs ``spec`` on ``data`` from ``step`` to its total, firing ``hooks``."""
+
+    def __init__(self, spec: RunSpec, data: TaskData, hooks: list[Hook] | None = None,
+                 device: torch.device | str | None = None, model: torch.nn.Module | None = None):
+        self.spec = spec
+        self.info = data.info
+        self.device = pick_device(device) if not isinstance(device, torch.device) else device
+        torch.manual_seed(spec.seed)
+        self.model = (model or build_model(spec)).to(self.device)
+        self.optimizer = make_optimizer(spec, self.model.parameters())
+        self.data = data.to(self.device)
+        self.hooks: list[Hook] = list(hooks or [])
+        self.amp = amp_dtype(self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
+        self.generator = torch.Generator().manual_seed(spec.seed)
+        self.step = 0
+        self.total_steps = total_steps(spec, data.train_size)
+        self.should_stop = False
+        self._perm: torch.Tensor | None = None
+        self._pos = 0
+
+    # -- batches ------------------------------------------------------------
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training batch: an epoch permutation for images, random windows for text."""
+        b = self.spec.batch_size
+        if self.info.kind == "lm":
+            ids, t = self.data.train_ids, self.spec.seq_len
+            starts = torch.randint(0, len(ids) - t - 1, (b,), generator=self.generator).to(self.device)
+            pos = starts[:, None] + torch.arange(t + 1, device=self.device)
+            window = ids[pos]
+            return window[:, :-1], window[:, 1:]
+        n = len(self.data.y_train)
+        if self._perm is None or self._pos + b > n:
+            self._perm, self._pos = torch.randperm(n, generator=self.generator), 0
+        idx = self._perm[self._pos:self._pos + b].to(self.device)
+        self._pos += b
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+    # -- steps ----------------------------------------------------------------
+    def train_step(self) -> StepOutput:
+        """One optimisation step; hooks see gradients before clipping."""
+        x, y = self.next_batch()
+        self.model.train()
+        with autocast(self.device, self.amp):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.step += 1
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        fire(self.hooks, "on_after_backward", self, self.step)
+        grad_norm = None
+        if self.spec.clip_norm:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == y).sum()
+        return StepOutput(step=self.step, loss=loss.detach(), correct=correct, count=y.numel(),
+                          samples=x.shape[0], grad_norm=grad_norm)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss and accuracy (precision/recall/F1 for classification)."""
+        self.model.eval()
+        if self.info.kind == "lm":
+            return self._evaluate_lm()
+        logits = torch.cat([self.model(xb) for xb in self.data.x_val.split(1024)]).float()
+        y = self.data.y_val
+        out = {"val/loss": F.cross_entropy(logits, y).item()}
+        out.update(classification_metrics(logits.argmax(-1), y, self.info.n_classes, prefix="val/"))
+        return out
+
+    def _evaluate_lm(self) -> dict[str, float]:
+        ids, t = self.data.val_ids, self.spec.seq_len
+        starts = torch.linspace(0, len(ids) - t - 2, LM_EVAL_WINDOWS, device=self.device).long()
+        loss_sum, correct, count = 0.0, 0, 0
+        for chunk in starts.split(64):
+            window = ids[chunk[:, None] + torch.arange(t + 1, device=self.device)]
+            with autocast(self.device, self.amp):
+                logits = self.model(window[:, :-1]).float()
+            y = window[:, 1:]
+            loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            count += y.numel()
+        loss = loss_sum / count
+        return {"val/loss": loss, "val/acc": correct / count, "val/perplexity": float(torch.tensor(loss).exp())}
+
+    # -- loop -----------------------------------------------------------------
+    def run(self) -> str:
+        """Train until the total step count or a stop request; returns the final status."""
+        fire(self.hooks, "on_train_start", self)
+        while self.step < self.total_steps and not self.should_stop:
+            out = self.train_step()
+            fire(self.hooks, "on_step_end", self, out)
+            if self.step % self.spec.eval_every == 0 or self.step == self.total_steps:
+                metrics = self.evaluate()
+                fire(self.hooks, "on_eval_end", self, self.step, metrics)
+        status = "stopped" if self.should_stop and self.step < self.total_steps else "completed"
+        fire(self.hooks, "on_train_end", self, status)
+        return status
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.close()

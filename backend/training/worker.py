@@ -1,0 +1,87 @@
+"""One training run in this process, recorded in the store. Also the trainer process entry.
+
+``python -m backend.training.worker --data-dir D --run-id ID [--resume]`` is what the
+job manager spawns; ``run_training`` is what ``deepscope train`` calls in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from ..spec import RunSpec
+from ..store import RunStore
+from ..tasks import get_task
+from ..tasks.data import load_task_data
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .device import configure_threads
+from .hooks import Hook
+from .store_hooks import CheckpointHook, ControlHook, MetricsHook
+from .trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
+    """The hooks every built-in run gets: metrics writer, controls, checkpoints."""
+    metrics = MetricsHook(store, run_id, every=spec.log_every)
+    return [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
+            CheckpointHook(store, run_id, every=spec.checkpoint_every)]
+
+
+def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks: list[Hook] | None = None,
+                 device: str | None = None) -> str:
+    """Train the run ``run_id`` to its end; returns its final status.
+
+    A crash marks the run ``failed`` with the traceback; whatever was logged stays.
+    """
+    run = store.require_run(run_id)
+    trainer = None
+    try:
+        spec = RunSpec.model_validate(run["spec"])
+        store.set_status(run_id, "running", pid=os.getpid())
+        data = load_task_data(get_task(spec.task), seed=spec.seed)
+        trainer = Trainer(spec, data, hooks=default_hooks(store, run_id, spec) + list(extra_hooks or []),
+                          device=device)
+        if resume:
+            ckpt = latest_checkpoint(store.run_dir(run_id) / "checkpoints")
+            if ckpt is None:
+                raise RuntimeError(f"run {run_id} has no checkpoint to resume from")
+            load_checkpoint(trainer, ckpt)
+        status = trainer.run()
+        trainer.close()
+        store.set_status(run_id, status)
+        return status
+    except KeyboardInterrupt:
+        if trainer is not None:
+            trainer.close()
+            save_checkpoint(trainer, store.run_dir(run_id) / "checkpoints")
+        store.set_status(run_id, "stopped")
+        raise
+    except BaseException as exc:
+        if trainer is not None:
+            trainer.close()  # flush what was logged before the crash
+        msg = "".join(traceback.format_exception(exc))
+        store.set_status(run_id, "failed", error=msg)
+        log.error("run %s failed:\n%s", run_id, msg)
+        return "failed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one deepscope training run (spawned by the job manager).")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--store-url", default=None)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_threads()
+    store = RunStore(args.data_dir, args.store_url)
+    status = run_training(store, args.run_id, resume=args.resume)
+    return 0 if status != "failed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
