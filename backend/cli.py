@@ -4,6 +4,7 @@
     deepscope serve --port 8050          # dashboard only
     deepscope train digits-cnn --set lr=0.01 --set model.channels=8,16
     deepscope runs                       # list runs in the data folder
+    deepscope agent                      # start runs queued by dashboards elsewhere (GPU hosts)
 
 The data folder is ``--data-dir``, else ``$DEEPSCOPE_DATA_DIR``, else ``./deepscope-data``.
 """
@@ -122,6 +123,15 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from .jobs import JobManager
+
+    store = _store(args)
+    print(f"deepscope agent: starting queued runs from {store.url} (Ctrl-C stops)")
+    JobManager(store, launch=True).serve_queue(poll=args.poll, once=args.once)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepscope", description="Watch deep networks learn, live.")
     common = argparse.ArgumentParser(add_help=False)
@@ -140,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     sub.add_parser("runs", parents=[common], help="list runs")
+    p = sub.add_parser("agent", parents=[common], help="start queued runs on this host (GPU trainer service)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
+    p.add_argument("--once", action="store_true", help="start what is queued now, then exit")
     return parser
 
 
@@ -149,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_train(args)
     if args.command == "runs":
         return cmd_runs(args)
+    if args.command == "agent":
+        return cmd_agent(args)
     return cmd_serve(args, start_demo=args.command == "demo")
 
 

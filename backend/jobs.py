@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,8 +27,11 @@ START_GRACE_S = 120  # a queued run whose process never reported is failed after
 class JobManager:
     """Launches one trainer process per run and relays controls to it."""
 
-    def __init__(self, store: RunStore):
+    def __init__(self, store: RunStore, launch: bool | None = None):
+        """``launch=False`` only queues runs, for a separate ``deepscope agent`` to start
+        (a deployment where trainers run on GPU hosts); default from ``$DEEPSCOPE_LAUNCH``."""
         self.store = store
+        self.launch = launch if launch is not None else os.environ.get("DEEPSCOPE_LAUNCH", "local") != "agent"
         self._procs: dict[str, subprocess.Popen] = {}
 
     def start(self, spec: RunSpec, name: str | None = None) -> str:
@@ -35,7 +39,8 @@ class JobManager:
         spec = RunSpec.model_validate(spec.model_dump())  # re-validate: callers may have mutated it
         name = name or spec.name or f"{spec.task} · {spec.model.family}"
         run_id = self.store.create_run(name, spec.task, spec.model_dump())
-        self._spawn(run_id, resume=False)
+        if self.launch:
+            self._spawn(run_id, resume=False)
         return run_id
 
     def resume(self, run_id: str) -> None:
@@ -49,7 +54,10 @@ class JobManager:
         if not any((self.store.run_dir(run_id) / "checkpoints").glob("step-*.pt")):
             raise StoreError(f"run {run_id} has no checkpoint to resume from")
         self.store.set_status(run_id, "queued")
-        self._spawn(run_id, resume=True)
+        if self.launch:
+            self._spawn(run_id, resume=True)
+        else:
+            self.store.clear_pid(run_id)
 
     def control(self, run_id: str, kind: str, value: float | None = None) -> None:
         """pause / resume / stop / set_lr. Resume on a finished run restarts it from its checkpoint."""
@@ -62,6 +70,17 @@ class JobManager:
             self.store.set_status(run_id, "stopped")
             return
         self.store.request_control(run_id, kind, value)
+
+    def serve_queue(self, poll: float = 1.0, once: bool = False) -> None:
+        """Start every queued run that nobody has claimed (the ``deepscope agent`` loop)."""
+        while True:
+            while (run := self.store.claim_queued()) is not None:
+                resume = any((self.store.run_dir(run["id"]) / "checkpoints").glob("step-*.pt"))
+                self._spawn(run["id"], resume=resume)
+            self.reconcile()
+            if once:
+                return
+            time.sleep(poll)
 
     def _spawn(self, run_id: str, resume: bool) -> None:
         log_path = self.store.run_dir(run_id) / "trainer.log"
@@ -83,6 +102,8 @@ class JobManager:
         for run in self.store.list_runs():
             if run["status"] not in ACTIVE_STATUSES or run["source"] != "builtin":
                 continue
+            if run["pid"] is None or run["host"] != socket.gethostname():
+                continue  # not started yet, or started by an agent elsewhere: not ours to judge
             proc = self._procs.get(run["id"])
             code = proc.poll() if proc is not None else None
             alive = (code is None and proc is not None) or (proc is None and _pid_alive(run["pid"]))

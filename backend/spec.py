@@ -136,9 +136,6 @@ class RunSpec(BaseModel):
 def _check_cnn_shape(m: ModelSpec, info: TaskInfo) -> None:
     _, h, w = info.input_shape
     for i, _ in enumerate(m.channels):
-        k = m.kernel_for(i)
-        if k > min(h, w):
-            raise ValueError(f"conv layer {i + 1}: kernel {k} is larger than its {h}x{w} input")
         if m.pooling != "none":
             if min(h, w) < 2:
                 raise ValueError(f"conv layer {i + 1}: its {h}x{w} input is too small to pool; "

@@ -37,6 +37,7 @@ runs = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("host", sa.String(255), nullable=True),  # where ``pid`` lives: only that host may reap it
     sa.Column("step", sa.Integer, nullable=False, default=0),
     sa.Column("source", sa.String(16), nullable=False, default="builtin"),
     sa.Column("schema_version", sa.Integer, nullable=False, default=SCHEMA_VERSION),
@@ -52,7 +53,7 @@ scalars = sa.Table(
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("wall_time", sa.Float, nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),  # SQLite stores NaN as NULL; read back as NaN
 )
 sa.Index("ix_scalars_run_id_id", scalars.c.run_id, scalars.c.id)
 sa.Index("ix_scalars_run_name_step", scalars.c.run_id, scalars.c.name, scalars.c.step)

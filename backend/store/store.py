@@ -15,6 +15,7 @@ Example::
 """
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +28,7 @@ from . import schema as S
 from .arrays import read_array, write_array
 
 ScalarRow = tuple[str, int, float, float]  # name, step, value, wall_time
+_NAN = float("nan")
 
 
 class StoreError(RuntimeError):
@@ -123,7 +125,7 @@ class RunStore:
         if error is not None:
             values["error"] = error
         if pid is not None:
-            values["pid"] = pid
+            values["pid"], values["host"] = pid, socket.gethostname()
         with self.engine.begin() as conn:
             n = conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(**values)).rowcount
         if n == 0:
@@ -132,7 +134,22 @@ class RunStore:
     def set_pid(self, run_id: str, pid: int) -> None:
         """Record the trainer process of a run (without touching its status)."""
         with self.engine.begin() as conn:
-            conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(pid=pid))
+            conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(pid=pid, host=socket.gethostname()))
+
+    def clear_pid(self, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(pid=None, host=None))
+
+    def claim_queued(self) -> dict | None:
+        """Atomically take one queued run that no process has claimed (for a launcher agent)."""
+        with self.engine.begin() as conn:
+            for row in conn.execute(sa.select(S.runs.c.id).where(
+                    S.runs.c.status == "queued", S.runs.c.pid.is_(None)).order_by(S.runs.c.created_at)):
+                claimed = conn.execute(S.runs.update().where(S.runs.c.id == row.id, S.runs.c.pid.is_(None)).values(
+                    pid=-1, host=socket.gethostname(), updated_at=time.time())).rowcount
+                if claimed:
+                    return self.get_run(row.id)
+        return None
 
     def update_spec(self, run_id: str, spec: Mapping[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -161,7 +178,7 @@ class RunStore:
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as conn:
-            rows = [tuple(r) for r in conn.execute(q)]
+            rows = [(i, n, s, w, _NAN if v is None else v) for i, n, s, w, v in conn.execute(q)]
         return rows, (rows[-1][0] if rows else int(cursor))
 
     def scalar_series(self, run_id: str, names: Iterable[str] | None = None) -> tuple[dict[str, dict[str, np.ndarray]], int]:
@@ -176,7 +193,7 @@ class RunStore:
             return {}, 0
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         name_col = np.array([r[1] for r in rows], dtype=object)
-        num = np.array([(r[2], r[3], r[4]) for r in rows], dtype=np.float64)
+        num = np.array([(r[2], r[3], _NAN if r[4] is None else r[4]) for r in rows], dtype=np.float64)
         out: dict[str, dict[str, np.ndarray]] = {}
         for name in dict.fromkeys(name_col.tolist()):
             m = name_col == name

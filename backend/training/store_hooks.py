@@ -20,6 +20,7 @@ from .hooks import Hook, StepOutput
 from .optim import get_lr, set_lr
 
 log = logging.getLogger(__name__)
+MAX_WRITE_TRIES = 20  # about 4 s of retries at the default interval
 
 
 class BackgroundWriter:
@@ -30,6 +31,7 @@ class BackgroundWriter:
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._pending: list[tuple] = []
+        self._failures = 0
         self._max_step = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="deepscope-writer", daemon=True)
@@ -52,9 +54,13 @@ class BackgroundWriter:
                 return
             try:
                 self.store.log_scalars(self.run_id, self._pending, step=self._max_step)
-                self._pending = []
-            except Exception as exc:  # keep rows for the next try; never kill training
-                log.warning("could not write %d metric rows yet: %s", len(self._pending), exc)
+                self._pending, self._failures = [], 0
+            except Exception as exc:  # keep rows for a few more tries; never kill training
+                self._failures += 1
+                log.warning("could not write %d metric rows (try %d): %s", len(self._pending), self._failures, exc)
+                if self._failures >= MAX_WRITE_TRIES:
+                    log.error("dropping %d metric rows after %d failed writes", len(self._pending), self._failures)
+                    self._pending, self._failures = [], 0
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

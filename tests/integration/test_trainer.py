@@ -1,0 +1,153 @@
+"""Trainer + store: crashes, controls within a step, checkpoint resume, live processes."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from backend.jobs import JobManager
+from backend.store import StoreError
+from backend.training.hooks import Hook
+from backend.training.worker import run_training
+from tests.conftest import tiny_spec
+
+
+class Boom(Hook):
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, trainer, out):
+        if out.step == self.at:
+            raise RuntimeError("injected failure at step %d" % out.step)
+
+
+class RequestAt(Hook):
+    """Acts like a user pressing a button when the run reaches ``step``."""
+
+    def __init__(self, store, run_id, step, kind, value=None):
+        self.store, self.run_id, self.step, self.kind, self.value = store, run_id, step, kind, value
+
+    def on_step_end(self, trainer, out):
+        if out.step == self.step:
+            self.store.request_control(self.run_id, self.kind, self.value)
+
+
+def _new_run(store, **overrides):
+    spec = tiny_spec(**overrides)
+    return store.create_run("t", spec.task, spec.model_dump()), spec
+
+
+def test_crash_marks_failed_and_keeps_metrics(store):
+    run_id, _ = _new_run(store, steps=500)
+    assert run_training(store, run_id, extra_hooks=[Boom(at=37)]) == "failed"
+    run = store.get_run(run_id)
+    assert run["status"] == "failed" and "injected failure at step 37" in run["error"]
+    series, _ = store.scalar_series(run_id)
+    assert series["train/loss"]["step"].tolist() == list(range(5, 36, 5))  # logged before the crash
+    assert series["lr"]["value"][0] == pytest.approx(0.003)
+
+
+def test_logged_series_cover_the_metrics(store):
+    run_id, _ = _new_run(store, steps=50, clip_norm=1.0)
+    assert run_training(store, run_id) == "completed"
+    names = set(store.scalar_names(run_id))
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/precision", "val/recall", "val/f1", "lr",
+            "grad_norm/global", "time/step_ms", "throughput/samples_per_s"} <= names
+    layer_norms = {n for n in names if n.startswith("grad_norm/") and n != "grad_norm/global"}
+    assert {"grad_norm/features.0", "grad_norm/features.3", "grad_norm/head"} == layer_norms
+    series, _ = store.scalar_series(run_id)
+    glob = series["grad_norm/global"]["value"]
+    per_layer = np.sqrt(sum(series[n]["value"] ** 2 for n in layer_norms))
+    assert np.allclose(glob, per_layer, rtol=1e-4)  # norms are before clipping, and consistent
+    assert store.get_run(run_id)["status"] == "completed"
+
+
+def test_stop_then_resume_continues_steps_and_loss(store):
+    run_id, _ = _new_run(store, steps=120, lr=0.01)
+    assert run_training(store, run_id, extra_hooks=[RequestAt(store, run_id, 60, "stop")]) == "stopped"
+    before, cursor = store.scalar_series(run_id, ["train/loss"])
+    assert before["train/loss"]["step"][-1] == 60  # stopped within one step of the request
+    assert run_training(store, run_id, resume=True) == "completed"
+    rows, _ = store.scalars_after(run_id, cursor)
+    after = [(r[2], r[4]) for r in rows if r[1] == "train/loss"]
+    assert after[0][0] == 65 and after[-1][0] == 120  # the step count continues
+    first_loss = before["train/loss"]["value"][0]
+    last_before = before["train/loss"]["value"][-3:].mean()
+    assert after[0][1] < 0.6 * first_loss  # the loss continues too: not back at initialisation
+    assert abs(after[0][1] - last_before) < 0.5 * (first_loss - last_before)
+
+
+def test_pause_resume_lr_and_stop_in_process(store):
+    run_id, _ = _new_run(store, steps=100_000)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("status", run_training(store, run_id)))
+    thread.start()
+    try:
+        _wait(lambda: store.get_run(run_id)["step"] >= 20)
+        store.request_control(run_id, "pause")
+        _wait(lambda: store.get_run(run_id)["status"] == "paused")
+        _, c1 = store.scalars_after(run_id, 0)
+        time.sleep(0.6)
+        assert store.scalars_after(run_id, c1)[0] == []  # paused: no new points
+        store.request_control(run_id, "set_lr", 0.0123)
+        store.request_control(run_id, "resume")
+        _wait(lambda: store.get_run(run_id)["status"] == "running")
+        _wait(lambda: any(r[1] == "lr" and r[4] == pytest.approx(0.0123) for r in store.scalars_after(run_id, c1)[0]))
+        store.request_control(run_id, "stop")
+        thread.join(30)
+    finally:
+        if thread.is_alive():
+            store.request_control(run_id, "stop")
+            thread.join(30)
+    assert result["status"] == "stopped" and store.get_run(run_id)["status"] == "stopped"
+    with pytest.raises(StoreError, match="already stopped"):
+        store.request_control(run_id, "pause")
+
+
+def test_job_manager_process_lifecycle(store):
+    """A real trainer process: pause, resume, stop; a killed one is marked failed."""
+    jobs = JobManager(store)
+    run_id = jobs.start(tiny_spec(steps=1_000_000))
+    _wait(lambda: store.get_run(run_id)["status"] == "running" and store.get_run(run_id)["step"] > 10, 60)
+    jobs.control(run_id, "pause")
+    _wait(lambda: store.get_run(run_id)["status"] == "paused")
+    jobs.control(run_id, "resume")
+    _wait(lambda: store.get_run(run_id)["status"] == "running")
+    jobs.control(run_id, "stop")
+    assert jobs.wait(run_id, timeout=30) == 0
+    assert store.get_run(run_id)["status"] == "stopped"
+    jobs.resume(run_id)  # continue from the stop checkpoint in a new process
+    _wait(lambda: store.get_run(run_id)["status"] == "running", 60)
+    os.kill(store.get_run(run_id)["pid"], signal.SIGKILL)
+    jobs.wait(run_id, timeout=30)
+    assert jobs.reconcile() == [run_id]
+    run = store.get_run(run_id)
+    assert run["status"] == "failed" and "ended without reporting" in run["error"]
+
+
+def _wait(cond, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in %.0f s" % timeout)
+
+
+def test_agent_starts_runs_queued_by_a_dashboard(store):
+    """Deployment mode: the dashboard only queues; `deepscope agent` claims and starts the run once."""
+    dashboard_jobs, agent = JobManager(store, launch=False), JobManager(store, launch=True)
+    run_id = dashboard_jobs.start(tiny_spec(steps=1_000_000))
+    assert store.get_run(run_id)["status"] == "queued" and store.get_run(run_id)["pid"] is None
+    assert dashboard_jobs.reconcile() == []  # an unclaimed queued run is not a dead one
+    agent.serve_queue(once=True)
+    agent.serve_queue(once=True)  # claims nothing twice
+    assert list(agent._procs) == [run_id]
+    _wait(lambda: store.get_run(run_id)["status"] == "running", 60)
+    dashboard_jobs.control(run_id, "stop")
+    assert agent.wait(run_id, timeout=30) == 0
+    assert store.get_run(run_id)["status"] == "stopped"

@@ -1,0 +1,108 @@
+"""Spec validation: clear messages for bad input, exact parameter counts for good input."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backend.models import build_model
+from backend.spec import MAX_MEMORY_BYTES, MAX_PARAMS, RunSpec, count_params, estimate, parse_spec
+from backend.tasks import TASKS
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"task": "nope"}, "unknown task 'nope'"),
+    ({"task": "code-lstm", "model": {"family": "cnn"}}, "does not fit task 'code-lstm'"),
+    ({"task": "digits-cnn", "lr": 0}, "lr: Input should be greater than 0"),
+    ({"task": "digits-cnn", "model": {"kernel_sizes": [4]}}, "kernel sizes must be odd"),
+    ({"task": "digits-cnn", "model": {"channels": [4, 4], "kernel_sizes": [3, 3, 3]}}, "one per conv layer (2)"),
+    ({"task": "digits-cnn", "model": {"family": "cnn", "bidirectional": True}}, "recurrent families"),
+    ({"task": "digits-cnn", "model": {"channels": [4, 4, 4, 4, 4]}}, "too small to pool"),
+    ({"task": "code-lstm", "model": {"family": "lstm", "hidden_size": 4096, "layers": 8}}, "parameters, more than"),
+    ({"task": "code-lstm", "model": {"family": "lstm", "hidden_size": 512}, "batch_size": 4096, "seq_len": 2048},
+     "GiB, more than the limit"),
+    ({"task": "digits-cnn", "optimizer": "lion"}, "optimizer: Input should be"),
+    ({"task": "digits-cnn", "bogus": 1}, "bogus: Extra inputs are not permitted"),
+])
+def test_bad_specs_get_a_readable_message(data, expected):
+    spec, errors = parse_spec(data)
+    assert spec is None
+    assert any(expected in e for e in errors), errors
+
+
+def test_task_defaults_are_valid_and_small():
+    for name in TASKS:
+        spec = RunSpec.for_task(name)
+        cost = estimate(spec)
+        assert 0 < cost.params < 1_000_000
+        assert cost.memory_bytes < 256 * 2**20
+
+
+FAMILIES = {"digits-cnn": ["mlp", "cnn", "rnn", "gru", "lstm"], "code-lstm": ["rnn", "gru", "lstm"]}
+
+
+@st.composite
+def form_values(draw):
+    """What the New-run form can send: in-range and out-of-range values alike."""
+    task = draw(st.sampled_from(sorted(TASKS)))
+    family = draw(st.sampled_from(FAMILIES[task] + ["cnn", "transformer"]))
+    model = {
+        "family": family,
+        "layers": draw(st.integers(-1, 4)),
+        "hidden_size": draw(st.integers(0, 96)),
+        "channels": draw(st.lists(st.integers(0, 24), min_size=0, max_size=4)),
+        "kernel_sizes": draw(st.lists(st.integers(0, 9), min_size=1, max_size=3)),
+        "pooling": draw(st.sampled_from(["max", "avg", "none", "sum"])),
+        "dropout": draw(st.one_of(st.floats(-0.5, 1.5), st.just(float("nan")))),
+        "embedding_dim": draw(st.integers(0, 32)),
+        "bidirectional": draw(st.booleans()),
+    }
+    return {"task": task, "model": model,
+            "optimizer": draw(st.sampled_from(["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta", "x"])),
+            "lr": draw(st.one_of(st.floats(-1, 20), st.just(float("nan")), st.just(float("inf")), st.just("abc"))),
+            "batch_size": draw(st.integers(-5, 5000)),
+            "clip_norm": draw(st.one_of(st.none(), st.floats(-1, 10))),
+            "steps": draw(st.integers(-1, 100))}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(form_values())
+def test_fuzzed_form_values_validate_or_explain(data):
+    spec, errors = parse_spec(data)
+    if spec is None:
+        assert errors and all(isinstance(e, str) and e for e in errors)
+        return
+    assert errors == []
+    cost = estimate(spec)
+    assert cost.params <= MAX_PARAMS and cost.memory_bytes <= MAX_MEMORY_BYTES
+    # a spec that validates builds, and the announced size is the real size
+    model = build_model(spec)
+    assert cost.params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("task, model", [
+    ("digits-cnn", {"family": "mlp", "layers": 3, "hidden_size": 17}),
+    ("digits-cnn", {"family": "cnn", "channels": [3, 5, 7], "kernel_sizes": [5, 3, 1], "pooling": "none"}),
+    ("digits-cnn", {"family": "gru", "layers": 2, "hidden_size": 9, "bidirectional": True}),
+    ("code-lstm", {"family": "lstm", "layers": 2, "hidden_size": 12, "bidirectional": True, "embedding_dim": 5}),
+    ("code-lstm", {"family": "rnn", "layers": 1, "hidden_size": 7, "activation": "relu"}),
+])
+def test_parameter_count_matches_torch(task, model):
+    spec = RunSpec.for_task(task, model=model)
+    params, _ = count_params(spec)
+    assert params == sum(p.numel() for p in build_model(spec).parameters())
+
+
+def test_model_shapes():
+    lm = build_model(RunSpec.for_task("code-lstm", model={"hidden_size": 8, "embedding_dim": 4}))
+    assert lm(torch.zeros(3, 11, dtype=torch.long)).shape == (3, 11, TASKS["code-lstm"].vocab_size)
+    for fam in FAMILIES["digits-cnn"]:
+        m = build_model(RunSpec.for_task("digits-cnn", model={"family": fam, "hidden_size": 8}))
+        assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_plain_rnn_defaults_to_tanh_and_accepts_relu():
+    tanh = build_model(RunSpec.for_task("code-lstm", model={"family": "rnn", "hidden_size": 4}))
+    relu = build_model(RunSpec.for_task("code-lstm", model={"family": "rnn", "hidden_size": 4, "activation": "relu"}))
+    assert tanh.rnn.nonlinearity == "tanh" and relu.rnn.nonlinearity == "relu"
