@@ -36,6 +36,9 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
         if "." not in key and key in ModelSpec.model_fields:
             key = f"model.{key}"
         value = _parse_value(raw.strip())
+        field = ModelSpec.model_fields.get(key.removeprefix("model.")) if key.startswith("model.") else None
+        if field is not None and getattr(field.annotation, "__origin__", None) is list and not isinstance(value, list):
+            value = [value]  # channels=8 means one conv layer of 8
         node = out
         *parents, leaf = key.split(".")
         for p in parents:
