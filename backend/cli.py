@@ -113,6 +113,7 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     store = _store(args)
     jobs = JobManager(store)
     jobs.reconcile()
+    jobs.start_reaper()
     if start_demo:
         live = [r for r in store.list_runs() if r["status"] in ACTIVE_STATUSES]
         if live:

@@ -12,15 +12,18 @@ Example::
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from .spec import RunSpec
 from .store import ACTIVE_STATUSES, RunStore, StoreError
 
+log = logging.getLogger(__name__)
 START_GRACE_S = 120  # a queued run whose process never reported is failed after this
 
 
@@ -115,6 +118,19 @@ class JobManager:
                     + _tail(log_path)))
                 failed.append(run["id"])
         return failed
+
+    def start_reaper(self, interval: float = 5.0) -> threading.Thread:
+        """Call :meth:`reconcile` every ``interval`` seconds in a daemon thread (servers use this)."""
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                try:
+                    self.reconcile()
+                except Exception as exc:  # the store may be briefly unavailable; try again later
+                    log.warning("reconcile failed: %s", exc)
+        thread = threading.Thread(target=loop, name="deepscope-reaper", daemon=True)
+        thread.start()
+        return thread
 
     def wait(self, run_id: str, timeout: float | None = None) -> int | None:
         """Wait for a run's process (started here) to exit; returns its exit code."""

@@ -1,0 +1,61 @@
+"""Small view pieces shared by pages: status badges, empty states, spec summaries."""
+from __future__ import annotations
+
+import time
+
+from dash import dcc, html
+
+STATUS_CLASS = {"queued": "queued", "running": "running", "paused": "paused", "stopped": "stopped",
+                "completed": "completed", "failed": "failed"}
+
+
+def status_badge(status: str, **kwargs) -> html.Span:
+    """A coloured pill naming a run status."""
+    return html.Span(status, className=f"badge badge-{STATUS_CLASS.get(status, 'queued')}", **kwargs)
+
+
+def empty_state(title: str, *body) -> html.Div:
+    """A centred card saying what the page shows and what to do next."""
+    return html.Div([html.H3(title), *body], className="empty-state")
+
+
+def no_runs_state(what: str) -> html.Div:
+    """Empty state for a store without runs: where to start one."""
+    return empty_state(
+        "No runs yet",
+        html.P(what),
+        html.P(["Start one on ", dcc.Link("New run", href="/new"), ", or from a shell: ",
+                html.Code("deepscope train digits-cnn"), "."]),
+    )
+
+
+def format_time(ts: float | None) -> str:
+    """Local date and time of a timestamp, to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def format_params(n: int | None) -> str:
+    """Parameter count with thousands separators, or a dash when unknown."""
+    return f"{n:,}" if n is not None else "–"
+
+
+def spec_line(summary: dict) -> html.Div:
+    """One line of spec facts: task, family, sizes, optimizer, lr, params."""
+    facts = [("task", summary.get("task")), ("model", summary.get("family")), ("sizes", summary.get("sizes")),
+             ("optimizer", summary.get("optimizer")), ("lr", summary.get("lr")),
+             ("batch", summary.get("batch_size")), ("params", format_params(summary.get("params")))]
+    return html.Div([html.Span([html.Span(k, className="fact-key"), str(v)], className="fact")
+                     for k, v in facts if v not in (None, "")], className="facts")
+
+
+def run_status_card(run: dict, summary: dict) -> html.Div:
+    """Status, progress and spec of one run; a failed run shows its error text."""
+    total = summary.get("steps")
+    progress = f"step {run.get('step', 0):,}" + (f" / {total:,}" if isinstance(total, int) else "")
+    head = html.Div([html.Strong(run.get("name") or run["id"]), html.Span(run["id"], className="muted mono"),
+                     status_badge(run["status"]), html.Span(progress, className="muted")], className="run-head")
+    parts = [head, spec_line(summary)]
+    if run["status"] == "failed" and run.get("error"):
+        parts.append(html.Details([html.Summary("This run failed: show the error"),
+                                   html.Pre(run["error"], className="error-text")], open=True, className="run-error"))
+    return html.Div(parts, className="run-card")

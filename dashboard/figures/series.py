@@ -1,0 +1,48 @@
+"""Pure helpers on scalar series (numpy in, numpy or lists out): downsampling for display.
+
+Example::
+
+    idx = downsample_indices(steps, values, n_out=2000)
+    x, y = steps[idx], values[idx]
+"""
+from __future__ import annotations
+
+import numpy as np
+from tsdownsample import MinMaxLTTBDownsampler, NaNMinMaxLTTBDownsampler
+
+# MinMaxLTTB needs a few points per bucket to beat plain LTTB; below this size we keep everything.
+MIN_POINTS_TO_DOWNSAMPLE = 8
+
+
+def downsample_indices(x: np.ndarray, y: np.ndarray, n_out: int = 2000) -> np.ndarray:
+    """Indices of at most ~``n_out`` points that keep the series' shape (spikes included).
+
+    Uses MinMax-LTTB (tsdownsample). The first and the last point are always kept, so the
+    newest value a run logged is never hidden by downsampling. ``x`` must be sorted.
+
+    >>> downsample_indices(np.arange(10), np.arange(10.0), n_out=100).tolist()
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    """
+    n = len(y)
+    if n <= max(n_out, MIN_POINTS_TO_DOWNSAMPLE):
+        return np.arange(n)
+    y = np.asarray(y, dtype=np.float64)
+    # A diverging loss logs inf/NaN; the NaN-aware variant keeps such points visible as gaps.
+    finite = np.isfinite(y)
+    if finite.all():
+        idx = MinMaxLTTBDownsampler().downsample(np.asarray(x, dtype=np.float64), y, n_out=n_out)
+    else:
+        y = np.where(finite, y, np.nan)
+        idx = NaNMinMaxLTTBDownsampler().downsample(np.asarray(x, dtype=np.float64), y, n_out=n_out)
+    return np.union1d(np.asarray(idx, dtype=np.int64), [0, n - 1])
+
+
+def to_plot_list(values: np.ndarray | list) -> list:
+    """Python floats for JSON, with non-finite values as ``None`` (plotly draws a gap).
+
+    Streamed traces must be lists: Dash 4 sends numpy arrays as base64 that Patch cannot extend.
+    """
+    out = []
+    for v in np.asarray(values, dtype=np.float64).tolist():
+        out.append(v if v == v and v not in (float("inf"), float("-inf")) else None)
+    return out

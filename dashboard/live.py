@@ -1,0 +1,138 @@
+"""Live training curves: build figures once, then stream only new points.
+
+``live_update`` is the body of the Training page's one live callback. It returns whole
+figures when the selection (runs, smoothing) differs from the one its state was built
+for, and otherwise ``Patch`` objects that extend each trace with the rows logged after
+the state's cursors, plus the new state, in the same response. Because the state says
+which selection it belongs to, a response Dash drops (it does when a newer request is
+in flight) heals on the next poll instead of leaving the page wrong.
+
+The pure parts (``build_figures``, ``stream_delta``) return dicts so tests need no browser.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from dash import Patch, no_update
+from dash.exceptions import PreventUpdate
+
+from backend.store import ACTIVE_STATUSES
+
+from .figures.metrics import (EMPTY_TEXT, PALETTE, PANEL_HEIGHT, PANELS, UNSMOOTHED, ema, metric_order,
+                              metric_trace, panel_figure, panel_of)
+
+
+def new_state(run_ids: list[str], smoothing: float, labels: dict[str, str]) -> dict:
+    """Empty live state: per-run cursors and the map from (run, metric) to trace indices."""
+    return {"key": {"runs": list(run_ids), "smoothing": float(smoothing)}, "cursors": {},
+            "labels": labels, "traces": {}, "counts": {p: 0 for p in PANELS},
+            "series": {p: 0 for p in PANELS}}
+
+
+def add_series(state: dict, run_id: str, metric: str, x: list, y: list) -> tuple[str, list[dict]]:
+    """Register a new (run, metric) series in ``state``; return its panel and its new traces."""
+    panel = panel_of(metric)
+    runs, weight = state["key"]["runs"], state["key"]["smoothing"]
+    # One run: a colour per metric. Several runs: a colour per run, so overlays compare.
+    n = state["series"][panel] if len(runs) == 1 else runs.index(run_id)
+    color = PALETTE[n % len(PALETTE)]
+    label = metric if len(runs) == 1 else f"{state['labels'].get(run_id, run_id)} · {metric}"
+    key, group = f"{run_id}|{metric}", f"{run_id}|{metric}"
+    entry = {"panel": panel, "raw": state["counts"][panel], "smooth": None, "ema": [0.0, 0]}
+    if weight > 0 and panel not in UNSMOOTHED:
+        smooth_y, ema_state = ema(y, weight)
+        entry.update(smooth=entry["raw"] + 1, ema=list(ema_state))
+        traces = [metric_trace(label, x, y, color, metric, role="raw", group=group),
+                  metric_trace(label, x, smooth_y, color, metric, role="smooth", group=group)]
+    else:
+        traces = [metric_trace(label, x, y, color, metric, group=group)]
+    state["traces"][key] = entry
+    state["counts"][panel] += len(traces)
+    state["series"][panel] += 1
+    return panel, traces
+
+
+def build_figures(data: Any, run_ids: list[str], smoothing: float) -> tuple[dict[str, dict], dict]:
+    """Whole figures of every panel for ``run_ids`` (downsampled history) and a fresh state."""
+    labels, live = {}, False
+    for rid in run_ids:
+        run = data.get_run(rid) or {}
+        labels[rid] = run.get("name") or rid
+        live = live or run.get("status") in ACTIVE_STATUSES
+    state = new_state(run_ids, smoothing, labels)
+    traces: dict[str, list[dict]] = {p: [] for p in PANELS}
+    for rid in run_ids:
+        series, cursor = data.initial_series(rid)
+        state["cursors"][rid] = cursor
+        for name in metric_order(series):
+            panel, new = add_series(state, rid, name, series[name]["x"], series[name]["y"])
+            traces[panel].extend(new)
+    uirev = "|".join(run_ids)
+    if not run_ids:
+        empty = {p: "Choose one or more runs above" for p in PANELS}
+    else:  # a finished run will log nothing more: do not say "waiting"
+        empty = {p: EMPTY_TEXT.get(p, None if live else "Nothing was logged here") for p in PANELS}
+    return {p: panel_figure(p, traces[p], f"{p}:{uirev}", empty[p]) for p in PANELS}, state
+
+
+def stream_delta(data: Any, state: dict) -> tuple[dict[str, dict], dict]:
+    """What to add to each panel since the state's cursors, and the advanced state.
+
+    Returns ``({panel: {"extend": [(trace_index, xs, ys)], "append": [trace dicts]}}, state)``
+    with only panels that change. ``state`` is not modified; a copy is returned.
+    """
+    state = copy.deepcopy(state)
+    delta: dict[str, dict] = {}
+    weight = state["key"]["smoothing"]
+    for rid in state["key"]["runs"]:
+        new, state["cursors"][rid] = data.scalars_since(rid, state["cursors"].get(rid, 0))
+        for name in metric_order(new):
+            xs, ys = new[name]["x"], new[name]["y"]
+            entry = state["traces"].get(f"{rid}|{name}")
+            if entry is None:
+                panel, traces = add_series(state, rid, name, xs, ys)
+                delta.setdefault(panel, {"extend": [], "append": []})["append"].extend(traces)
+                continue
+            ops = delta.setdefault(entry["panel"], {"extend": [], "append": []})["extend"]
+            ops.append((entry["raw"], xs, ys))
+            if entry["smooth"] is not None:
+                smooth_y, ema_state = ema(ys, weight, tuple(entry["ema"]))
+                entry["ema"] = list(ema_state)
+                ops.append((entry["smooth"], xs, smooth_y))
+    return delta, state
+
+
+def delta_to_patch(panel_delta: dict) -> Patch:
+    """A ``Patch`` that extends existing traces and appends new ones (and drops the empty note)."""
+    patch = Patch()
+    for index, xs, ys in panel_delta["extend"]:
+        patch["data"][index]["x"].extend(xs)
+        patch["data"][index]["y"].extend(ys)
+    for trace in panel_delta["append"]:
+        patch["data"].append(trace)
+    if panel_delta["append"]:  # the panel may have been an empty note: show its axes now
+        patch["layout"]["annotations"] = []
+        patch["layout"]["xaxis"]["visible"] = True
+        patch["layout"]["yaxis"]["visible"] = True
+        patch["layout"]["height"] = PANEL_HEIGHT
+    return patch
+
+
+def selected_runs(value: Any) -> list[str]:
+    """The run selector's value as a list of ids (Dash gives None, a string or a list)."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [v for v in value if v]
+
+
+def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict | None) -> tuple[list, Any]:
+    """Figures (or patches) for every panel, in ``PANELS`` order, and the state to store."""
+    run_ids, smoothing = selected_runs(run_value), float(smoothing or 0)
+    if not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}:
+        figs, state = build_figures(data, run_ids, smoothing)
+        return [figs[p] for p in PANELS], state
+    delta, new_state_ = stream_delta(data, state)
+    if new_state_["cursors"] == state["cursors"]:
+        raise PreventUpdate  # nothing new: send nothing
+    return [delta_to_patch(delta[p]) if p in delta else no_update for p in PANELS], new_state_

@@ -1,0 +1,118 @@
+"""New run page (``/new``): choose a task and an architecture, see its size, start it.
+
+Validation, parameter count and memory estimate update as the user types; Start stays
+disabled until the spec is valid, and a refused start shows its message. The form's
+logic is in :mod:`dashboard.spec_form`.
+"""
+from __future__ import annotations
+
+import dash
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from backend.spec import RunSpec
+from backend.tasks import TASKS
+from dashboard import ids
+from dashboard.context import current
+from dashboard.spec_form import BY_NAME, FIELD_GROUPS, FormField, family_options, form_values, relevant_fields, \
+    start_run, validate_form
+
+dash.register_page(__name__, path="/new", name="New run", order=20, title="New run · deepscope")
+
+DEFAULT_TASK = "digits-cnn"
+
+
+def _input(f: FormField, value) -> object:
+    fid = {"type": ids.NEW_FIELD, "field": f.name}
+    if f.kind == "select":
+        return dcc.Dropdown(id=fid, options=list(f.options), value=value, clearable=f.optional,
+                            placeholder="family default" if f.optional else None)
+    if f.kind == "bool":
+        return dcc.Checklist(id=fid, options=[{"label": " yes", "value": "on"}], value=value)
+    if f.kind in ("int", "float"):
+        return dcc.Input(id=fid, type="number", value=value, step=f.step or 1, debounce=0.3, className="input")
+    return dcc.Input(id=fid, type="text", value=value, debounce=0.3, className="input",
+                     placeholder="e.g. wide cnn" if f.name == "name" else None)
+
+
+def _field(f: FormField, value) -> html.Div:
+    return html.Div([
+        html.Label(f.label, className="field-label"),
+        _input(f, value),
+        html.Div(f.help, className="field-help") if f.help else None,
+        html.Div(id={"type": ids.NEW_FEEDBACK, "field": f.name}, className="field-error"),
+    ], id={"type": ids.NEW_WRAP, "field": f.name}, className="field")
+
+
+def layout(task: str | None = None, **_query) -> html.Div:
+    """The form, filled with the defaults of ``task`` (``?task=``) or digits-cnn."""
+    task = task if task in TASKS else DEFAULT_TASK
+    values = form_values(RunSpec.for_task(task))
+    groups = [html.Fieldset([html.Legend(title), html.Div([_field(BY_NAME[n], values[n]) for n in names],
+                                                          className="field-grid")]) for title, names in FIELD_GROUPS]
+    side = html.Aside([
+        html.H4("Size"), html.Div(id=ids.NEW_COST, className="cost"),
+        html.Div(id=ids.NEW_ERRORS, className="general-errors"),
+        html.Button("Start run", id=ids.NEW_START, className="btn btn-primary btn-wide", disabled=True),
+        html.Div(id=ids.NEW_ALERT, role="status"),
+        dcc.Location(id=ids.NEW_LOCATION, refresh="callback-nav"),
+    ], className="side-card")
+    return html.Div([
+        html.Div(html.H2("New run"), className="page-head"),
+        html.P("Pick a task and an architecture; the size and any problem show as you type.", className="muted"),
+        html.Div([
+            html.Div([
+                html.Div([html.Label("Task", className="field-label"),
+                          dcc.Dropdown(id=ids.NEW_TASK, options=sorted(TASKS), value=task, clearable=False),
+                          html.Div(TASKS[task].description, id=ids.NEW_TASK_INFO, className="field-help")],
+                         className="field task-field"),
+                *groups,
+            ], className="form-card"),
+            side,
+        ], className="new-grid"),
+    ])
+
+
+@callback(Output({"type": ids.NEW_FIELD, "field": ALL}, "value"),
+          Output({"type": ids.NEW_FIELD, "field": "family"}, "options"),
+          Output(ids.NEW_TASK_INFO, "children"),
+          Input(ids.NEW_TASK, "value"), prevent_initial_call=True)
+def _load_defaults(task):
+    """A new task loads its default spec into every field."""
+    values = form_values(RunSpec.for_task(task))
+    names = [o["id"]["field"] for o in ctx.outputs_list[0]]
+    return [values[n] for n in names], family_options(task), TASKS[task].description
+
+
+@callback(Output({"type": ids.NEW_WRAP, "field": ALL}, "className"),
+          Input(ids.NEW_TASK, "value"), Input({"type": ids.NEW_FIELD, "field": "family"}, "value"),
+          Input({"type": ids.NEW_FIELD, "field": "optimizer"}, "value"))
+def _relevance(task, family, optimizer):
+    """Grey out fields the chosen family or optimizer ignores."""
+    keep = relevant_fields(task, family, optimizer)
+    return ["field" if o["id"]["field"] in keep else "field irrelevant" for o in ctx.outputs_list]
+
+
+@callback(Output({"type": ids.NEW_FEEDBACK, "field": ALL}, "children"),
+          Output(ids.NEW_COST, "children"), Output(ids.NEW_ERRORS, "children"), Output(ids.NEW_START, "disabled"),
+          Input(ids.NEW_TASK, "value"), Input({"type": ids.NEW_FIELD, "field": ALL}, "value"))
+def _validate(task, values):
+    """Inline messages, size estimate and whether Start is allowed."""
+    names = [i["id"]["field"] for i in ctx.inputs_list[1]]
+    result = validate_form(task, dict(zip(names, values)))
+    feedback = [result.field_errors.get(o["id"]["field"], "") for o in ctx.outputs_list[0]]
+    cost = result.cost or html.Span("fix the problems to see the size", className="muted")
+    general = [html.Div(m, className="alert alert-danger") for m in result.general_errors]
+    return feedback, cost, general, result.spec is None
+
+
+@callback(Output(ids.NEW_ALERT, "children"), Output(ids.NEW_LOCATION, "href"),
+          Input(ids.NEW_START, "n_clicks"), State(ids.NEW_TASK, "value"),
+          State({"type": ids.NEW_FIELD, "field": ALL}, "value"), prevent_initial_call=True)
+def _start(_clicks, task, values):
+    """Start the run and open its training view; a refusal shows why."""
+    names = [s["id"]["field"] for s in ctx.states_list[1]]
+    ok, text = start_run(current().jobs, task, dict(zip(names, values)))
+    if not ok:
+        return html.Div(text, className="alert alert-danger"), no_update
+    return html.Div("Started; opening its training view...", className="alert alert-success"), f"/?run={text}"
+

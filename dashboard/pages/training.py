@@ -1,0 +1,116 @@
+"""Training page (``/``): live curves of one or several runs, their status and controls.
+
+``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. The live
+callback is thin: the work is in :mod:`dashboard.live` and :mod:`dashboard.controls`.
+"""
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+
+from dashboard import ids
+from dashboard.components import no_runs_state, run_status_card
+from dashboard.context import current
+from dashboard.controls import RESUMABLE, apply_control
+from dashboard.figures.metrics import PANELS
+from dashboard.live import live_update, selected_runs
+from backend.store import ACTIVE_STATUSES
+
+dash.register_page(__name__, path="/", name="Training", order=0, title="Training · deepscope")
+
+WHAT = ("Training shows live loss, accuracy, learning rate, gradient norms and throughput "
+        "of the runs you choose, and lets you pause, resume, stop or change the learning rate.")
+GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": "hover"}
+
+
+def run_options(runs: list[dict]) -> list[dict]:
+    """Selector options: run name, short id and status."""
+    return [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in runs]
+
+
+def layout(run: str | None = None, **_query) -> html.Div:
+    """The page for the runs named in ``?run=`` (default: the newest run)."""
+    context = current()
+    runs = context.data.list_runs()
+    if not runs:
+        return no_runs_state(WHAT)
+    known = {r["id"] for r in runs}
+    asked = [r for r in (run or "").split(",") if r]
+    chosen = [r for r in asked if r in known] or [runs[0]["id"]]
+    missing = [r for r in asked if r not in known]
+    note = html.Div(f"No run with id {', '.join(missing)}; showing {chosen[0]}.", className="alert alert-warning") \
+        if missing else None
+    return html.Div([
+        html.Div([
+            html.Div([html.Label("Runs (choose several to overlay)", htmlFor=ids.TRAIN_RUNS),
+                      dcc.Dropdown(id=ids.TRAIN_RUNS, options=run_options(runs), value=chosen, multi=True,
+                                   clearable=True, placeholder="Choose runs...")], className="toolbar-runs"),
+            html.Div([html.Label("Smoothing", htmlFor=ids.TRAIN_SMOOTHING),
+                      dcc.Slider(id=ids.TRAIN_SMOOTHING, min=0, max=0.99, step=0.01, value=0.6,
+                                 marks={0: "0", 0.5: "0.5", 0.99: "0.99"},
+                                 tooltip={"placement": "bottom"})], className="toolbar-smoothing"),
+        ], className="toolbar"),
+        note,
+        html.Div(id=ids.TRAIN_STATUS, className="status-area"),
+        _controls(),
+        html.Div(id=ids.TRAIN_ALERT, role="status"),
+        html.Div([dcc.Graph(id=ids.graph_id(p), config=GRAPH_CONFIG, className=f"panel panel-{p}")
+                  for p in PANELS], className="graph-grid"),
+        dcc.Store(id=ids.TRAIN_STATE),
+        dcc.Interval(id=ids.TRAIN_INTERVAL, interval=context.poll_ms),
+        dcc.Interval(id=ids.TRAIN_STATUS_INTERVAL, interval=max(1000, context.poll_ms)),
+    ])
+
+
+def _controls() -> html.Div:
+    return html.Div([
+        html.Span(id=ids.TRAIN_CONTROL_TARGET, className="control-target"),
+        html.Button("Pause", id=ids.TRAIN_PAUSE, className="btn"),
+        html.Button("Resume", id=ids.TRAIN_RESUME, className="btn"),
+        html.Button("Stop", id=ids.TRAIN_STOP, className="btn btn-danger"),
+        html.Label("Learning rate", htmlFor=ids.TRAIN_LR, className="lr-label"),
+        dcc.Input(id=ids.TRAIN_LR, type="number", min=0, step="any", placeholder="0.001", className="lr-input"),
+        html.Button("Apply", id=ids.TRAIN_LR_APPLY, className="btn"),
+    ], className="controls")
+
+
+@callback([Output(ids.graph_id(p), "figure") for p in PANELS] + [Output(ids.TRAIN_STATE, "data")],
+          Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
+          Input(ids.TRAIN_SMOOTHING, "value"), State(ids.TRAIN_STATE, "data"))
+def _live(_n, run_value, smoothing, state):
+    figures, new_state = live_update(current().data, run_value, smoothing, state)
+    return [*figures, new_state]
+
+
+@callback(Output(ids.TRAIN_STATUS, "children"), Output(ids.TRAIN_CONTROL_TARGET, "children"),
+          Output(ids.TRAIN_PAUSE, "disabled"), Output(ids.TRAIN_RESUME, "disabled"),
+          Output(ids.TRAIN_STOP, "disabled"), Output(ids.TRAIN_LR_APPLY, "disabled"),
+          Output(ids.TRAIN_RUNS, "options"),
+          Input(ids.TRAIN_STATUS_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
+          State(ids.TRAIN_RUNS, "options"))
+def _status(_n, run_value, options):
+    data = current().data
+    runs = [r for r in (data.get_run(rid) for rid in selected_runs(run_value)) if r]
+    cards = [run_status_card(r, data.run_summary(r)) for r in runs]
+    fresh = run_options(data.list_runs())
+    options_out = fresh if fresh != options else no_update
+    if not runs:
+        return cards, "Choose a run to control it.", True, True, True, True, options_out
+    first = runs[0]
+    status = first["status"]
+    target = ["Controls for ", html.Strong(first.get("name") or first["id"])]
+    return (cards, target, status not in ("running", "queued"), status not in ("paused", *RESUMABLE),
+            status not in ACTIVE_STATUSES, status not in ACTIVE_STATUSES, options_out)
+
+
+@callback(Output(ids.TRAIN_ALERT, "children"),
+          Input(ids.TRAIN_PAUSE, "n_clicks"), Input(ids.TRAIN_RESUME, "n_clicks"),
+          Input(ids.TRAIN_STOP, "n_clicks"), Input(ids.TRAIN_LR_APPLY, "n_clicks"),
+          State(ids.TRAIN_RUNS, "value"), State(ids.TRAIN_LR, "value"), prevent_initial_call=True)
+def _control(_p, _r, _s, _a, run_value, lr):
+    action = {ids.TRAIN_PAUSE: "pause", ids.TRAIN_RESUME: "resume", ids.TRAIN_STOP: "stop",
+              ids.TRAIN_LR_APPLY: "set_lr"}[ctx.triggered_id]
+    context = current()
+    runs = selected_runs(run_value)
+    ok, message = apply_control(context.jobs, context.data.store, runs[0] if runs else None, action, lr)
+    return html.Div(message, className=f"alert {'alert-success' if ok else 'alert-danger'}")

@@ -1,0 +1,183 @@
+"""The New-run form as data: its fields, form values <-> spec dicts, validation messages.
+
+Pure (no Dash): ``pages/new_run.py`` renders ``FIELDS`` and calls these functions.
+
+Example::
+
+    values = form_values(RunSpec.for_task("digits-cnn"))
+    result = validate_form("digits-cnn", values)   # result.spec, result.field_errors, result.cost
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.spec import RunSpec, estimate, parse_spec
+from backend.tasks import TASKS, get_task
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the form and where its value goes in the spec."""
+
+    name: str
+    label: str
+    kind: str  # "int" | "float" | "list" | "select" | "bool" | "text"
+    path: tuple[str, ...]
+    options: tuple[str, ...] = ()
+    help: str = ""
+    optional: bool = False
+    step: Any = None
+
+
+FIELDS: tuple[FormField, ...] = (
+    FormField("family", "Model family", "select", ("model", "family"), ("cnn", "mlp", "rnn", "gru", "lstm")),
+    FormField("layers", "Layers", "int", ("model", "layers"), help="recurrent or MLP hidden layers"),
+    FormField("hidden_size", "Hidden size", "int", ("model", "hidden_size"), help="units per layer"),
+    FormField("channels", "Conv channels", "list", ("model", "channels"), help="comma list, e.g. 16, 32"),
+    FormField("kernel_sizes", "Kernel sizes", "list", ("model", "kernel_sizes"), help="one, or one per conv layer"),
+    FormField("pooling", "Pooling", "select", ("model", "pooling"), ("max", "avg", "none")),
+    FormField("activation", "Activation", "select", ("model", "activation"), ("relu", "tanh", "gelu", "sigmoid"),
+              help="blank: the family's usual one", optional=True),
+    FormField("dropout", "Dropout", "float", ("model", "dropout"), step=0.05),
+    FormField("embedding_dim", "Embedding size", "int", ("model", "embedding_dim"), help="text tasks"),
+    FormField("bidirectional", "Bidirectional", "bool", ("model", "bidirectional")),
+    FormField("optimizer", "Optimizer", "select", ("optimizer",),
+              ("sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta")),
+    FormField("lr", "Learning rate", "float", ("lr",), step="any"),
+    FormField("momentum", "Momentum", "float", ("momentum",), help="momentum and rmsprop", step=0.05),
+    FormField("weight_decay", "Weight decay", "float", ("weight_decay",), step="any"),
+    FormField("clip_norm", "Gradient clipping", "float", ("clip_norm",), help="max global norm; blank = off",
+              optional=True, step="any"),
+    FormField("batch_size", "Batch size", "int", ("batch_size",)),
+    FormField("steps", "Steps", "int", ("steps",)),
+    FormField("seed", "Seed", "int", ("seed",)),
+    FormField("name", "Name", "text", ("name",), help="optional; shown in run lists", optional=True),
+)
+BY_NAME = {f.name: f for f in FIELDS}
+FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "channels", "kernel_sizes", "pooling", "activation",
+                           "dropout", "embedding_dim", "bidirectional")),
+                ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size")),
+                ("Run", ("steps", "seed", "name")))
+
+
+@dataclass
+class FormResult:
+    """Outcome of validating the form."""
+
+    spec: RunSpec | None
+    field_errors: dict[str, str] = field(default_factory=dict)
+    general_errors: list[str] = field(default_factory=list)
+    cost: str = ""
+
+
+def form_values(spec: RunSpec) -> dict[str, Any]:
+    """Field values showing ``spec`` (lists as ``"16, 32"``, booleans as checklists)."""
+    dumped = spec.model_dump()
+    out = {}
+    for f in FIELDS:
+        value = dumped
+        for key in f.path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if f.kind == "list":
+            value = ", ".join(str(v) for v in value or [])
+        elif f.kind == "bool":
+            value = ["on"] if value else []
+        out[f.name] = "" if value is None and f.kind == "text" else value
+    return out
+
+
+def _parse_value(f: FormField, raw: Any) -> tuple[Any, str | None]:
+    if raw is None or raw == "":
+        return None, (None if f.optional else "required")
+    if f.kind == "list":
+        try:
+            return [int(p) for p in str(raw).replace(";", ",").split(",") if p.strip()], None
+        except ValueError:
+            return None, "use whole numbers separated by commas, e.g. 16, 32"
+    if f.kind == "bool":
+        return bool(raw), None
+    if f.kind == "int" and float(raw) != int(float(raw)):
+        return None, "must be a whole number"
+    return (int(raw) if f.kind == "int" else raw), None
+
+
+def spec_from_form(task: str, values: dict[str, Any]) -> tuple[dict, dict[str, str]]:
+    """A spec dict from the task's defaults overlaid with the form; plus per-field parse errors."""
+    data = RunSpec.for_task(task).model_dump() if task in TASKS else {"task": task, "model": {}}
+    errors: dict[str, str] = {}
+    for f in FIELDS:
+        value, err = _parse_value(f, values.get(f.name))
+        if err:
+            errors[f.name] = err
+            continue
+        target = data
+        for key in f.path[:-1]:
+            target = target.setdefault(key, {})
+        target[f.path[-1]] = value
+    return data, errors
+
+
+def _field_of(message: str) -> tuple[str | None, str]:
+    loc, sep, text = message.partition(": ")
+    if not sep:
+        return None, message
+    parts = tuple(loc.split("."))
+    for f in FIELDS:
+        if parts[: len(f.path)] == f.path:
+            return f.name, text
+    return None, message
+
+
+def validate_form(task: str, values: dict[str, Any]) -> FormResult:
+    """Validate the form: spec (or None), messages per field and for the whole run, cost text."""
+    data, field_errors = spec_from_form(task, values)
+    if field_errors:
+        return FormResult(None, field_errors)
+    spec, messages = parse_spec(data)
+    result = FormResult(spec)
+    for message in messages:
+        name, text = _field_of(message)
+        if name and name not in result.field_errors:
+            result.field_errors[name] = text
+        elif not name:
+            result.general_errors.append(text.removeprefix("model: "))
+    if spec is not None:
+        result.cost = estimate(spec).describe()
+    return result
+
+
+def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set[str]:
+    """Fields that affect a run of this task, family and optimizer (the rest are greyed out)."""
+    names = {f.name for f in FIELDS}
+    kind = get_task(task).kind if task in TASKS else "image"
+    if family != "cnn":
+        names -= {"channels", "kernel_sizes", "pooling"}
+    if family == "cnn":
+        names -= {"layers", "hidden_size"}
+    if family not in ("rnn", "gru", "lstm"):
+        names -= {"bidirectional"}
+    if kind != "lm":
+        names -= {"embedding_dim"}
+    if optimizer not in ("momentum", "rmsprop"):
+        names -= {"momentum"}
+    return names
+
+
+def family_options(task: str) -> list[str]:
+    """Model families the task accepts."""
+    return list(get_task(task).families) if task in TASKS else []
+
+
+def start_run(jobs, task: str, values: dict) -> tuple[bool, str]:
+    """``(True, run_id)`` after ``jobs.start``, or ``(False, message)``."""
+    result = validate_form(task, values)
+    if result.spec is None:
+        problems = [f"{BY_NAME[k].label}: {v}" for k, v in result.field_errors.items()] + result.general_errors
+        return False, "Not started: " + "; ".join(problems)
+    if jobs is None:
+        return False, "Not started: no job manager is available (start the dashboard with `deepscope serve`)."
+    try:
+        return True, str(jobs.start(result.spec))
+    except Exception as exc:  # noqa: BLE001 - show the refusal, never a traceback
+        return False, f"Not started: {exc}"

@@ -1,0 +1,110 @@
+"""The New-run form logic, the Runs table rows and run controls, without a browser."""
+from __future__ import annotations
+
+import pytest
+
+from backend.spec import RunSpec
+from backend.store import StoreError
+from dashboard.controls import apply_control
+from dashboard.runs_table import compare_href, flatten_picks, run_row
+from dashboard.spec_form import family_options, form_values, relevant_fields, start_run, validate_form
+
+
+@pytest.mark.parametrize("task", ["digits-cnn", "code-lstm"])
+def test_task_defaults_validate(task):
+    result = validate_form(task, form_values(RunSpec.for_task(task)))
+    assert result.spec is not None and not result.field_errors
+    assert "parameters" in result.cost
+
+
+def test_bad_comma_list_is_reported_on_its_field():
+    values = form_values(RunSpec.for_task("digits-cnn")) | {"channels": "16, lots"}
+    result = validate_form("digits-cnn", values)
+    assert result.spec is None and "comma" in result.field_errors["channels"]
+
+
+def test_pydantic_messages_land_on_the_right_field():
+    values = form_values(RunSpec.for_task("digits-cnn")) | {"kernel_sizes": "4"}
+    result = validate_form("digits-cnn", values)
+    assert result.spec is None and "odd" in result.field_errors["kernel_sizes"]
+
+
+def test_family_that_does_not_fit_the_task_is_a_general_error():
+    values = form_values(RunSpec.for_task("code-lstm")) | {"family": "cnn"}
+    result = validate_form("code-lstm", values)
+    assert result.spec is None and any("does not fit" in m for m in result.general_errors)
+    assert family_options("code-lstm") == ["lstm", "gru", "rnn"]
+
+
+def test_missing_required_number_is_named():
+    values = form_values(RunSpec.for_task("digits-cnn")) | {"lr": None}
+    assert validate_form("digits-cnn", values).field_errors["lr"] == "required"
+
+
+def test_irrelevant_fields_follow_family_and_optimizer():
+    cnn = relevant_fields("digits-cnn", "cnn", "adam")
+    assert "channels" in cnn and "bidirectional" not in cnn and "momentum" not in cnn
+    lstm = relevant_fields("code-lstm", "lstm", "momentum")
+    assert {"bidirectional", "embedding_dim", "momentum"} <= lstm and "channels" not in lstm
+
+
+class FakeJobs:
+    def __init__(self, fail: str | None = None):
+        self.calls, self.fail = [], fail
+
+    def start(self, spec):
+        self.calls.append(("start", spec.task))
+        return "newrun123"
+
+    def resume(self, run_id):
+        self.calls.append(("resume", run_id))
+
+    def control(self, run_id, kind, value=None):
+        if self.fail:
+            raise StoreError(self.fail)
+        self.calls.append((kind, run_id, value))
+
+
+def test_start_run_refuses_invalid_and_starts_valid():
+    jobs = FakeJobs()
+    ok, msg = start_run(jobs, "digits-cnn", form_values(RunSpec.for_task("digits-cnn")) | {"batch_size": 0})
+    assert not ok and "Batch size" in msg and jobs.calls == []
+    ok, run_id = start_run(jobs, "digits-cnn", form_values(RunSpec.for_task("digits-cnn")))
+    assert ok and run_id == "newrun123" and jobs.calls == [("start", "digits-cnn")]
+
+
+class FakeStore:
+    def __init__(self, status):
+        self.run = {"id": "r1", "name": "run one", "status": status}
+
+    def get_run(self, run_id):
+        return self.run if run_id == "r1" else None
+
+
+def test_resume_of_a_stopped_run_restarts_it():
+    jobs = FakeJobs()
+    ok, _ = apply_control(jobs, FakeStore("stopped"), "r1", "resume")
+    assert ok and jobs.calls == [("resume", "r1")]
+
+
+def test_resume_of_a_paused_run_is_a_control():
+    jobs = FakeJobs()
+    ok, _ = apply_control(jobs, FakeStore("paused"), "r1", "resume")
+    assert ok and jobs.calls == [("resume", "r1", None)]
+
+
+def test_control_errors_become_messages():
+    ok, msg = apply_control(FakeJobs(fail="run r1 has already completed"), FakeStore("running"), "r1", "pause")
+    assert not ok and msg == "run r1 has already completed"
+    ok, msg = apply_control(FakeJobs(), FakeStore("running"), "r1", "set_lr", None)
+    assert not ok and "learning rate" in msg.lower()
+    ok, msg = apply_control(FakeJobs(), FakeStore("running"), "nope", "stop")
+    assert not ok and "nope" in msg
+
+
+def test_runs_table_rows_and_compare_link():
+    row = run_row({"id": "a", "name": "n", "task": "digits-cnn", "status": "running", "step": 1200,
+                   "created_at": 0.0}, {"family": "cnn", "steps": 3000, "params": 6090})
+    assert row["step"] == "1,200 / 3,000" and row["params"] == "6,090"
+    assert flatten_picks([["a"], [], ["c"]]) == ["a", "c"]
+    assert compare_href(["a", "c"]) == "/?run=a,c" and compare_href([]) == "/"

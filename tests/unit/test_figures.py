@@ -1,0 +1,117 @@
+"""Pure figure, smoothing and downsampling properties (no Dash server, no store)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dashboard.data import downsampled, group_rows
+from dashboard.figures.metrics import PANELS, ema, metric_order, metric_trace, panel_figure, panel_of
+from dashboard.figures.series import downsample_indices, to_plot_list
+
+
+def test_ema_weight_zero_is_identity():
+    values = [3.0, 1.0, 4.0, 1.5]
+    assert ema(values, 0.0)[0] == pytest.approx(values)
+
+
+def test_ema_is_debiased_so_a_constant_stays_constant():
+    smoothed, _ = ema([2.0] * 50, 0.9)
+    assert smoothed == pytest.approx([2.0] * 50)
+
+
+def test_ema_in_chunks_equals_ema_at_once():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=200).tolist()
+    whole, _ = ema(values, 0.8)
+    first, state = ema(values[:77], 0.8)
+    second, _ = ema(values[77:], 0.8, state)
+    assert first + second == pytest.approx(whole)
+
+
+def test_ema_passes_non_finite_through_without_poisoning_later_values():
+    smoothed, _ = ema([1.0, math.nan, None, 1.0], 0.5)
+    assert math.isnan(smoothed[1]) and smoothed[2] is None
+    assert smoothed[3] == pytest.approx(1.0)
+
+
+def test_ema_reduces_noise():
+    rng = np.random.default_rng(1)
+    values = (1.0 + rng.normal(scale=0.5, size=2000)).tolist()
+    smoothed, _ = ema(values, 0.95)
+    assert np.std(smoothed[200:]) < 0.3 * np.std(values[200:])
+
+
+def test_short_series_are_not_downsampled():
+    assert downsample_indices(np.arange(50), np.ones(50), n_out=2000).tolist() == list(range(50))
+
+
+def test_downsampling_keeps_first_last_and_spikes():
+    n = 100_000
+    x = np.arange(n)
+    y = np.sin(x / 500.0)
+    y[31_337] = 50.0  # a loss spike must survive
+    idx = downsample_indices(x, y, n_out=2000)
+    assert len(idx) <= 2002
+    assert idx[0] == 0 and idx[-1] == n - 1
+    assert 31_337 in idx
+    assert np.all(np.diff(idx) > 0)
+
+
+def test_downsampling_tolerates_nan_and_inf():
+    y = np.linspace(3, 0, 10_000)
+    y[5000:5010] = np.inf
+    y[7000] = np.nan
+    idx = downsample_indices(np.arange(10_000), y, n_out=500)
+    assert idx[-1] == 9_999 and len(idx) <= 502
+
+
+def test_downsampled_sorts_by_step_and_keeps_newest_point():
+    steps = np.array([0, 10, 20, 15, 30])  # a resumed run can log an earlier step again
+    out = downsampled(steps, np.array([1.0, 2.0, 3.0, 2.5, np.inf]), max_points=2000)
+    assert out["x"] == [0, 10, 15, 20, 30]
+    assert out["y"][-1] is None  # non-finite -> gap, still the newest x
+    assert isinstance(out["x"], list) and isinstance(out["y"], list)
+
+
+def test_to_plot_list_gives_json_safe_python_floats():
+    assert to_plot_list(np.array([1.0, np.nan, -np.inf])) == [1.0, None, None]
+
+
+def test_group_rows_groups_by_name_in_log_order():
+    rows = [(1, "a", 0, 0.0, 1.0), (2, "b", 0, 0.0, 5.0), (3, "a", 10, 0.0, 0.5)]
+    assert group_rows(rows) == {"a": {"x": [0, 10], "y": [1.0, 0.5]}, "b": {"x": [0], "y": [5.0]}}
+
+
+@pytest.mark.parametrize("name,panel", [("train/loss", "loss"), ("val/acc", "accuracy"), ("val/f1", "quality"),
+                                        ("lr", "lr"), ("grad_norm/lstm.weight_hh_l0", "grad"),
+                                        ("time/step_ms", "speed"), ("my/custom", "other")])
+def test_every_metric_has_a_panel(name, panel):
+    assert panel_of(name) == panel and panel in PANELS
+
+
+def test_metric_order_puts_train_before_val_and_global_grad_first():
+    names = ["val/loss", "grad_norm/fc", "train/loss", "grad_norm/global", "lr"]
+    assert metric_order(names) == ["train/loss", "val/loss", "lr", "grad_norm/global", "grad_norm/fc"]
+
+
+def test_figures_keep_zoom_and_stream_lists():
+    trace = metric_trace("train/loss", (1, 2), (2.0, 1.5), "#000")
+    fig = panel_figure("loss", [trace], uirevision="loss:run1")
+    assert fig["layout"]["uirevision"] == "loss:run1"
+    assert isinstance(fig["data"][0]["x"], list) and isinstance(fig["data"][0]["y"], list)
+    assert fig["layout"]["annotations"] == []
+
+
+def test_empty_panel_explains_itself_and_hides_axes():
+    fig = panel_figure("accuracy", [], uirevision="x")
+    assert "accuracy" in fig["layout"]["annotations"][0]["text"].lower()
+    assert fig["layout"]["xaxis"]["visible"] is False
+
+
+def test_validation_curves_are_dashed_and_step_time_uses_right_axis():
+    assert metric_trace("val/loss", [], [], "#000")["line"]["dash"] == "dash"
+    assert metric_trace("time/step_ms", [], [], "#000")["yaxis"] == "y2"
+    raw = metric_trace("train/loss", [], [], "#000", role="raw")
+    assert raw["showlegend"] is False and raw["opacity"] < 0.5
