@@ -150,7 +150,8 @@ class ControlHook(Hook):
         self.on_pause = on_pause  # called before the run reports "paused" (e.g. flush metrics)
 
     def on_step_end(self, trainer, out: StepOutput) -> None:
-        self.apply(trainer, self.store.pending_controls(self.run_id))
+        if self.store.has_pending_controls(self.run_id):  # cheap; the full read only when needed
+            self.apply(trainer, self.store.pending_controls(self.run_id))
 
     def apply(self, trainer, controls: list[dict]) -> None:
         paused = False

@@ -55,12 +55,14 @@ def test_bad_requests_are_errors_that_change_nothing(store):
 
 def test_controls_are_handled_once(store):
     run_id = store.create_run("r", "digits-cnn", {})
+    assert not store.has_pending_controls(run_id)
     store.request_control(run_id, "pause")
     store.request_control(run_id, "set_lr", 0.5)
+    assert store.has_pending_controls(run_id)
     pending = store.pending_controls(run_id)
     assert [(c["kind"], c["value"]) for c in pending] == [("pause", None), ("set_lr", 0.5)]
     store.mark_handled(c["id"] for c in pending)
-    assert store.pending_controls(run_id) == []
+    assert store.pending_controls(run_id) == [] and not store.has_pending_controls(run_id)
 
 
 def test_snapshots_are_immutable_memory_mapped_files(store, tmp_path):
