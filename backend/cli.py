@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -123,7 +124,16 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
             print(f"started demo run {run_id} ({DEMO_TASK})")
     app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs)
     print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")
-    app.run(host=args.host, port=args.port, debug=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the cleanup below on `kill` too
+    try:
+        app.run(host=args.host, port=args.port, debug=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not args.keep_runs:
+            stopped = jobs.shutdown()
+            if stopped:
+                print(f"stopped {len(stopped)} run(s) started here (checkpointed; Resume continues them)")
     return 0
 
 
@@ -146,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8050)
+        p.add_argument("--keep-runs", action="store_true", help="leave runs started here training after exit")
         if name == "demo":
             p.add_argument("--steps", type=int, default=20000, help="steps of the demo run")
     p = sub.add_parser("train", parents=[common], help="train a built-in task in this terminal")

@@ -119,6 +119,27 @@ class JobManager:
                 failed.append(run["id"])
         return failed
 
+    def shutdown(self, timeout: float = 15.0) -> list[str]:
+        """Stop the runs this manager started (checkpointed, status ``stopped``); returns their ids.
+
+        Asks politely first (a stop control), then terminates what has not exited by ``timeout``.
+        """
+        live = {rid: p for rid, p in self._procs.items() if p.poll() is None}
+        for rid in live:
+            try:
+                self.control(rid, "stop")
+            except StoreError:
+                pass  # already finished, or never reported: terminated below if still alive
+        deadline = time.time() + timeout
+        for rid, proc in live.items():
+            try:
+                proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait(5)
+                self.store.set_status(rid, "stopped", error="terminated when the dashboard shut down")
+        return list(live)
+
     def start_reaper(self, interval: float = 5.0) -> threading.Thread:
         """Call :meth:`reconcile` every ``interval`` seconds in a daemon thread (servers use this)."""
         def loop() -> None:

@@ -151,3 +151,14 @@ def test_agent_starts_runs_queued_by_a_dashboard(store):
     dashboard_jobs.control(run_id, "stop")
     assert agent.wait(run_id, timeout=30) == 0
     assert store.get_run(run_id)["status"] == "stopped"
+
+
+def test_shutdown_stops_runs_it_started(store):
+    """Closing the dashboard (`deepscope demo` + Ctrl-C) leaves no trainer behind, and a resumable run."""
+    jobs = JobManager(store)
+    run_id = jobs.start(tiny_spec(steps=1_000_000))
+    _wait(lambda: store.get_run(run_id)["status"] == "running", 60)
+    assert jobs.shutdown(timeout=20) == [run_id]
+    assert jobs._procs[run_id].poll() == 0
+    assert store.get_run(run_id)["status"] == "stopped"
+    assert list((store.run_dir(run_id) / "checkpoints").glob("step-*.pt"))
