@@ -127,7 +127,11 @@ def selected_runs(value: Any) -> list[str]:
 
 
 def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict | None) -> tuple[list, Any]:
-    """Figures (or patches) for every panel, in ``PANELS`` order, and the state to store."""
+    """Figures (or patches) for every panel, in ``PANELS`` order, and the state to store.
+
+    The state goes back whole after a rebuild or when new series appeared, and otherwise as a
+    ``Patch`` of the cursors and smoothing carry-over alone: a one-step update stays ~1 KB.
+    """
     run_ids, smoothing = selected_runs(run_value), float(smoothing or 0)
     if not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}:
         figs, state = build_figures(data, run_ids, smoothing)
@@ -135,4 +139,19 @@ def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict 
     delta, new_state_ = stream_delta(data, state)
     if new_state_["cursors"] == state["cursors"]:
         raise PreventUpdate  # nothing new: send nothing
-    return [delta_to_patch(delta[p]) if p in delta else no_update for p in PANELS], new_state_
+    figures = [delta_to_patch(delta[p]) if p in delta else no_update for p in PANELS]
+    return figures, state_patch(state, new_state_)
+
+
+def state_patch(old: dict, new: dict) -> Any:
+    """The smallest change from ``old`` to ``new``: a Patch of cursors and EMA, or ``new`` whole."""
+    if new["traces"].keys() != old["traces"].keys():
+        return new
+    patch = Patch()
+    for rid, cursor in new["cursors"].items():
+        if old["cursors"].get(rid) != cursor:
+            patch["cursors"][rid] = cursor
+    for key, entry in new["traces"].items():
+        if entry["ema"] != old["traces"][key]["ema"]:
+            patch["traces"][key]["ema"] = [round(entry["ema"][0], 12), entry["ema"][1]]
+    return patch

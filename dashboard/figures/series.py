@@ -37,12 +37,20 @@ def downsample_indices(x: np.ndarray, y: np.ndarray, n_out: int = 2000) -> np.nd
     return np.union1d(np.asarray(idx, dtype=np.int64), [0, n - 1])
 
 
+SIGNIFICANT_DIGITS = 6  # a chart cannot show more; full doubles double the JSON size
+
+
 def to_plot_list(values: np.ndarray | list) -> list:
-    """Python floats for JSON, with non-finite values as ``None`` (plotly draws a gap).
+    """Python floats rounded to 6 significant digits for JSON; non-finite values as ``None`` (a gap).
 
     Streamed traces must be lists: Dash 4 sends numpy arrays as base64 that Patch cannot extend.
+
+    >>> to_plot_list([0.123456789, float("nan"), 12345678.9])
+    [0.123457, None, 12345700.0]
     """
-    out = []
-    for v in np.asarray(values, dtype=np.float64).tolist():
-        out.append(v if v == v and v not in (float("inf"), float("-inf")) else None)
-    return out
+    arr = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(arr)
+    mags = np.floor(np.log10(np.abs(np.where(finite & (arr != 0), arr, 1.0))))
+    scale = 10.0 ** (SIGNIFICANT_DIGITS - 1 - mags)
+    rounded = np.round(arr * scale) / scale
+    return [float(v) if ok else None for v, ok in zip(rounded.tolist(), finite.tolist())]

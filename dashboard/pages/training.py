@@ -57,7 +57,8 @@ def layout(run: str | None = None, **_query) -> html.Div:
         html.Div([dcc.Graph(id=ids.graph_id(p), config=GRAPH_CONFIG, className=f"panel panel-{p}")
                   for p in PANELS], className="graph-grid"),
         dcc.Store(id=ids.TRAIN_STATE),
-        dcc.Interval(id=ids.TRAIN_INTERVAL, interval=context.poll_ms),
+        # Off until the first figures arrive: a slow first build must not be re-requested every tick.
+        dcc.Interval(id=ids.TRAIN_INTERVAL, interval=context.poll_ms, disabled=True),
         dcc.Interval(id=ids.TRAIN_STATUS_INTERVAL, interval=max(1000, context.poll_ms)),
     ])
 
@@ -74,12 +75,13 @@ def _controls() -> html.Div:
     ], className="controls")
 
 
-@callback([Output(ids.graph_id(p), "figure") for p in PANELS] + [Output(ids.TRAIN_STATE, "data")],
+@callback([Output(ids.graph_id(p), "figure") for p in PANELS]
+          + [Output(ids.TRAIN_STATE, "data"), Output(ids.TRAIN_INTERVAL, "disabled")],
           Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
           Input(ids.TRAIN_SMOOTHING, "value"), State(ids.TRAIN_STATE, "data"))
 def _live(_n, run_value, smoothing, state):
     figures, new_state = live_update(current().data, run_value, smoothing, state)
-    return [*figures, new_state]
+    return [*figures, new_state, False if isinstance(new_state, dict) else no_update]
 
 
 @callback(Output(ids.TRAIN_STATUS, "children"), Output(ids.TRAIN_CONTROL_TARGET, "children"),

@@ -1,6 +1,7 @@
 """The Training page's live update against a real store, and the app factory, without a browser."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -53,7 +54,8 @@ def test_stream_sends_only_points_after_the_cursor(store, run_id):
     _log(store, run_id, ["train/loss"], [50, 60])
     delta, new_state = stream_delta(data, state)
     raw = state["traces"][f"{run_id}|train/loss"]["raw"]
-    assert delta == {"loss": {"extend": [(raw, [50, 60], [1 / 51, 1 / 61])], "append": []}}
+    assert delta == {"loss": {"extend": [(raw, [50, 60], pytest.approx([1 / 51, 1 / 61], rel=1e-5))],
+                              "append": []}}
     assert new_state["cursors"][run_id] == store.scalars_after(run_id, 0)[1]
     assert state["cursors"][run_id] < new_state["cursors"][run_id]  # input state untouched
     again, _ = stream_delta(data, new_state)
@@ -72,7 +74,7 @@ def test_new_series_are_appended_as_new_traces(store, run_id):
     assert new_state["traces"][f"{run_id}|grad_norm/conv1"]["raw"] == 1
     _log(store, run_id, ["grad_norm/conv1"], [110])
     delta2, _ = stream_delta(data, new_state)
-    assert delta2["grad"]["extend"] == [(1, [110], [1 / 111])]
+    assert delta2["grad"]["extend"] == [(1, [110], pytest.approx([1 / 111], rel=1e-5))]
 
 
 def test_streamed_smoothing_continues_the_history(store, run_id):
@@ -94,12 +96,26 @@ def test_live_update_patches_and_rebuilds_on_new_selection(store, run_id):
     with pytest.raises(PreventUpdate):
         live_update(data, [run_id], 0, state)
     _log(store, run_id, ["train/loss"], [70])
-    patches, state2 = live_update(data, [run_id], 0, state)
+    patches, state_patch = live_update(data, [run_id], 0, state)
     assert isinstance(patches[PANELS.index("loss")], Patch)
     assert patches[PANELS.index("lr")] is no_update
+    state2 = _apply(state, state_patch)  # what the browser's dcc.Store does with it
+    assert state2["cursors"][run_id] == store.scalars_after(run_id, 0)[1]
     other = store.create_run("second", "digits-cnn", {}, status="running")
     rebuilt, state3 = live_update(data, [run_id, other], 0, state2)
     assert isinstance(rebuilt[0], dict) and state3["key"]["runs"] == [run_id, other]
+
+
+def _apply(state: dict, patch: Patch) -> dict:
+    """Apply a Patch of plain assignments to a copy of ``state``, as Dash's renderer does."""
+    out = json.loads(json.dumps(state))
+    for op in patch.to_plotly_json()["operations"]:
+        assert op["operation"] == "Assign"
+        node = out
+        for key in op["location"][:-1]:
+            node = node[key]
+        node[op["location"][-1]] = op["params"]["value"]
+    return out
 
 
 def test_overlaid_runs_are_named_and_coloured_by_run(store, run_id):
@@ -146,3 +162,18 @@ def test_app_caches_reads_in_the_data_folder(tmp_path, monkeypatch):
     with app.server.app_context():
         assert data.list_runs()[0]["id"] == rid
     assert any((tmp_path / "d" / "cache").iterdir())
+
+
+def test_streamed_state_is_a_small_patch_unless_series_appear(store, run_id):
+    from dashboard.live import live_update
+
+    data = DashboardData(store)
+    _, state = live_update(data, [run_id], 0.6, None)
+    _log(store, run_id, ["train/loss"], [50])
+    figures, patch = live_update(data, [run_id], 0.6, state)
+    ops = patch.to_plotly_json()["operations"]
+    assert {tuple(op["location"][:1]) for op in ops} == {("cursors",), ("traces",)}
+    assert len(json.dumps(patch.to_plotly_json())) < 400
+    _log(store, run_id, ["val/loss"], [60])  # a new series: the whole state goes back
+    _, whole = live_update(data, [run_id], 0.6, state)
+    assert isinstance(whole, dict) and f"{run_id}|val/loss" in whole["traces"]

@@ -1,0 +1,480 @@
+"""Live-update cost of the Training page on a long run: lag, bytes and server time per update.
+
+A temporary store gets one run with ``--points`` logged points in each of four series
+(``train/loss``, ``train/acc``, ``lr``, ``grad_norm/global``), written through
+``RunStore.log_scalars`` in big batches. A real dashboard (``create_app(...).run``,
+default poll interval) serves it from a subprocess on 127.0.0.1, and headless
+Chromium (Debian's, through selenium, nothing downloaded) opens the run's Training page.
+
+Measured:
+
+* **page load**: from ``driver.get`` of ``/?run=ID`` until the loss graph holds data
+  (cold: empty flask-caching cache; warm: an immediate reload), plus the in-process
+  time of ``build_figures`` on the same run and the size of that first response.
+* **lag**: a writer thread commits one new step (all four series) every ``--interval``
+  seconds and notes ``time.time()`` right after ``log_scalars`` returns; the main thread
+  polls the page every ~20 ms with ``execute_script``, reading the last x of the
+  ``train/loss`` trace in ``document.querySelector('#train-graph-loss .js-plotly-plot').data``
+  together with the page's ``Date.now()``. Lag of a step = first page time it is in the
+  graph minus its commit time. p50 / p95 / max over ``--samples`` steps.
+* **bytes per update** (``bytes_per_update``): the body of the ``_dash-update-component``
+  response to the interval callback carrying exactly one new logged step, measured by
+  replaying with ``requests`` the very payload the page sent (taken from Chrome's
+  performance log, ``Network.requestWillBeSent``), its cursor set one step back. The same
+  log also gives what the live page really received during the lag phase: body bytes
+  (``Network.dataReceived``) and bytes on the wire, headers included
+  (``Network.loadingFinished.encodedDataLength``); those responses carry 1-2 steps.
+* **server time** (``server_ms``): median over ``--calls`` in-process calls of
+  ``dashboard.live.live_update`` (the live callback's body: the store query after the
+  cursor, grouping, EMA, building the patches) on the same store, one new step per call;
+  also the "nothing new" path and the HTTP round trip of the replayed request
+  (``http_ms``, Flask dev server, includes JSON serialisation and localhost HTTP).
+
+Targets: lag p95 <= 1 s at the default 500 ms poll; <= 2 KB and <= 10 ms per update.
+
+    .venv/bin/python bench/live_update.py            # 100k points per series, ~80 samples (~1-2 min)
+    .venv/bin/python bench/live_update.py --quick    # smoke run (< 60 s)
+
+The last line of output is one JSON object (``lag_p50_s``, ``lag_p95_s``,
+``bytes_per_update``, ``server_ms``, ``points_per_series``, ``poll_ms``, ...).
+``--check`` exits 1 when a target is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from backend.spec import RunSpec  # noqa: E402
+from backend.store import RunStore  # noqa: E402
+from dashboard import ids  # noqa: E402
+
+SERIES = ("train/loss", "train/acc", "lr", "grad_norm/global")
+DEFAULT_POLL_MS = 500  # create_app's default
+TARGET_LAG_P95_S = 1.0
+TARGET_BYTES = 2048
+TARGET_SERVER_MS = 10.0
+SMOOTHING = 0.6  # the Training page's default slider value
+LOSS_GRAPH = ids.graph_id("loss")
+LAST_X_JS = f"""
+const gd = document.querySelector('#{LOSS_GRAPH} .js-plotly-plot');
+let last = null, n = -1;
+if (gd && gd.data) {{
+  const t = gd.data.find(d => d.name === 'train/loss');
+  if (t && t.x.length) {{ n = t.x.length; last = t.x[t.x.length - 1]; }}
+}}
+return [Date.now(), last, n];
+"""
+CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage", "--disable-extensions", "--window-size=1400,1000")
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def value_of(name: str, step: int) -> float:
+    """A plausible, slightly noisy value of each series at ``step``."""
+    noise = math.sin(step * 12.9898) * 0.05
+    if name == "train/loss":
+        return 2.3 / math.sqrt(1 + step / 500) + noise
+    if name == "train/acc":
+        return min(1.0, 1 - 0.9 / math.sqrt(1 + step / 500) + noise / 5)
+    if name == "lr":
+        return 0.003 * (0.5 ** (step // 25_000))
+    return 1.0 + abs(noise) * 10
+
+
+def rows_for(step: int, wall: float) -> list[tuple]:
+    return [(name, step, value_of(name, step), wall) for name in SERIES]
+
+
+def fill_store(store: RunStore, run_id: str, points: int, batch_steps: int = 25_000) -> float:
+    """Log ``points`` steps of every series in big batches; return seconds taken."""
+    t0 = time.perf_counter()
+    wall = time.time() - points
+    for start in range(1, points + 1, batch_steps):
+        steps = range(start, min(points, start + batch_steps - 1) + 1)
+        store.log_scalars(run_id, [r for s in steps for r in rows_for(s, wall + s)], step=steps[-1])
+    return time.perf_counter() - t0
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: Path, port: int, log_path: Path, poll_ms: int | None) -> subprocess.Popen:
+    """The dashboard in its own process, as ``create_app(data_dir).run`` serves it."""
+    kwargs = "" if poll_ms is None else f", poll_ms={int(poll_ms)}"
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from dashboard.app import create_app; "
+            f"create_app({str(data_dir)!r}{kwargs}).run(host='127.0.0.1', port={port}, debug=False)")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=str(REPO))
+    import requests
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dashboard exited with {proc.returncode}; see {log_path}:\n{log_path.read_text()[-2000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/_dash-layout", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    stop_process(proc)
+    raise RuntimeError(f"dashboard did not answer on port {port} within 60 s; see {log_path}")
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def find_browser() -> tuple[str, str]:
+    chromium = os.environ.get("DASH_TEST_CHROMEPATH") or next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    driver = os.environ.get("SE_CHROMEDRIVER") or shutil.which("chromedriver") or (
+        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+    if not chromium or not driver:
+        raise SystemExit(f"needs chromium and chromedriver (found {chromium}, {driver}); "
+                         "install Debian's chromium and chromium-driver (`make browser-deps`)")
+    return chromium, driver
+
+
+def start_browser(profile: Path):
+    """Headless Chromium with the system chromedriver (no Selenium Manager), performance log on."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = find_browser()
+    os.environ.setdefault("SE_OFFLINE", "true")
+    options = Options()
+    options.binary_location = chromium
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "SEVERE", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+def read_page(driver) -> tuple[float, int | None, int]:
+    """(page time in s, last x of the loss trace or None, its point count)."""
+    now_ms, last, n = driver.execute_script(LAST_X_JS)
+    return now_ms / 1000.0, last, n
+
+
+def time_page_load(driver, url: str, timeout: float = 120) -> float:
+    """Seconds from navigation until the loss graph holds data."""
+    t0 = time.time()
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, last, n = read_page(driver)
+        if n > 0:
+            return time.time() - t0
+        time.sleep(0.02)
+    raise RuntimeError(f"the loss graph had no data {timeout} s after opening {url}")
+
+
+def measure_lag(driver, store: RunStore, run_id: str, first_step: int, samples: int,
+                interval: float) -> tuple[list[float], float, float]:
+    """Lag of ``samples`` steps written every ``interval`` s; returns (lags, t_start, t_end)."""
+    committed: dict[int, float] = {}
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        start = time.monotonic()
+        try:
+            for k in range(samples):
+                delay = start + k * interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                step = first_step + k
+                store.log_scalars(run_id, rows_for(step, time.time()), step=step)
+                committed[step] = time.time()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    seen: dict[int, float] = {}
+    last_step = first_step + samples - 1
+    t_start = time.time()
+    thread = threading.Thread(target=writer, name="bench-writer", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + samples * interval + 30
+    newest = first_step - 1
+    while time.monotonic() < deadline and (newest < last_step or thread.is_alive()):
+        t_page, last, _n = read_page(driver)
+        if last is not None and last > newest:
+            for step in range(max(newest + 1, first_step), min(int(last), last_step) + 1):
+                seen[step] = t_page
+            newest = int(last)
+        if errors:
+            raise errors[0]
+        time.sleep(0.02)
+    thread.join(timeout=5)
+    t_end = time.time()
+    missing = [s for s in committed if s not in seen]
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {len(committed)} steps never reached the page (first {missing[:5]})")
+    return [seen[s] - committed[s] for s in sorted(committed)], t_start, t_end
+
+
+def network_log(driver) -> dict[str, dict]:
+    """Requests from Chrome's performance log: url, postData, status, body and wire bytes, time."""
+    reqs: dict[str, dict] = {}
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        method, params = msg.get("method"), msg.get("params", {})
+        rid = params.get("requestId")
+        if method == "Network.requestWillBeSent":
+            req = params["request"]
+            reqs[rid] = {"url": req["url"], "post": req.get("postData"), "t": params.get("wallTime", 0),
+                         "status": None, "body": 0, "wire": None}
+        elif rid in reqs and method == "Network.responseReceived":
+            reqs[rid]["status"] = params["response"]["status"]
+        elif rid in reqs and method == "Network.dataReceived":
+            reqs[rid]["body"] += params.get("dataLength", 0)
+        elif rid in reqs and method == "Network.loadingFinished":
+            reqs[rid]["wire"] = params.get("encodedDataLength")
+    return reqs
+
+
+def state_of(req: dict, missing=None):
+    """The live-state value a request to the live callback sent (None: the page had none yet)."""
+    if "_dash-update-component" not in req["url"] or not req["post"]:
+        return missing
+    body = json.loads(req["post"])
+    if f"{ids.TRAIN_STATE}.data" not in body.get("output", ""):
+        return missing
+    return next((s.get("value") for s in body.get("state", []) if s["id"] == ids.TRAIN_STATE), None)
+
+
+def is_live_poll(req: dict) -> bool:
+    """The Training page's live callback fired by its interval."""
+    if "_dash-update-component" not in req["url"] or not req["post"]:
+        return False
+    body = json.loads(req["post"])
+    return body.get("changedPropIds") == [f"{ids.TRAIN_INTERVAL}.n_intervals"] and \
+        f"{ids.TRAIN_STATE}.data" in body.get("output", "")
+
+
+def replay_one_step(base_url: str, payload: dict, store: RunStore, run_id: str,
+                    calls: int) -> tuple[int, list[float], dict]:
+    """POST the page's own live payload with its cursor one logged step back; (bytes, ms list, body)."""
+    import requests
+
+    payload = json.loads(json.dumps(payload))
+    state = next(s for s in payload["state"] if s["id"] == ids.TRAIN_STATE)["value"]
+    cursor = state["cursors"][run_id]
+    rows, _ = store.scalars_after(run_id, cursor)
+    row_ids = [r[0] for r in rows]
+    per_step = len(SERIES)
+    if len(row_ids) < per_step:
+        raise RuntimeError("not enough rows after the captured cursor to replay one step")
+    if len(row_ids) > per_step:
+        state["cursors"][run_id] = row_ids[-per_step - 1]
+    url = base_url + "/_dash-update-component"
+    session = requests.Session()
+    sizes, times = [], []
+    body = None
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        resp = session.post(url, json=payload, timeout=10)
+        times.append((time.perf_counter() - t0) * 1000)
+        resp.raise_for_status()
+        sizes.append(len(resp.content))
+        body = resp.json()
+    session.close()
+    return int(statistics.median(sizes)), times, resp.content
+
+
+def time_live_callback(store: RunStore, run_id: str, calls: int) -> dict:
+    """In-process timings of the live callback's body on this store."""
+    from dash.exceptions import PreventUpdate
+
+    from dashboard.data import DashboardData
+    from dashboard.live import build_figures, live_update
+
+    data = DashboardData(store, cache=None)
+    t0 = time.perf_counter()
+    _figs, state = build_figures(data, [run_id], SMOOTHING)
+    build_s = time.perf_counter() - t0
+    step = store.get_run(run_id)["step"] + 1
+    update_ms, idle_ms = [], []
+    for _ in range(calls):
+        store.log_scalars(run_id, rows_for(step, time.time()), step=step)
+        step += 1
+        t0 = time.perf_counter()
+        _out, state = live_update(data, [run_id], SMOOTHING, state)
+        update_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        try:
+            live_update(data, [run_id], SMOOTHING, state)
+        except PreventUpdate:
+            pass
+        idle_ms.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    series, _cursor = data.initial_series(run_id)
+    load_s = time.perf_counter() - t0
+    return {"build_s": build_s, "series_load_s": load_s, "update_ms": update_ms, "idle_ms": idle_ms,
+            "initial_points": {k: len(v["x"]) for k, v in series.items()}}
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="10k points, 15 samples (smoke test, < 60 s)")
+    p.add_argument("--points", type=int, default=None, help="logged points per series (default 100000, quick 10000)")
+    p.add_argument("--samples", type=int, default=None, help="lag samples (default 80, quick 15)")
+    p.add_argument("--interval", type=float, default=0.3, help="seconds between written steps (default 0.3)")
+    p.add_argument("--calls", type=int, default=None, help="timed calls for server time (default 200, quick 50)")
+    p.add_argument("--poll-ms", type=int, default=None,
+                   help=f"dashboard poll interval (default: create_app's, {DEFAULT_POLL_MS} ms)")
+    p.add_argument("--dir", default=None, help="parent folder of the temporary store")
+    p.add_argument("--keep", action="store_true", help="keep the temporary store and server log")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = p.parse_args(argv)
+    points = args.points or (10_000 if args.quick else 100_000)
+    samples = args.samples or (15 if args.quick else 80)
+    calls = args.calls or (50 if args.quick else 200)
+    poll_ms = args.poll_ms or DEFAULT_POLL_MS
+
+    tmp = Path(tempfile.mkdtemp(prefix="deepscope-bench-live-", dir=args.dir))
+    server = driver = None
+    try:
+        data_dir = tmp / "data"
+        store = RunStore(data_dir)
+        spec = RunSpec.for_task("digits-cnn", model={"channels": [4, 8]}, steps=10_000_000)
+        run_id = store.create_run("bench live", "digits-cnn", spec.model_dump(), status="running")
+        fill_s = fill_store(store, run_id, points)
+        print(f"store: {points:,} points x {len(SERIES)} series written in {fill_s:.1f} s ({data_dir})", flush=True)
+
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start_server(data_dir, port, tmp / "server.log", args.poll_ms)
+        driver = start_browser(tmp / "chrome-profile")
+        url = f"{base}/?run={run_id}"
+
+        load_cold = time_page_load(driver, url)
+        time.sleep(0.5)  # requests still in flight when the data appeared
+        cold_net = network_log(driver)
+        initial_bytes = max((r["body"] for r in cold_net.values() if state_of(r, missing="?") is None), default=0)
+        builds_cold = sum(state_of(r, missing="?") is None for r in cold_net.values())
+        load_warm = time_page_load(driver, url)
+        time.sleep(0.5)
+        builds_warm = sum(state_of(r, missing="?") is None for r in network_log(driver).values())
+        print(f"page load (loss graph has data): cold {load_cold:.2f} s ({builds_cold} full-figure requests), "
+              f"warm {load_warm:.2f} s ({builds_warm}); first figure response {initial_bytes / 1024:.0f} KiB",
+              flush=True)
+
+        time.sleep(1.0)  # let the page settle into streaming
+        first_step = store.get_run(run_id)["step"] + 1
+        lags, t_start, t_end = measure_lag(driver, store, run_id, first_step, samples, args.interval)
+        polls = [r for r in network_log(driver).values() if is_live_poll(r) and r["status"] is not None]
+        updates = [r for r in polls if r["status"] == 200]
+        console = driver.get_log("browser")
+        driver.quit()
+        driver = None
+        if not updates:
+            raise RuntimeError("no live update responses were seen in the performance log")
+
+        replay_bytes, http_ms, replay_body = replay_one_step(base, json.loads(updates[0]["post"]), store,
+                                                              run_id, calls)
+        stop_process(server)
+        server = None
+        inproc = time_live_callback(store, run_id, calls)
+    finally:
+        if driver is not None:
+            driver.quit()
+        stop_process(server)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    lag_p50, lag_p95, lag_max = pct(lags, 50), pct(lags, 95), max(lags)
+    server_ms = statistics.median(inproc["update_ms"])
+    live_body = statistics.median(r["body"] for r in updates)
+    live_wire = statistics.median(r["wire"] for r in updates if r["wire"] is not None)
+    patched = list(json.loads(replay_body).get("response", {}))
+    gzip_bytes = len(gzip.compress(replay_body))
+
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    print(f"\nlive update, {points:,} points per series, {len(SERIES)} series, poll {poll_ms} ms, "
+          f"a step written every {args.interval:.2f} s")
+    print(f"  lag commit -> graph data ({len(lags)} steps): p50 {lag_p50:.3f} s, p95 {lag_p95:.3f} s, "
+          f"max {lag_max:.3f} s   target p95 <= {TARGET_LAG_P95_S:.1f} s: {verdict(lag_p95 <= TARGET_LAG_P95_S)}")
+    print(f"  bytes of one update (1 step, replayed page payload, response body): {replay_bytes} B   "
+          f"target <= {TARGET_BYTES} B: {verdict(replay_bytes <= TARGET_BYTES)}")
+    print(f"    gzip would make it {gzip_bytes} B (the dashboard sends it uncompressed)")
+    print(f"    live page during the lag run: {len(polls)} polls, {len(updates)} with data; median body "
+          f"{live_body:.0f} B, on the wire {live_wire:.0f} B (headers included; 1-2 steps each)")
+    print(f"    components patched: {', '.join(patched)}")
+    print(f"  server time per update (in-process live_update, 1 new step, median of {calls}): {server_ms:.2f} ms "
+          f"(p95 {pct(inproc['update_ms'], 95):.2f})   target <= {TARGET_SERVER_MS:.0f} ms: "
+          f"{verdict(server_ms <= TARGET_SERVER_MS)}")
+    print(f"    nothing new (PreventUpdate): {statistics.median(inproc['idle_ms']):.2f} ms; HTTP round trip of "
+          f"the replayed request: median {statistics.median(http_ms):.2f} ms, p95 {pct(http_ms, 95):.2f} ms")
+    print(f"  initial load: cold {load_cold:.2f} s, warm {load_warm:.2f} s in the browser; in-process "
+          f"build_figures {inproc['build_s']:.2f} s (of which initial_series {inproc['series_load_s']:.2f} s uncached), "
+          f"{max(inproc['initial_points'].values())} points per series drawn")
+    print(f"  console errors: {len(console)}" + (f" (first: {console[0].get('message', '')[:200]})" if console else ""))
+
+    result = {
+        "lag_p50_s": round(lag_p50, 4), "lag_p95_s": round(lag_p95, 4), "lag_max_s": round(lag_max, 4),
+        "samples": len(lags), "bytes_per_update": replay_bytes, "bytes_method": "requests replay of page payload",
+        "bytes_gzip": gzip_bytes,
+        "live_body_bytes_median": live_body, "live_wire_bytes_median": live_wire,
+        "server_ms": round(server_ms, 3), "server_ms_p95": round(pct(inproc["update_ms"], 95), 3),
+        "idle_ms": round(statistics.median(inproc["idle_ms"]), 3),
+        "http_ms": round(statistics.median(http_ms), 3),
+        "page_load_cold_s": round(load_cold, 3), "page_load_warm_s": round(load_warm, 3),
+        "full_figure_requests_cold": builds_cold, "full_figure_requests_warm": builds_warm,
+        "initial_build_s": round(inproc["build_s"], 3), "initial_response_bytes": initial_bytes,
+        "console_errors": len(console), "points_per_series": points, "series": len(SERIES),
+        "poll_ms": poll_ms, "interval_s": args.interval, "quick": bool(args.quick),
+    }
+    missed = [name for name, ok in (("lag", lag_p95 <= TARGET_LAG_P95_S), ("bytes", replay_bytes <= TARGET_BYTES),
+                                    ("server", server_ms <= TARGET_SERVER_MS)) if not ok]
+    result["missed"] = missed
+    print(json.dumps(result))
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
