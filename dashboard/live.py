@@ -155,3 +155,22 @@ def state_patch(old: dict, new: dict) -> Any:
         if entry["ema"] != old["traces"][key]["ema"]:
             patch["traces"][key]["ema"] = [round(entry["ema"][0], 12), entry["ema"][1]]
     return patch
+
+
+def apply_state_update(state: dict, update: Any) -> dict:
+    """What the browser's ``dcc.Store`` holds after ``update`` (a whole state or a state Patch).
+
+    For callers outside a browser (tests, benchmarks); handles the plain assignments
+    :func:`state_patch` makes.
+    """
+    if not isinstance(update, Patch):
+        return update
+    out = copy.deepcopy(state)
+    for op in update.to_plotly_json()["operations"]:
+        if op["operation"] != "Assign":
+            raise ValueError(f"unexpected state operation {op['operation']!r}")
+        node = out
+        for key in op["location"][:-1]:
+            node = node[key]
+        node[op["location"][-1]] = op["params"]["value"]
+    return out

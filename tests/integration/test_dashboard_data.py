@@ -13,6 +13,7 @@ from dash.exceptions import PreventUpdate
 
 from backend.store import RunStore
 from dashboard.data import DashboardData
+from dashboard.live import apply_state_update
 from dashboard.figures.metrics import PANELS, ema
 from dashboard.live import build_figures, live_update, stream_delta
 
@@ -99,23 +100,11 @@ def test_live_update_patches_and_rebuilds_on_new_selection(store, run_id):
     patches, state_patch = live_update(data, [run_id], 0, state)
     assert isinstance(patches[PANELS.index("loss")], Patch)
     assert patches[PANELS.index("lr")] is no_update
-    state2 = _apply(state, state_patch)  # what the browser's dcc.Store does with it
+    state2 = apply_state_update(state, state_patch)  # what the browser's dcc.Store does with it
     assert state2["cursors"][run_id] == store.scalars_after(run_id, 0)[1]
     other = store.create_run("second", "digits-cnn", {}, status="running")
     rebuilt, state3 = live_update(data, [run_id, other], 0, state2)
     assert isinstance(rebuilt[0], dict) and state3["key"]["runs"] == [run_id, other]
-
-
-def _apply(state: dict, patch: Patch) -> dict:
-    """Apply a Patch of plain assignments to a copy of ``state``, as Dash's renderer does."""
-    out = json.loads(json.dumps(state))
-    for op in patch.to_plotly_json()["operations"]:
-        assert op["operation"] == "Assign"
-        node = out
-        for key in op["location"][:-1]:
-            node = node[key]
-        node[op["location"][-1]] = op["params"]["value"]
-    return out
 
 
 def test_overlaid_runs_are_named_and_coloured_by_run(store, run_id):
