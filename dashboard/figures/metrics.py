@@ -18,7 +18,7 @@ PANELS = ("loss", "accuracy", "quality", "lr", "grad", "speed", "other")
 TITLES = {
     "loss": "Loss",
     "accuracy": "Accuracy",
-    "quality": "Validation precision / recall / F1",
+    "quality": "Validation: precision / recall / F1, or perplexity",
     "lr": "Learning rate",
     "grad": "Gradient norm (global and per layer)",
     "speed": "Throughput (samples/s) and step time (ms)",
@@ -26,7 +26,8 @@ TITLES = {
 }
 EMPTY_TEXT = {
     "accuracy": "No accuracy logged (language models log loss only)",
-    "quality": "Appears after the first validation pass",
+    "quality": "Appears after the first validation pass (classifiers: precision, recall, F1; "
+               "language models: perplexity)",
     "other": "Metrics with other names, logged from your own scripts, show here",
 }
 # Panels whose curves are not smoothed: a learning-rate schedule is exact, not noisy.
@@ -36,7 +37,8 @@ EMPTY_OTHER_HEIGHT = 110  # the catch-all panel stays a slim note until somethin
 # Colour-blind-safe qualitative palette (Okabe-Ito, black last).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 _FIXED = {"train/loss": "loss", "val/loss": "loss", "train/acc": "accuracy", "val/acc": "accuracy",
-          "val/precision": "quality", "val/recall": "quality", "val/f1": "quality", "lr": "lr",
+          "val/precision": "quality", "val/recall": "quality", "val/f1": "quality", "val/perplexity": "quality",
+          "lr": "lr",
           "throughput/samples_per_s": "speed", "time/step_ms": "speed"}
 
 
@@ -123,7 +125,9 @@ def panel_layout(panel: str, uirevision: str, empty_text: str | None = None) -> 
         "xaxis": {"gridcolor": "#e8ebef", "zeroline": False, "visible": not empty_text},
         "yaxis": {"gridcolor": "#e8ebef", "zeroline": False, "automargin": True, "visible": not empty_text,
                   # learning rates span decades (warm-up, decay); log also frames a constant lr sensibly
-                  "type": "log" if panel == "lr" else "linear"},
+                  "type": "log" if panel == "lr" else "linear",
+                  # full numbers (0.002, 0.005, 0.01) instead of plotly's bare "2" and "5" between decades
+                  **({"tickformat": "~g"} if panel == "lr" else {})},
         "legend": {"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0, "font": {"size": 11}},
         "hovermode": "x unified",
         "showlegend": True,
