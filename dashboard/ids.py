@@ -18,6 +18,7 @@ TRAIN_LR = "train-lr"
 TRAIN_LR_APPLY = "train-lr-apply"
 TRAIN_CONTROL_TARGET = "train-control-target"
 TRAIN_ALERT = "train-alert"
+TRAIN_URL_SYNC = "train-url-sync"        # target of the clientside callback that keeps ?run= current
 
 
 def graph_id(panel: str) -> str:

@@ -6,7 +6,7 @@ callback is thin: the work is in :mod:`dashboard.live` and :mod:`dashboard.contr
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from dashboard import ids
 from dashboard.components import no_runs_state, run_status_card
@@ -57,10 +57,24 @@ def layout(run: str | None = None, **_query) -> html.Div:
         html.Div([dcc.Graph(id=ids.graph_id(p), config=GRAPH_CONFIG, className=f"panel panel-{p}")
                   for p in PANELS], className="graph-grid"),
         dcc.Store(id=ids.TRAIN_STATE),
+        dcc.Store(id=ids.TRAIN_URL_SYNC),
         # Off until the first figures arrive: a slow first build must not be re-requested every tick.
         dcc.Interval(id=ids.TRAIN_INTERVAL, interval=context.poll_ms, disabled=True),
         dcc.Interval(id=ids.TRAIN_STATUS_INTERVAL, interval=max(1000, context.poll_ms)),
     ])
+
+
+# Keep ``?run=`` in the address bar equal to the selection, so the view can be shared or reloaded.
+# replaceState fires no navigation event, so Dash pages does not re-render the page for it.
+clientside_callback(
+    """function (value) {
+        const runs = Array.isArray(value) ? value : (value ? [value] : []);
+        const url = new URL(window.location.href);
+        if (runs.length) { url.searchParams.set('run', runs.join(',')); } else { url.searchParams.delete('run'); }
+        if (url.href !== window.location.href) { window.history.replaceState(window.history.state, '', url.href); }
+        return window.dash_clientside.no_update;
+    }""",
+    Output(ids.TRAIN_URL_SYNC, "data"), Input(ids.TRAIN_RUNS, "value"))
 
 
 def _controls() -> html.Div:

@@ -235,3 +235,27 @@ def test_ru001_empty_states_then_runs_page_lists_run_and_status(dash_duo, tmp_pa
     store.set_status(run_id, "paused")
     dash_duo.wait_for_text_to_equal(status_cell, "paused", timeout=20)
     assert dash_duo.get_logs() == []
+
+
+def test_tr002_address_bar_follows_the_run_selection(dash_duo, tmp_path):
+    """The view can be shared: ?run= always names the runs on screen, without reloading the page."""
+    from dashboard.app import create_app
+
+    data_dir = tmp_path / "data"
+    store = RunStore(data_dir)
+    spec = tiny_spec()
+    older = store.create_run("older run", spec.task, spec.model_dump(), status="completed")
+    time.sleep(0.01)
+    newer = store.create_run("newer run", spec.task, spec.model_dump(), status="completed")
+    for rid in (older, newer):
+        store.log_scalars(rid, [("train/loss", s, 1.0 / s, time.time()) for s in range(1, 6)], step=5)
+    dash_duo.start_server(create_app(data_dir))
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/", timeout=30)
+    until(lambda: dash_duo.driver.execute_script("return window.location.search") == f"?run={newer}",
+          timeout=20, msg=lambda: f"address bar: {dash_duo.driver.current_url}")
+    dash_duo.driver.execute_script("window.__no_reload = true")
+    dash_duo.select_dcc_dropdown(f"#{ids.TRAIN_RUNS}", value=f"older run ({older}, completed)")
+    until(lambda: dash_duo.driver.execute_script("return window.location.search") == f"?run={newer}%2C{older}",
+          timeout=20, msg=lambda: f"address bar: {dash_duo.driver.current_url}")
+    assert dash_duo.driver.execute_script("return window.__no_reload === true")  # same page, not reloaded
+    assert dash_duo.get_logs() == []
