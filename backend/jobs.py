@@ -105,8 +105,8 @@ class JobManager:
         for run in self.store.list_runs():
             if run["status"] not in ACTIVE_STATUSES or run["source"] != "builtin":
                 continue
-            if run["pid"] is None or run["host"] != socket.gethostname():
-                continue  # not started yet, or started by an agent elsewhere: not ours to judge
+            if run["pid"] is None or run["pid"] <= 0 or run["host"] != socket.gethostname():
+                continue  # not started (or only claimed) yet, or started elsewhere: not ours to judge
             proc = self._procs.get(run["id"])
             code = proc.poll() if proc is not None else None
             alive = (code is None and proc is not None) or (proc is None and _pid_alive(run["pid"]))

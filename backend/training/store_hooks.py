@@ -154,26 +154,27 @@ class ControlHook(Hook):
             self.apply(trainer, self.store.pending_controls(self.run_id))
 
     def apply(self, trainer, controls: list[dict]) -> None:
-        paused = False
+        """Handle ``controls``; on pause, wait here (between steps) for resume or stop."""
+        paused = was_paused = False
         while True:
             for c in controls:
                 if c["kind"] == "set_lr" and c["value"]:
                     set_lr(trainer.optimizer, float(c["value"]))
                 elif c["kind"] == "stop":
                     trainer.should_stop, paused = True, False
-                elif c["kind"] == "pause" and not trainer.should_stop:
-                    if not paused and self.on_pause:
+                elif c["kind"] == "pause" and not trainer.should_stop and not paused:
+                    if self.on_pause:
                         self.on_pause()
-                    paused = True
+                    paused = was_paused = True
                     self.store.set_status(self.run_id, "paused")
-                elif c["kind"] == "resume" and paused:
+                elif c["kind"] == "resume":
                     paused = False
             self.store.mark_handled(c["id"] for c in controls)
             if not paused:
                 break
             time.sleep(self.poll)
             controls = self.store.pending_controls(self.run_id)
-        if controls and not trainer.should_stop and any(c["kind"] == "resume" for c in controls):
+        if was_paused and not trainer.should_stop:
             self.store.set_status(self.run_id, "running")
 
 
