@@ -97,6 +97,9 @@ class RunSpec(BaseModel):
     log_every: int = Field(10, ge=1, le=100_000)
     eval_every: int = Field(200, ge=1, le=1_000_000)
     checkpoint_every: int = Field(1000, ge=1, le=10_000_000)
+    probe_every: int | None = Field(None, ge=1, le=10_000_000,
+                                    description="steps between hidden-state snapshots; empty: about ten per run, "
+                                                "spaced wider when a probe would cost over 2% of training time")
 
     @field_validator("task")
     @classmethod

@@ -6,6 +6,7 @@ reading a window of a large snapshot never loads all of it.
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -40,3 +41,39 @@ def write_array(path: Path, array: np.ndarray) -> Path:
 def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     """Read an array written by :func:`write_array`, memory-mapped by default."""
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def array_header(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of a C-ordered .npy file (files are immutable: safe to cache)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        if fortran:
+            raise ValueError(f"{path} is Fortran-ordered; deepscope writes C order")
+        return tuple(shape), np.dtype(dtype), fh.tell()
+
+
+def read_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a .npy array with plain reads (no memory map).
+
+    A mapped file's touched pages count in the reader's resident memory; a read
+    copies just the rows asked for, so a dashboard can scan a 1 GB snapshot one
+    window at a time and stay small.
+    """
+    shape, dtype, offset = array_header(str(path))
+    n = shape[0] if shape else 1
+    start, stop = max(0, int(start)), min(n, int(stop))
+    row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    count = max(0, stop - start) * row
+    out = np.fromfile(path, dtype=dtype, count=count, offset=offset + start * row * dtype.itemsize)
+    return out.reshape((max(0, stop - start),) + tuple(shape[1:]))
+
+
+def read_span(path: Path, row: int, start: int, stop: int) -> np.ndarray:
+    """Elements ``start:stop`` of row ``row`` of a 2-D .npy array, with one plain read."""
+    shape, dtype, offset = array_header(str(path))
+    start, stop = max(0, int(start)), min(shape[1], int(stop))
+    count = max(0, stop - start)
+    return np.fromfile(path, dtype=dtype, count=count, offset=offset + (row * shape[1] + start) * dtype.itemsize)

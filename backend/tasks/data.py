@@ -2,19 +2,21 @@
 
 ``digits-cnn``: scikit-learn's 8x8 digits. ``code-lstm``: the Python standard
 library's own sources as characters, split into train and validation by file.
+``brackets-lstm``: generated nested-bracket text (training and validation drawn with
+different seeds).
 """
 from __future__ import annotations
 
-import sysconfig
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .registry import CODE_CHARS, TaskInfo
+from .annotations import BRACKET_SEEDS, BRACKET_TRAIN_CHARS, BRACKET_VAL_CHARS, generate_brackets
+from .registry import BRACKET_VOCAB, TaskInfo
+from .text import MAX_CODE_CHARS, encode_chars, is_code_val_file, stdlib_sources
 
-MAX_CODE_CHARS = 4_000_000  # enough text for minutes of training; reading it takes ~1 s
+__all__ = ["TaskData", "load_task_data", "encode_chars", "stdlib_sources", "MAX_CODE_CHARS"]
 
 
 @dataclass
@@ -42,11 +44,14 @@ class TaskData:
 
 
 def load_task_data(info: TaskInfo, seed: int = 0) -> TaskData:
-    """Load a built-in task's data; the split is fixed by ``seed``."""
+    """Load a built-in task's data; the split is fixed by ``seed`` (digits-cnn only: the
+    text tasks' splits are fixed)."""
     if info.name == "digits-cnn":
         return _digits(info, seed)
     if info.name == "code-lstm":
         return _code(info)
+    if info.name == "brackets-lstm":
+        return _brackets(info)
     raise KeyError(f"no data loader for task {info.name!r}")
 
 
@@ -64,39 +69,16 @@ def _digits(info: TaskInfo, seed: int) -> TaskData:
                     x_val=as_t(x[val, None]), y_val=as_t(y[val]))
 
 
-def encode_chars(text: str) -> np.ndarray:
-    """Map text to ids of the code vocabulary; characters outside it become 0 (unknown)."""
-    lut = np.zeros(128, dtype=np.int64)
-    for i, ch in enumerate(CODE_CHARS, start=1):
-        lut[ord(ch)] = i
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    out = np.zeros(len(codes), dtype=np.int64)
-    ascii_mask = codes < 128
-    out[ascii_mask] = lut[codes[ascii_mask]]
-    return out
-
-
-def stdlib_sources(limit_chars: int = MAX_CODE_CHARS) -> list[tuple[str, str]]:
-    """(file name, text) of standard-library modules, sorted by name, up to ``limit_chars``."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files, total = [], 0
-    for path in sorted(root.glob("*.py")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        files.append((path.name, text))
-        total += len(text)
-        if total >= limit_chars:
-            break
-    if not files:
-        raise FileNotFoundError(f"no Python sources found under {root}")
-    return files
-
-
 def _code(info: TaskInfo) -> TaskData:
     files = stdlib_sources()
-    train = "".join(t for i, (_, t) in enumerate(files) if i % 10 != 0)
-    val = "".join(t for i, (_, t) in enumerate(files) if i % 10 == 0)
+    train = "".join(t for i, (_, t) in enumerate(files) if not is_code_val_file(i))
+    val = "".join(t for i, (_, t) in enumerate(files) if is_code_val_file(i))
     return TaskData(info, train_ids=torch.from_numpy(encode_chars(train)),
                     val_ids=torch.from_numpy(encode_chars(val)))
+
+
+def _brackets(info: TaskInfo) -> TaskData:
+    train = generate_brackets(BRACKET_TRAIN_CHARS, BRACKET_SEEDS["train"])
+    val = generate_brackets(BRACKET_VAL_CHARS, BRACKET_SEEDS["val"])
+    return TaskData(info, train_ids=torch.from_numpy(encode_chars(train, BRACKET_VOCAB)),
+                    val_ids=torch.from_numpy(encode_chars(val, BRACKET_VOCAB)))

@@ -14,6 +14,12 @@ from typing import Any, Literal
 CODE_CHARS = "\n\t" + "".join(chr(c) for c in range(32, 127))
 CODE_VOCAB = ["\ufffd"] + list(CODE_CHARS)
 
+# Character vocabulary of the nested-bracket task: newline, the two brackets and a few
+# filler letters. Index 0 is "unknown character", as in CODE_VOCAB.
+BRACKET_LETTERS = "abcd"
+BRACKET_CHARS = "\n()" + BRACKET_LETTERS
+BRACKET_VOCAB = ["\ufffd"] + list(BRACKET_CHARS)
+
 
 @dataclass(frozen=True)
 class TaskInfo:
@@ -28,6 +34,7 @@ class TaskInfo:
     n_classes: int = 0  # image tasks
     vocab_size: int = 0  # language-model tasks
     class_names: tuple[str, ...] = ()
+    probe_tokens: int = 20480  # language-model tasks: tokens of the held-out hidden-state probe text
 
     @property
     def n_outputs(self) -> int:
@@ -63,7 +70,24 @@ TASKS: dict[str, TaskInfo] = {
             "clip_norm": 1.0, "log_every": 10, "eval_every": 200,
         },
     ),
+    "brackets-lstm": TaskInfo(
+        name="brackets-lstm",
+        kind="lm",
+        description=("Generated text of nested brackets and filler letters, like 'a(b(()c)d)': predict the next "
+                     "character. A ')' gets likelier the deeper the nesting, is impossible at depth 0 and certain "
+                     "at depth 8, so the model must count open brackets; look for a cell that tracks the depth."),
+        families=("lstm", "gru", "rnn"),
+        vocab_size=len(BRACKET_VOCAB),
+        defaults={
+            "model": {"family": "lstm", "layers": 1, "hidden_size": 32, "embedding_dim": 8, "dropout": 0.0},
+            "optimizer": "adam", "lr": 0.01, "batch_size": 32, "seq_len": 128, "steps": 1000,
+            "clip_norm": 1.0, "log_every": 10, "eval_every": 200,
+        },
+    ),
 }
+
+# Token texts of each language-model task, by id.
+VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB)}
 
 
 def get_task(name: str) -> TaskInfo:

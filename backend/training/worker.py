@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 
-from ..spec import RunSpec
+from ..spec import RECURRENT, RunSpec
 from ..store import RunStore
 from ..tasks import get_task
 from ..tasks.data import load_task_data
@@ -25,10 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
-    """The hooks every built-in run gets: metrics writer, controls, checkpoints."""
+    """The hooks every built-in run gets: metrics writer, controls, checkpoints, and the
+    hidden-state probe for recurrent models of text tasks."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
-    return [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
-            CheckpointHook(store, run_id, every=spec.checkpoint_every)]
+    hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
+                         CheckpointHook(store, run_id, every=spec.checkpoint_every)]
+    info = get_task(spec.task)
+    if info.kind == "lm" and spec.model.family in RECURRENT:
+        from ..probes.hooks import HiddenStateProbe
+        from ..tasks.probe import probe_corpus
+        hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
+                                      adaptive=spec.probe_every is None))  # an explicit cadence is kept
+    return hooks
 
 
 def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks: list[Hook] | None = None,

@@ -1,0 +1,146 @@
+"""Cell selection and corpus-wide matching, LSTMVis-style; track correlations; gate saturation.
+
+Pure numpy: arrays in, arrays or records out. A cell is *on* at a token when its
+value is above the threshold.
+
+Select: the cells on at every token of a brushed range and off at the
+``off_before`` tokens before it and the ``off_after`` tokens after it.
+
+Match: places in the corpus where the selected cells are on together. A candidate
+is a maximal run of tokens where at least ``min_common`` selected cells are on; it
+is ranked (as LSTMVis does) by the number of selected cells on throughout it, then
+by the fewest extra cells (unselected cells also on throughout it), then by how close
+its length is to the brushed range's, then by position.
+
+Example::
+
+    cells = select_cells(window, start=10, stop=15, threshold=0.3)
+    found = candidate_ranges(columns_of_those_cells, threshold=0.3)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class SelectionError(ValueError):
+    """A selection or match request that cannot be answered; the message says why and what to do."""
+
+
+def select_cells(window: np.ndarray, start: int, stop: int, threshold: float,
+                 off_before: int = 1, off_after: int = 0) -> np.ndarray:
+    """Ids of cells on at every token of ``window[start:stop]`` and off just outside it.
+
+    ``window`` is ``(tokens, cells)``; margins that fall outside the window are not required.
+
+    >>> w = np.array([[0, 0], [1, 1], [1, 0], [0, 1]], dtype=float)
+    >>> select_cells(w, 1, 3, threshold=0.5).tolist()   # cell 0: off, on, on
+    [0]
+    """
+    if not 0 <= start < stop <= len(window):
+        raise SelectionError(f"the range {start}..{stop} is empty or outside the {len(window)} tokens shown")
+    on = window > threshold
+    keep = on[start:stop].all(axis=0)
+    before = on[max(0, start - off_before):start]
+    after = on[stop:stop + off_after]
+    if len(before):
+        keep &= ~before.any(axis=0)
+    if len(after):
+        keep &= ~after.any(axis=0)
+    return np.flatnonzero(keep)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Runs of tokens where enough selected cells are on: ``stop`` is exclusive."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    common: np.ndarray  # selected cells on at every token of the run
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def candidate_ranges(columns: np.ndarray, threshold: float, min_common: int | None = None,
+                     max_len: int | None = None) -> Candidates:
+    """Maximal runs where at least ``min_common`` of the ``(k, tokens)`` selected columns are on.
+
+    ``min_common`` defaults to half of the selected cells (at least one). Runs longer
+    than ``max_len`` are dropped (they are whole regions, not patterns).
+
+    >>> cols = np.array([[0, 1, 1, 0, 1], [0, 1, 1, 0, 0]], dtype=np.float16)
+    >>> c = candidate_ranges(cols, 0.5, min_common=2)
+    >>> c.start.tolist(), c.stop.tolist(), c.common.tolist()
+    ([1], [3], [2])
+    """
+    k, n = columns.shape
+    if k == 0:
+        raise SelectionError("no cells are selected: brush a range where some cells are on")
+    need = max(1, (k + 1) // 2) if min_common is None else int(min_common)
+    on = columns > np.asarray(threshold, dtype=columns.dtype)
+    count = on.sum(axis=0, dtype=np.int16) if k < 32_000 else on.sum(axis=0)
+    mask = np.concatenate(([False], count >= need, [False]))
+    edges = np.flatnonzero(mask[1:] != mask[:-1])
+    start, stop = edges[0::2], edges[1::2]
+    if max_len is not None:
+        short = (stop - start) <= max_len
+        start, stop = start[short], stop[short]
+    if not len(start):
+        return Candidates(start, stop, np.zeros(0, dtype=np.int64))
+    # cells on throughout [start, stop): AND-reduce each run (reduceat over start/stop pairs)
+    padded = np.concatenate([on, np.zeros((k, 1), dtype=bool)], axis=1)
+    bounds = np.stack([start, stop], axis=1).reshape(-1)
+    spans = np.logical_and.reduceat(padded, bounds, axis=1)[:, 0::2]
+    return Candidates(start, stop, spans.sum(axis=0))
+
+
+def rank_candidates(c: Candidates, query_len: int, extra: np.ndarray | None = None) -> np.ndarray:
+    """Order of candidates: most cells in common, fewest extra cells, length nearest the query, earliest."""
+    extra = np.zeros(len(c), dtype=np.int64) if extra is None else extra
+    closeness = np.abs((c.stop - c.start) - query_len)
+    return np.lexsort((c.start, closeness, extra, -c.common))
+
+
+def extra_cells(rows: np.ndarray, selected: np.ndarray, threshold: float) -> int:
+    """Unselected cells on at every token of ``rows`` (``(tokens, cells)`` of one candidate)."""
+    on = (rows > threshold).all(axis=0)
+    on[selected] = False
+    return int(on.sum())
+
+
+def correlations(values: np.ndarray, tracks: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Pearson r of each cell (``values``: tokens x cells) with each track (``tracks``: n x tokens).
+
+    Constant cells or tracks give 0, not NaN. Works on cell chunks, so a large
+    memory-mapped array is never converted whole.
+    """
+    t = np.asarray(tracks, dtype=np.float64)
+    t = t - t.mean(axis=1, keepdims=True)
+    t_norm = np.sqrt((t ** 2).sum(axis=1))
+    out = np.zeros((t.shape[0], values.shape[1]), dtype=np.float32)
+    for j in range(0, values.shape[1], chunk):
+        v = np.asarray(values[:, j:j + chunk], dtype=np.float64)
+        v = v - v.mean(axis=0)
+        v_norm = np.sqrt((v ** 2).sum(axis=0))
+        denom = np.outer(t_norm, v_norm)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (t @ v) / denom
+        out[:, j:j + chunk] = np.where(denom > 0, r, 0.0)
+    return out
+
+
+def saturation(gate: np.ndarray, low: float = 0.1, high: float = 0.9, chunk: int = 64) -> np.ndarray:
+    """Per cell, the fraction of tokens a gate spends below ``low`` and above ``high``: ``(2, cells)``.
+
+    Karpathy, Johnson and Fei-Fei (2015) plot these two fractions per cell to show
+    gates that act as switches (right- or left-saturated) rather than as dials.
+    """
+    out = np.zeros((2, gate.shape[1]), dtype=np.float32)
+    n = max(gate.shape[0], 1)
+    for j in range(0, gate.shape[1], chunk):
+        g = np.asarray(gate[:, j:j + chunk])
+        out[0, j:j + chunk] = (g < low).sum(axis=0) / n
+        out[1, j:j + chunk] = (g > high).sum(axis=0) / n
+    return out

@@ -1,0 +1,1 @@
+"""Probes: what the trainer captures besides metrics (hidden states; kernels and embeddings later)."""

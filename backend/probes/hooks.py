@@ -1,0 +1,107 @@
+"""The hidden-state probe as a trainer hook: snapshots at the start, every K steps and at the end.
+
+K starts at about a tenth of the run and doubles whenever a probe would cost more
+than ``budget`` (2%) of the training time between probes, so probes never slow
+training noticeably whatever the model size (bench/overhead.py measures it).
+Capture runs in the training thread (it needs the weights of this very step);
+writing the files runs in a background thread.
+
+Example::
+
+    probe = HiddenStateProbe(store, run_id, probe_corpus(get_task("brackets-lstm")))
+    Trainer(spec, data, hooks=[probe]).run()
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+
+from ..store import RunStore
+from ..store.hidden import KIND, write_hidden_snapshot
+from ..tasks.probe import ProbeCorpus
+from ..training.hooks import Hook
+from .hidden import SEGMENT, WARMUP, SnapshotWriterThread, adapt_every, capture_model, describe, find_recurrent
+
+log = logging.getLogger(__name__)
+BUDGET = 0.02
+
+
+def default_every(total_steps: int) -> int:
+    """About ten snapshots per run, at a round number of steps (1, 2 or 5 x 10^k).
+
+    >>> default_every(5000), default_every(1500), default_every(30)
+    (500, 200, 5)
+    """
+    raw = max(1, total_steps // 10)
+    base = 10 ** int(math.log10(raw))
+    return min((m * base for m in (1, 2, 5, 10) if m * base >= raw), default=raw) if raw > 1 else 1
+
+
+class HiddenStateProbe(Hook):
+    """Records h, c and gates of every recurrent layer over ``corpus`` every ``every`` steps."""
+
+    def __init__(self, store: RunStore, run_id: str, corpus: ProbeCorpus, every: int | None = None,
+                 budget: float = BUDGET, adaptive: bool = True, segment: int = SEGMENT, warmup: int = WARMUP):
+        self.store, self.run_id, self.corpus = store, run_id, corpus
+        self.every, self.budget, self.adaptive = every, budget, adaptive
+        self.segment, self.warmup = segment, warmup
+        self.writer = SnapshotWriterThread(self._write)
+        self._ids: torch.Tensor | None = None
+        self._done: set[int] = set()
+        self._last_step, self._last_time, self._probe_s = 0, 0.0, 0.0
+        self.enabled = True
+
+    def on_train_start(self, trainer) -> None:
+        try:
+            rnn = find_recurrent(trainer.model)
+        except ValueError as exc:
+            log.warning("hidden-state probe off: %s", exc)
+            self.enabled = False
+            return
+        self._describe = describe(rnn)
+        self.every = self.every or default_every(trainer.total_steps)
+        self._ids = torch.as_tensor(self.corpus.ids, device=trainer.device)
+        self._done = {int(s["step"]) for s in self.store.list_snapshots(self.run_id, KIND)}
+        self.capture(trainer)
+
+    def on_step_end(self, trainer, out) -> None:
+        if self.enabled and out.step % self.every == 0:
+            self.capture(trainer)
+
+    def on_train_end(self, trainer, status: str) -> None:
+        if self.enabled:
+            self.capture(trainer)
+
+    def capture(self, trainer) -> None:
+        step = trainer.step
+        if step in self._done:
+            return
+        now = time.perf_counter()
+        states = capture_model(trainer.model, self._ids, segment=self.segment, warmup=self.warmup)
+        probe_s = time.perf_counter() - now
+        if self.adaptive and self._last_time and step > self._last_step:
+            step_s = (now - self._last_time - self._probe_s) / (step - self._last_step)
+            new_every = adapt_every(self.every, probe_s, step_s, self.budget)
+            if new_every != self.every:
+                log.info("probe takes %.0f ms; snapshots every %d steps now (was %d)", 1000 * probe_s,
+                         new_every, self.every)
+                self.every = new_every
+        self._last_step, self._last_time, self._probe_s = step, time.perf_counter(), probe_s
+        self._done.add(step)
+        meta = dict(self._describe, task=trainer.spec.task, source=self.corpus.source, every=self.every,
+                    segment=self.segment, warmup=self.warmup, probe_ms=round(1000 * probe_s, 1))
+        self.writer.put(step, states, meta)
+
+    def _write(self, step: int, states, meta) -> None:
+        write_hidden_snapshot(self.store, self.run_id, step, states, self.corpus.ids, self.corpus.vocab,
+                              self.corpus.tracks, meta)
+
+    def flush(self) -> None:
+        """Wait until every captured snapshot is on disk."""
+        self.writer.join()
+
+    def close(self) -> None:
+        self.writer.close()
