@@ -21,6 +21,7 @@ from backend.spec import estimate, parse_spec
 from backend.store import FINAL_STATUSES, RunStore
 
 from .figures.series import downsample_indices, to_plot_list
+from .hidden_data import HiddenStates
 
 MAX_POINTS = 2000        # per series in a figure's first draw
 LIVE_ROW_LIMIT = 50_000  # rows per run per poll; the cursor picks up the rest next time
@@ -39,6 +40,7 @@ class DashboardData:
         self.max_points = max_points
         # Cache keys name the store, so several stores may share one Redis.
         self._prefix = "ds:" + hashlib.sha1(store.url.encode()).hexdigest()[:10]
+        self.hidden = HiddenStates(store, cache, prefix=self._prefix)
 
     def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
         if self.cache is None:

@@ -1,0 +1,155 @@
+"""Figures and small views of the hidden-states page. Pure: arrays in, figures or components out.
+
+Example::
+
+    fig = traces_figure(window, x0=500, tokens=list("def f(x):"), selected=[3, 7], threshold=0.3,
+                        brushed=(502, 505))
+"""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import html
+
+SELECTED_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+                   "#bcbd22", "#7f7f7f"]
+MAX_COLORED = 30
+VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥"}
+GATE_COLORS = {"i": "#1f77b4", "f": "#d62728", "o": "#2ca02c", "g": "#9467bd", "r": "#ff7f0e", "z": "#17becf",
+               "n": "#9467bd"}
+
+
+def visible(token: str) -> str:
+    """A token as printed under a chart: whitespace made visible."""
+    return "".join(VISIBLE.get(ch, ch) for ch in token) or "∅"
+
+
+def traces_figure(window: np.ndarray, x0: int, tokens: list[str], selected: list[int], threshold: float,
+                  brushed: tuple[int, int] | None, title: str = "") -> go.Figure:
+    """One line per cell over a window of tokens; selected cells coloured, the rest grey.
+
+    Shape 0 is the threshold (drag it up or down), shape 1 the brushed range.
+    """
+    n, cells = window.shape
+    x = np.arange(x0, x0 + n)
+    fig = go.Figure()
+    sel = set(selected)
+    rest = [c for c in range(cells) if c not in sel]
+    if rest:  # all unselected cells in one trace, separated by gaps: 512 cells stay one trace
+        xs = np.concatenate([np.append(x, np.nan) for _ in rest])
+        ys = np.concatenate([np.append(window[:, c], np.nan) for c in rest])
+        fig.add_trace(go.Scatter(x=xs.tolist(), y=_round(ys), mode="lines", name="other cells",
+                                 line={"color": "rgba(120,120,120,0.25)", "width": 1}, hoverinfo="skip"))
+    for i, c in enumerate(selected[:MAX_COLORED]):
+        fig.add_trace(go.Scatter(x=x.tolist(), y=_round(window[:, c]), mode="lines", name=f"cell {c}",
+                                 line={"color": SELECTED_COLORS[i % len(SELECTED_COLORS)], "width": 2},
+                                 hovertemplate=f"cell {c}<br>token %{{x}}: %{{y:.3f}}<extra></extra>"))
+    shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=threshold, y1=threshold,
+                   line={"color": "#333", "dash": "dash", "width": 2}, editable=True, name="threshold")]
+    if brushed:
+        shapes.append(dict(type="rect", xref="x", yref="paper", x0=brushed[0] - 0.5, x1=brushed[1] - 0.5,
+                           y0=0, y1=1, fillcolor="rgba(255,200,0,0.18)", line={"width": 0}, layer="below",
+                           editable=False))
+    fig.update_layout(
+        title={"text": title, "font": {"size": 13}}, shapes=shapes, dragmode="select", selectdirection="h",
+        margin={"l": 50, "r": 10, "t": 36 if title else 10, "b": 40}, height=330, showlegend=False,
+        uirevision="traces", hovermode="closest", plot_bgcolor="white",
+        xaxis={"tickmode": "array", "tickvals": x.tolist(), "ticktext": [visible(t) for t in tokens],
+               "tickangle": 0, "tickfont": {"family": "monospace", "size": 11}, "range": [x0 - 0.5, x0 + n - 0.5],
+               "showgrid": False, "fixedrange": True},
+        yaxis={"title": "value", "zeroline": True, "zerolinecolor": "#ddd", "gridcolor": "#eee", "fixedrange": True},
+    )
+    return fig
+
+
+def token_strip(tokens: list[str], x0: int, on_count: np.ndarray, n_selected: int,
+                brushed: tuple[int, int] | None) -> html.Div:
+    """The window's text, each token shaded by how many selected cells are on there."""
+    spans = []
+    for i, tok in enumerate(tokens):
+        frac = float(on_count[i]) / n_selected if n_selected else 0.0
+        pos = x0 + i
+        cls = "tok" + (" tok-brushed" if brushed and brushed[0] <= pos < brushed[1] else "")
+        spans.append(html.Span(visible(tok), className=cls, title=f"token {pos}: {int(on_count[i]) if n_selected else 0}"
+                               f" of {n_selected} selected cells on",
+                               style={"backgroundColor": f"rgba(214,39,40,{0.85 * frac:.2f})"}))
+    return html.Div(spans, className="token-strip")
+
+
+def heat_png(values: np.ndarray, lo: float, hi: float, diverging: bool = True, scale: int = 6) -> str:
+    """A small heatmap as a PNG data URI (rows x columns, each value a ``scale``-pixel square)."""
+    from PIL import Image
+
+    v = np.asarray(values, dtype=np.float32)
+    if v.size == 0:
+        v = np.zeros((1, 1), np.float32)
+    t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    t = np.nan_to_num(t, nan=0.5 if diverging else 0.0)
+    if diverging:  # blue (low) - white - red (high)
+        r = np.where(t < 0.5, 2 * t, 1.0)
+        g = np.where(t < 0.5, 2 * t, 2 * (1 - t))
+        b = np.where(t < 0.5, 1.0, 2 * (1 - t))
+    else:  # white to dark green
+        r, g, b = 1 - 0.85 * t, 1 - 0.55 * t, 1 - 0.8 * t
+    rgb = (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
+    img = Image.fromarray(rgb, "RGB").resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def gate_heatmap(window: np.ndarray, x0: int, tokens: list[str], label: str, lo: float = 0.0,
+                 hi: float = 1.0) -> go.Figure:
+    """A gate (or state) over the window: cells down, tokens across; hover names cell, token and value."""
+    n, cells = window.shape
+    z = np.round(window.T.astype(np.float64), 3)
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=list(range(x0, x0 + n)), y=list(range(cells)), zmin=lo, zmax=hi,
+                               colorscale="RdBu_r" if lo < 0 else "Greens", colorbar={"thickness": 10, "len": 0.9},
+                               hovertemplate="token %{x}, cell %{y}: %{z}<extra></extra>"))
+    fig.update_layout(
+        title={"text": label, "font": {"size": 13}}, height=320, margin={"l": 50, "r": 10, "t": 36, "b": 40},
+        uirevision="gate", plot_bgcolor="white",
+        xaxis={"tickmode": "array", "tickvals": list(range(x0, x0 + n)), "ticktext": [visible(t) for t in tokens],
+               "tickangle": 0, "tickfont": {"family": "monospace", "size": 9}, "showgrid": False},
+        yaxis={"title": "cell", "autorange": "reversed", "showgrid": False},
+    )
+    return fig
+
+
+def saturation_figure(sat: dict[str, np.ndarray], names: dict[str, str]) -> go.Figure:
+    """Per gate, each cell's fraction of time left-saturated (< 0.1) against right-saturated (> 0.9)."""
+    fig = go.Figure()
+    for gate, arr in sat.items():
+        fig.add_trace(go.Scatter(x=_round(arr[0]), y=_round(arr[1]), mode="markers", name=names.get(gate, gate),
+                                 marker={"size": 6, "opacity": 0.7, "color": GATE_COLORS.get(gate)},
+                                 customdata=list(range(arr.shape[1])),
+                                 hovertemplate=f"{names.get(gate, gate)} · cell %{{customdata}}<br>"
+                                               "below 0.1: %{x:.0%}<br>above 0.9: %{y:.0%}<extra></extra>"))
+    fig.add_shape(type="line", x0=0, y0=1, x1=1, y1=0, line={"color": "#bbb", "dash": "dot"})
+    fig.update_layout(
+        title={"text": "Gate saturation per cell (Karpathy et al. 2015)", "font": {"size": 13}}, height=300,
+        margin={"l": 50, "r": 10, "t": 36, "b": 40}, uirevision="sat", legend={"orientation": "h", "y": -0.25},
+        xaxis={"title": "fraction of tokens below 0.1", "range": [-0.02, 1.02], "tickformat": ".0%"},
+        yaxis={"title": "fraction above 0.9", "range": [-0.02, 1.02], "tickformat": ".0%"},
+    )
+    return fig
+
+
+def summary_figure(r: np.ndarray, track: str, top: int = 20) -> go.Figure:
+    """The ``top`` cells by |r| with ``track``, strongest first."""
+    order = np.argsort(-np.abs(r))[:top]
+    fig = go.Figure(go.Bar(x=[f"cell {c}" for c in order], y=_round(r[order]),
+                           marker={"color": ["#d62728" if v > 0 else "#1f77b4" for v in r[order]]},
+                           hovertemplate="%{x}: r = %{y:.3f}<extra></extra>"))
+    fig.update_layout(title={"text": f"Cells most correlated with “{track}”", "font": {"size": 13}}, height=260,
+                      margin={"l": 50, "r": 10, "t": 36, "b": 60}, uirevision="summary",
+                      yaxis={"title": "Pearson r", "range": [-1, 1]}, xaxis={"tickangle": -45})
+    return fig
+
+
+def _round(values) -> list:
+    arr = np.asarray(values, dtype=np.float64)
+    return [None if not np.isfinite(v) else round(float(v), 4) for v in arr]

@@ -1,0 +1,189 @@
+"""The dashboard's reads of hidden-state snapshots: windows, selections, matches, summaries.
+
+Every read is a window or a few columns (``backend.store.hidden`` reads with plain
+file reads, never a whole-snapshot load); results that are small and reused
+(matches, summaries, snapshot lists) go through flask-caching, keyed by run,
+snapshot id and parameters. Errors a person can fix come out as ``ViewError``
+with a message meant for the page.
+
+Example::
+
+    hs = HiddenStates(store, cache)
+    snap = hs.open(run_id)                                    # newest snapshot
+    sel = hs.select(snap, "l0.fwd.c", 500, 505, threshold=0.3)
+    found = hs.match(run_id, snap, "l0.fwd.c", sel.cells, 0.3, query_len=5)
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from backend.analysis.cells import (Candidates, SelectionError, candidate_ranges, extra_cells, rank_candidates,
+                                    select_cells)
+from backend.store import RunStore, StoreError
+from backend.store.hidden import KIND, TRACK_KIND, HiddenSnapshot, SnapshotUnavailable
+
+log = logging.getLogger(__name__)
+N_MATCHES = 50
+EXTRA_CANDIDATES = 500  # candidates whose extra cells are counted (each is one small read)
+CONTEXT = 4             # tokens shown around a match
+SNAPSHOTS_TTL = 1
+RESULT_TTL = 600
+MAX_SEARCH_TOKENS = 5_000_000
+
+
+class ViewError(ValueError):
+    """Something the person can fix; the message says what and how."""
+
+
+@dataclass
+class Selection:
+    start: int
+    stop: int
+    cells: list[int]
+    on_count: np.ndarray  # per token of the window: how many selected cells are on
+
+
+class HiddenStates:
+    """Cached access to the hidden-state snapshots of the runs in one store."""
+
+    def __init__(self, store: RunStore, cache: Any = None, prefix: str = "ds"):
+        self.store, self.cache, self.prefix = store, cache, prefix
+        self._open: OrderedDict[int, HiddenSnapshot] = OrderedDict()
+
+    def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
+        if self.cache is None:
+            return compute()
+        full = f"{self.prefix}:hidden:{key}"
+        value = self.cache.get(full)
+        if value is None:
+            value = compute()
+            self.cache.set(full, value, timeout=ttl)
+        return value
+
+    # -- snapshots ------------------------------------------------------------------
+    def snapshots(self, run_id: str) -> list[dict]:
+        """Index rows (id, step, meta, arrays) of a run's hidden-state snapshots, by step."""
+        return self._cached(f"snaps:{run_id}", SNAPSHOTS_TTL, lambda: self.store.list_snapshots(run_id, KIND))
+
+    def open(self, run_id: str, step: int | None = None) -> tuple[HiddenSnapshot, str | None]:
+        """The snapshot at ``step`` (the newest at or before it; newest when None) and a note.
+
+        A snapshot whose files are not all there yet is skipped for the one before it,
+        and the note says so. Raises ViewError when there is nothing to show.
+        """
+        snaps = self.snapshots(run_id)
+        if not snaps:
+            raise ViewError("no-snapshot")
+        chosen = [s for s in snaps if step is None or s["step"] <= step] or snaps[:1]
+        note = None
+        if step is not None and chosen[-1]["step"] != step:
+            note = f"No snapshot at step {step:,}; showing step {chosen[-1]['step']:,}, the nearest before it."
+        for row in reversed(chosen):
+            try:
+                return self._reader(run_id, row), note
+            except SnapshotUnavailable as exc:
+                note = f"{exc} Showing an earlier snapshot."
+        raise ViewError("The snapshots of this run are still being written; try again in a moment.")
+
+    def _reader(self, run_id: str, row: dict) -> HiddenSnapshot:
+        sid = int(row["id"])
+        if sid in self._open:
+            self._open.move_to_end(sid)
+            return self._open[sid]
+        tracks = self.store.list_snapshots(run_id, TRACK_KIND)
+        snap = HiddenSnapshot(self.store, row, tracks)
+        self._open[sid] = snap
+        while len(self._open) > 64:
+            self._open.popitem(last=False)
+        return snap
+
+    def forget_tracks(self) -> None:
+        """Drop open readers so newly attached user tracks are seen."""
+        self._open.clear()
+
+    # -- select ---------------------------------------------------------------------
+    def select(self, snap: HiddenSnapshot, key: str, start: int, stop: int, threshold: float,
+               off_before: int = 1, off_after: int = 0, window: tuple[int, int] | None = None) -> Selection:
+        """Cells on across ``[start, stop)`` and off in the margins; counts over ``window``."""
+        n = snap.n_tokens
+        if not 0 <= start < stop <= n:
+            raise ViewError(f"The range {start:,}–{stop:,} is outside the probe text, which has {n:,} tokens "
+                            f"(0–{n - 1:,}). Brush a range inside it.")
+        lo = max(0, start - off_before)
+        values = snap.window(key, lo, stop + off_after)
+        try:
+            cells = select_cells(values, start - lo, stop - lo, threshold, off_before, off_after)
+        except SelectionError as exc:
+            raise ViewError(str(exc)) from None
+        w0, w1 = window or (start, stop)
+        on = snap.window(key, w0, w1)[:, cells] > threshold if len(cells) else np.zeros((w1 - w0, 0), bool)
+        return Selection(start, stop, cells.tolist(), on.sum(axis=1))
+
+    # -- match ----------------------------------------------------------------------
+    def match(self, run_id: str, snap: HiddenSnapshot, key: str, cells: list[int], threshold: float,
+              query_len: int, n: int = N_MATCHES) -> list[dict]:
+        """The ``n`` best places where the selected cells are on together (see backend.analysis.cells)."""
+        if not cells:
+            raise ViewError("Select cells first: brush a range where some cells are on.")
+        ckey = f"match:{run_id}:{snap.row['id']}:{key}:{','.join(map(str, cells))}:{threshold:.6g}:{query_len}:{n}"
+        return self._cached(ckey, RESULT_TTL, lambda: self._match(snap, key, cells, threshold, query_len, n))
+
+    def _match(self, snap: HiddenSnapshot, key: str, cells: list[int], threshold: float, query_len: int,
+               n: int) -> list[dict]:
+        cols = snap.columns(key, cells)
+        max_len = max(3 * query_len, query_len + 20)
+        cand = candidate_ranges(cols, threshold, max_len=max_len)
+        if not len(cand):
+            return []
+        pre = rank_candidates(cand, query_len)[:EXTRA_CANDIDATES]
+        sub = Candidates(cand.start[pre], cand.stop[pre], cand.common[pre])
+        sel = np.asarray(cells)
+        extra = np.array([extra_cells(snap.window(key, s, e), sel, threshold) for s, e in zip(sub.start, sub.stop)])
+        order = rank_candidates(sub, query_len, extra)[:n]
+        out = []
+        for i in order:
+            s, e = int(sub.start[i]), int(sub.stop[i])
+            a, b = max(0, s - CONTEXT), min(snap.n_tokens, e + CONTEXT)
+            out.append({"start": s, "stop": e, "common": int(sub.common[i]), "extra": int(extra[i]),
+                        "context": [a, b], "cells": cols[:, a:b].astype(np.float32).tolist()})
+        return out
+
+    # -- corpus-wide reads ---------------------------------------------------------
+    def summary(self, run_id: str, snap: HiddenSnapshot, key: str) -> dict:
+        """Correlation of every cell with every track: ``{"tracks": [...], "r": [[...], ...]}``."""
+        def compute():
+            return {"tracks": snap.track_names, "r": np.round(snap.corr(key), 4).tolist()}
+        n_user = len(snap.track_names)
+        return self._cached(f"summary:{run_id}:{snap.row['id']}:{key}:{n_user}", RESULT_TTL, compute)
+
+    def find_text(self, snap: HiddenSnapshot, text: str, after: int = -1) -> int | None:
+        """Token position of the next occurrence of ``text`` after ``after`` (wrapping), or None."""
+        if not text:
+            return None
+        corpus = self._cached(f"text:{snap.row['id']}", RESULT_TTL, lambda: self._corpus_text(snap))
+        hit = corpus.find(text, after + 1)
+        if hit < 0:
+            hit = corpus.find(text)
+        return None if hit < 0 else hit  # one character per token for the built-in vocabularies
+
+    def _corpus_text(self, snap: HiddenSnapshot) -> str:
+        if snap.n_tokens > MAX_SEARCH_TOKENS:
+            raise ViewError("text search is limited to corpora of 5 million tokens")
+        tokens = snap.tokens()
+        if any(len(t) != 1 for t in tokens[:1000]):
+            # multi-character tokens: search over tokens joined without separators, map back
+            raise ViewError("text search needs a character-level corpus")
+        return "".join(tokens)
+
+
+def view_error_message(exc: Exception) -> str:
+    """A message for the page from an error of the data layer."""
+    if isinstance(exc, (ViewError, StoreError, SelectionError)):
+        return str(exc)
+    log.exception("hidden-state view failed")
+    return f"Could not read this snapshot: {exc}"

@@ -1,0 +1,445 @@
+"""Hidden states page (``/hidden``): LSTMVis-style Select, Match, Gate and cell-summary views, live.
+
+Select: drag across the chart to brush a range of tokens; the cells on (above the
+threshold) at every token of it and off just before it are selected. Match: the
+50 places in the probe text where those cells are on together. Gate view: a
+gate's activations over the window and how saturated each gate is. Cell summary:
+which cells track which annotation. A step slider moves through the snapshots
+(following the newest by default); the address bar holds the whole view.
+"""
+from __future__ import annotations
+
+import dash
+import numpy as np
+from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+
+from backend.spec import RECURRENT
+from dashboard import ids
+from dashboard.components import empty_state, no_runs_state
+from dashboard.context import current
+from dashboard.figures.hidden import gate_heatmap, heat_png, saturation_figure, summary_figure, token_strip, \
+    traces_figure, visible
+from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
+from dashboard.hidden_view import WINDOW, View, dir_options, gate_options, layer_options, parse_view, \
+    state_label, state_options
+
+dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
+
+WHAT = ("Hidden states shows what each unit of a recurrent network (LSTM, GRU, RNN) does at every token of a "
+        "held-out text, while it trains: brush a range to select the cells that are on there, find where else "
+        "they fire together, and see which cells track brackets, strings or indentation.")
+HOW = "Drag across the chart to brush a range of tokens. Drag the dashed line, or type a value, to set the threshold."
+GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False, "edits": {"shapePosition": True}}
+PLAIN_CONFIG = {"displaylogo": False, "displayModeBar": False}
+
+
+def recurrent_runs(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if (r.get("spec") or {}).get("model", {}).get("family") in RECURRENT]
+
+
+def layout(**query) -> html.Div:
+    context = current()
+    runs = context.data.list_runs()
+    if not runs:
+        return no_runs_state(WHAT)
+    view = parse_view(query)
+    rec = recurrent_runs(runs)
+    known = {r["id"]: r for r in runs}
+    if view.run is None:
+        view.run = rec[0]["id"] if rec else runs[0]["id"]
+    options = [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in rec]
+    if view.run in known and view.run not in {r["id"] for r in rec}:
+        r = known[view.run]
+        options.append({"label": f"{r['name']}  ({r['id']}, no recurrent layer)", "value": r["id"]})
+    return html.Div([
+        html.P(WHAT, className="page-intro"),
+        _toolbar(view, options),
+        html.Div(id=ids.HS_NOTE, role="status"),
+        html.Div(id=ids.HS_MESSAGE, role="status"),
+        html.Section([
+            html.H3("Select"), html.P(HOW, className="muted"), _navigation(view),
+            dcc.Graph(id=ids.HS_TRACES, config=GRAPH_CONFIG, className="panel"),
+            html.Div(id=ids.HS_STRIP),
+            html.Div(id=ids.HS_SELECTION, className="selection-summary"),
+        ], className="card"),
+        html.Section([html.H3("Match"), html.P("Places in the probe text where the selected cells are on together, "
+                                               "ranked by cells in common, then fewest extra cells, then length. "
+                                               "Click one to show it above.", className="muted"),
+                      dcc.Loading(html.Div(id=ids.HS_MATCHES), type="dot")], className="card"),
+        html.Div([
+            html.Section([html.H3("Cell summary"),
+                          html.Div([html.Label("Annotation", htmlFor=ids.HS_TRACK),
+                                    dcc.Dropdown(id=ids.HS_TRACK, value=view.track, clearable=False)],
+                                   className="field-inline"),
+                          html.P(id=ids.HS_SUMMARY_TEXT, className="summary-sentence"),
+                          dcc.Graph(id=ids.HS_SUMMARY, config=PLAIN_CONFIG)], className="card"),
+            html.Section([html.H3("Gates"),
+                          html.Div([html.Label("Gate", htmlFor=ids.HS_GATE),
+                                    dcc.Dropdown(id=ids.HS_GATE, value=view.gate, clearable=False)],
+                                   className="field-inline"),
+                          dcc.Graph(id=ids.HS_GATE_MAP, config=PLAIN_CONFIG),
+                          dcc.Graph(id=ids.HS_SATURATION, config=PLAIN_CONFIG)], className="card"),
+        ], className="two-col"),
+        dcc.Store(id=ids.HS_STEPS), dcc.Store(id=ids.HS_SELECTED), dcc.Store(id=ids.HS_MATCH_DATA),
+        dcc.Store(id=ids.HS_VIEW), dcc.Store(id=ids.HS_URL_SYNC),
+        dcc.Store(id="hs-initial-step", data=view.step),
+        dcc.Interval(id=ids.HS_INTERVAL, interval=max(2000, 4 * context.poll_ms)),
+    ], className="hidden-page")
+
+
+def _toolbar(view: View, options: list[dict]) -> html.Div:
+    def field(label, cid, comp):
+        return html.Div([html.Label(label, htmlFor=cid), comp], className="field")
+    return html.Div([
+        field("Run", ids.HS_RUN, dcc.Dropdown(id=ids.HS_RUN, options=options, value=view.run, clearable=False)),
+        field("Layer", ids.HS_LAYER, dcc.Dropdown(id=ids.HS_LAYER, value=view.layer, clearable=False)),
+        field("Direction", ids.HS_DIR, dcc.Dropdown(id=ids.HS_DIR, value=view.dir, clearable=False)),
+        field("State", ids.HS_STATE, dcc.Dropdown(id=ids.HS_STATE, value=view.state, clearable=False)),
+        field("Threshold", ids.HS_THRESHOLD, dcc.Input(id=ids.HS_THRESHOLD, type="number", value=view.thr,
+                                                       step="any", debounce=True, className="num")),
+        field("Off before", ids.HS_OFF_BEFORE, dcc.Input(id=ids.HS_OFF_BEFORE, type="number", value=view.ob,
+                                                         min=0, max=50, step=1, debounce=True, className="num")),
+        field("Off after", ids.HS_OFF_AFTER, dcc.Input(id=ids.HS_OFF_AFTER, type="number", value=view.oa,
+                                                       min=0, max=50, step=1, debounce=True, className="num")),
+        html.Div([html.Label("Training step", htmlFor=ids.HS_STEP),
+                  dcc.Slider(id=ids.HS_STEP, min=0, max=0, step=1, value=0, marks=None, included=False,
+                             allow_direct_input=False),
+                  html.Div([dcc.Checklist(id=ids.HS_FOLLOW, options=[{"label": " follow the newest", "value": "on"}],
+                                          value=[] if view.step is not None else ["on"], inline=True),
+                            html.Span(id=ids.HS_SNAPSHOT_INFO, className="muted")], className="step-info")],
+                 className="field field-step"),
+    ], className="toolbar hs-toolbar")
+
+
+def _navigation(view: View) -> html.Div:
+    sel = view.sel or (None, None)
+    return html.Div([
+        html.Button("◀", id=ids.HS_PREV, className="btn", title=f"previous {WINDOW} tokens"),
+        html.Label("Window starts at token", htmlFor=ids.HS_POS),
+        dcc.Input(id=ids.HS_POS, type="number", value=view.pos, min=0, step=1, debounce=True, className="num"),
+        html.Button("▶", id=ids.HS_NEXT, className="btn", title=f"next {WINDOW} tokens"),
+        dcc.Input(id=ids.HS_SEARCH, type="text", placeholder="find text, e.g. def ", debounce=True,
+                  className="search"),
+        html.Button("Find next", id=ids.HS_SEARCH_GO, className="btn"),
+        html.Label("Range", htmlFor=ids.HS_SEL_START, className="range-label"),
+        dcc.Input(id=ids.HS_SEL_START, type="number", value=sel[0], min=0, step=1, debounce=True, className="num",
+                  placeholder="from"),
+        dcc.Input(id=ids.HS_SEL_STOP, type="number", value=sel[1], min=0, step=1, debounce=True, className="num",
+                  placeholder="to (excl.)"),
+        html.Button("Clear", id=ids.HS_CLEAR, className="btn"),
+    ], className="hs-nav")
+
+
+# -- snapshots: step slider and the options the snapshot offers --------------------------
+@callback(Output(ids.HS_STEP, "max"), Output(ids.HS_STEP, "marks"), Output(ids.HS_STEP, "value"),
+          Output(ids.HS_STEPS, "data"), Output(ids.HS_LAYER, "options"), Output(ids.HS_DIR, "options"),
+          Output(ids.HS_STATE, "options"), Output(ids.HS_TRACK, "options"), Output(ids.HS_GATE, "options"),
+          Output(ids.HS_NOTE, "children"),
+          Input(ids.HS_INTERVAL, "n_intervals"), Input(ids.HS_RUN, "value"), Input(ids.HS_FOLLOW, "value"),
+          State(ids.HS_STEPS, "data"), State(ids.HS_STEP, "value"), State("hs-initial-step", "data"))
+def _snapshots(_n, run_id, follow, known, index, initial_step):
+    context = current()
+    run = context.data.get_run(run_id) if run_id else None
+    if run is None:
+        return (0, {}, 0, [], [], [], [], [], [], _alert("Choose a run with a recurrent model.", "warning"))
+    family = (run.get("spec") or {}).get("model", {}).get("family")
+    snaps = context.data.hidden.snapshots(run_id)
+    if not snaps:
+        if family not in RECURRENT:
+            msg = (f"Run {run['name']} ({run['id']}) is a {family or 'non-recurrent'} model on {run['task']}: it has "
+                   "no recurrent layer, so it has no hidden states. Choose an LSTM, GRU or RNN run, or start one "
+                   "on New run (task brackets-lstm or code-lstm).")
+            return (0, {}, 0, [], [], [], [], [], [], _alert(msg, "warning"))
+        msg = ("No hidden-state snapshot yet. The probe records the first one when training starts "
+               f"(run status: {run['status']}); this page updates by itself.")
+        if run["task"] not in ("code-lstm", "brackets-lstm") and run.get("source") == "builtin":
+            msg = f"Task {run['task']} has no probe text: hidden states are recorded for text tasks."
+        return (0, {}, 0, [], [], [], [], [], [], _alert(msg, "info"))
+    steps = [int(s["step"]) for s in snaps]
+    if steps == known and not ctx.triggered_id == ids.HS_FOLLOW:
+        return (no_update,) * 10
+    meta = snaps[-1]["meta"]
+    if "on" in (follow or []) or known is None and initial_step is None:
+        value = len(steps) - 1
+    elif known is None and initial_step is not None:
+        value = max([i for i, s in enumerate(steps) if s <= initial_step] or [0])
+    else:
+        value = min(index or 0, len(steps) - 1)
+    marks = _marks(steps)
+    tracks = [{"label": t, "value": t} for t in meta.get("tracks", [])]
+    tracks += [{"label": f"{r['meta']['name']} (yours)", "value": r["meta"]["name"]}
+               for r in context.data.store.list_snapshots(run_id, "hidden-track")]
+    return (len(steps) - 1, marks, value, steps, layer_options(meta), dir_options(meta), state_options(meta),
+            tracks, gate_options(meta), None)
+
+
+def _marks(steps: list[int]) -> dict:
+    every = max(1, len(steps) // 8)
+    return {i: {"label": f"{s:,}"} for i, s in enumerate(steps) if i % every == 0 or i == len(steps) - 1}
+
+
+@callback(Output(ids.HS_FOLLOW, "value"), Input(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"),
+          State(ids.HS_FOLLOW, "value"), prevent_initial_call=True)
+def _stop_following(index, steps, follow):
+    """Moving the slider away from the newest snapshot stops following it."""
+    if steps and index is not None and index < len(steps) - 1 and "on" in (follow or []):
+        return []
+    return no_update
+
+
+@callback(Output(ids.HS_TRACK, "value"), Output(ids.HS_GATE, "value"),
+          Input(ids.HS_TRACK, "options"), Input(ids.HS_GATE, "options"),
+          State(ids.HS_TRACK, "value"), State(ids.HS_GATE, "value"))
+def _default_choices(track_opts, gate_opts, track, gate):
+    tvals = [o["value"] for o in track_opts or []]
+    gvals = [o["value"] for o in gate_opts or []]
+    return (track if track in tvals else (tvals[0] if tvals else None),
+            gate if gate in gvals else (gvals[0] if gvals else None))
+
+
+# -- brushing, threshold dragging and navigation ---------------------------------------------
+@callback(Output(ids.HS_SEL_START, "value"), Output(ids.HS_SEL_STOP, "value"), Output(ids.HS_THRESHOLD, "value"),
+          Input(ids.HS_TRACES, "selectedData"), Input(ids.HS_TRACES, "relayoutData"), Input(ids.HS_CLEAR, "n_clicks"),
+          prevent_initial_call=True)
+def _brush(selected, relayout, _clear):
+    if ctx.triggered_id == ids.HS_CLEAR:
+        return None, None, no_update
+    if ctx.triggered and ctx.triggered[0]["prop_id"].endswith("relayoutData"):
+        y = (relayout or {}).get("shapes[0].y0")
+        return no_update, no_update, round(float(y), 3) if y is not None else no_update
+    rng = (selected or {}).get("range", {}).get("x")
+    if not rng:
+        return no_update, no_update, no_update
+    start, stop = int(np.ceil(min(rng))), int(np.floor(max(rng))) + 1  # tokens whose centre is inside
+    return (start, stop, no_update) if stop > start else (no_update, no_update, no_update)
+
+
+@callback(Output(ids.HS_POS, "value"), Output(ids.HS_SEL_START, "value", allow_duplicate=True),
+          Output(ids.HS_SEL_STOP, "value", allow_duplicate=True), Output(ids.HS_MESSAGE, "children"),
+          Input(ids.HS_PREV, "n_clicks"), Input(ids.HS_NEXT, "n_clicks"), Input(ids.HS_SEARCH_GO, "n_clicks"),
+          Input(ids.HS_SEARCH, "n_submit"), Input({"type": ids.HS_MATCH, "index": ALL}, "n_clicks"),
+          State(ids.HS_POS, "value"), State(ids.HS_SEARCH, "value"), State(ids.HS_MATCH_DATA, "data"),
+          State(ids.HS_RUN, "value"), State(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"),
+          prevent_initial_call=True)
+def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index, steps):
+    trig = ctx.triggered_id
+    pos = int(pos or 0)
+    if isinstance(trig, dict) and trig.get("type") == ids.HS_MATCH:
+        if not any(match_clicks or []) or not matches or trig["index"] >= len(matches):
+            return (no_update,) * 4
+        start, stop = matches[trig["index"]]
+        return max(0, start - WINDOW // 4), start, stop, None
+    if trig == ids.HS_PREV:
+        return max(0, pos - WINDOW), no_update, no_update, None
+    if trig == ids.HS_NEXT:
+        return pos + WINDOW, no_update, no_update, None
+    try:
+        snap, _ = current().data.hidden.open(run_id, _step_at(steps, index))
+        hit = current().data.hidden.find_text(snap, text or "", after=pos + WINDOW // 4)
+    except ViewError as exc:
+        return no_update, no_update, no_update, _alert(view_error_message(exc), "warning")
+    if hit is None:
+        return no_update, no_update, no_update, _alert(f"“{text}” does not occur in the probe text.", "warning")
+    return max(0, hit - WINDOW // 4), hit, hit + len(text), None
+
+
+def _step_at(steps, index):
+    if not steps:
+        return None
+    return steps[min(int(index or 0), len(steps) - 1)]
+
+
+# -- Select view -------------------------------------------------------------------------
+@callback(Output(ids.HS_TRACES, "figure"), Output(ids.HS_STRIP, "children"), Output(ids.HS_SELECTION, "children"),
+          Output(ids.HS_SELECTED, "data"), Output(ids.HS_VIEW, "data"), Output(ids.HS_SNAPSHOT_INFO, "children"),
+          Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
+          Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
+          Input(ids.HS_POS, "value"), Input(ids.HS_THRESHOLD, "value"), Input(ids.HS_SEL_START, "value"),
+          Input(ids.HS_SEL_STOP, "value"), Input(ids.HS_OFF_BEFORE, "value"), Input(ids.HS_OFF_AFTER, "value"),
+          Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), State(ids.HS_FOLLOW, "value"))
+def _select_view(run_id, index, steps, layer, direction, state, pos, thr, s0, s1, ob, oa, track, gate, follow):
+    step = _step_at(steps, index)
+    view = View(run=run_id, step=None if "on" in (follow or []) else step, layer=int(layer or 0),
+                dir=direction or "fwd", state=state or "h", pos=int(pos or 0),
+                thr=thr if isinstance(thr, (int, float)) else 0.3,
+                sel=(int(s0), int(s1)) if s0 is not None and s1 is not None else None,
+                ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate)
+    if not steps:
+        return _blank("No hidden states to show yet."), None, None, None, view.to_query(), ""
+    hidden = current().data.hidden
+    try:
+        snap, note = hidden.open(run_id, step)
+    except ViewError as exc:
+        return _blank(view_error_message(exc)), None, _alert(view_error_message(exc), "warning"), None, \
+            view.to_query(), ""
+    info = f"snapshot at step {snap.step:,} · {snap.n_tokens:,} tokens × {snap.n_cells} cells"
+    if not snap.has(view.key):
+        msg = f"This snapshot has no {state_label(view.state)} for layer {view.layer} {view.dir}."
+        return _blank(msg), None, _alert(msg, "warning"), None, view.to_query(), info
+    if not isinstance(thr, (int, float)):
+        return no_update, no_update, _alert("The threshold must be a number, e.g. 0.3.", "danger"), None, \
+            no_update, info
+    n = snap.n_tokens
+    x0 = min(max(0, view.pos), max(0, n - WINDOW))
+    window = snap.window(view.key, x0, x0 + WINDOW)
+    tokens = snap.tokens(x0, x0 + WINDOW)
+    parts, selected, on_count, payload = [], [], np.zeros(len(window), int), None
+    if note:
+        parts.append(_alert(note, "info"))
+    if view.pos != x0:
+        parts.append(_alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
+                            f"showing its last {WINDOW} tokens.", "warning"))
+    if view.sel is None:
+        parts.append(html.P("No range brushed yet: drag across the chart over the tokens you are curious about "
+                            "(or type a range) to select the cells that are on there.", className="hint"))
+    else:
+        try:
+            sel = hidden.select(snap, view.key, *view.sel, thr, view.ob, view.oa, window=(x0, x0 + len(window)))
+            selected, on_count = sel.cells, sel.on_count
+            text = "".join(snap.tokens(*view.sel))
+            if selected:
+                payload = {"run": run_id, "step": snap.step, "key": view.key, "cells": selected, "thr": float(thr),
+                           "qlen": view.sel[1] - view.sel[0]}
+                parts.append(html.P([html.Strong(f"{len(selected)} cells"), f" are above {thr:g} at every token of ",
+                                     html.Code(visible(text)), f" (tokens {view.sel[0]:,}–{view.sel[1] - 1:,})"
+                                     f" and below it {view.ob} before / {view.oa} after: ",
+                                     html.Span(", ".join(map(str, selected[:40])) + (" …" if len(selected) > 40 else ""),
+                                               className="mono")]))
+            else:
+                parts.append(_alert(f"No cell is above {thr:g} at every token of “{visible(text)}” and below it just "
+                                    "outside. Lower the threshold, brush a shorter range, or set the off margins to 0.",
+                                    "warning"))
+        except ViewError as exc:
+            parts.append(_alert(str(exc), "warning"))
+    title = f"{state_label(view.state)} · layer {view.layer} {view.dir} · {len(selected)} selected"
+    fig = traces_figure(window, x0, tokens, selected, float(thr), view.sel, title=title)
+    strip = token_strip(tokens, x0, on_count, len(selected), view.sel)
+    return fig, strip, parts, payload, view.to_query(), info
+
+
+# -- Match view ----------------------------------------------------------------------------
+@callback(Output(ids.HS_MATCHES, "children"), Output(ids.HS_MATCH_DATA, "data"), Input(ids.HS_SELECTED, "data"))
+def _matches(payload):
+    if not payload:
+        return html.P("Select cells first: brush a range where some cells are on.", className="hint"), []
+    hidden = current().data.hidden
+    try:
+        snap, _ = hidden.open(payload["run"], payload["step"])
+        found = hidden.match(payload["run"], snap, payload["key"], payload["cells"], payload["thr"], payload["qlen"])
+    except ViewError as exc:
+        return _alert(view_error_message(exc), "warning"), []
+    if not found:
+        return html.P("These cells are never on together anywhere else at this threshold.", className="hint"), []
+    names = snap.track_names
+    rows = []
+    for i, m in enumerate(found):
+        a, b = m["context"]
+        tokens = snap.tokens(a, b)
+        text = [html.Span(visible(t), className="tok-hit" if m["start"] <= a + j < m["stop"] else "tok-ctx")
+                for j, t in enumerate(tokens)]
+        tracks = snap.tracks(a, b)
+        track_imgs = [html.Img(src=heat_png(tracks[k:k + 1], *_track_range(snap, k), diverging=False),
+                               title=f"{names[k]}: {', '.join(f'{v:g}' for v in tracks[k])}", className="heat")
+                      for k in range(len(tracks))]
+        rows.append(html.Tr([
+            html.Td(html.Button(f"{m['start']:,}", id={"type": ids.HS_MATCH, "index": i}, className="btn btn-link",
+                                title="show this place in the Select view")),
+            html.Td(html.Span(text, className="match-text")),
+            html.Td(f"{m['common']}/{len(payload['cells'])}", title="selected cells on throughout"),
+            html.Td(str(m["extra"]), title="other cells also on throughout"),
+            html.Td(html.Img(src=heat_png(np.array(m["cells"]), -1, 1), className="heat",
+                             title="selected cells (rows) over the tokens (red: high, blue: low)")),
+            html.Td(track_imgs, className="tracks-cell"),
+        ]))
+    head = html.Tr([html.Th("token"), html.Th("text"), html.Th("cells"), html.Th("extra"), html.Th("selected cells"),
+                    html.Th("annotations: " + ", ".join(names))])
+    summary = html.P(f"{len(found)} best matches of {len(payload['cells'])} cells (context: {CONTEXT} tokens each "
+                     "side; highlighted: the matched tokens).", className="muted")
+    return [summary, html.Table([html.Thead(head), html.Tbody(rows)], className="match-table")], \
+        [[m["start"], m["stop"]] for m in found]
+
+
+def _track_range(snap, k: int) -> tuple[float, float]:
+    values = snap.tracks()[k] if snap.n_tokens <= 2_000_000 else np.array([0.0, 1.0])
+    return float(np.min(values)), float(np.max(values))
+
+
+# -- Cell summary and gate view ----------------------------------------------------------------
+@callback(Output(ids.HS_SUMMARY, "figure"), Output(ids.HS_SUMMARY_TEXT, "children"),
+          Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
+          Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
+          Input(ids.HS_TRACK, "value"))
+def _summary(run_id, index, steps, layer, direction, state, track):
+    if not steps or not track:
+        return _blank("No annotation tracks yet."), None
+    key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
+    hidden = current().data.hidden
+    try:
+        snap, _ = hidden.open(run_id, _step_at(steps, index))
+        summ = hidden.summary(run_id, snap, key)
+    except ViewError as exc:
+        return _blank(view_error_message(exc)), None
+    if track not in summ["tracks"]:
+        return _blank(f"No track “{track}” in this snapshot."), None
+    r = np.asarray(summ["r"][summ["tracks"].index(track)])
+    best = int(np.argmax(np.abs(r)))
+    sentence = [html.Strong(f"Cell {best}"), f" tracks “{track}” most closely (r = {r[best]:+.2f}) in the "
+                f"{state_label(state or 'h')} of layer {layer or 0} at step {snap.step:,}."]
+    if abs(r[best]) < 0.3:
+        sentence = [f"No cell tracks “{track}” yet: the strongest is cell {best} (r = {r[best]:+.2f})."]
+    return summary_figure(r, track), sentence
+
+
+@callback(Output(ids.HS_GATE_MAP, "figure"), Output(ids.HS_SATURATION, "figure"),
+          Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
+          Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_POS, "value"),
+          Input(ids.HS_GATE, "value"))
+def _gates(run_id, index, steps, layer, direction, pos, gate):
+    if not steps or not gate:
+        msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
+        return _blank(msg), _blank(msg)
+    layer, direction = int(layer or 0), direction or "fwd"
+    try:
+        snap, _ = current().data.hidden.open(run_id, _step_at(steps, index))
+    except ViewError as exc:
+        return _blank(view_error_message(exc)), _blank(view_error_message(exc))
+    key = f"l{layer}.{direction}.{gate}"
+    if not snap.has(key):
+        return _blank(f"No {state_label(gate)} in this snapshot."), _blank("")
+    x0 = min(max(0, int(pos or 0)), max(0, snap.n_tokens - WINDOW))
+    lo = -1.0 if gate in ("g", "n") else 0.0
+    heat = gate_heatmap(snap.window(key, x0, x0 + WINDOW), x0, snap.tokens(x0, x0 + WINDOW),
+                        f"{state_label(gate)} over the window (layer {layer} {direction})", lo=lo)
+    gates = [g for g in ("i", "f", "o", "r", "z") if snap.has(f"l{layer}.{direction}.{g}")]
+    sat = {g: snap.saturation(f"l{layer}.{direction}.{g}") for g in gates}
+    return heat, saturation_figure({g: s for g, s in sat.items() if s is not None},
+                                   {g: state_label(g) for g in gates})
+
+
+# Keep the address bar equal to the view (replaceState: no navigation, no re-render).
+clientside_callback(
+    """function (query) {
+        if (!query) { return window.dash_clientside.no_update; }
+        const url = new URL(window.location.href);
+        url.search = new URLSearchParams(query).toString();
+        if (url.href !== window.location.href) { window.history.replaceState(window.history.state, '', url.href); }
+        return window.dash_clientside.no_update;
+    }""",
+    Output(ids.HS_URL_SYNC, "data"), Input(ids.HS_VIEW, "data"))
+
+
+def _alert(message, kind: str = "info") -> html.Div:
+    return html.Div(message, className=f"alert alert-{kind}")
+
+
+def _blank(message: str):
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    fig.update_layout(height=200, xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white",
+                      annotations=[{"text": message, "showarrow": False, "font": {"size": 14, "color": "#555"},
+                                    "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}],
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+_ = empty_state  # shared empty-state helper (used when the store is empty via no_runs_state)

@@ -1,0 +1,181 @@
+"""Hidden-states page in headless Chromium: brush, threshold, selected cells, matches, bad input.
+
+A real dashboard on a store holding a trained ``brackets-lstm`` run (probe snapshots
+written by the real trainer). The brush is a real mouse drag over the plot.
+
+    .venv/bin/python -m pytest --headless tests/browser/test_hidden_states.py
+"""
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.keys import Keys
+
+from backend.analysis.cells import select_cells
+from backend.spec import RunSpec
+from backend.store import RunStore
+from backend.store.hidden import KIND, HiddenSnapshot
+from backend.training.worker import run_training
+from dashboard import ids
+from tests.browser.test_training_flow import click, css_id, js_text, until
+
+pytestmark = pytest.mark.browser
+TRACES = f"#{ids.HS_TRACES} .js-plotly-plot"
+THRESHOLD = 0.2
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A brackets-lstm run trained for 400 steps (a few seconds), its probe snapshots on disk."""
+    data_dir = tmp_path_factory.mktemp("hs") / "data"
+    store = RunStore(data_dir)
+    spec = RunSpec.for_task("brackets-lstm", steps=400, probe_every=200)
+    run_id = store.create_run("brackets", spec.task, spec.model_dump())
+    assert run_training(store, run_id, device="cpu") == "completed"
+    cnn = RunSpec.for_task("digits-cnn", steps=5)
+    cnn_id = store.create_run("a cnn", cnn.task, cnn.model_dump(), status="completed")
+    return data_dir, run_id, cnn_id
+
+
+def _brushable_range(data_dir, run_id, pos: int) -> tuple[int, int]:
+    """A 2-4 token range in the first window whose selection at THRESHOLD is not empty."""
+    store = RunStore(data_dir)
+    snap = HiddenSnapshot(store, store.list_snapshots(run_id, KIND)[-1])
+    window = snap.window("l0.fwd.h", pos, pos + 60)
+    for length in (3, 2, 4):
+        for i in range(2, 50):
+            if len(select_cells(window, i, i + length, THRESHOLD, 1, 0)):
+                return pos + i, pos + i + length
+    raise AssertionError("no brushable range in the first window")
+
+
+def _drag(dash_duo, x_from: float, x_to: float) -> None:
+    """A real mouse drag across the traces plot between data coordinates ``x_from`` and ``x_to``."""
+    pts = dash_duo.driver.execute_script("""
+        const gd = document.querySelector(arguments[0]);
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        const xa = gd._fullLayout.xaxis;
+        return [r.left + xa.l2p(arguments[1]), r.left + xa.l2p(arguments[2]), r.top + r.height / 2];
+    """, TRACES, x_from, x_to)
+    builder = ActionBuilder(dash_duo.driver)
+    builder.pointer_action.move_to_location(int(pts[0]), int(pts[2]))
+    builder.pointer_action.pointer_down()
+    for k in range(1, 9):
+        builder.pointer_action.move_to_location(int(pts[0] + (pts[1] - pts[0]) * k / 8), int(pts[2]))
+    builder.pointer_action.pointer_up()
+    builder.perform()
+    ActionChains(dash_duo.driver).reset_actions()
+
+
+def _set_number(dash_duo, cid: str, value) -> None:
+    elem = dash_duo.find_element(f"#{cid}")
+    elem.send_keys(Keys.CONTROL, "a")
+    elem.send_keys(Keys.BACKSPACE)
+    elem.send_keys(str(value))
+    elem.send_keys(Keys.TAB)
+
+
+def _query(dash_duo) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlparse(dash_duo.driver.current_url).query).items()}
+
+
+@pytest.mark.timeout(240)
+def test_hs001_brush_threshold_select_match_and_jump(dash_duo, trained):
+    from dashboard.app import create_app
+
+    data_dir, run_id, _ = trained
+    pos = 100
+    start, stop = _brushable_range(data_dir, run_id, pos)
+    dash_duo.start_server(create_app(data_dir))
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/hidden?run={run_id}&pos={pos}", timeout=30)
+    until(lambda: dash_duo.driver.execute_script(
+        f"const g = document.querySelector('{TRACES}'); return g && g.data && g.data.length > 0;"),
+        timeout=30, msg="the traces plot never drew")
+    assert "No range brushed yet" in js_text(dash_duo, f"#{ids.HS_SELECTION}")
+
+    _set_number(dash_duo, ids.HS_THRESHOLD, THRESHOLD)
+    _drag(dash_duo, start - 0.4, stop - 0.6)
+    until(lambda: dash_duo.find_element(f"#{ids.HS_SEL_START}").get_attribute("value") == str(start),
+          timeout=15, msg=lambda: "the brush did not set the range: "
+          f"{dash_duo.find_element(f'#{ids.HS_SEL_START}').get_attribute('value')!r} (wanted {start})")
+    assert dash_duo.find_element(f"#{ids.HS_SEL_STOP}").get_attribute("value") == str(stop)
+
+    summary = until(lambda: re.search(r"(\d+) cells are above", js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""),
+                    timeout=15, msg=lambda: f"no selection summary: {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
+    n_selected = int(summary.group(1))
+    assert n_selected >= 1
+    colored = dash_duo.driver.execute_script(
+        f"return document.querySelector('{TRACES}').data.filter(t => t.name.startsWith('cell ')).length;")
+    assert colored == min(n_selected, 30)
+
+    rows = until(lambda: dash_duo.find_elements(f"#{ids.HS_MATCHES} tbody tr"), timeout=20,
+                 msg=lambda: f"no matches listed: {js_text(dash_duo, f'#{ids.HS_MATCHES}')!r}")
+    assert 1 <= len(rows) <= 50
+    first_cells = rows[0].find_elements("css selector", "td")[2].text
+    assert first_cells == f"{n_selected}/{n_selected}"  # the best match has every selected cell on
+
+    # jump to a match other than the brushed range itself
+    buttons = dash_duo.find_elements(f"#{ids.HS_MATCHES} tbody button")
+    target = next(b for b in buttons if int(b.text.replace(",", "")) != start)
+    target_start = int(target.text.replace(",", ""))
+    click(dash_duo, css_id(ids.HS_MATCH, index=buttons.index(target)))
+    until(lambda: dash_duo.find_element(f"#{ids.HS_SEL_START}").get_attribute("value") == str(target_start),
+          timeout=15, msg="clicking a match did not move the selection there")
+    until(lambda: _query(dash_duo).get("sel", "").startswith(f"{target_start}-"), timeout=10,
+          msg=lambda: f"the URL does not hold the new selection: {dash_duo.driver.current_url}")
+    query = _query(dash_duo)
+    assert query["run"] == run_id and float(query["thr"]) == THRESHOLD
+    assert int(query["pos"]) <= target_start < int(query["pos"]) + 80
+
+    # the URL reproduces the view in a fresh load
+    dash_duo.driver.get(dash_duo.driver.current_url)
+    until(lambda: re.search(r"\d+ cells are above|No cell is above", js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""),
+          timeout=20, msg="reloading the shared URL did not restore the selection")
+    assert dash_duo.find_element(f"#{ids.HS_SEL_START}").get_attribute("value") == str(target_start)
+    assert dash_duo.get_logs() == []
+
+
+BAD_INPUTS = [
+    ("sel=999990-999995", "outside the probe text"),
+    ("sel=100-104&thr=50", "No cell is above 50"),
+    ("pos=5000000", "past the end of the probe text"),
+    ("", "No range brushed yet"),
+]
+
+
+@pytest.mark.timeout(240)
+def test_hs002_bad_input_gets_a_clear_message(dash_duo, trained):
+    from dashboard.app import create_app
+
+    data_dir, run_id, cnn_id = trained
+    dash_duo.start_server(create_app(data_dir))
+    for query, expected in BAD_INPUTS:
+        dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={run_id}&{query}")
+        until(lambda: expected in (js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""), timeout=20,
+              msg=lambda: f"{query!r}: wanted {expected!r}, page says {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
+        assert dash_duo.driver.execute_script(  # never a blank figure: the traces are drawn
+            f"const g = document.querySelector('{TRACES}'); return g && g.data && g.data.length > 0;")
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={cnn_id}")
+    until(lambda: "no recurrent layer" in (js_text(dash_duo, f"#{ids.HS_NOTE}") or ""), timeout=20,
+          msg=lambda: f"CNN run: page says {js_text(dash_duo, f'#{ids.HS_NOTE}')!r}")
+
+    # a snapshot whose files are not all there yet: the page falls back to the one before and says so
+    store = RunStore(data_dir)
+    newest = store.list_snapshots(run_id, KIND)[-1]
+    store.add_snapshot(run_id, KIND, newest["step"] + 1, {}, newest["meta"])
+    row = store.list_snapshots(run_id, KIND)[-1]
+    row_arrays = dict(newest["arrays"], extra="runs/missing.npy")
+    with store.engine.begin() as conn:
+        from backend.store.schema import snapshots
+        conn.execute(snapshots.update().where(snapshots.c.id == row["id"]).values(arrays=row_arrays))
+    time.sleep(1.2)  # the snapshot list is cached for a second
+    dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={run_id}&sel=100-103")
+    until(lambda: "still being written" in (js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""), timeout=20,
+          msg=lambda: f"partial snapshot: page says {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
+    assert dash_duo.get_logs() == []
