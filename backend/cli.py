@@ -5,6 +5,7 @@
     deepscope train digits-cnn --set lr=0.01 --set model.channels=8,16
     deepscope runs                       # list runs in the data folder
     deepscope agent                      # start runs queued by dashboards elsewhere (GPU hosts)
+    deepscope track RUN depth.csv        # attach your own per-token annotation to a run's hidden states
 
 The data folder is ``--data-dir``, else ``$DEEPSCOPE_DATA_DIR``, else ``./deepscope-data``.
 """
@@ -137,6 +138,23 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     return 0
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    from .store import StoreError
+    from .store.hidden import add_user_track
+    from .tasks.user_tracks import TrackFileError, parse_track_file
+
+    store = _store(args)
+    try:
+        with open(args.file, "rb") as fh:
+            name, values = parse_track_file(fh.read(), args.file)
+        add_user_track(store, args.run, args.name or name, values)
+    except (OSError, TrackFileError, StoreError) as exc:
+        print(f"deepscope track: {exc}", file=sys.stderr)
+        return 2
+    print(f"attached track {args.name or name!r} ({len(values):,} values) to run {args.run}")
+    return 0
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from .jobs import JobManager
 
@@ -165,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     sub.add_parser("runs", parents=[common], help="list runs")
+    p = sub.add_parser("track", parents=[common], help="attach a per-token annotation track to a run's hidden states")
+    p.add_argument("run", help="run id")
+    p.add_argument("file", help=".npy, one number per line, or CSV with a header (first column)")
+    p.add_argument("--name", help="track name (default: the CSV header or the file name)")
     p = sub.add_parser("agent", parents=[common], help="start queued runs on this host (GPU trainer service)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     p.add_argument("--once", action="store_true", help="start what is queued now, then exit")
@@ -179,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_runs(args)
     if args.command == "agent":
         return cmd_agent(args)
+    if args.command == "track":
+        return cmd_track(args)
     return cmd_serve(args, start_demo=args.command == "demo")
 
 

@@ -85,3 +85,7 @@ HS_INTERVAL = "hs-interval"
 HS_VIEW = "hs-view"                      # dcc.Store: the view state mirrored into the URL
 HS_URL_SYNC = "hs-url-sync"
 HS_SNAPSHOT_INFO = "hs-snapshot-info"
+HS_UPLOAD = "hs-upload"                  # dcc.Upload of a user's annotation track
+HS_UPLOAD_NAME = "hs-upload-name"
+HS_UPLOAD_MSG = "hs-upload-msg"
+HS_TOP_TRACE = "hs-top-trace"            # the best cell's trace beside the chosen track

@@ -150,6 +150,28 @@ def summary_figure(r: np.ndarray, track: str, top: int = 20) -> go.Figure:
     return fig
 
 
+def cell_vs_track(cell: np.ndarray, track: np.ndarray, x0: int, tokens: list[str], cell_id: int,
+                  track_name: str) -> go.Figure:
+    """One cell's trace over the window with an annotation track on a second axis."""
+    x = list(range(x0, x0 + len(cell)))
+    fig = go.Figure([
+        go.Scatter(x=x, y=_round(track), name=track_name, mode="lines", line={"color": "#98a2b3", "shape": "hv"},
+                   yaxis="y2", hovertemplate=f"{track_name}: %{{y}}<extra></extra>"),
+        go.Scatter(x=x, y=_round(cell), name=f"cell {cell_id}", mode="lines", line={"color": "#d62728", "width": 2},
+                   hovertemplate=f"cell {cell_id}: %{{y:.3f}}<extra></extra>"),
+    ])
+    fig.update_layout(
+        title={"text": f"Cell {cell_id} (red) and “{track_name}” (grey) over the window", "font": {"size": 13}},
+        height=230, margin={"l": 50, "r": 50, "t": 36, "b": 30}, uirevision="cell-track", showlegend=False,
+        plot_bgcolor="white", hovermode="x unified",
+        xaxis={"tickmode": "array", "tickvals": x, "ticktext": [visible(t) for t in tokens], "tickangle": 0,
+               "tickfont": {"family": "monospace", "size": 9}, "showgrid": False},
+        yaxis={"title": f"cell {cell_id}", "gridcolor": "#eee"},
+        yaxis2={"title": track_name, "overlaying": "y", "side": "right", "showgrid": False},
+    )
+    return fig
+
+
 def _round(values) -> list:
     arr = np.asarray(values, dtype=np.float64)
     return [None if not np.isfinite(v) else round(float(v), 4) for v in arr]

@@ -17,8 +17,8 @@ from backend.spec import RECURRENT
 from dashboard import ids
 from dashboard.components import empty_state, no_runs_state
 from dashboard.context import current
-from dashboard.figures.hidden import gate_heatmap, heat_png, saturation_figure, summary_figure, token_strip, \
-    traces_figure, visible
+from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_png, saturation_figure, summary_figure, \
+    token_strip, traces_figure, visible
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
 from dashboard.hidden_view import WINDOW, View, dir_options, gate_options, layer_options, parse_view, \
     state_label, state_options
@@ -72,7 +72,9 @@ def layout(**query) -> html.Div:
                                     dcc.Dropdown(id=ids.HS_TRACK, value=view.track, clearable=False)],
                                    className="field-inline"),
                           html.P(id=ids.HS_SUMMARY_TEXT, className="summary-sentence"),
-                          dcc.Graph(id=ids.HS_SUMMARY, config=PLAIN_CONFIG)], className="card"),
+                          dcc.Graph(id=ids.HS_TOP_TRACE, config=PLAIN_CONFIG),
+                          dcc.Graph(id=ids.HS_SUMMARY, config=PLAIN_CONFIG),
+                          _upload()], className="card"),
             html.Section([html.H3("Gates"),
                           html.Div([html.Label("Gate", htmlFor=ids.HS_GATE),
                                     dcc.Dropdown(id=ids.HS_GATE, value=view.gate, clearable=False)],
@@ -109,6 +111,18 @@ def _toolbar(view: View, options: list[dict]) -> html.Div:
                             html.Span(id=ids.HS_SNAPSHOT_INFO, className="muted")], className="step-info")],
                  className="field field-step"),
     ], className="toolbar hs-toolbar")
+
+
+def _upload() -> html.Details:
+    return html.Details([
+        html.Summary("Add your own annotation track"),
+        html.P("A file with one value per token of the probe text: .npy, one number per line, or CSV with a header "
+               "(first column). Its correlation with every cell appears above.", className="muted"),
+        html.Div([dcc.Input(id=ids.HS_UPLOAD_NAME, type="text", placeholder="track name (optional)", className="search"),
+                  dcc.Upload(html.Button("Choose file…", className="btn"), id=ids.HS_UPLOAD, multiple=False,
+                             max_size=64 * 2**20)], className="hs-nav"),
+        html.Div(id=ids.HS_UPLOAD_MSG, role="status"),
+    ], className="upload")
 
 
 def _navigation(view: View) -> html.Div:
@@ -366,28 +380,61 @@ def _track_range(snap, k: int) -> tuple[float, float]:
 
 # -- Cell summary and gate view ----------------------------------------------------------------
 @callback(Output(ids.HS_SUMMARY, "figure"), Output(ids.HS_SUMMARY_TEXT, "children"),
+          Output(ids.HS_TOP_TRACE, "figure"),
           Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
           Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
-          Input(ids.HS_TRACK, "value"))
-def _summary(run_id, index, steps, layer, direction, state, track):
+          Input(ids.HS_TRACK, "value"), Input(ids.HS_POS, "value"))
+def _summary(run_id, index, steps, layer, direction, state, track, pos):
     if not steps or not track:
-        return _blank("No annotation tracks yet."), None
+        return _blank("No annotation tracks yet."), None, _blank("")
     key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(run_id, _step_at(steps, index))
         summ = hidden.summary(run_id, snap, key)
     except ViewError as exc:
-        return _blank(view_error_message(exc)), None
+        return _blank(view_error_message(exc)), None, _blank("")
     if track not in summ["tracks"]:
-        return _blank(f"No track “{track}” in this snapshot."), None
+        return _blank(f"No track “{track}” in this snapshot."), None, _blank("")
     r = np.asarray(summ["r"][summ["tracks"].index(track)])
     best = int(np.argmax(np.abs(r)))
     sentence = [html.Strong(f"Cell {best}"), f" tracks “{track}” most closely (r = {r[best]:+.2f}) in the "
                 f"{state_label(state or 'h')} of layer {layer or 0} at step {snap.step:,}."]
     if abs(r[best]) < 0.3:
         sentence = [f"No cell tracks “{track}” yet: the strongest is cell {best} (r = {r[best]:+.2f})."]
-    return summary_figure(r, track), sentence
+    x0 = min(max(0, int(pos or 0)), max(0, snap.n_tokens - WINDOW))
+    k = snap.track_names.index(track)
+    trace = cell_vs_track(snap.window(key, x0, x0 + WINDOW)[:, best], snap.tracks(x0, x0 + WINDOW)[k], x0,
+                          snap.tokens(x0, x0 + WINDOW), best, track)
+    return summary_figure(r, track), sentence, trace
+
+
+@callback(Output(ids.HS_UPLOAD_MSG, "children"), Output(ids.HS_TRACK, "options", allow_duplicate=True),
+          Output(ids.HS_TRACK, "value", allow_duplicate=True),
+          Input(ids.HS_UPLOAD, "contents"), State(ids.HS_UPLOAD, "filename"), State(ids.HS_UPLOAD_NAME, "value"),
+          State(ids.HS_RUN, "value"), State(ids.HS_TRACK, "options"), prevent_initial_call=True)
+def _upload_track(contents, filename, name, run_id, options):
+    """Attach an uploaded per-token track; errors are shown here and nothing is stored."""
+    import base64
+
+    from backend.store import StoreError
+    from backend.store.hidden import add_user_track
+    from backend.tasks.user_tracks import TrackFileError, parse_track_file
+
+    if not contents or not run_id:
+        return no_update, no_update, no_update
+    try:
+        raw = base64.b64decode(contents.split(",", 1)[1])
+        suggested, values = parse_track_file(raw, filename or "")
+        track = (name or suggested).strip()
+        if track in [o["value"] for o in options or []]:
+            raise StoreError(f"this run already has a track called “{track}”; give another name")
+        add_user_track(current().data.store, run_id, track, values)
+    except (ValueError, IndexError, TrackFileError, StoreError) as exc:
+        return _alert(f"Could not add the track from {filename}: {exc}", "danger"), no_update, no_update
+    current().data.hidden.forget_tracks()
+    new_options = (options or []) + [{"label": f"{track} (yours)", "value": track}]
+    return _alert(f"Added “{track}” ({len(values):,} values).", "success"), new_options, track
 
 
 @callback(Output(ids.HS_GATE_MAP, "figure"), Output(ids.HS_SATURATION, "figure"),

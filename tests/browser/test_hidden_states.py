@@ -165,6 +165,21 @@ def test_hs002_bad_input_gets_a_clear_message(dash_duo, trained):
     until(lambda: "no recurrent layer" in (js_text(dash_duo, f"#{ids.HS_NOTE}") or ""), timeout=20,
           msg=lambda: f"CNN run: page says {js_text(dash_duo, f'#{ids.HS_NOTE}')!r}")
 
+    # a user's own track: a wrong length is refused with the reason, a right one is added and summarised
+    n_tokens = HiddenSnapshot(RunStore(data_dir), RunStore(data_dir).list_snapshots(run_id, KIND)[-1]).n_tokens
+    short, good = data_dir / "short.txt", data_dir / "parity.csv"
+    short.write_text("1\n2\n3\n")
+    good.write_text("parity\n" + "\n".join(str(i % 2) for i in range(n_tokens)) + "\n")
+    dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={run_id}")
+    dash_duo.wait_for_element(f"#{ids.HS_UPLOAD} input[type=file]", timeout=20).send_keys(str(short))
+    until(lambda: "3 values but the probe corpus has" in (js_text(dash_duo, f"#{ids.HS_UPLOAD_MSG}") or ""),
+          timeout=20, msg=lambda: f"short track: page says {js_text(dash_duo, f'#{ids.HS_UPLOAD_MSG}')!r}")
+    dash_duo.find_element(f"#{ids.HS_UPLOAD} input[type=file]").send_keys(str(good))
+    until(lambda: "Added “parity”" in (js_text(dash_duo, f"#{ids.HS_UPLOAD_MSG}") or ""), timeout=20,
+          msg=lambda: f"good track: page says {js_text(dash_duo, f'#{ids.HS_UPLOAD_MSG}')!r}")
+    until(lambda: "“parity”" in (js_text(dash_duo, f"#{ids.HS_SUMMARY_TEXT}") or ""), timeout=20,
+          msg=lambda: f"summary of the new track: {js_text(dash_duo, f'#{ids.HS_SUMMARY_TEXT}')!r}")
+
     # a snapshot whose files are not all there yet: the page falls back to the one before and says so
     store = RunStore(data_dir)
     newest = store.list_snapshots(run_id, KIND)[-1]
