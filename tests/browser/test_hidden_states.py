@@ -42,6 +42,19 @@ def trained(tmp_path_factory):
     return data_dir, run_id, cnn_id
 
 
+@pytest.fixture(scope="module")
+def other_families(trained):
+    """Short GRU and RNN runs beside the LSTM: the page must work for every recurrent family."""
+    data_dir = trained[0]
+    store = RunStore(data_dir)
+    out = {}
+    for family in ("gru", "rnn"):
+        spec = RunSpec.for_task("brackets-lstm", steps=40, probe_every=20, model={"family": family})
+        out[family] = store.create_run(family, spec.task, spec.model_dump())
+        assert run_training(store, out[family], device="cpu") == "completed"
+    return out
+
+
 def _brushable_range(data_dir, run_id, pos: int) -> tuple[int, int]:
     """A 2-4 token range in the first window whose selection at THRESHOLD is not empty."""
     store = RunStore(data_dir)
@@ -193,4 +206,43 @@ def test_hs002_bad_input_gets_a_clear_message(dash_duo, trained):
     dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={run_id}&sel=100-103")
     until(lambda: "still being written" in (js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""), timeout=20,
           msg=lambda: f"partial snapshot: page says {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
+    assert dash_duo.get_logs() == []
+
+
+@pytest.mark.timeout(240)
+def test_hs003_follows_new_snapshots_live_and_works_for_gru_and_rnn(dash_duo, trained, other_families):
+    from dashboard.app import create_app
+
+    data_dir, run_id, _ = trained
+    dash_duo.start_server(create_app(data_dir, poll_ms=250))
+    for family, rid in other_families.items():
+        dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={rid}&sel=100-103&thr=0")
+        until(lambda: re.search(r"cells are above|No cell is above", js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""),
+              timeout=20, msg=lambda: f"{family}: {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
+        until(lambda: "depth" in (js_text(dash_duo, f"#{ids.HS_SUMMARY_TEXT}") or ""), timeout=20,
+              msg=f"{family}: no cell summary")
+        gate_text = js_text(dash_duo, f"#{ids.HS_GATE}") or ""
+        if family == "gru":
+            until(lambda: "reset gate" in (js_text(dash_duo, f"#{ids.HS_GATE}") or ""), timeout=10,
+                  msg=f"GRU gates not offered: {gate_text!r}")
+        else:
+            until(lambda: dash_duo.driver.execute_script(
+                f"const g = document.querySelector('#{ids.HS_GATE_MAP} .js-plotly-plot');"
+                "return !!g && JSON.stringify(g.layout.annotations || []).includes('no gates');"),
+                timeout=10, msg="RNN: the gate card does not say the model has no gates")
+
+    # live: a new snapshot appears while the page is open; the slider follows it
+    store = RunStore(data_dir)
+    dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={run_id}")
+    info = f"#{ids.HS_SNAPSHOT_INFO}"
+    until(lambda: "snapshot at step 400" in (js_text(dash_duo, info) or ""), timeout=20,
+          msg=lambda: f"snapshot info: {js_text(dash_duo, info)!r}")
+    newest = next(s for s in store.list_snapshots(run_id, KIND) if s["step"] == 400)  # hs002 adds a broken one
+    snap = HiddenSnapshot(store, newest)
+    states = {(0, "fwd", k.split(".")[-1]): snap.window(k, 0, snap.n_tokens) for k in snap.keys}
+    from backend.store.hidden import write_hidden_snapshot
+    write_hidden_snapshot(store, run_id, 450, states, snap.token_ids(), snap.vocab,
+                          {"depth": snap.tracks()[0]}, {"family": "lstm"})
+    until(lambda: "snapshot at step 450" in (js_text(dash_duo, info) or ""), timeout=20,
+          msg=lambda: f"the page did not follow the new snapshot: {js_text(dash_duo, info)!r}")
     assert dash_duo.get_logs() == []

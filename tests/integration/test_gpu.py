@@ -23,3 +23,31 @@ def test_cuda_mixed_precision_trains(task):
     metrics = trainer.evaluate()
     assert next(trainer.model.parameters()).is_cuda
     assert metrics["val/loss"] < first
+
+
+@pytest.mark.parametrize("cls", [torch.nn.LSTM, torch.nn.GRU])
+def test_replay_on_cuda_equals_cudnn(cls):
+    """The probe's unrolled replay on the GPU matches the fused cuDNN module it reads."""
+    from backend.probes.replay import replay
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    rnn = cls(16, 32, num_layers=2, bidirectional=True, batch_first=True).cuda()
+    x = torch.randn(8, 100, 16, device="cuda")
+    with torch.no_grad():
+        out, _ = rnn(x)
+    states = replay(rnn, x)
+    last = torch.cat([states[(1, d)]["h"] for d in ("fwd", "bwd")], -1).transpose(0, 1)
+    torch.testing.assert_close(last, out, atol=1e-5, rtol=0)
+
+
+def test_probe_hook_on_cuda_writes_snapshots(store):
+    from backend.store.hidden import KIND, HiddenSnapshot
+    from backend.training.worker import run_training
+
+    spec = tiny_spec("code-lstm", steps=20, probe_every=10)
+    run_id = store.create_run("gpu probe", spec.task, spec.model_dump())
+    assert run_training(store, run_id, device="cuda") == "completed"
+    snaps = store.list_snapshots(run_id, KIND)
+    assert [s["step"] for s in snaps] == [0, 10, 20]
+    assert HiddenSnapshot(store, snaps[-1]).window("l0.fwd.c", 0, 10).shape == (10, 16)
