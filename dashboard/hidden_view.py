@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from backend.probes.states import GATE_NAMES, GATES, STATES
 
-WINDOW = 80           # tokens in the Select view
+WINDOWS = (40, 80, 160, 320)  # tokens the Select view can show ("zoom")
 DEFAULT_THRESHOLD = 0.3
 
 
@@ -34,6 +34,7 @@ class View:
     oa: int = 0
     track: str | None = None
     gate: str | None = None
+    win: int = 80
 
     @property
     def key(self) -> str:
@@ -77,6 +78,8 @@ def parse_view(query: Mapping[str, Any]) -> View:
     v.ob, v.oa = _int(query.get("ob"), 1, 0, 50), _int(query.get("oa"), 0, 0, 50)
     v.track = query.get("track") or None
     v.gate = query.get("gate") or None
+    win = _int(query.get("win"), 80)
+    v.win = win if win in WINDOWS else 80
     return v
 
 

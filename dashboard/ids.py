@@ -89,3 +89,4 @@ HS_UPLOAD = "hs-upload"                  # dcc.Upload of a user's annotation tra
 HS_UPLOAD_NAME = "hs-upload-name"
 HS_UPLOAD_MSG = "hs-upload-msg"
 HS_TOP_TRACE = "hs-top-trace"            # the best cell's trace beside the chosen track
+HS_WINDOW = "hs-window"                  # tokens shown (zoom)

@@ -57,9 +57,8 @@ def traces_figure(window: np.ndarray, x0: int, tokens: list[str], selected: list
         title={"text": title, "font": {"size": 13}}, shapes=shapes, dragmode="select", selectdirection="h",
         margin={"l": 50, "r": 10, "t": 36 if title else 10, "b": 40}, height=330, showlegend=False,
         uirevision="traces", hovermode="closest", plot_bgcolor="white",
-        xaxis={"tickmode": "array", "tickvals": x.tolist(), "ticktext": [visible(t) for t in tokens],
-               "tickangle": 0, "tickfont": {"family": "monospace", "size": 11}, "range": [x0 - 0.5, x0 + n - 0.5],
-               "showgrid": False, "fixedrange": True},
+        xaxis={**_token_ticks(x.tolist(), tokens, 11), "range": [x0 - 0.5, x0 + n - 0.5], "showgrid": False,
+               "fixedrange": True},
         yaxis={"title": "value", "zeroline": True, "zerolinecolor": "#ddd", "gridcolor": "#eee", "fixedrange": True},
     )
     return fig
@@ -112,8 +111,7 @@ def gate_heatmap(window: np.ndarray, x0: int, tokens: list[str], label: str, lo:
     fig.update_layout(
         title={"text": label, "font": {"size": 13}}, height=320, margin={"l": 50, "r": 10, "t": 36, "b": 40},
         uirevision="gate", plot_bgcolor="white",
-        xaxis={"tickmode": "array", "tickvals": list(range(x0, x0 + n)), "ticktext": [visible(t) for t in tokens],
-               "tickangle": 0, "tickfont": {"family": "monospace", "size": 9}, "showgrid": False},
+        xaxis={**_token_ticks(list(range(x0, x0 + n)), tokens, 9), "showgrid": False},
         yaxis={"title": "cell", "autorange": "reversed", "showgrid": False},
     )
     return fig
@@ -164,12 +162,19 @@ def cell_vs_track(cell: np.ndarray, track: np.ndarray, x0: int, tokens: list[str
         title={"text": f"Cell {cell_id} (red) and “{track_name}” (grey) over the window", "font": {"size": 13}},
         height=230, margin={"l": 50, "r": 50, "t": 36, "b": 30}, uirevision="cell-track", showlegend=False,
         plot_bgcolor="white", hovermode="x unified",
-        xaxis={"tickmode": "array", "tickvals": x, "ticktext": [visible(t) for t in tokens], "tickangle": 0,
-               "tickfont": {"family": "monospace", "size": 9}, "showgrid": False},
+        xaxis={**_token_ticks(x, tokens, 9), "showgrid": False},
         yaxis={"title": f"cell {cell_id}", "gridcolor": "#eee"},
         yaxis2={"title": track_name, "overlaying": "y", "side": "right", "showgrid": False},
     )
     return fig
+
+
+def _token_ticks(x: list[int], tokens: list[str], size: int, most: int = 160) -> dict:
+    """Each token under its position while they fit; token numbers beyond ``most`` tokens."""
+    if len(x) > most:
+        return {"title": "token", "tickfont": {"size": size}}
+    return {"tickmode": "array", "tickvals": x, "ticktext": [visible(t) for t in tokens], "tickangle": 0,
+            "tickfont": {"family": "monospace", "size": size}}
 
 
 def _round(values) -> list:

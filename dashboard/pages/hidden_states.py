@@ -20,7 +20,7 @@ from dashboard.context import current
 from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_png, saturation_figure, summary_figure, \
     token_strip, traces_figure, visible
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
-from dashboard.hidden_view import WINDOW, View, dir_options, gate_options, layer_options, parse_view, \
+from dashboard.hidden_view import WINDOWS, View, dir_options, gate_options, layer_options, parse_view, \
     state_label, state_options
 
 dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
@@ -128,10 +128,13 @@ def _upload() -> html.Details:
 def _navigation(view: View) -> html.Div:
     sel = view.sel or (None, None)
     return html.Div([
-        html.Button("◀", id=ids.HS_PREV, className="btn", title=f"previous {WINDOW} tokens"),
+        html.Button("◀", id=ids.HS_PREV, className="btn", title="previous window"),
         html.Label("Window starts at token", htmlFor=ids.HS_POS),
         dcc.Input(id=ids.HS_POS, type="number", value=view.pos, min=0, step=1, debounce=True, className="num"),
-        html.Button("▶", id=ids.HS_NEXT, className="btn", title=f"next {WINDOW} tokens"),
+        html.Button("▶", id=ids.HS_NEXT, className="btn", title="next window"),
+        html.Label("Tokens shown", htmlFor=ids.HS_WINDOW, className="range-label"),
+        dcc.Dropdown(id=ids.HS_WINDOW, options=[{"label": str(w), "value": w} for w in WINDOWS], value=view.win,
+                     clearable=False, className="win-select"),
         dcc.Input(id=ids.HS_SEARCH, type="text", placeholder="find text, e.g. def ", debounce=True,
                   className="search"),
         html.Button("Find next", id=ids.HS_SEARCH_GO, className="btn"),
@@ -234,10 +237,10 @@ def _brush(selected, relayout, _clear):
           Input(ids.HS_SEARCH, "n_submit"), Input({"type": ids.HS_MATCH, "index": ALL}, "n_clicks"),
           State(ids.HS_POS, "value"), State(ids.HS_SEARCH, "value"), State(ids.HS_MATCH_DATA, "data"),
           State(ids.HS_RUN, "value"), State(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"),
-          prevent_initial_call=True)
-def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index, steps):
+          State(ids.HS_WINDOW, "value"), prevent_initial_call=True)
+def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index, steps, win):
     trig = ctx.triggered_id
-    pos = int(pos or 0)
+    pos, WINDOW = int(pos or 0), int(win or 80)  # noqa: N806
     if isinstance(trig, dict) and trig.get("type") == ids.HS_MATCH:
         if not any(match_clicks or []) or not matches or trig["index"] >= len(matches):
             return (no_update,) * 4
@@ -270,14 +273,16 @@ def _step_at(steps, index):
           Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
           Input(ids.HS_POS, "value"), Input(ids.HS_THRESHOLD, "value"), Input(ids.HS_SEL_START, "value"),
           Input(ids.HS_SEL_STOP, "value"), Input(ids.HS_OFF_BEFORE, "value"), Input(ids.HS_OFF_AFTER, "value"),
-          Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), State(ids.HS_FOLLOW, "value"))
-def _select_view(run_id, index, steps, layer, direction, state, pos, thr, s0, s1, ob, oa, track, gate, follow):
+          Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"),
+          State(ids.HS_FOLLOW, "value"))
+def _select_view(run_id, index, steps, layer, direction, state, pos, thr, s0, s1, ob, oa, track, gate, win, follow):
     step = _step_at(steps, index)
     view = View(run=run_id, step=None if "on" in (follow or []) else step, layer=int(layer or 0),
                 dir=direction or "fwd", state=state or "h", pos=int(pos or 0),
                 thr=thr if isinstance(thr, (int, float)) else 0.3,
                 sel=(int(s0), int(s1)) if s0 is not None and s1 is not None else None,
-                ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate)
+                ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80))
+    WINDOW = view.win  # noqa: N806
     if not steps:
         return _blank("No hidden states to show yet."), None, None, None, view.to_query(), ""
     hidden = current().data.hidden
@@ -383,8 +388,9 @@ def _track_range(snap, k: int) -> tuple[float, float]:
           Output(ids.HS_TOP_TRACE, "figure"),
           Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
           Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
-          Input(ids.HS_TRACK, "value"), Input(ids.HS_POS, "value"))
-def _summary(run_id, index, steps, layer, direction, state, track, pos):
+          Input(ids.HS_TRACK, "value"), Input(ids.HS_POS, "value"), Input(ids.HS_WINDOW, "value"))
+def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
+    WINDOW = int(win or 80)  # noqa: N806
     if not steps or not track:
         return _blank("No annotation tracks yet."), None, _blank("")
     key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
@@ -440,8 +446,9 @@ def _upload_track(contents, filename, name, run_id, options):
 @callback(Output(ids.HS_GATE_MAP, "figure"), Output(ids.HS_SATURATION, "figure"),
           Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
           Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_POS, "value"),
-          Input(ids.HS_GATE, "value"))
-def _gates(run_id, index, steps, layer, direction, pos, gate):
+          Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"))
+def _gates(run_id, index, steps, layer, direction, pos, gate, win):
+    WINDOW = int(win or 80)  # noqa: N806
     if not steps or not gate:
         msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
         return _blank(msg), _blank(msg)

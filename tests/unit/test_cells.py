@@ -98,7 +98,7 @@ def test_saturation_fractions():
 
 def test_view_round_trips_through_the_url_and_ignores_garbage():
     v = View(run="ab12", step=300, layer=1, dir="bwd", state="c", pos=40, thr=0.25, sel=(50, 55), ob=2, oa=1,
-             track="depth", gate="f")
+             track="depth", gate="f", win=160)
     assert parse_view(v.to_query()) == v
     assert parse_view({}) == View()
     junk = parse_view({"pos": "-7", "thr": "abc", "sel": "9-3", "layer": "x", "ob": "999"})
