@@ -40,7 +40,7 @@ class DashboardData:
         self.max_points = max_points
         # Cache keys name the store, so several stores may share one Redis.
         self._prefix = "ds:" + hashlib.sha1(store.url.encode()).hexdigest()[:10]
-        self.hidden = HiddenStates(store, cache, prefix=self._prefix)
+        self.hidden = HiddenStates(store, self._cached)
 
     def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
         if self.cache is None:

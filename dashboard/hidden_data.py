@@ -8,7 +8,7 @@ with a message meant for the page.
 
 Example::
 
-    hs = HiddenStates(store, cache)
+    hs = HiddenStates(store)                                  # or DashboardData(...).hidden (cached)
     snap = hs.open(run_id)                                    # newest snapshot
     sel = hs.select(snap, "l0.fwd.c", 500, 505, threshold=0.3)
     found = hs.match(run_id, snap, "l0.fwd.c", sel.cells, 0.3, query_len=5)
@@ -51,24 +51,16 @@ class Selection:
 class HiddenStates:
     """Cached access to the hidden-state snapshots of the runs in one store."""
 
-    def __init__(self, store: RunStore, cache: Any = None, prefix: str = "ds"):
-        self.store, self.cache, self.prefix = store, cache, prefix
+    def __init__(self, store: RunStore, cached: Callable[[str, int, Callable[[], Any]], Any] | None = None):
+        """``cached(key, ttl, compute)`` is the dashboard's flask-caching helper; without one, no cache."""
+        self.store = store
+        self._cached = cached or (lambda _key, _ttl, compute: compute())
         self._open: OrderedDict[int, HiddenSnapshot] = OrderedDict()
-
-    def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
-        if self.cache is None:
-            return compute()
-        full = f"{self.prefix}:hidden:{key}"
-        value = self.cache.get(full)
-        if value is None:
-            value = compute()
-            self.cache.set(full, value, timeout=ttl)
-        return value
 
     # -- snapshots ------------------------------------------------------------------
     def snapshots(self, run_id: str) -> list[dict]:
         """Index rows (id, step, meta, arrays) of a run's hidden-state snapshots, by step."""
-        return self._cached(f"snaps:{run_id}", SNAPSHOTS_TTL, lambda: self.store.list_snapshots(run_id, KIND))
+        return self._cached(f"hidden:snaps:{run_id}", SNAPSHOTS_TTL, lambda: self.store.list_snapshots(run_id, KIND))
 
     def open(self, run_id: str, step: int | None = None) -> tuple[HiddenSnapshot, str | None]:
         """The snapshot at ``step`` (the newest at or before it; newest when None) and a note.
@@ -130,7 +122,7 @@ class HiddenStates:
         """The ``n`` best places where the selected cells are on together (see backend.analysis.cells)."""
         if not cells:
             raise ViewError("Select cells first: brush a range where some cells are on.")
-        ckey = f"match:{run_id}:{snap.row['id']}:{key}:{','.join(map(str, cells))}:{threshold:.6g}:{query_len}:{n}"
+        ckey = f"hidden:match:{run_id}:{snap.row['id']}:{key}:{','.join(map(str, cells))}:{threshold:.6g}:{query_len}:{n}"
         return self._cached(ckey, RESULT_TTL, lambda: self._match(snap, key, cells, threshold, query_len, n))
 
     def _match(self, snap: HiddenSnapshot, key: str, cells: list[int], threshold: float, query_len: int,
@@ -159,13 +151,13 @@ class HiddenStates:
         def compute():
             return {"tracks": snap.track_names, "r": np.round(snap.corr(key), 4).tolist()}
         n_user = len(snap.track_names)
-        return self._cached(f"summary:{run_id}:{snap.row['id']}:{key}:{n_user}", RESULT_TTL, compute)
+        return self._cached(f"hidden:summary:{run_id}:{snap.row['id']}:{key}:{n_user}", RESULT_TTL, compute)
 
     def find_text(self, snap: HiddenSnapshot, text: str, after: int = -1) -> int | None:
         """Token position of the next occurrence of ``text`` after ``after`` (wrapping), or None."""
         if not text:
             return None
-        corpus = self._cached(f"text:{snap.row['id']}", RESULT_TTL, lambda: self._corpus_text(snap))
+        corpus = self._cached(f"hidden:text:{snap.row['id']}", RESULT_TTL, lambda: self._corpus_text(snap))
         hit = corpus.find(text, after + 1)
         if hit < 0:
             hit = corpus.find(text)
