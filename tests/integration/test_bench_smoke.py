@@ -18,12 +18,38 @@ def test_overhead_quick():
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     result = json.loads(last)
-    for key in ("ratio", "target", "steps_per_s_hooks", "steps_per_s_none", "blocks"):
+    for key in ("ratio", "target", "steps_per_s_hooks", "steps_per_s_none", "blocks", "ratio_combined",
+                "ratio_steps", "probe_share", "probe"):
         assert key in result, key
     assert math.isfinite(result["ratio"]) and result["ratio"] > 0
+    assert result["ratio_combined"] >= result["ratio_steps"] > 0
+    probe = result["probe"]  # code-lstm's default hooks include the hidden-state probe
+    assert probe["capture_ms"] > 0 and probe["write_cpu_ms"] > 0 and probe["cadence"] >= probe["cadence_start"] >= 1
+    assert 0 < probe["share"] < 1 and probe["ms_per_probe"] >= probe["capture_ms"]
     assert result["steps_per_s_hooks"] > 0 and result["steps_per_s_none"] > 0
     assert result["eval_excluded"] is True
     assert "evaluation EXCLUDED" in proc.stdout
+
+
+def test_match_quick():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "match.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("p50_ms", "p95_ms", "max_ms", "cached_p50_ms", "server_cpu_ms", "server_ms", "rss_mb",
+                "peak_rss_mb", "rss_idle_mb", "snapshot_mb", "disk_mb", "response_bytes", "matches_median"):
+        assert key in result, key
+        assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), (key, result[key])
+    assert result["tokens"] == 100_000 and result["cells"] == 128 and result["queries"] == 10
+    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"]
+    assert 0 < result["rss_idle_mb"] and 0 < result["rss_mb"] <= result["peak_rss_mb"]
+    assert result["snapshot_mb"] == pytest.approx(100_000 * 128 * 2 / 2**20, rel=0.01)
+    assert result["disk_mb"] > 2 * result["snapshot_mb"] * 0.99  # token-major + the cells-major index
+    assert result["response_bytes"] > 0 and result["matches_max"] >= 1
+    parts = result["breakdown_ms"]
+    for key in ("match total", "read columns (.T index)", "candidate_ranges", "render total", "JSON encoding"):
+        assert key in parts and parts[key] >= 0, key
+    assert isinstance(result["missed"], list)
 
 
 def _have_chromium() -> bool:
