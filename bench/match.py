@@ -34,7 +34,7 @@ Measured:
   (``dashboard.pages.hidden_states._matches``) is called in this process on the same store with
   the result cache off, with timers around its parts: reading the selected columns from the
   ``.T`` index, ``candidate_ranges``, the extra-cells reads of up to 500 candidates, the rest of
-  ``HiddenStates._match``, and in the rendering ``_track_range``, ``heat_png``, token and track
+  ``HiddenStates._match``, and in the rendering ``track_range``, ``heat_img``, token and track
   reads; plus Dash's JSON encoding and gzip of the response. Medians per query.
 * **memory** (``rss_mb``, ``peak_rss_mb``): ``VmRSS`` and ``VmHWM`` of the dashboard process
   (``/proc/PID/status``) after all queries, against ``snapshot_mb`` (the token-major array file);
@@ -277,13 +277,13 @@ def timers(acc: dict):
 
     wrap(HiddenSnapshot, "columns", "read columns (.T index)")
     wrap(hd, "candidate_ranges", "candidate_ranges")
-    wrap(HiddenSnapshot, "window", "extra cells: window reads")
+    wrap(HiddenSnapshot, "windows", "extra cells: window reads")
     wrap(hd, "extra_cells", "extra cells: extra_cells()")
     wrap(hd.HiddenStates, "_match", "match total")
-    wrap(page, "_track_range", "render: _track_range")
-    wrap(page, "heat_png", "render: heat_png")
+    wrap(HiddenSnapshot, "track_range", "render: track_range")
+    wrap(page, "heat_img", "render: heat_img (PNG)")
     wrap(HiddenSnapshot, "tokens", "render: tokens")
-    # tracks() over the whole corpus comes from _track_range (counted there); windows from the rows
+    # tracks() over the whole corpus comes from track_range when a record lacks ranges; windows from the rows
     wrap(HiddenSnapshot, "tracks", classify=lambda a, k: "tracks: whole corpus" if len(a) < 3 and "stop" not in k
          else "render: tracks window")
     try:
@@ -325,7 +325,7 @@ def breakdown(data_dir: Path, queries: list[dict]) -> dict:
             acc["gzip"] = time.perf_counter() - t
             acc["render total"] = acc["callback total"] - acc["match total"]
             acc["render: rest (Dash components, rows)"] = acc["render total"] - sum(
-                acc[k] for k in ("render: _track_range", "render: heat_png", "render: tokens", "render: tracks window"))
+                acc[k] for k in ("render: track_range", "render: heat_img (PNG)", "render: tokens", "render: tracks window"))
             acc["match: rest (rank, rows)"] = acc["match total"] - sum(
                 acc[k] for k in ("read columns (.T index)", "candidate_ranges", "extra cells: window reads",
                                  "extra cells: extra_cells()"))
@@ -466,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{min(n_prof, len(timed_q))} queries, ms per query):")
         order = ["server total (callback + JSON + gzip)", "callback total", "match total", "read columns (.T index)",
                  "candidate_ranges", "extra cells: window reads", "extra cells: extra_cells()",
-                 "match: rest (rank, rows)", "render total", "render: _track_range", "tracks: whole corpus",
-                 "render: heat_png", "render: tokens", "render: tracks window", "render: rest (Dash components, rows)",
+                 "match: rest (rank, rows)", "render total", "render: track_range", "tracks: whole corpus",
+                 "render: heat_img (PNG)", "render: tokens", "render: tracks window", "render: rest (Dash components, rows)",
                  "JSON encoding", "gzip"]
         for k in order + [k for k in ms if k not in order]:
             if k in ms:

@@ -43,7 +43,7 @@ apart and amortised, and the headline is::
   probe is not counted twice);
 * ``probe_share``: the cost of one probe / (``cadence`` x ms/step without hooks).
   ``cadence`` is where the probe's rule (``adapt_every`` from
-  ``default_every(total steps)``, budget 2% of capture time) settles in a real run
+  ``default_every(total steps)``, budget 2% for capture + write time) settles in a real run
   with the measured capture time and the hooks arm's ms/step. The cost of one probe
   is the larger of two estimates (reported both):
 
@@ -318,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         wr_cpu = [c for _, c in in_run["writes"][1:]] + apart[2]
         capture_s, write_s, write_cpu_s = (statistics.median(x) for x in (cap, wr_wall, wr_cpu))
         start_every = spec.probe_every or default_every(run_total)
-        cadence = adapt_every(start_every, capture_s, hooks_step_s, probe.budget) if probe.adaptive else start_every
+        # the probe's own rule: capture + the latest write's wall time against the budget
+        cadence = adapt_every(start_every, capture_s + write_s, hooks_step_s, probe.budget) \
+            if probe.adaptive else start_every
         interval_s = cadence * none_step_s  # training time between two probes, without hooks
         # cross-check: extra wall time of the pairs a capture or write touched, over what clean pairs take
         clean_idx = [i for i in range(len(ratios)) if i not in touched]

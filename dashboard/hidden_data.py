@@ -135,7 +135,7 @@ class HiddenStates:
         pre = rank_candidates(cand, query_len)[:EXTRA_CANDIDATES]
         sub = Candidates(cand.start[pre], cand.stop[pre], cand.common[pre])
         sel = np.asarray(cells)
-        extra = np.array([extra_cells(snap.window(key, s, e), sel, threshold) for s, e in zip(sub.start, sub.stop)])
+        extra = np.array([extra_cells(rows, sel, threshold) for rows in snap.windows(key, sub.start, sub.stop)])
         order = rank_candidates(sub, query_len, extra)[:n]
         out = []
         for i in order:
@@ -152,6 +152,12 @@ class HiddenStates:
             return {"tracks": snap.track_names, "r": np.round(snap.corr(key), 4).tolist()}
         n_user = len(snap.track_names)
         return self._cached(f"hidden:summary:{run_id}:{snap.row['id']}:{key}:{n_user}", RESULT_TTL, compute)
+
+    def saturation(self, run_id: str, snap: HiddenSnapshot, key: str) -> np.ndarray | None:
+        """Gate saturation per cell (see HiddenSnapshot.saturation), cached per snapshot."""
+        value = self._cached(f"hidden:sat:{run_id}:{snap.row['id']}:{key}", RESULT_TTL,
+                             lambda: _or_empty(snap.saturation(key)))
+        return None if value.size == 0 else value
 
     def find_text(self, snap: HiddenSnapshot, text: str, after: int = -1) -> int | None:
         """Token position of the next occurrence of ``text`` after ``after`` (wrapping), or None."""
@@ -171,6 +177,10 @@ class HiddenStates:
             # multi-character tokens: search over tokens joined without separators, map back
             raise ViewError("text search needs a character-level corpus")
         return "".join(tokens)
+
+
+def _or_empty(arr: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0, np.float32) if arr is None else arr  # None would read as a cache miss
 
 
 def view_error_message(exc: Exception) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -102,8 +103,10 @@ def describe(rnn: nn.RNNBase) -> dict:
 class SnapshotWriterThread:
     """Writes captured snapshots from a daemon thread so the training step never waits on disk."""
 
-    def __init__(self, write: Callable[..., object], depth: int = 1):
+    def __init__(self, write: Callable[..., object], depth: int = 1, nice: int = 10):
         self._write = write
+        self.nice = nice
+        self.last_write_s = 0.0  # wall time of the latest write (the probe's cadence counts it)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._loop, name="deepscope-probe-writer", daemon=True)
         self._thread.start()
@@ -112,12 +115,18 @@ class SnapshotWriterThread:
         self._queue.put(args)  # blocks only when the previous snapshot is still being written
 
     def _loop(self) -> None:
+        try:  # Linux: a thread has its own nice value; the writer yields the cores to training
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        except (AttributeError, OSError):
+            pass
         while True:
             args = self._queue.get()
             try:
                 if args is None:
                     return
+                t0 = time.perf_counter()
                 self._write(*args)
+                self.last_write_s = time.perf_counter() - t0
             except Exception:  # a failed snapshot must not kill training
                 log.exception("could not write a hidden-state snapshot")
             finally:

@@ -1,10 +1,11 @@
 """The hidden-state probe as a trainer hook: snapshots at the start, every K steps and at the end.
 
-K starts at about a tenth of the run and doubles whenever a probe would cost more
-than ``budget`` (2%) of the training time between probes, so probes never slow
-training noticeably whatever the model size (bench/overhead.py measures it).
-Capture runs in the training thread (it needs the weights of this very step);
-writing the files runs in a background thread.
+K starts at about a tenth of the run and doubles whenever a probe (its capture plus
+the writing of the previous snapshot) would cost more than ``budget`` (2%) of the
+training time between probes, so probes never slow training noticeably whatever the
+model size (bench/overhead.py measures it). Capture runs in the training thread (it
+needs the weights of this very step); writing the files runs in a background thread
+at a lower priority.
 
 Example::
 
@@ -51,7 +52,7 @@ class HiddenStateProbe(Hook):
         self.writer = SnapshotWriterThread(self._write)
         self._ids: torch.Tensor | None = None
         self._done: set[int] = set()
-        self._last_step, self._last_time, self._probe_s = 0, 0.0, 0.0
+        self._last_step, self._last_time = 0, 0.0
         self.enabled = True
 
     def on_train_start(self, trainer) -> None:
@@ -81,15 +82,16 @@ class HiddenStateProbe(Hook):
             return
         now = time.perf_counter()
         states = capture_model(trainer.model, self._ids, segment=self.segment, warmup=self.warmup)
-        probe_s = time.perf_counter() - now
+        # cost of a probe: this capture plus the latest write (a background thread, but it shares the cores)
+        probe_s = time.perf_counter() - now + self.writer.last_write_s
         if self.adaptive and self._last_time and step > self._last_step:
-            step_s = (now - self._last_time - self._probe_s) / (step - self._last_step)
+            step_s = (now - self._last_time) / (step - self._last_step)
             new_every = adapt_every(self.every, probe_s, step_s, self.budget)
             if new_every != self.every:
                 log.info("probe takes %.0f ms; snapshots every %d steps now (was %d)", 1000 * probe_s,
                          new_every, self.every)
                 self.every = new_every
-        self._last_step, self._last_time, self._probe_s = step, time.perf_counter(), probe_s
+        self._last_step, self._last_time = step, time.perf_counter()
         self._done.add(step)
         meta = dict(self._describe, task=trainer.spec.task, source=self.corpus.source, every=self.every,
                     segment=self.segment, warmup=self.warmup, probe_ms=round(1000 * probe_s, 1))

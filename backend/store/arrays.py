@@ -77,3 +77,20 @@ def read_span(path: Path, row: int, start: int, stop: int) -> np.ndarray:
     start, stop = max(0, int(start)), min(shape[1], int(stop))
     count = max(0, stop - start)
     return np.fromfile(path, dtype=dtype, count=count, offset=offset + (row * shape[1] + start) * dtype.itemsize)
+
+
+def read_row_ranges(path: Path, starts, stops) -> list[np.ndarray]:
+    """Rows ``start:stop`` for many ranges of one .npy file, through one open file (``os.pread``)."""
+    shape, dtype, offset = array_header(str(path))
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if len(shape) > 1 else dtype.itemsize
+    out = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start, stop in zip(starts, stops):
+            start, stop = max(0, int(start)), min(shape[0], int(stop))
+            n = max(0, stop - start)
+            buf = os.pread(fd, n * row_bytes, offset + start * row_bytes)
+            out.append(np.frombuffer(buf, dtype=dtype).reshape((n,) + tuple(shape[1:])))
+    finally:
+        os.close(fd)
+    return out

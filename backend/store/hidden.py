@@ -6,8 +6,11 @@ One snapshot (kind ``hidden``) of a run at a step holds, as immutable .npy files
 - ``l...T``: the same transposed to ``(cells, tokens)`` for arrays over
   ``INDEX_MIN_BYTES``, so a match reads only the selected cells' rows (the match index);
 - ``tokens``: int32 token ids; ``tracks``: float32 ``(n_tracks, tokens)`` annotations;
-- ``corr.<key>``: float32 ``(n_tracks, cells)`` Pearson r of each cell with each track;
-- ``sat.<key>``: float32 ``(2, cells)`` fraction of tokens below 0.1 / above 0.9 (gates).
+
+Correlations with the tracks and gate saturation are derived by readers
+(:meth:`HiddenSnapshot.corr`, :meth:`HiddenSnapshot.saturation`, cached by the dashboard),
+not by the writer: the writer runs beside training, and every millisecond it spends
+there slows training down (bench/overhead.py).
 
 ``meta`` says what is there (family, layers, directions, states, cells, tokens,
 vocab, track names, source text, probe cadence). Users' own annotation tracks are
@@ -30,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..analysis.cells import correlations, saturation
-from .arrays import array_header, read_rows, read_span
+from .arrays import array_header, read_row_ranges, read_rows, read_span
 from .store import RunStore, StoreError
 
 KIND = "hidden"
@@ -51,7 +54,7 @@ def state_key(layer: int, direction: str, state: str) -> str:
 def write_hidden_snapshot(store: RunStore, run_id: str, step: int, states: Mapping[tuple[int, str, str], np.ndarray],
                           token_ids: np.ndarray, vocab: Sequence[str], tracks: Mapping[str, np.ndarray],
                           meta: Mapping[str, Any] | None = None) -> int:
-    """Write one snapshot with its derived arrays (index, correlations, saturation); returns its id."""
+    """Write one snapshot (and its match index when large); returns its id."""
     n = len(token_ids)
     names = list(tracks)
     track_arr = np.stack([np.asarray(tracks[k], dtype=np.float32) for k in names]) if names else np.zeros((0, n), np.float32)
@@ -68,11 +71,10 @@ def write_hidden_snapshot(store: RunStore, run_id: str, step: int, states: Mappi
         if values.nbytes >= INDEX_MIN_BYTES:
             arrays[key + ".T"] = np.ascontiguousarray(values.T)
             indexed.append(key)
-        arrays["corr." + key] = correlations(values, track_arr)
-        if s in GATES:
-            arrays["sat." + key] = saturation(values)
     layers = sorted({k[0] for k in states})
-    info = {"tokens": n, "cells": cells, "vocab": list(vocab), "tracks": names, "indexed": indexed,
+    ranges = [[float(np.min(t)), float(np.max(t))] if len(t) else [0.0, 1.0] for t in track_arr]
+    info = {"tokens": n, "cells": cells, "vocab": list(vocab), "tracks": names, "track_ranges": ranges,
+            "indexed": indexed,
             "layers": len(layers), "directions": sorted({k[1] for k in states}, key=["fwd", "bwd"].index),
             "states": list(dict.fromkeys(k[2] for k in states))}
     info.update(meta or {})
@@ -97,7 +99,8 @@ def add_user_track(store: RunStore, run_id: str, name: str, values: np.ndarray) 
                          "give one value per token")
     if not np.isfinite(values).all():
         raise StoreError("the track has missing or infinite values; give a number for every token")
-    return store.add_snapshot(run_id, TRACK_KIND, 0, {"values": values}, {"name": name, "tokens": n})
+    return store.add_snapshot(run_id, TRACK_KIND, 0, {"values": values},
+                              {"name": name, "tokens": n, "range": [float(values.min()), float(values.max())]})
 
 
 class HiddenSnapshot:
@@ -114,8 +117,10 @@ class HiddenSnapshot:
                                       f"({len(missing)} of {len(self.paths)} files missing): still being written?")
         self.n_tokens, self.n_cells = int(self.meta["tokens"]), int(self.meta["cells"])
         self.vocab: list[str] = list(self.meta.get("vocab", []))
-        self._user = [(t["meta"]["name"], Path(store.data_dir) / t["arrays"]["values"]) for t in user_tracks
-                      if int(t["meta"].get("tokens", -1)) == self.n_tokens]
+        user = [t for t in user_tracks if int(t["meta"].get("tokens", -1)) == self.n_tokens]
+        self._user = [(t["meta"]["name"], Path(store.data_dir) / t["arrays"]["values"]) for t in user]
+        self._ranges = list(self.meta.get("track_ranges") or [None] * len(self.meta.get("tracks", [])))
+        self._ranges += [t["meta"].get("range") for t in user]
 
     # -- what is there ------------------------------------------------------------
     @property
@@ -138,6 +143,11 @@ class HiddenSnapshot:
         """``(stop - start, cells)`` float32 values of ``key`` (clipped to the corpus)."""
         self.require(key)
         return read_rows(self.paths[key], start, stop).astype(np.float32)
+
+    def windows(self, key: str, starts: Sequence[int], stops: Sequence[int]) -> list[np.ndarray]:
+        """Many small windows of ``key`` in its stored dtype (float16), read through one open file."""
+        self.require(key)
+        return read_row_ranges(self.paths[key], starts, stops)
 
     def columns(self, key: str, cells: Sequence[int]) -> np.ndarray:
         """``(len(cells), tokens)`` float16: whole-corpus traces of some cells."""
@@ -170,19 +180,42 @@ class HiddenSnapshot:
         rows += [read_rows(path, start, stop).astype(np.float32) for _, path in self._user]
         return np.stack(rows) if rows else np.zeros((0, max(0, min(stop, self.n_tokens) - start)), np.float32)
 
+    def track_range(self, k: int) -> tuple[float, float]:
+        """Min and max of track ``k`` over the whole corpus (from the record; computed once if absent)."""
+        if self._ranges[k] is None:
+            values = self.tracks()[k]
+            self._ranges[k] = [float(values.min()), float(values.max())] if len(values) else [0.0, 1.0]
+        lo, hi = self._ranges[k]
+        return float(lo), float(hi)
+
     def corr(self, key: str) -> np.ndarray:
-        """``(n_tracks, cells)`` correlation of each cell with each track (users' tracks computed here)."""
+        """``(n_tracks, cells)`` Pearson r of each cell with each track (built-in, then users').
+
+        Reads 64 cells at a time (from the match index when there is one), so memory stays
+        small on a large snapshot; callers cache the result.
+        """
         self.require(key)
-        built = np.load(self.paths["corr." + key])
-        if not self._user:
-            return built
-        user = np.stack([read_rows(path, 0, self.n_tokens) for _, path in self._user])
-        extra = np.zeros((len(user), self.n_cells), dtype=np.float32)
-        for j in range(0, self.n_cells, 64):  # a chunk of cells at a time: memory stays small
+        tracks = self.tracks()
+        out = np.zeros((len(tracks), self.n_cells), dtype=np.float32)
+        for j in range(0, self.n_cells, 64):
             cells = list(range(j, min(j + 64, self.n_cells)))
-            extra[:, cells] = correlations(self.columns(key, cells).T, user)
-        return np.concatenate([built, extra])
+            out[:, cells] = correlations(self._column_block(key, cells), tracks)
+        return out
 
     def saturation(self, key: str) -> np.ndarray | None:
-        path = self.paths.get("sat." + key)
-        return None if path is None else np.load(path)
+        """``(2, cells)``: fraction of tokens below 0.1 and above 0.9, for gates (None otherwise)."""
+        if key.rsplit(".", 1)[-1] not in GATES or key not in self.paths:
+            return None
+        out = np.zeros((2, self.n_cells), dtype=np.float32)
+        for j in range(0, self.n_cells, 64):
+            cells = list(range(j, min(j + 64, self.n_cells)))
+            out[:, cells] = saturation(self._column_block(key, cells))
+        return out
+
+    def _column_block(self, key: str, cells: list[int]) -> np.ndarray:
+        """``(tokens, len(cells))`` for a contiguous block of cells."""
+        if key + ".T" in self.paths:
+            return read_rows(self.paths[key + ".T"], cells[0], cells[-1] + 1).T
+        if self.n_tokens * self.n_cells * 2 <= INDEX_MIN_BYTES:  # small: one read
+            return read_rows(self.paths[key], 0, self.n_tokens)[:, cells[0]:cells[-1] + 1]
+        return self.columns(key, cells).T

@@ -17,7 +17,7 @@ from backend.spec import RECURRENT
 from dashboard import ids
 from dashboard.components import empty_state, no_runs_state
 from dashboard.context import current
-from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_png, saturation_figure, summary_figure, \
+from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_img, saturation_figure, summary_figure, \
     token_strip, traces_figure, visible
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
 from dashboard.hidden_view import WINDOWS, View, dir_options, gate_options, layer_options, parse_view, \
@@ -354,11 +354,13 @@ def _matches(payload):
     for i, m in enumerate(found):
         a, b = m["context"]
         tokens = snap.tokens(a, b)
-        text = [html.Span(visible(t), className="tok-hit" if m["start"] <= a + j < m["stop"] else "tok-ctx")
-                for j, t in enumerate(tokens)]
+        cut1, cut2 = m["start"] - a, m["stop"] - a
+        text = [html.Span(visible("".join(tokens[:cut1])), className="tok-ctx"),
+                html.Span(visible("".join(tokens[cut1:cut2])), className="tok-hit"),
+                html.Span(visible("".join(tokens[cut2:])), className="tok-ctx")]
         tracks = snap.tracks(a, b)
-        track_imgs = [html.Img(src=heat_png(tracks[k:k + 1], *_track_range(snap, k), diverging=False),
-                               title=f"{names[k]}: {', '.join(f'{v:g}' for v in tracks[k])}", className="heat")
+        track_imgs = [heat_img(tracks[k:k + 1], *snap.track_range(k), diverging=False,
+                               title=f"{names[k]}: {', '.join(f'{v:g}' for v in tracks[k])}")
                       for k in range(len(tracks))]
         rows.append(html.Tr([
             html.Td(html.Button(f"{m['start']:,}", id={"type": ids.HS_MATCH, "index": i}, className="btn btn-link",
@@ -366,7 +368,7 @@ def _matches(payload):
             html.Td(html.Span(text, className="match-text")),
             html.Td(f"{m['common']}/{len(payload['cells'])}", title="selected cells on throughout"),
             html.Td(str(m["extra"]), title="other cells also on throughout"),
-            html.Td(html.Img(src=heat_png(np.array(m["cells"]), -1, 1), className="heat",
+            html.Td(heat_img(np.array(m["cells"]), -1, 1,
                              title="selected cells (rows) over the tokens (red: high, blue: low)")),
             html.Td(track_imgs, className="tracks-cell"),
         ]))
@@ -376,11 +378,6 @@ def _matches(payload):
                      "side; highlighted: the matched tokens).", className="muted")
     return [summary, html.Table([html.Thead(head), html.Tbody(rows)], className="match-table")], \
         [[m["start"], m["stop"]] for m in found]
-
-
-def _track_range(snap, k: int) -> tuple[float, float]:
-    values = snap.tracks()[k] if snap.n_tokens <= 2_000_000 else np.array([0.0, 1.0])
-    return float(np.min(values)), float(np.max(values))
 
 
 # -- Cell summary and gate view ----------------------------------------------------------------
@@ -465,7 +462,7 @@ def _gates(run_id, index, steps, layer, direction, pos, gate, win):
     heat = gate_heatmap(snap.window(key, x0, x0 + WINDOW), x0, snap.tokens(x0, x0 + WINDOW),
                         f"{state_label(gate)} over the window (layer {layer} {direction})", lo=lo)
     gates = [g for g in ("i", "f", "o", "r", "z") if snap.has(f"l{layer}.{direction}.{g}")]
-    sat = {g: snap.saturation(f"l{layer}.{direction}.{g}") for g in gates}
+    sat = {g: current().data.hidden.saturation(run_id, snap, f"l{layer}.{direction}.{g}") for g in gates}
     return heat, saturation_figure({g: s for g, s in sat.items() if s is not None},
                                    {g: state_label(g) for g in gates})
 

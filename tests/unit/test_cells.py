@@ -103,3 +103,14 @@ def test_view_round_trips_through_the_url_and_ignores_garbage():
     assert parse_view({}) == View()
     junk = parse_view({"pos": "-7", "thr": "abc", "sel": "9-3", "layer": "x", "ob": "999"})
     assert (junk.pos, junk.thr, junk.sel, junk.layer, junk.ob) == (0, 0.3, None, 0, 50)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_above_on_float16_bits_equals_float_comparison(seed):
+    from backend.analysis.cells import above
+
+    rng = np.random.default_rng(seed)
+    values = (rng.normal(size=5000) * 10.0 ** rng.integers(-3, 4, size=5000)).astype(np.float16)
+    values[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    for threshold in [0.0, 0.3, 1 / 3, 0.1, 2.5, 1e-6, 70000.0, float(rng.random()), -0.2]:
+        np.testing.assert_array_equal(above(values, threshold), values.astype(np.float64) > threshold)
