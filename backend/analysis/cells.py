@@ -37,7 +37,8 @@ def above(values: np.ndarray, threshold: float) -> np.ndarray:
     """
     if values.dtype == np.float16 and threshold >= 0:
         bits = values.view(np.int16)
-        t = np.float16(threshold)
+        with np.errstate(over="ignore"):  # thresholds past float16's range become inf: still exact
+            t = np.float16(threshold)
         lowest = int(t.view(np.int16)) - (1 if float(t) > threshold else 0)  # rounded up: x >= t counts
         return (bits > lowest) & (bits <= 0x7C00)  # 0x7C00 is +inf; above it, NaN (never on)
     return values > threshold
