@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{pf['write_ms']:.0f} ms wall / {pf['write_cpu_ms']:.0f} ms CPU (writer thread); medians of "
               f"{pf['samples']} ({pf['captures_in_pairs']} in the pairs, {pf['samples_apart']} timed apart)")
         print(f"    cadence: starts every {pf['cadence_start']} steps, settles at every {pf['cadence']} steps in a run "
-              f"(budget {100 * pf['budget']:.0f}% of capture time at {1000 * hooks_step_s:.2f} ms/step; the probe "
+              f"(budget {100 * pf['budget']:.0f}% for capture + write at {1000 * hooks_step_s:.2f} ms/step; the probe "
               f"here, misled by the interleaved blocks, ended at {pf['cadence_in_bench']})")
         print(f"    timed parts: capture {100 * pf['capture_share']:.2f}% + write CPU "
               f"{100 * pf['write_share']:.2f}% = {100 * pf['share_model']:.2f}% of training time "
