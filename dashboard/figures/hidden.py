@@ -57,6 +57,7 @@ def traces_figure(window: np.ndarray, x0: int, tokens: list[str], selected: list
         title={"text": title, "font": {"size": 13}}, shapes=shapes, dragmode="select", selectdirection="h",
         margin={"l": 50, "r": 10, "t": 36 if title else 10, "b": 40}, height=330, showlegend=False,
         uirevision="traces", hovermode="closest", plot_bgcolor="white",
+        editrevision=f"thr-{threshold}",  # a typed threshold moves the line even after it was dragged
         xaxis={**_token_ticks(x.tolist(), tokens, 11), "range": [x0 - 0.5, x0 + n - 0.5], "showgrid": False,
                "fixedrange": True},
         yaxis={"title": "value", "zeroline": True, "zerolinecolor": "#ddd", "gridcolor": "#eee", "fixedrange": True},

@@ -97,8 +97,10 @@ def _toolbar(view: View, options: list[dict]) -> html.Div:
         field("Layer", ids.HS_LAYER, dcc.Dropdown(id=ids.HS_LAYER, value=view.layer, clearable=False)),
         field("Direction", ids.HS_DIR, dcc.Dropdown(id=ids.HS_DIR, value=view.dir, clearable=False)),
         field("State", ids.HS_STATE, dcc.Dropdown(id=ids.HS_STATE, value=view.state, clearable=False)),
-        field("Threshold", ids.HS_THRESHOLD, dcc.Input(id=ids.HS_THRESHOLD, type="number", value=view.thr,
-                                                       step="any", debounce=True, className="num")),
+        # text, parsed here: a number input ignores a typed value equal to its last typed one, even
+        # after the dragged line changed it (Dash 4.4); and "abc" deserves a message, not None
+        field("Threshold", ids.HS_THRESHOLD, dcc.Input(id=ids.HS_THRESHOLD, type="text", value=f"{view.thr:g}",
+                                                       inputMode="decimal", debounce=True, className="num")),
         field("Off before", ids.HS_OFF_BEFORE, dcc.Input(id=ids.HS_OFF_BEFORE, type="number", value=view.ob,
                                                          min=0, max=50, step=1, debounce=True, className="num")),
         field("Off after", ids.HS_OFF_AFTER, dcc.Input(id=ids.HS_OFF_AFTER, type="number", value=view.oa,
@@ -223,7 +225,7 @@ def _brush(selected, relayout, _clear):
         return None, None, no_update
     if ctx.triggered and ctx.triggered[0]["prop_id"].endswith("relayoutData"):
         y = (relayout or {}).get("shapes[0].y0")
-        return no_update, no_update, round(float(y), 3) if y is not None else no_update
+        return no_update, no_update, f"{float(y):.3g}" if y is not None else no_update
     rng = (selected or {}).get("range", {}).get("x")
     if not rng:
         return no_update, no_update, no_update
@@ -260,6 +262,15 @@ def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index,
     return max(0, hit - WINDOW // 4), hit, hit + len(text), None
 
 
+def parse_threshold(text) -> float | None:
+    """The typed threshold as a finite number, or None."""
+    try:
+        value = float(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
 def _step_at(steps, index):
     if not steps:
         return None
@@ -275,11 +286,13 @@ def _step_at(steps, index):
           Input(ids.HS_SEL_STOP, "value"), Input(ids.HS_OFF_BEFORE, "value"), Input(ids.HS_OFF_AFTER, "value"),
           Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"),
           State(ids.HS_FOLLOW, "value"))
-def _select_view(run_id, index, steps, layer, direction, state, pos, thr, s0, s1, ob, oa, track, gate, win, follow):
+def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s0, s1, ob, oa, track, gate, win,
+                 follow):
     step = _step_at(steps, index)
+    thr = parse_threshold(thr_text)
     view = View(run=run_id, step=None if "on" in (follow or []) else step, layer=int(layer or 0),
                 dir=direction or "fwd", state=state or "h", pos=int(pos or 0),
-                thr=thr if isinstance(thr, (int, float)) else 0.3,
+                thr=thr if thr is not None else 0.3,
                 sel=(int(s0), int(s1)) if s0 is not None and s1 is not None else None,
                 ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80))
     WINDOW = view.win  # noqa: N806
@@ -295,9 +308,9 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr, s0, s1
     if not snap.has(view.key):
         msg = f"This snapshot has no {state_label(view.state)} for layer {view.layer} {view.dir}."
         return _blank(msg), None, _alert(msg, "warning"), None, view.to_query(), info
-    if not isinstance(thr, (int, float)):
-        return no_update, no_update, _alert("The threshold must be a number, e.g. 0.3.", "danger"), None, \
-            no_update, info
+    if thr is None:
+        return no_update, no_update, _alert(f"The threshold must be a number, e.g. 0.3, not “{thr_text}”.",
+                                            "danger"), None, no_update, info
     n = snap.n_tokens
     x0 = min(max(0, view.pos), max(0, n - WINDOW))
     window = snap.window(view.key, x0, x0 + WINDOW)

@@ -132,6 +132,29 @@ def test_hs001_brush_threshold_select_match_and_jump(dash_duo, trained):
     first_cells = rows[0].find_elements("css selector", "td")[2].text
     assert first_cells == f"{n_selected}/{n_selected}"  # the best match has every selected cell on
 
+    # drag the dashed threshold line down: the threshold input follows
+    line = dash_duo.driver.execute_script("""
+        const gd = document.querySelector(arguments[0]);
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        const ya = gd._fullLayout.yaxis;
+        return [r.left + r.width / 2, r.top + ya.l2p(arguments[1]), ya.p2l(ya.l2p(arguments[1]) + 25)];
+    """, TRACES, THRESHOLD)
+    builder = ActionBuilder(dash_duo.driver)
+    builder.pointer_action.move_to_location(int(line[0]), int(round(line[1])))
+    builder.pointer_action.pointer_down()
+    for k in range(1, 6):
+        builder.pointer_action.move_to_location(int(line[0]), int(round(line[1])) + 5 * k)
+    builder.pointer_action.pointer_up()
+    builder.perform()
+    until(lambda: float(dash_duo.find_element(f"#{ids.HS_THRESHOLD}").get_attribute("value") or THRESHOLD)
+          < THRESHOLD - 0.05, timeout=10,
+          msg=lambda: "dragging the threshold line did not change the threshold: "
+          f"{dash_duo.find_element(f'#{ids.HS_THRESHOLD}').get_attribute('value')!r} (dragged to ~{line[2]:.2f})")
+    _set_number(dash_duo, ids.HS_THRESHOLD, THRESHOLD)  # back, for the matches below
+    until(lambda: re.search(rf"{n_selected} cells are above {THRESHOLD:g}", js_text(dash_duo, f"#{ids.HS_SELECTION}")
+                            or ""), timeout=15, msg=lambda: "the typed threshold did not come back: "
+          f"{js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
+
     # jump to a match other than the brushed range itself
     buttons = dash_duo.find_elements(f"#{ids.HS_MATCHES} tbody button")
     target = next(b for b in buttons if int(b.text.replace(",", "")) != start)
@@ -173,6 +196,12 @@ def test_hs002_bad_input_gets_a_clear_message(dash_duo, trained):
               msg=lambda: f"{query!r}: wanted {expected!r}, page says {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
         assert dash_duo.driver.execute_script(  # never a blank figure: the traces are drawn
             f"const g = document.querySelector('{TRACES}'); return g && g.data && g.data.length > 0;")
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={run_id}&sel=100-104")
+    dash_duo.wait_for_element(f"#{ids.HS_THRESHOLD}", timeout=20)
+    _set_number(dash_duo, ids.HS_THRESHOLD, "abc")
+    until(lambda: "must be a number" in (js_text(dash_duo, f"#{ids.HS_SELECTION}") or ""), timeout=20,
+          msg=lambda: f"typed 'abc': page says {js_text(dash_duo, f'#{ids.HS_SELECTION}')!r}")
 
     dash_duo.driver.get(f"{dash_duo.server_url}/hidden?run={cnn_id}")
     until(lambda: "no recurrent layer" in (js_text(dash_duo, f"#{ids.HS_NOTE}") or ""), timeout=20,
