@@ -50,7 +50,7 @@ apart and amortised, and the headline is::
   - timed parts: capture wall time (training thread) + snapshot write CPU time
     (writer thread, ``time.thread_time``), medians of the captures the probe made
     at its cadence in the timed pairs plus ``--probe-samples`` captures and writes
-    timed apart after them (same model, corpus and code: ``capture_model`` and the
+    timed apart after them (same model, corpus and code: the probe's ``take`` and the
     probe's own write; the first capture, at step 0, is cold and reported apart).
     This misses contention: torch runs two threads on the 2 cores, and a writer
     thread taking one of them slows a step by more than its own CPU time;
@@ -87,7 +87,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from backend.probes.hidden import adapt_every, capture_model  # noqa: E402
+from backend.probes.hidden import adapt_every  # noqa: E402
 from backend.probes.hooks import HiddenStateProbe, default_every  # noqa: E402
 from backend.spec import RunSpec  # noqa: E402
 from backend.store import RunStore  # noqa: E402
@@ -165,12 +165,11 @@ def probe_apart(trainer: Trainer, probe: HiddenStateProbe, samples: int) -> tupl
     cap, wall, cpu = [], [], []
     for i in range(samples):
         t = time.perf_counter()
-        states = capture_model(trainer.model, probe._ids, segment=probe.segment, warmup=probe.warmup)
+        payload, meta = probe.take(trainer)  # the probe's own capture
         cap.append(time.perf_counter() - t)
-        meta = dict(probe._describe, task=trainer.spec.task, source=probe.corpus.source, every=probe.every,
-                    segment=probe.segment, warmup=probe.warmup, probe_ms=round(1000 * cap[-1], 1))
+        meta = dict(meta, task=trainer.spec.task, every=probe.every, probe_ms=round(1000 * cap[-1], 1))
         t, c = time.perf_counter(), time.thread_time()
-        probe._write(10**9 + i, states, meta)  # the probe's own write, here in this thread
+        probe.write(10**9 + i, payload, meta)  # the probe's own write, here in this thread
         wall.append(time.perf_counter() - t)
         cpu.append(time.thread_time() - c)
     return cap, wall, cpu

@@ -41,31 +41,47 @@ def default_every(total_steps: int) -> int:
     return min((m * base for m in (1, 2, 5, 10) if m * base >= raw), default=raw) if raw > 1 else 1
 
 
-class HiddenStateProbe(Hook):
-    """Records h, c and gates of every recurrent layer over ``corpus`` every ``every`` steps."""
+class SnapshotProbe(Hook):
+    """A probe that snapshots at the start, every ``every`` steps and at the end.
 
-    def __init__(self, store: RunStore, run_id: str, corpus: ProbeCorpus, every: int | None = None,
-                 budget: float = BUDGET, adaptive: bool = True, segment: int = SEGMENT, warmup: int = WARMUP):
-        self.store, self.run_id, self.corpus = store, run_id, corpus
+    Subclasses say what they record: :meth:`setup` (False turns the probe off),
+    :meth:`take` (capture in the training thread; returns what :meth:`write` gets)
+    and :meth:`write` (runs in the background writer thread). The cadence and its
+    cost budget are handled here, once for every kind of snapshot.
+    """
+
+    kind = "snapshot"
+
+    def __init__(self, store: RunStore, run_id: str, every: int | None = None, budget: float = BUDGET,
+                 adaptive: bool = True):
+        self.store, self.run_id = store, run_id
         self.every, self.budget, self.adaptive = every, budget, adaptive
-        self.segment, self.warmup = segment, warmup
-        self.writer = SnapshotWriterThread(self._write)
-        self._ids: torch.Tensor | None = None
+        self.writer = SnapshotWriterThread(self.write)
         self._done: set[int] = set()
         self._last_step, self._last_time = 0, 0.0
         self.enabled = True
 
+    # -- what subclasses provide --------------------------------------------------------
+    def setup(self, trainer) -> bool:
+        return True
+
+    def take(self, trainer) -> tuple[object, dict]:
+        raise NotImplementedError
+
+    def write(self, step: int, payload, meta: dict) -> None:
+        raise NotImplementedError
+
+    # -- hook events ----------------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
         try:
-            rnn = find_recurrent(trainer.model)
+            self.enabled = self.setup(trainer)
         except ValueError as exc:
-            log.warning("hidden-state probe off: %s", exc)
+            log.warning("%s probe off: %s", self.kind, exc)
             self.enabled = False
+        if not self.enabled:
             return
-        self._describe = describe(rnn)
         self.every = self.every or default_every(trainer.total_steps)
-        self._ids = torch.as_tensor(self.corpus.ids, device=trainer.device)
-        self._done = {int(s["step"]) for s in self.store.list_snapshots(self.run_id, KIND)}
+        self._done = {int(s["step"]) for s in self.store.list_snapshots(self.run_id, self.kind)}
         self.capture(trainer)
 
     def on_step_end(self, trainer, out) -> None:
@@ -81,25 +97,20 @@ class HiddenStateProbe(Hook):
         if step in self._done:
             return
         now = time.perf_counter()
-        states = capture_model(trainer.model, self._ids, segment=self.segment, warmup=self.warmup)
+        payload, meta = self.take(trainer)
         # cost of a probe: this capture plus the latest write (a background thread, but it shares the cores)
         probe_s = time.perf_counter() - now + self.writer.last_write_s
         if self.adaptive and self._last_time and step > self._last_step:
             step_s = (now - self._last_time) / (step - self._last_step)
             new_every = adapt_every(self.every, probe_s, step_s, self.budget)
             if new_every != self.every:
-                log.info("probe takes %.0f ms; snapshots every %d steps now (was %d)", 1000 * probe_s,
-                         new_every, self.every)
+                log.info("%s probe takes %.0f ms; snapshots every %d steps now (was %d)", self.kind,
+                         1000 * probe_s, new_every, self.every)
                 self.every = new_every
         self._last_step, self._last_time = step, time.perf_counter()
         self._done.add(step)
-        meta = dict(self._describe, task=trainer.spec.task, source=self.corpus.source, every=self.every,
-                    segment=self.segment, warmup=self.warmup, probe_ms=round(1000 * probe_s, 1))
-        self.writer.put(step, states, meta)
-
-    def _write(self, step: int, states, meta) -> None:
-        write_hidden_snapshot(self.store, self.run_id, step, states, self.corpus.ids, self.corpus.vocab,
-                              self.corpus.tracks, meta)
+        meta = dict(meta, task=trainer.spec.task, every=self.every, probe_ms=round(1000 * probe_s, 1))
+        self.writer.put(step, payload, meta)
 
     def flush(self) -> None:
         """Wait until every captured snapshot is on disk."""
@@ -107,3 +118,28 @@ class HiddenStateProbe(Hook):
 
     def close(self) -> None:
         self.writer.close()
+
+
+class HiddenStateProbe(SnapshotProbe):
+    """Records h, c and gates of every recurrent layer over ``corpus`` every ``every`` steps."""
+
+    kind = KIND
+
+    def __init__(self, store: RunStore, run_id: str, corpus: ProbeCorpus, every: int | None = None,
+                 budget: float = BUDGET, adaptive: bool = True, segment: int = SEGMENT, warmup: int = WARMUP):
+        super().__init__(store, run_id, every, budget, adaptive)
+        self.corpus, self.segment, self.warmup = corpus, segment, warmup
+        self._ids: torch.Tensor | None = None
+
+    def setup(self, trainer) -> bool:
+        self._describe = describe(find_recurrent(trainer.model))  # ValueError: no recurrent layer
+        self._ids = torch.as_tensor(self.corpus.ids, device=trainer.device)
+        return True
+
+    def take(self, trainer):
+        states = capture_model(trainer.model, self._ids, segment=self.segment, warmup=self.warmup)
+        return states, dict(self._describe, source=self.corpus.source, segment=self.segment, warmup=self.warmup)
+
+    def write(self, step: int, states, meta) -> None:
+        write_hidden_snapshot(self.store, self.run_id, step, states, self.corpus.ids, self.corpus.vocab,
+                              self.corpus.tracks, meta)

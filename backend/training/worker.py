@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
-    """The hooks every built-in run gets: metrics writer, controls, checkpoints, and the
-    hidden-state probe for recurrent models of text tasks."""
+    """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
+    hidden-state probe for recurrent models of text tasks and the kernel probe for CNNs."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
                          CheckpointHook(store, run_id, every=spec.checkpoint_every)]
@@ -36,6 +36,9 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
         from ..tasks.probe import probe_corpus
         hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
                                       adaptive=spec.probe_every is None))  # an explicit cadence is kept
+    if spec.model.family == "cnn":
+        from ..probes.kernels import KernelProbe
+        hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     return hooks
 
 

@@ -1,0 +1,80 @@
+"""The kernel record: conv weights and feature maps of one snapshot, and a reader.
+
+One snapshot (kind ``kernels``) of a run at a step holds, as immutable .npy files:
+
+- ``w.<layer>``: float32 conv weight, ``(out, in, kh, kw)`` or ``(out, in, k)``;
+- ``map.<layer>``: float16 output of a conv or pooling layer for the probe inputs;
+- ``inputs``: float16 probe inputs (when the task has them).
+
+``meta["layers"]`` lists the layers in model order (name, kind conv1d/conv2d/pool,
+kernel size, channels). Gabor fits are derived by readers (``backend.analysis.gabor``),
+not by the writer, which runs beside training.
+
+Example::
+
+    snap = KernelSnapshot(store, store.list_snapshots(run_id, KIND)[-1])
+    snap.conv_layers            # ["features.0", "features.3"]
+    snap.weights("features.0")  # (16, 1, 3, 3)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .arrays import read_array
+from .hidden import SnapshotUnavailable
+from .store import RunStore, StoreError
+
+KIND = "kernels"
+
+
+def write_kernel_snapshot(store: RunStore, run_id: str, step: int, weights: Mapping[str, np.ndarray],
+                          maps: Mapping[str, np.ndarray], inputs: np.ndarray | None,
+                          meta: Mapping[str, Any] | None = None) -> int:
+    """Write one kernel snapshot; returns its id."""
+    if not weights:
+        raise StoreError("a kernel snapshot needs at least one conv layer's weights")
+    arrays: dict[str, np.ndarray] = {f"w.{k}": np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+    arrays.update({f"map.{k}": np.asarray(v, dtype=np.float16) for k, v in maps.items()})
+    if inputs is not None:
+        arrays["inputs"] = np.asarray(inputs, dtype=np.float16)
+    info = {"conv_layers": list(weights), "map_layers": list(maps),
+            "n_inputs": 0 if inputs is None else int(len(inputs))}
+    info.update(meta or {})
+    return store.add_snapshot(run_id, KIND, step, arrays, info)
+
+
+class KernelSnapshot:
+    """Read-only view of one kernel snapshot row."""
+
+    def __init__(self, store: RunStore, row: Mapping[str, Any]):
+        self.row, self.meta, self.step = row, dict(row["meta"]), int(row["step"])
+        self.paths = {k: Path(store.data_dir) / p for k, p in row["arrays"].items()}
+        missing = [k for k, p in self.paths.items() if not p.exists()]
+        if missing:
+            raise SnapshotUnavailable(f"the kernel snapshot at step {self.step} is not complete on disk "
+                                      f"({len(missing)} of {len(self.paths)} files missing): still being written?")
+
+    @property
+    def conv_layers(self) -> list[str]:
+        return list(self.meta.get("conv_layers", []))
+
+    @property
+    def map_layers(self) -> list[str]:
+        return list(self.meta.get("map_layers", []))
+
+    def weights(self, layer: str) -> np.ndarray:
+        return self._load("w." + layer)
+
+    def maps(self, layer: str) -> np.ndarray:
+        return self._load("map." + layer)
+
+    def inputs(self) -> np.ndarray | None:
+        return self._load("inputs") if "inputs" in self.paths else None
+
+    def _load(self, name: str) -> np.ndarray:
+        if name not in self.paths:
+            raise StoreError(f"this snapshot has no {name!r}")
+        return read_array(self.paths[name], mmap=False)  # small: kernels and a few maps
