@@ -20,6 +20,7 @@ from dashboard.context import current
 from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_img, saturation_figure, summary_figure, \
     token_strip, traces_figure, visible
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
+from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
 from dashboard.hidden_view import WINDOWS, View, dir_options, gate_options, layer_options, parse_view, \
     state_label, state_options
 
@@ -178,13 +179,8 @@ def _snapshots(_n, run_id, follow, known, index, initial_step):
     if steps == known and not ctx.triggered_id == ids.HS_FOLLOW:
         return (no_update,) * 10
     meta = snaps[-1]["meta"]
-    if "on" in (follow or []) or known is None and initial_step is None:
-        value = len(steps) - 1
-    elif known is None and initial_step is not None:
-        value = max([i for i, s in enumerate(steps) if s <= initial_step] or [0])
-    else:
-        value = min(index or 0, len(steps) - 1)
-    marks = _marks(steps)
+    value = slider_value(steps, known, index, follow, initial_step)
+    marks = slider_marks(steps)
     tracks = [{"label": t, "value": t} for t in meta.get("tracks", [])]
     tracks += [{"label": f"{r['meta']['name']} (yours)", "value": r["meta"]["name"]}
                for r in context.data.store.list_snapshots(run_id, "hidden-track")]
@@ -192,18 +188,11 @@ def _snapshots(_n, run_id, follow, known, index, initial_step):
             tracks, gate_options(meta), None)
 
 
-def _marks(steps: list[int]) -> dict:
-    every = max(1, len(steps) // 8)
-    return {i: {"label": f"{s:,}"} for i, s in enumerate(steps) if i % every == 0 or i == len(steps) - 1}
-
-
 @callback(Output(ids.HS_FOLLOW, "value"), Input(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"),
           State(ids.HS_FOLLOW, "value"), prevent_initial_call=True)
 def _stop_following(index, steps, follow):
     """Moving the slider away from the newest snapshot stops following it."""
-    if steps and index is not None and index < len(steps) - 1 and "on" in (follow or []):
-        return []
-    return no_update
+    return no_update if keeps_following(index, steps, follow) else []
 
 
 @callback(Output(ids.HS_TRACK, "value"), Output(ids.HS_GATE, "value"),
@@ -253,7 +242,7 @@ def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index,
     if trig == ids.HS_NEXT:
         return pos + WINDOW, no_update, no_update, None
     try:
-        snap, _ = current().data.hidden.open(run_id, _step_at(steps, index))
+        snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
         hit = current().data.hidden.find_text(snap, text or "", after=pos + WINDOW // 4)
     except ViewError as exc:
         return no_update, no_update, no_update, _alert(view_error_message(exc), "warning")
@@ -271,12 +260,6 @@ def parse_threshold(text) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _step_at(steps, index):
-    if not steps:
-        return None
-    return steps[min(int(index or 0), len(steps) - 1)]
-
-
 # -- Select view -------------------------------------------------------------------------
 @callback(Output(ids.HS_TRACES, "figure"), Output(ids.HS_STRIP, "children"), Output(ids.HS_SELECTION, "children"),
           Output(ids.HS_SELECTED, "data"), Output(ids.HS_VIEW, "data"), Output(ids.HS_SNAPSHOT_INFO, "children"),
@@ -288,7 +271,7 @@ def _step_at(steps, index):
           State(ids.HS_FOLLOW, "value"))
 def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s0, s1, ob, oa, track, gate, win,
                  follow):
-    step = _step_at(steps, index)
+    step = step_at(steps, index)
     thr = parse_threshold(thr_text)
     view = View(run=run_id, step=None if "on" in (follow or []) else step, layer=int(layer or 0),
                 dir=direction or "fwd", state=state or "h", pos=int(pos or 0),
@@ -406,7 +389,7 @@ def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
     key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
     hidden = current().data.hidden
     try:
-        snap, _ = hidden.open(run_id, _step_at(steps, index))
+        snap, _ = hidden.open(run_id, step_at(steps, index))
         summ = hidden.summary(run_id, snap, key)
     except ViewError as exc:
         return _blank(view_error_message(exc)), None, _blank("")
@@ -464,7 +447,7 @@ def _gates(run_id, index, steps, layer, direction, pos, gate, win):
         return _blank(msg), _blank(msg)
     layer, direction = int(layer or 0), direction or "fwd"
     try:
-        snap, _ = current().data.hidden.open(run_id, _step_at(steps, index))
+        snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
     except ViewError as exc:
         return _blank(view_error_message(exc)), _blank(view_error_message(exc))
     key = f"l{layer}.{direction}.{gate}"
