@@ -108,3 +108,18 @@ def test_runs_table_rows_and_compare_link():
     assert row["step"] == "1,200 / 3,000" and row["params"] == "6,090"
     assert flatten_picks([["a"], [], ["c"]]) == ["a", "c"]
     assert compare_href(["a", "c"]) == "/?run=a,c" and compare_href([]) == "/"
+
+
+def test_text_in_number_fields_is_explained_not_a_crash():
+    from backend.spec import RunSpec
+    from dashboard.spec_form import form_values, validate_form
+
+    values = form_values(RunSpec.for_task("brackets-lstm"))
+    values.update(steps="many", lr="fast", probe_every="2.5")
+    result = validate_form("brackets-lstm", values)
+    assert result.spec is None
+    assert result.field_errors == {"steps": "must be a number", "lr": "must be a number",
+                                   "probe_every": "must be a whole number"}
+    values.update(steps="300", lr="0.01", probe_every="")
+    ok = validate_form("brackets-lstm", values)
+    assert ok.spec is not None and ok.spec.probe_every is None and ok.spec.steps == 300
