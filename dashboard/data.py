@@ -22,6 +22,7 @@ from backend.store import FINAL_STATUSES, RunStore
 
 from .figures.series import downsample_indices, to_plot_list
 from .hidden_data import HiddenStates
+from .kernel_data import KernelData
 
 MAX_POINTS = 2000        # per series in a figure's first draw
 LIVE_ROW_LIMIT = 50_000  # rows per run per poll; the cursor picks up the rest next time
@@ -41,6 +42,7 @@ class DashboardData:
         # Cache keys name the store, so several stores may share one Redis.
         self._prefix = "ds:" + hashlib.sha1(store.url.encode()).hexdigest()[:10]
         self.hidden = HiddenStates(store, self._cached)
+        self.kernels = KernelData(store, self._cached)
 
     def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
         if self.cache is None:

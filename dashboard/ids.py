@@ -90,3 +90,19 @@ HS_UPLOAD_NAME = "hs-upload-name"
 HS_UPLOAD_MSG = "hs-upload-msg"
 HS_TOP_TRACE = "hs-top-trace"            # the best cell's trace beside the chosen track
 HS_WINDOW = "hs-window"                  # tokens shown (zoom)
+
+# Kernels page
+KN_RUN = "kn-run"
+KN_LAYER = "kn-layer"
+KN_STEP = "kn-step"
+KN_FOLLOW = "kn-follow"
+KN_STEPS = "kn-steps"                    # dcc.Store: snapshot steps of the run
+KN_INFO = "kn-info"
+KN_NOTE = "kn-note"
+KN_MOSAIC = "kn-mosaic"
+KN_DETAIL = "kn-detail"
+KN_CURVE = "kn-curve"
+KN_ROSE = "kn-rose"
+KN_INPUT = "kn-input"                    # which probe input's feature maps
+KN_MAPS = "kn-maps"
+KN_INTERVAL = "kn-interval"

@@ -63,7 +63,8 @@ def gabor_curve_figure(steps: list[int], fractions: list[float], layer: str) -> 
 
 
 def orientation_rose(theta: list[float], like: list[bool], bins: int = 12) -> go.Figure:
-    """Orientations (0-180 degrees, mirrored to a full circle) of the Gabor-like kernels."""
+    """Stripe orientations (radians, 0 = horizontal; 0-180 degrees mirrored to a full circle) of the
+    Gabor-like kernels, clockwise as in image coordinates (y down)."""
     deg = np.degrees(np.asarray(theta, dtype=float)[np.asarray(like, dtype=bool)]) % 180
     counts, edges = np.histogram(deg, bins=bins, range=(0, 180))
     centres = (edges[:-1] + edges[1:]) / 2
@@ -71,7 +72,7 @@ def orientation_rose(theta: list[float], like: list[bool], bins: int = 12) -> go
     fig = go.Figure(go.Barpolar(r=np.concatenate([counts, counts]).tolist(),
                                 theta=np.concatenate([centres, centres + 180]).tolist(), width=[width] * (2 * bins),
                                 marker={"color": "#1f77b4"}, hovertemplate="%{theta:.0f}°: %{r}<extra></extra>"))
-    fig.update_layout(title={"text": f"Orientations of the {int(np.sum(like))} Gabor-like kernels",
+    fig.update_layout(title={"text": f"Stripe orientations of the {int(np.sum(like))} Gabor-like kernels",
                              "font": {"size": 13}}, height=260, margin={"l": 30, "r": 30, "t": 40, "b": 20},
-                      uirevision="rose", showlegend=False)
+                      uirevision="rose", showlegend=False, polar={"angularaxis": {"direction": "clockwise"}})
     return fig
