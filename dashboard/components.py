@@ -59,3 +59,20 @@ def run_status_card(run: dict, summary: dict) -> html.Div:
         parts.append(html.Details([html.Summary("This run failed: show the error"),
                                    html.Pre(run["error"], className="error-text")], open=True, className="run-error"))
     return html.Div(parts, className="run-card")
+
+
+def alert(message, kind: str = "info") -> html.Div:
+    """A coloured message box: info, success, warning or danger."""
+    return html.Div(message, className=f"alert alert-{kind}")
+
+
+def blank_figure(message: str):
+    """An empty figure that says why it is empty (never a blank plot)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(height=200, xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white",
+                      annotations=[{"text": message, "showarrow": False, "font": {"size": 13, "color": "#555"},
+                                    "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}],
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig

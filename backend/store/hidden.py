@@ -47,6 +47,14 @@ class SnapshotUnavailable(StoreError):
     """A snapshot's files are missing or incomplete (still being written or copied)."""
 
 
+def require_files(paths: Mapping[str, Path], what: str) -> None:
+    """Raise SnapshotUnavailable when any of a snapshot's files is not on disk (yet)."""
+    missing = [k for k, p in paths.items() if not p.exists()]
+    if missing:
+        raise SnapshotUnavailable(f"{what} is not complete on disk ({len(missing)} of {len(paths)} files "
+                                  "missing): still being written?")
+
+
 def state_key(layer: int, direction: str, state: str) -> str:
     return f"l{layer}.{direction}.{state}"
 
@@ -111,10 +119,7 @@ class HiddenSnapshot:
             raise StoreError("snapshot written by a newer deepscope; upgrade to read it")
         self.row, self.meta, self.step = row, dict(row["meta"]), int(row["step"])
         self.paths = {k: Path(store.data_dir) / p for k, p in row["arrays"].items()}
-        missing = [k for k, p in self.paths.items() if not p.exists()]
-        if missing:
-            raise SnapshotUnavailable(f"the snapshot at step {self.step} is not complete on disk "
-                                      f"({len(missing)} of {len(self.paths)} files missing): still being written?")
+        require_files(self.paths, f"the snapshot at step {self.step}")
         self.n_tokens, self.n_cells = int(self.meta["tokens"]), int(self.meta["cells"])
         self.vocab: list[str] = list(self.meta.get("vocab", []))
         user = [t for t in user_tracks if int(t["meta"].get("tokens", -1)) == self.n_tokens]

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .arrays import read_array
-from .hidden import SnapshotUnavailable
+from .hidden import SnapshotUnavailable, require_files  # noqa: F401 (re-exported)
 from .store import RunStore, StoreError
 
 KIND = "kernels"
@@ -52,10 +52,7 @@ class KernelSnapshot:
     def __init__(self, store: RunStore, row: Mapping[str, Any]):
         self.row, self.meta, self.step = row, dict(row["meta"]), int(row["step"])
         self.paths = {k: Path(store.data_dir) / p for k, p in row["arrays"].items()}
-        missing = [k for k, p in self.paths.items() if not p.exists()]
-        if missing:
-            raise SnapshotUnavailable(f"the kernel snapshot at step {self.step} is not complete on disk "
-                                      f"({len(missing)} of {len(self.paths)} files missing): still being written?")
+        require_files(self.paths, f"the kernel snapshot at step {self.step}")
 
     @property
     def conv_layers(self) -> list[str]:

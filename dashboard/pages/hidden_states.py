@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, 
 
 from backend.spec import RECURRENT
 from dashboard import ids
-from dashboard.components import empty_state, no_runs_state
+from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_img, saturation_figure, summary_figure, \
     token_strip, traces_figure, visible
@@ -161,7 +161,7 @@ def _snapshots(_n, run_id, follow, known, index, initial_step):
     context = current()
     run = context.data.get_run(run_id) if run_id else None
     if run is None:
-        return (0, {}, 0, [], [], [], [], [], [], _alert("Choose a run with a recurrent model.", "warning"))
+        return (0, {}, 0, [], [], [], [], [], [], alert("Choose a run with a recurrent model.", "warning"))
     family = (run.get("spec") or {}).get("model", {}).get("family")
     snaps = context.data.hidden.snapshots(run_id)
     if not snaps:
@@ -169,12 +169,12 @@ def _snapshots(_n, run_id, follow, known, index, initial_step):
             msg = (f"Run {run['name']} ({run['id']}) is a {family or 'non-recurrent'} model on {run['task']}: it has "
                    "no recurrent layer, so it has no hidden states. Choose an LSTM, GRU or RNN run, or start one "
                    "on New run (task brackets-lstm or code-lstm).")
-            return (0, {}, 0, [], [], [], [], [], [], _alert(msg, "warning"))
+            return (0, {}, 0, [], [], [], [], [], [], alert(msg, "warning"))
         msg = ("No hidden-state snapshot yet. The probe records the first one when training starts "
                f"(run status: {run['status']}); this page updates by itself.")
         if run["task"] not in ("code-lstm", "brackets-lstm") and run.get("source") == "builtin":
             msg = f"Task {run['task']} has no probe text: hidden states are recorded for text tasks."
-        return (0, {}, 0, [], [], [], [], [], [], _alert(msg, "info"))
+        return (0, {}, 0, [], [], [], [], [], [], alert(msg, "info"))
     steps = [int(s["step"]) for s in snaps]
     if steps == known and not ctx.triggered_id == ids.HS_FOLLOW:
         return (no_update,) * 10
@@ -245,9 +245,9 @@ def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index,
         snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
         hit = current().data.hidden.find_text(snap, text or "", after=pos + WINDOW // 4)
     except ViewError as exc:
-        return no_update, no_update, no_update, _alert(view_error_message(exc), "warning")
+        return no_update, no_update, no_update, alert(view_error_message(exc), "warning")
     if hit is None:
-        return no_update, no_update, no_update, _alert(f"“{text}” does not occur in the probe text.", "warning")
+        return no_update, no_update, no_update, alert(f"“{text}” does not occur in the probe text.", "warning")
     return max(0, hit - WINDOW // 4), hit, hit + len(text), None
 
 
@@ -280,19 +280,19 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
                 ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80))
     WINDOW = view.win  # noqa: N806
     if not steps:
-        return _blank("No hidden states to show yet."), None, None, None, view.to_query(), ""
+        return blank_figure("No hidden states to show yet."), None, None, None, view.to_query(), ""
     hidden = current().data.hidden
     try:
         snap, note = hidden.open(run_id, step)
     except ViewError as exc:
-        return _blank(view_error_message(exc)), None, _alert(view_error_message(exc), "warning"), None, \
+        return blank_figure(view_error_message(exc)), None, alert(view_error_message(exc), "warning"), None, \
             view.to_query(), ""
     info = f"snapshot at step {snap.step:,} · {snap.n_tokens:,} tokens × {snap.n_cells} cells"
     if not snap.has(view.key):
         msg = f"This snapshot has no {state_label(view.state)} for layer {view.layer} {view.dir}."
-        return _blank(msg), None, _alert(msg, "warning"), None, view.to_query(), info
+        return blank_figure(msg), None, alert(msg, "warning"), None, view.to_query(), info
     if thr is None:
-        return no_update, no_update, _alert(f"The threshold must be a number, e.g. 0.3, not “{thr_text}”.",
+        return no_update, no_update, alert(f"The threshold must be a number, e.g. 0.3, not “{thr_text}”.",
                                             "danger"), None, no_update, info
     n = snap.n_tokens
     x0 = min(max(0, view.pos), max(0, n - WINDOW))
@@ -300,9 +300,9 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
     tokens = snap.tokens(x0, x0 + WINDOW)
     parts, selected, on_count, payload = [], [], np.zeros(len(window), int), None
     if note:
-        parts.append(_alert(note, "info"))
+        parts.append(alert(note, "info"))
     if view.pos != x0:
-        parts.append(_alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
+        parts.append(alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
                             f"showing its last {WINDOW} tokens.", "warning"))
     if view.sel is None:
         parts.append(html.P("No range brushed yet: drag across the chart over the tokens you are curious about "
@@ -321,11 +321,11 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
                                      html.Span(", ".join(map(str, selected[:40])) + (" …" if len(selected) > 40 else ""),
                                                className="mono")]))
             else:
-                parts.append(_alert(f"No cell is above {thr:g} at every token of “{visible(text)}” and below it just "
+                parts.append(alert(f"No cell is above {thr:g} at every token of “{visible(text)}” and below it just "
                                     "outside. Lower the threshold, brush a shorter range, or set the off margins to 0.",
                                     "warning"))
         except ViewError as exc:
-            parts.append(_alert(str(exc), "warning"))
+            parts.append(alert(str(exc), "warning"))
     title = f"{state_label(view.state)} · layer {view.layer} {view.dir} · {len(selected)} selected"
     fig = traces_figure(window, x0, tokens, selected, float(thr), view.sel, title=title)
     strip = token_strip(tokens, x0, on_count, len(selected), view.sel)
@@ -342,7 +342,7 @@ def _matches(payload):
         snap, _ = hidden.open(payload["run"], payload["step"])
         found = hidden.match(payload["run"], snap, payload["key"], payload["cells"], payload["thr"], payload["qlen"])
     except ViewError as exc:
-        return _alert(view_error_message(exc), "warning"), []
+        return alert(view_error_message(exc), "warning"), []
     if not found:
         return html.P("These cells are never on together anywhere else at this threshold.", className="hint"), []
     names = snap.track_names
@@ -385,16 +385,16 @@ def _matches(payload):
 def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
     WINDOW = int(win or 80)  # noqa: N806
     if not steps or not track:
-        return _blank("No annotation tracks yet."), None, _blank("")
+        return blank_figure("No annotation tracks yet."), None, blank_figure("")
     key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(run_id, step_at(steps, index))
         summ = hidden.summary(run_id, snap, key)
     except ViewError as exc:
-        return _blank(view_error_message(exc)), None, _blank("")
+        return blank_figure(view_error_message(exc)), None, blank_figure("")
     if track not in summ["tracks"]:
-        return _blank(f"No track “{track}” in this snapshot."), None, _blank("")
+        return blank_figure(f"No track “{track}” in this snapshot."), None, blank_figure("")
     r = np.asarray(summ["r"][summ["tracks"].index(track)])
     best = int(np.argmax(np.abs(r)))
     sentence = [html.Strong(f"Cell {best}"), f" tracks “{track}” most closely (r = {r[best]:+.2f}) in the "
@@ -430,10 +430,10 @@ def _upload_track(contents, filename, name, run_id, options):
             raise StoreError(f"this run already has a track called “{track}”; give another name")
         add_user_track(current().data.store, run_id, track, values)
     except (ValueError, IndexError, TrackFileError, StoreError) as exc:
-        return _alert(f"Could not add the track from {filename}: {exc}", "danger"), no_update, no_update
+        return alert(f"Could not add the track from {filename}: {exc}", "danger"), no_update, no_update
     current().data.hidden.forget_tracks()
     new_options = (options or []) + [{"label": f"{track} (yours)", "value": track}]
-    return _alert(f"Added “{track}” ({len(values):,} values).", "success"), new_options, track
+    return alert(f"Added “{track}” ({len(values):,} values).", "success"), new_options, track
 
 
 @callback(Output(ids.HS_GATE_MAP, "figure"), Output(ids.HS_SATURATION, "figure"),
@@ -444,15 +444,15 @@ def _gates(run_id, index, steps, layer, direction, pos, gate, win):
     WINDOW = int(win or 80)  # noqa: N806
     if not steps or not gate:
         msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
-        return _blank(msg), _blank(msg)
+        return blank_figure(msg), blank_figure(msg)
     layer, direction = int(layer or 0), direction or "fwd"
     try:
         snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
     except ViewError as exc:
-        return _blank(view_error_message(exc)), _blank(view_error_message(exc))
+        return blank_figure(view_error_message(exc)), blank_figure(view_error_message(exc))
     key = f"l{layer}.{direction}.{gate}"
     if not snap.has(key):
-        return _blank(f"No {state_label(gate)} in this snapshot."), _blank("")
+        return blank_figure(f"No {state_label(gate)} in this snapshot."), blank_figure("")
     x0 = min(max(0, int(pos or 0)), max(0, snap.n_tokens - WINDOW))
     lo = -1.0 if gate in ("g", "n") else 0.0
     heat = gate_heatmap(snap.window(key, x0, x0 + WINDOW), x0, snap.tokens(x0, x0 + WINDOW),
@@ -473,20 +473,3 @@ clientside_callback(
         return window.dash_clientside.no_update;
     }""",
     Output(ids.HS_URL_SYNC, "data"), Input(ids.HS_VIEW, "data"))
-
-
-def _alert(message, kind: str = "info") -> html.Div:
-    return html.Div(message, className=f"alert alert-{kind}")
-
-
-def _blank(message: str):
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    fig.update_layout(height=200, xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white",
-                      annotations=[{"text": message, "showarrow": False, "font": {"size": 14, "color": "#555"},
-                                    "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}],
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    return fig
-
-
-_ = empty_state  # shared empty-state helper (used when the store is empty via no_runs_state)

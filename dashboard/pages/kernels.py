@@ -14,7 +14,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from backend.analysis.gabor import MIN_SIZE, gabor, kernel_images
 from dashboard import ids
-from dashboard.components import no_runs_state
+from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.figures.hidden import heat_img
 from dashboard.figures.kernels import gabor_curve_figure, kernel_mosaic, orientation_rose
@@ -82,15 +82,15 @@ def _snapshots(_n, run_id, follow, known, index, layer):
     context = current()
     run = context.data.get_run(run_id) if run_id else None
     if run is None:
-        return 0, {}, 0, [], [], None, [], _alert("Choose a run with a convolutional model.", "warning")
+        return 0, {}, 0, [], [], None, [], alert("Choose a run with a convolutional model.", "warning")
     snaps = context.data.kernels.snapshots(run_id)
     if not snaps:
         family = (run.get("spec") or {}).get("model", {}).get("family")
         if family != "cnn":
             msg = (f"Run {run['name']} ({run['id']}) is a {family or 'non-convolutional'} model: it has no conv layer, "
                    "so it has no kernels. Choose a CNN run, or start one on New run (family cnn).")
-            return 0, {}, 0, [], [], None, [], _alert(msg, "warning")
-        return 0, {}, 0, [], [], None, [], _alert(
+            return 0, {}, 0, [], [], None, [], alert(msg, "warning")
+        return 0, {}, 0, [], [], None, [], alert(
             f"No kernel snapshot yet (run status: {run['status']}); this page updates by itself.", "info")
     steps = [int(s["step"]) for s in snaps]
     if steps == known:
@@ -117,18 +117,18 @@ def _stop_following(index, steps, follow):
           Input(ids.KN_LAYER, "value"))
 def _kernels_view(run_id, index, steps, layer):
     if not steps or not layer:
-        return _blank("No kernels to show yet."), _blank(""), _blank(""), ""
+        return blank_figure("No kernels to show yet."), blank_figure(""), blank_figure(""), ""
     kd = current().data.kernels
     try:
         snap, note = kd.open(run_id, step_at(steps, index))
         weight = snap.weights(layer)
     except ViewError as exc:
         msg = view_error_message(exc)
-        return _blank(msg), _blank(""), _blank(""), ""
+        return blank_figure(msg), blank_figure(""), blank_figure(""), ""
     info = f"snapshot at step {snap.step:,}" + (f" · {note}" if note else "")
     if weight.ndim == 4 and weight.shape[2] * weight.shape[3] == 1:
         msg = f"{layer} has 1x1 kernels: they mix channels and have no spatial pattern to show or fit."
-        return _blank(msg), _blank(""), _blank(""), info
+        return blank_figure(msg), blank_figure(""), blank_figure(""), info
     images = kernel_images(weight) if weight.ndim == 4 else weight.reshape(-1, 1, weight.shape[-1])[:, 0][:, None, :]
     fit = kd.fits(run_id, snap, layer)
     labels = _labels(len(images), fit)
@@ -138,10 +138,10 @@ def _kernels_view(run_id, index, steps, layer):
         size = fit["too_small"]
         msg = (f"{size}x{size} kernels have too few pixels to tell a Gabor from noise (random 3x3 kernels fit one); "
                f"the Gabor score needs kernels of {MIN_SIZE}x{MIN_SIZE} or larger.") if size else fit.get("reason", "")
-        return mosaic, _blank(msg), _blank(""), info
+        return mosaic, blank_figure(msg), blank_figure(""), info
     steps_curve, fractions = kd.gabor_curve(run_id, layer) or ([], [])
     rose = orientation_rose([np.radians(stripes_deg(t)) for t in fit["theta"]], fit["gabor_like"]) if any(fit["gabor_like"]) else \
-        _blank("No Gabor-like kernels at this step yet: their orientations will show here.")
+        blank_figure("No Gabor-like kernels at this step yet: their orientations will show here.")
     return mosaic, gabor_curve_figure(steps_curve, fractions, layer), rose, info
 
 
@@ -175,7 +175,7 @@ def _detail(click, run_id, index, steps, layer):
         snap, _ = kd.open(run_id, step_at(steps, index))
         weight = snap.weights(layer)
     except ViewError as exc:
-        return _alert(view_error_message(exc), "warning")
+        return alert(view_error_message(exc), "warning")
     if weight.ndim != 4:
         return html.P("1-D kernels: see the grid.", className="hint")
     images = kernel_images(weight)
@@ -209,7 +209,7 @@ def _maps(run_id, index, steps, which):
     try:
         snap, _ = current().data.kernels.open(run_id, step_at(steps, index))
     except ViewError as exc:
-        return _alert(view_error_message(exc), "warning")
+        return alert(view_error_message(exc), "warning")
     inputs = snap.inputs()
     if inputs is None or not len(inputs):
         return html.P("This run has no probe inputs.", className="hint")
@@ -228,17 +228,3 @@ def _maps(run_id, index, steps, which):
         label = f"{name} ({'conv' if kinds.get(name, '').startswith('conv') else 'pool'}, {len(m)} maps)"
         rows.append(html.Div([html.Strong(label), *imgs], className="map-row"))
     return rows
-
-
-def _alert(message, kind: str = "info") -> html.Div:
-    return html.Div(message, className=f"alert alert-{kind}")
-
-
-def _blank(message: str):
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    fig.update_layout(height=200, xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white",
-                      annotations=[{"text": message, "showarrow": False, "font": {"size": 13, "color": "#555"},
-                                    "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}],
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    return fig
