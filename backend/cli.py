@@ -122,8 +122,10 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
             print(f"a run is already training ({live[0]['id']}); not starting another")
         else:
             # a short run first: in ~20 s a cell that counts bracket depth shows on Hidden states
-            short = jobs.start(RunSpec.for_task("brackets-lstm"), name="demo · brackets-lstm (LSTMVis case study)")
-            run_id = jobs.start(RunSpec.for_task(DEMO_TASK, steps=args.steps), name="demo · code-lstm")
+            # one torch thread each: two trainers sharing the cores (see JobManager._threads)
+            short = jobs.start(RunSpec.for_task("brackets-lstm"), name="demo · brackets-lstm (LSTMVis case study)",
+                               threads=1)
+            run_id = jobs.start(RunSpec.for_task(DEMO_TASK, steps=args.steps), name="demo · code-lstm", threads=1)
             print(f"started demo runs {run_id} ({DEMO_TASK}, long) and {short} (brackets-lstm, ~20 s)")
     app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs)
     print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")

@@ -37,13 +37,15 @@ class JobManager:
         self.launch = launch if launch is not None else os.environ.get("DEEPSCOPE_LAUNCH", "local") != "agent"
         self._procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, spec: RunSpec, name: str | None = None) -> str:
-        """Create a run for ``spec`` and start its trainer process; returns the run id."""
+    def start(self, spec: RunSpec, name: str | None = None, threads: int | None = None) -> str:
+        """Create a run for ``spec`` and start its trainer process; returns the run id.
+
+        ``threads``: torch threads of the trainer (default: see :meth:`_threads`)."""
         spec = RunSpec.model_validate(spec.model_dump())  # re-validate: callers may have mutated it
         name = name or spec.name or f"{spec.task} · {spec.model.family}"
         run_id = self.store.create_run(name, spec.task, spec.model_dump())
         if self.launch:
-            self._spawn(run_id, resume=False)
+            self._spawn(run_id, resume=False, threads=threads)
         return run_id
 
     def resume(self, run_id: str) -> None:
@@ -85,7 +87,16 @@ class JobManager:
                 return
             time.sleep(poll)
 
-    def _spawn(self, run_id: str, resume: bool) -> None:
+    def _threads(self) -> int:
+        """Torch threads for a new trainer: the cores shared among the trainers alive here.
+
+        Two trainers with two threads each on two cores ran ~10x slower than one thread each
+        (OpenMP workers spin while they wait for a core).
+        """
+        alive = sum(1 for p in self._procs.values() if p.poll() is None)
+        return max(1, (os.cpu_count() or 1) // (alive + 1))
+
+    def _spawn(self, run_id: str, resume: bool, threads: int | None = None) -> None:
         log_path = self.store.run_dir(run_id) / "trainer.log"
         cmd = [sys.executable, "-m", "backend.training.worker", "--data-dir", str(self.store.data_dir),
                "--run-id", run_id]
@@ -93,9 +104,12 @@ class JobManager:
             cmd += ["--store-url", self.store.url]
         if resume:
             cmd.append("--resume")
+        env = os.environ.copy()
+        if threads or not env.get("DEEPSCOPE_TORCH_THREADS"):  # a user's explicit setting wins
+            env["DEEPSCOPE_TORCH_THREADS"] = str(threads or self._threads())
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env=os.environ.copy())
+                                    start_new_session=True, env=env)
         self._procs[run_id] = proc
         self.store.set_pid(run_id, proc.pid)
 
