@@ -255,8 +255,8 @@ def post(session, url: str, payload: dict) -> tuple[float, int, dict, int]:
 @contextmanager
 def timers(acc: dict):
     """Time the parts of the Match callback (wrappers on the functions it calls; restored after)."""
+    import dashboard.figures.hidden as figs
     import dashboard.hidden_data as hd
-    import dashboard.pages.hidden_states as page
     from backend.store.hidden import HiddenSnapshot
 
     saved = []
@@ -281,7 +281,7 @@ def timers(acc: dict):
     wrap(hd, "extra_cells", "extra cells: extra_cells()")
     wrap(hd.HiddenStates, "_match", "match total")
     wrap(HiddenSnapshot, "track_range", "render: track_range")
-    wrap(page, "heat_img", "render: heat_img (PNG)")
+    wrap(figs, "heat_img", "render: heat_img (PNG)")
     wrap(HiddenSnapshot, "tokens", "render: tokens")
     # tracks() over the whole corpus comes from track_range when a record lacks ranges; windows from the rows
     wrap(HiddenSnapshot, "tracks", classify=lambda a, k: "tracks: whole corpus" if len(a) < 3 and "stop" not in k

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from backend.probes.states import GATE_NAMES, GATES, STATES
+from backend.probes.states import GATE_NAMES, GATES
 
 WINDOWS = (40, 80, 160, 320)  # tokens the Select view can show ("zoom")
 DEFAULT_THRESHOLD = 0.3
@@ -106,5 +106,10 @@ def state_label(state: str) -> str:
     return GATE_NAMES.get(state, state)
 
 
-def family_states(family: str) -> tuple[str, ...]:
-    return STATES.get(family, ("h",))
+def window_start(pos, n_tokens: int, length: int) -> int:
+    """First token of a window of ``length`` at ``pos``, kept inside the corpus.
+
+    >>> window_start(990, 1000, 80), window_start(-5, 1000, 80)
+    (920, 0)
+    """
+    return min(max(0, int(pos or 0)), max(0, n_tokens - length))

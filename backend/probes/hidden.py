@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .replay import family_of, replay
+from .states import STATES
 
 log = logging.getLogger(__name__)
 SEGMENT, WARMUP = 256, 64
@@ -94,7 +95,6 @@ def capture_model(model: nn.Module, ids: torch.Tensor, **kwargs) -> dict[StateKe
 
 def describe(rnn: nn.RNNBase) -> dict:
     """What a snapshot of ``rnn`` holds (goes into the record's meta)."""
-    from .replay import STATES
     family = family_of(rnn)
     return {"family": family, "layers": rnn.num_layers, "cells": rnn.hidden_size,
             "directions": ["fwd", "bwd"] if rnn.bidirectional else ["fwd"], "states": list(STATES[family])}

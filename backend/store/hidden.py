@@ -33,13 +33,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..analysis.cells import correlations, saturation
+from ..probes.states import GATES
 from .arrays import array_header, read_row_ranges, read_rows, read_span
 from .store import RunStore, StoreError
 
 KIND = "hidden"
 TRACK_KIND = "hidden-track"
 INDEX_MIN_BYTES = 16 * 2**20
-GATES = frozenset("ifgorzn")
+GATE_STATES = frozenset(g for gates in GATES.values() for g in gates)
 ROW_CHUNK = 16_384  # rows per read when a column scan has no index
 
 
@@ -209,7 +210,7 @@ class HiddenSnapshot:
 
     def saturation(self, key: str) -> np.ndarray | None:
         """``(2, cells)``: fraction of tokens below 0.1 and above 0.9, for gates (None otherwise)."""
-        if key.rsplit(".", 1)[-1] not in GATES or key not in self.paths:
+        if key.rsplit(".", 1)[-1] not in GATE_STATES or key not in self.paths:
             return None
         out = np.zeros((2, self.n_cells), dtype=np.float32)
         for j in range(0, self.n_cells, 64):

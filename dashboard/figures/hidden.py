@@ -103,6 +103,36 @@ def heat_png(values: np.ndarray, lo: float, hi: float, diverging: bool = True) -
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def match_table(found: list[dict], contexts: list[tuple[list[str], np.ndarray]],
+                track_ranges: list[tuple[float, float]], track_names: list[str], n_selected: int,
+                button_type: str) -> html.Table:
+    """The Match view's table: per match its text (matched tokens highlighted), cells in common, extra
+    cells, and heatmaps of the selected cells and of each annotation track over its context."""
+    rows = []
+    for i, (m, (tokens, tracks)) in enumerate(zip(found, contexts)):
+        a = m["context"][0]
+        cut1, cut2 = m["start"] - a, m["stop"] - a
+        text = [html.Span(visible("".join(tokens[:cut1])), className="tok-ctx"),
+                html.Span(visible("".join(tokens[cut1:cut2])), className="tok-hit"),
+                html.Span(visible("".join(tokens[cut2:])), className="tok-ctx")]
+        track_imgs = [heat_img(tracks[k:k + 1], *track_ranges[k], diverging=False,
+                               title=f"{track_names[k]}: {', '.join(f'{v:g}' for v in tracks[k])}")
+                      for k in range(len(tracks))]
+        rows.append(html.Tr([
+            html.Td(html.Button(f"{m['start']:,}", id={"type": button_type, "index": i}, className="btn btn-link",
+                                title="show this place in the Select view")),
+            html.Td(html.Span(text, className="match-text")),
+            html.Td(f"{m['common']}/{n_selected}", title="selected cells on throughout"),
+            html.Td(str(m["extra"]), title="other cells also on throughout"),
+            html.Td(heat_img(np.array(m["cells"]), -1, 1,
+                             title="selected cells (rows) over the tokens (red: high, blue: low)")),
+            html.Td(track_imgs, className="tracks-cell"),
+        ]))
+    head = html.Tr([html.Th("token"), html.Th("text"), html.Th("cells"), html.Th("extra"), html.Th("selected cells"),
+                    html.Th("annotations: " + ", ".join(track_names))])
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="match-table")
+
+
 def heat_img(values: np.ndarray, lo: float, hi: float, diverging: bool = True, px: int = 6, **kwargs) -> html.Img:
     """:func:`heat_png` as an image element, each value ``px`` pixels square."""
     rows, cols = np.atleast_2d(values).shape

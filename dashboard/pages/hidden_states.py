@@ -17,11 +17,11 @@ from backend.spec import RECURRENT
 from dashboard import ids
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
-from dashboard.figures.hidden import cell_vs_track, gate_heatmap, heat_img, saturation_figure, summary_figure, \
+from dashboard.figures.hidden import cell_vs_track, gate_heatmap, match_table, saturation_figure, summary_figure, \
     token_strip, traces_figure, visible
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
-from dashboard.hidden_view import WINDOWS, View, dir_options, gate_options, layer_options, parse_view, \
+from dashboard.hidden_view import WINDOWS, View, window_start, dir_options, gate_options, layer_options, parse_view, \
     state_label, state_options
 
 dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
@@ -231,24 +231,24 @@ def _brush(selected, relayout, _clear):
           State(ids.HS_WINDOW, "value"), prevent_initial_call=True)
 def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index, steps, win):
     trig = ctx.triggered_id
-    pos, WINDOW = int(pos or 0), int(win or 80)  # noqa: N806
+    pos, window_len = int(pos or 0), int(win or 80)
     if isinstance(trig, dict) and trig.get("type") == ids.HS_MATCH:
         if not any(match_clicks or []) or not matches or trig["index"] >= len(matches):
             return (no_update,) * 4
         start, stop = matches[trig["index"]]
-        return max(0, start - WINDOW // 4), start, stop, None
+        return max(0, start - window_len // 4), start, stop, None
     if trig == ids.HS_PREV:
-        return max(0, pos - WINDOW), no_update, no_update, None
+        return max(0, pos - window_len), no_update, no_update, None
     if trig == ids.HS_NEXT:
-        return pos + WINDOW, no_update, no_update, None
+        return pos + window_len, no_update, no_update, None
     try:
         snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
-        hit = current().data.hidden.find_text(snap, text or "", after=pos + WINDOW // 4)
+        hit = current().data.hidden.find_text(snap, text or "", after=pos + window_len // 4)
     except ViewError as exc:
         return no_update, no_update, no_update, alert(view_error_message(exc), "warning")
     if hit is None:
         return no_update, no_update, no_update, alert(f"“{text}” does not occur in the probe text.", "warning")
-    return max(0, hit - WINDOW // 4), hit, hit + len(text), None
+    return max(0, hit - window_len // 4), hit, hit + len(text), None
 
 
 def parse_threshold(text) -> float | None:
@@ -278,7 +278,7 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
                 thr=thr if thr is not None else 0.3,
                 sel=(int(s0), int(s1)) if s0 is not None and s1 is not None else None,
                 ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80))
-    WINDOW = view.win  # noqa: N806
+    window_len = view.win
     if not steps:
         return blank_figure("No hidden states to show yet."), None, None, None, view.to_query(), ""
     hidden = current().data.hidden
@@ -295,15 +295,15 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
         return no_update, no_update, alert(f"The threshold must be a number, e.g. 0.3, not “{thr_text}”.",
                                             "danger"), None, no_update, info
     n = snap.n_tokens
-    x0 = min(max(0, view.pos), max(0, n - WINDOW))
-    window = snap.window(view.key, x0, x0 + WINDOW)
-    tokens = snap.tokens(x0, x0 + WINDOW)
+    x0 = window_start(view.pos, n, window_len)
+    window = snap.window(view.key, x0, x0 + window_len)
+    tokens = snap.tokens(x0, x0 + window_len)
     parts, selected, on_count, payload = [], [], np.zeros(len(window), int), None
     if note:
         parts.append(alert(note, "info"))
     if view.pos != x0:
         parts.append(alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
-                            f"showing its last {WINDOW} tokens.", "warning"))
+                            f"showing its last {window_len} tokens.", "warning"))
     if view.sel is None:
         parts.append(html.P("No range brushed yet: drag across the chart over the tokens you are curious about "
                             "(or type a range) to select the cells that are on there.", className="hint"))
@@ -345,35 +345,12 @@ def _matches(payload):
         return alert(view_error_message(exc), "warning"), []
     if not found:
         return html.P("These cells are never on together anywhere else at this threshold.", className="hint"), []
-    names = snap.track_names
-    rows = []
-    for i, m in enumerate(found):
-        a, b = m["context"]
-        tokens = snap.tokens(a, b)
-        cut1, cut2 = m["start"] - a, m["stop"] - a
-        text = [html.Span(visible("".join(tokens[:cut1])), className="tok-ctx"),
-                html.Span(visible("".join(tokens[cut1:cut2])), className="tok-hit"),
-                html.Span(visible("".join(tokens[cut2:])), className="tok-ctx")]
-        tracks = snap.tracks(a, b)
-        track_imgs = [heat_img(tracks[k:k + 1], *snap.track_range(k), diverging=False,
-                               title=f"{names[k]}: {', '.join(f'{v:g}' for v in tracks[k])}")
-                      for k in range(len(tracks))]
-        rows.append(html.Tr([
-            html.Td(html.Button(f"{m['start']:,}", id={"type": ids.HS_MATCH, "index": i}, className="btn btn-link",
-                                title="show this place in the Select view")),
-            html.Td(html.Span(text, className="match-text")),
-            html.Td(f"{m['common']}/{len(payload['cells'])}", title="selected cells on throughout"),
-            html.Td(str(m["extra"]), title="other cells also on throughout"),
-            html.Td(heat_img(np.array(m["cells"]), -1, 1,
-                             title="selected cells (rows) over the tokens (red: high, blue: low)")),
-            html.Td(track_imgs, className="tracks-cell"),
-        ]))
-    head = html.Tr([html.Th("token"), html.Th("text"), html.Th("cells"), html.Th("extra"), html.Th("selected cells"),
-                    html.Th("annotations: " + ", ".join(names))])
+    contexts = [(snap.tokens(*m["context"]), snap.tracks(*m["context"])) for m in found]
+    ranges = [snap.track_range(k) for k in range(len(snap.track_names))]
+    table = match_table(found, contexts, ranges, snap.track_names, len(payload["cells"]), ids.HS_MATCH)
     summary = html.P(f"{len(found)} best matches of {len(payload['cells'])} cells (context: {CONTEXT} tokens each "
                      "side; highlighted: the matched tokens).", className="muted")
-    return [summary, html.Table([html.Thead(head), html.Tbody(rows)], className="match-table")], \
-        [[m["start"], m["stop"]] for m in found]
+    return [summary, table], [[m["start"], m["stop"]] for m in found]
 
 
 # -- Cell summary and gate view ----------------------------------------------------------------
@@ -383,7 +360,7 @@ def _matches(payload):
           Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
           Input(ids.HS_TRACK, "value"), Input(ids.HS_POS, "value"), Input(ids.HS_WINDOW, "value"))
 def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
-    WINDOW = int(win or 80)  # noqa: N806
+    window_len = int(win or 80)
     if not steps or not track:
         return blank_figure("No annotation tracks yet."), None, blank_figure("")
     key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
@@ -401,10 +378,10 @@ def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
                 f"{state_label(state or 'h')} of layer {layer or 0} at step {snap.step:,}."]
     if abs(r[best]) < 0.3:
         sentence = [f"No cell tracks “{track}” yet: the strongest is cell {best} (r = {r[best]:+.2f})."]
-    x0 = min(max(0, int(pos or 0)), max(0, snap.n_tokens - WINDOW))
+    x0 = window_start(pos, snap.n_tokens, window_len)
     k = snap.track_names.index(track)
-    trace = cell_vs_track(snap.window(key, x0, x0 + WINDOW)[:, best], snap.tracks(x0, x0 + WINDOW)[k], x0,
-                          snap.tokens(x0, x0 + WINDOW), best, track)
+    trace = cell_vs_track(snap.window(key, x0, x0 + window_len)[:, best], snap.tracks(x0, x0 + window_len)[k], x0,
+                          snap.tokens(x0, x0 + window_len), best, track)
     return summary_figure(r, track), sentence, trace
 
 
@@ -441,7 +418,7 @@ def _upload_track(contents, filename, name, run_id, options):
           Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_POS, "value"),
           Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"))
 def _gates(run_id, index, steps, layer, direction, pos, gate, win):
-    WINDOW = int(win or 80)  # noqa: N806
+    window_len = int(win or 80)
     if not steps or not gate:
         msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
         return blank_figure(msg), blank_figure(msg)
@@ -453,9 +430,9 @@ def _gates(run_id, index, steps, layer, direction, pos, gate, win):
     key = f"l{layer}.{direction}.{gate}"
     if not snap.has(key):
         return blank_figure(f"No {state_label(gate)} in this snapshot."), blank_figure("")
-    x0 = min(max(0, int(pos or 0)), max(0, snap.n_tokens - WINDOW))
+    x0 = window_start(pos, snap.n_tokens, window_len)
     lo = -1.0 if gate in ("g", "n") else 0.0
-    heat = gate_heatmap(snap.window(key, x0, x0 + WINDOW), x0, snap.tokens(x0, x0 + WINDOW),
+    heat = gate_heatmap(snap.window(key, x0, x0 + window_len), x0, snap.tokens(x0, x0 + window_len),
                         f"{state_label(gate)} over the window (layer {layer} {direction})", lo=lo)
     gates = [g for g in ("i", "f", "o", "r", "z") if snap.has(f"l{layer}.{direction}.{g}")]
     sat = {g: current().data.hidden.saturation(run_id, snap, f"l{layer}.{direction}.{g}") for g in gates}
