@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .tasks import get_task
 from .tasks.registry import TASKS, TaskInfo
 
-Family = Literal["mlp", "cnn", "rnn", "gru", "lstm"]
+Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae"]
 Optimizer = Literal["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta"]
 RECURRENT = ("rnn", "gru", "lstm")
 
@@ -48,6 +48,8 @@ class ModelSpec(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     embedding_dim: int = Field(32, ge=1, le=2048, description="token embedding size (text tasks)")
     bidirectional: bool = False
+    top_k: int = Field(3, ge=1, le=1024, description="sparse autoencoder: filter responses kept per patch")
+    noise: float = Field(0.0, ge=0.0, le=10.0, description="sparse autoencoder: sd of the noise added to its input")
 
     @field_validator("channels")
     @classmethod
@@ -68,6 +70,9 @@ class ModelSpec(BaseModel):
         if self.family == "cnn" and len(self.kernel_sizes) not in (1, len(self.channels)):
             raise ValueError(f"give one kernel size, or one per conv layer ({len(self.channels)}), "
                              f"not {len(self.kernel_sizes)}")
+        if self.family == "sparse-ae" and (len(self.channels) != 1 or len(self.kernel_sizes) != 1):
+            raise ValueError("a sparse autoencoder has one layer of filters: give one channel count (its number "
+                             "of filters) and one kernel size")
         if self.bidirectional and self.family not in RECURRENT:
             raise ValueError("bidirectional applies to recurrent families (rnn, gru, lstm) only")
         return self
@@ -116,6 +121,8 @@ class RunSpec(BaseModel):
                              f"choose one of {', '.join(info.families)}")
         if info.kind == "image" and self.model.family == "cnn":
             _check_cnn_shape(self.model, info)
+        if self.model.family == "sparse-ae":
+            _check_autoencoder(self.model, info)
         cost = estimate(self)
         if cost.params > MAX_PARAMS:
             raise ValueError(f"the model has {cost.params:,} parameters, more than the limit of "
@@ -144,6 +151,17 @@ def _check_cnn_shape(m: ModelSpec, info: TaskInfo) -> None:
                 raise ValueError(f"conv layer {i + 1}: its {h}x{w} input is too small to pool; "
                                  "use fewer conv layers or pooling 'none'")
             h, w = h // 2, w // 2
+
+
+def _check_autoencoder(m: ModelSpec, info: TaskInfo) -> None:
+    _, h, w = info.input_shape
+    k = m.kernel_sizes[0]
+    if k > min(h, w):
+        raise ValueError(f"kernel size {k} is larger than the task's {h}x{w} patches; use {min(h, w)} or less")
+    responses = m.channels[0] * (h - k + 1) * (w - k + 1)
+    if m.top_k > responses:
+        raise ValueError(f"top_k {m.top_k} keeps more responses than the {responses} there are "
+                         f"({m.channels[0]} filters x {(h - k + 1) * (w - k + 1)} positions)")
 
 
 @dataclass(frozen=True)
@@ -189,6 +207,9 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
         acts = steps * (m.layers * dirs * (g + 2) * h + info.n_outputs + m.embedding_dim)
         return params, acts
     c, h, w = info.input_shape
+    if m.family == "sparse-ae":  # tied weights, no bias
+        k, n = m.kernel_sizes[0], m.channels[0]
+        return c * n * k * k, 2 * n * (h - k + 1) * (w - k + 1) + 2 * c * h * w
     if m.family == "mlp":
         fan_in, params, acts = c * h * w, 0, 0
         for _ in range(m.layers):

@@ -122,6 +122,10 @@ def spec_summary(task: str, spec: dict) -> dict:
 
 
 def _sizes(family: str, model: dict) -> str:
+    if family == "sparse-ae":
+        k = (model.get("kernel_sizes") or ["?"])[0]
+        return (f"{(model.get('channels') or ['?'])[0]} filters {k}x{k}, top {model.get('top_k', '?')}, "
+                f"input noise {model.get('noise', 0)}")
     if family == "cnn":
         chans = ",".join(str(c) for c in model.get("channels", []))
         kern = ",".join(str(k) for k in model.get("kernel_sizes", []))

@@ -31,7 +31,8 @@ class FormField:
 
 
 FIELDS: tuple[FormField, ...] = (
-    FormField("family", "Model family", "select", ("model", "family"), ("cnn", "mlp", "rnn", "gru", "lstm")),
+    FormField("family", "Model family", "select", ("model", "family"),
+              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae")),
     FormField("layers", "Layers", "int", ("model", "layers"), help="recurrent or MLP hidden layers"),
     FormField("hidden_size", "Hidden size", "int", ("model", "hidden_size"), help="units per layer"),
     FormField("channels", "Conv channels", "list", ("model", "channels"), help="comma list, e.g. 16, 32"),
@@ -40,6 +41,10 @@ FIELDS: tuple[FormField, ...] = (
     FormField("activation", "Activation", "select", ("model", "activation"), ("relu", "tanh", "gelu", "sigmoid"),
               help="blank: the family's usual one", optional=True),
     FormField("dropout", "Dropout", "float", ("model", "dropout"), step=0.05),
+    FormField("top_k", "Responses kept (top k)", "int", ("model", "top_k"),
+              help="sparse autoencoder: strongest filter responses kept per patch"),
+    FormField("noise", "Input noise", "float", ("model", "noise"), step="any",
+              help="sparse autoencoder: sd of noise added to its input"),
     FormField("embedding_dim", "Embedding size", "int", ("model", "embedding_dim"), help="text tasks"),
     FormField("bidirectional", "Bidirectional", "bool", ("model", "bidirectional")),
     FormField("optimizer", "Optimizer", "select", ("optimizer",),
@@ -58,7 +63,7 @@ FIELDS: tuple[FormField, ...] = (
 )
 BY_NAME = {f.name: f for f in FIELDS}
 FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "channels", "kernel_sizes", "pooling", "activation",
-                           "dropout", "embedding_dim", "bidirectional")),
+                           "dropout", "top_k", "noise", "embedding_dim", "bidirectional")),
                 ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size")),
                 ("Run", ("steps", "seed", "probe_every", "name")))
 
@@ -161,10 +166,14 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
     """Fields that affect a run of this task, family and optimizer (the rest are greyed out)."""
     names = {f.name for f in FIELDS}
     kind = get_task(task).kind if task in TASKS else "image"
-    if family != "cnn":
+    if family not in ("cnn", "sparse-ae"):
         names -= {"channels", "kernel_sizes", "pooling"}
-    if family == "cnn":
+    if family in ("cnn", "sparse-ae"):
         names -= {"layers", "hidden_size"}
+    if family == "sparse-ae":
+        names -= {"pooling", "activation", "dropout"}
+    else:
+        names -= {"top_k", "noise"}
     if family not in ("rnn", "gru", "lstm"):
         names -= {"bidirectional"}
     if kind != "lm":

@@ -61,6 +61,41 @@ class CNN(nn.Module):
         return self.head(self.dropout(self.features(x).flatten(1)))
 
 
+class SparseAutoencoder(nn.Module):
+    """Convolutional k-sparse autoencoder with tied weights (Makhzani & Frey 2013, one layer).
+
+    Encode: noise is added to the input (training only), the filters ``encoder`` (no bias) respond,
+    ReLU, and only the ``top_k`` strongest responses per input (over filters and positions) stay.
+    Decode: the same filters, transposed, paint the kept responses back. After each optimiser
+    step :meth:`after_step` rescales every filter to unit length, so sparsity, not shrinking
+    weights, is what the code has to work with. Returns the reconstruction, the input's shape.
+    """
+
+    def __init__(self, m: ModelSpec, info: TaskInfo):
+        super().__init__()
+        c = info.input_shape[0]
+        self.encoder = nn.Conv2d(c, m.channels[0], m.kernel_sizes[0], bias=False)
+        self.top_k, self.noise = m.top_k, m.noise
+        self.after_step()
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The sparse code: filter responses with all but the ``top_k`` largest per input set to 0."""
+        if self.training and self.noise > 0:
+            x = x + self.noise * torch.randn_like(x)
+        a = torch.relu(self.encoder(x))
+        flat = a.flatten(1)
+        keep = torch.zeros_like(flat).scatter_(1, flat.topk(min(self.top_k, flat.shape[1]), dim=1).indices, 1.0)
+        return (flat * keep).view_as(a)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv_transpose2d(self.codes(x), self.encoder.weight)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        w = self.encoder.weight
+        w /= w.flatten(1).norm(dim=1).clamp_min(1e-8).view(-1, *([1] * (w.dim() - 1)))
+
+
 class RecurrentClassifier(nn.Module):
     """Reads image rows as a sequence; classifies from the last step's output."""
 
@@ -106,6 +141,8 @@ def build_model(spec: RunSpec) -> nn.Module:
     m = spec.model
     if m.family in RECURRENT:
         return RecurrentLM(m, info) if info.kind == "lm" else RecurrentClassifier(m, info)
+    if m.family == "sparse-ae":
+        return SparseAutoencoder(m, info)
     return CNN(m, info) if m.family == "cnn" else MLP(m, info)
 
 

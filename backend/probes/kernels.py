@@ -86,9 +86,9 @@ class KernelProbe(SnapshotProbe):
 
     def setup(self, trainer) -> bool:
         conv_layers(trainer.model)  # ValueError: no conv layer
-        if self.inputs is None:
-            x_val = getattr(trainer.data, "x_val", None)
-            self.inputs = x_val[:N_PROBE_INPUTS] if x_val is not None else None
+        if self.inputs is None:  # the task's own probe inputs, else the first validation inputs
+            probe, x_val = getattr(trainer.data, "probe_x", None), getattr(trainer.data, "x_val", None)
+            self.inputs = probe if probe is not None else (x_val[:N_PROBE_INPUTS] if x_val is not None else None)
         if self.inputs is not None:
             self.inputs = self.inputs.to(trainer.device)
         self._layers = layer_info(trainer.model)

@@ -3,7 +3,8 @@
 ``digits-cnn``: scikit-learn's 8x8 digits. ``code-lstm``: the Python standard
 library's own sources as characters, split into train and validation by file.
 ``brackets-lstm``: generated nested-bracket text (training and validation drawn with
-different seeds).
+different seeds). ``natural-patches`` and ``patches-cnn``: patches of whitened photographs
+bundled with scikit-image and scikit-learn (``backend.tasks.images``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import images
 from .annotations import BRACKET_SEEDS, BRACKET_TRAIN_CHARS, BRACKET_VAL_CHARS, generate_brackets
 from .registry import BRACKET_VOCAB, TaskInfo
 from .text import MAX_CODE_CHARS, encode_chars, is_code_val_file, stdlib_sources
@@ -30,13 +32,14 @@ class TaskData:
     y_val: torch.Tensor | None = None
     train_ids: torch.Tensor | None = None
     val_ids: torch.Tensor | None = None
+    probe_x: torch.Tensor | None = None  # inputs whose feature maps probes record (default: x_val[:8])
 
     @property
     def train_size(self) -> int:
-        return len(self.y_train) if self.y_train is not None else len(self.train_ids)
+        return len(self.x_train) if self.x_train is not None else len(self.train_ids)
 
     def to(self, device: torch.device) -> "TaskData":
-        for name in ("x_train", "y_train", "x_val", "y_val", "train_ids", "val_ids"):
+        for name in ("x_train", "y_train", "x_val", "y_val", "train_ids", "val_ids", "probe_x"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
@@ -52,6 +55,10 @@ def load_task_data(info: TaskInfo, seed: int = 0) -> TaskData:
         return _code(info)
     if info.name == "brackets-lstm":
         return _brackets(info)
+    if info.name == "natural-patches":
+        return _natural_patches(info, seed)
+    if info.name == "patches-cnn":
+        return _patches_cnn(info, seed)
     raise KeyError(f"no data loader for task {info.name!r}")
 
 
@@ -82,3 +89,35 @@ def _brackets(info: TaskInfo) -> TaskData:
     val = generate_brackets(BRACKET_VAL_CHARS, BRACKET_SEEDS["val"])
     return TaskData(info, train_ids=torch.from_numpy(encode_chars(train, BRACKET_VOCAB)),
                     val_ids=torch.from_numpy(encode_chars(val, BRACKET_VOCAB)))
+
+
+# natural-patches: training patches from 11 photographs, validation from the other two (china, flower),
+# so the validation error measures a code for natural images, not for these photos.
+PATCH_TRAIN, PATCH_VAL, PATCH_PROBE_SIZE = 100_000, 4096, 48
+PATCH_VAL_IMAGES = ("china", "flower")
+
+
+def _natural_patches(info: TaskInfo, seed: int) -> TaskData:
+    _, size, _ = info.input_shape
+    imgs = images.natural_images(gray=True)
+    train = [(n, im) for n, im in imgs if n not in PATCH_VAL_IMAGES]
+    val = [(n, im) for n, im in imgs if n in PATCH_VAL_IMAGES]
+    x_train = images.sample_patches(train, PATCH_TRAIN, size, seed)
+    x_val = images.sample_patches(val, PATCH_VAL, size, seed + 1)
+    # probe inputs: larger crops, so feature maps show where in a scene each filter responds
+    probe = images.sample_patches(val + train[:6], 8, PATCH_PROBE_SIZE, 12345, centre=False)
+    as_t = torch.from_numpy
+    return TaskData(info, x_train=as_t(x_train), x_val=as_t(x_val), probe_x=as_t(probe))
+
+
+# patches-cnn: every photo is a class; training patches from its left three quarters, validation from the rest.
+PATCHES_PER_IMAGE = {"train": 1500, "val": 200}
+
+
+def _patches_cnn(info: TaskInfo, seed: int) -> TaskData:
+    _, size, _ = info.input_shape
+    imgs = images.natural_images(gray=False)
+    x_train, y_train = images.labelled_patches(imgs, PATCHES_PER_IMAGE["train"], size, seed, (0.0, 0.75))
+    x_val, y_val = images.labelled_patches(imgs, PATCHES_PER_IMAGE["val"], size, seed + 1, (0.75, 1.0))
+    as_t = torch.from_numpy
+    return TaskData(info, x_train=as_t(x_train), y_train=as_t(y_train), x_val=as_t(x_val), y_val=as_t(y_val))

@@ -9,6 +9,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .images import IMAGE_NAMES
+
 # Character vocabulary of the code language model: fixed, so that a model's
 # size is known before any file is read. Index 0 is "unknown character".
 CODE_CHARS = "\n\t" + "".join(chr(c) for c in range(32, 127))
@@ -26,11 +28,12 @@ class TaskInfo:
     """What a task gives a model and what it asks of it."""
 
     name: str
-    kind: Literal["image", "lm"]  # image classification or next-token language model
+    # image: classify images; lm: next-token language model; recon: reconstruct image patches (autoencoder)
+    kind: Literal["image", "lm", "recon"]
     description: str
     families: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
-    input_shape: tuple[int, ...] = ()  # image tasks: (channels, height, width)
+    input_shape: tuple[int, ...] = ()  # image and recon tasks: (channels, height, width)
     n_classes: int = 0  # image tasks
     vocab_size: int = 0  # language-model tasks
     class_names: tuple[str, ...] = ()
@@ -38,7 +41,7 @@ class TaskInfo:
 
     @property
     def n_outputs(self) -> int:
-        return self.n_classes if self.kind == "image" else self.vocab_size
+        return {"image": self.n_classes, "lm": self.vocab_size}.get(self.kind, 0)
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -82,6 +85,39 @@ TASKS: dict[str, TaskInfo] = {
             "model": {"family": "lstm", "layers": 1, "hidden_size": 32, "embedding_dim": 8, "dropout": 0.0},
             "optimizer": "adam", "lr": 0.01, "batch_size": 32, "seq_len": 128, "steps": 1000,
             "clip_norm": 1.0, "log_every": 10, "eval_every": 200,
+        },
+    ),
+    "natural-patches": TaskInfo(
+        name="natural-patches",
+        kind="recon",
+        description=("9x9 patches of 13 photographs that ship with scikit-image and scikit-learn (grayscale, "
+                     "2x downsampled, whitened): a sparse autoencoder with 32 filters rebuilds each patch from its "
+                     "3 strongest filter responses. Its filters turn from noise into oriented edge detectors "
+                     "(Gabor-like), as in the first layer of image CNNs and in the visual cortex."),
+        families=("sparse-ae",),
+        input_shape=(1, 9, 9),
+        defaults={
+            "model": {"family": "sparse-ae", "channels": [32], "kernel_sizes": [9], "top_k": 3, "noise": 0.3},
+            "optimizer": "adam", "lr": 0.001, "batch_size": 128, "steps": 3000,
+            "log_every": 20, "eval_every": 250, "probe_every": 150,
+        },
+    ),
+    "patches-cnn": TaskInfo(
+        name="patches-cnn",
+        kind="image",
+        description=("Which photograph is this 32x32 colour patch from? 13 classes (whitened photographs that ship "
+                     "with scikit-image and scikit-learn; training patches from the left three quarters of each "
+                     "photo, validation from the rest). A CNN with 9x9 first-layer kernels: compare how "
+                     "Gabor-like its kernels become with the natural-patches autoencoder's."),
+        families=("cnn", "mlp"),
+        input_shape=(3, 32, 32),
+        n_classes=len(IMAGE_NAMES),
+        class_names=IMAGE_NAMES,
+        defaults={
+            "model": {"family": "cnn", "channels": [16, 32], "kernel_sizes": [9, 5], "pooling": "max",
+                      "activation": "relu", "dropout": 0.1, "hidden_size": 64, "layers": 1},
+            "optimizer": "adam", "lr": 0.002, "batch_size": 64, "steps": 1500,
+            "log_every": 10, "eval_every": 200,
         },
     ),
 }

@@ -105,11 +105,12 @@ class MetricsHook(Hook):
         now, wall = time.perf_counter(), time.time()
         elapsed = max(now - self._t0, 1e-9)
         step = out.step
-        rows = [("train/loss", step, float(self._loss) / self._steps, wall),
-                ("train/acc", step, float(self._correct) / max(self._count, 1), wall),
-                ("lr", step, get_lr(trainer.optimizer), wall),
-                ("time/step_ms", step, 1000 * elapsed / self._steps, wall),
-                ("throughput/samples_per_s", step, self._samples / elapsed, wall)]
+        rows = [("train/loss", step, float(self._loss) / self._steps, wall)]
+        if self._count:  # a reconstruction task has no predictions to score
+            rows.append(("train/acc", step, float(self._correct) / self._count, wall))
+        rows += [("lr", step, get_lr(trainer.optimizer), wall),
+                 ("time/step_ms", step, 1000 * elapsed / self._steps, wall),
+                 ("throughput/samples_per_s", step, self._samples / elapsed, wall)]
         rows += [(f"grad_norm/{k}", step, v, wall) for k, v in self._norms.items()]
         self.writer.put(rows, step)
         self._reset(now)

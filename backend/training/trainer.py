@@ -43,10 +43,12 @@ class Trainer:
         self.should_stop = False
         self._perm: torch.Tensor | None = None
         self._pos = 0
+        self._after_step = getattr(self.model, "after_step", None)
 
     # -- batches ------------------------------------------------------------
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next training batch: an epoch permutation for images, random windows for text."""
+        """The next training batch: an epoch permutation for images (the target of a
+        reconstruction task is its input), random windows for text."""
         b = self.spec.batch_size
         if self.info.kind == "lm":
             ids, t = self.data.train_ids, self.spec.seq_len
@@ -54,12 +56,13 @@ class Trainer:
             pos = starts[:, None] + torch.arange(t + 1, device=self.device)
             window = ids[pos]
             return window[:, :-1], window[:, 1:]
-        n = len(self.data.y_train)
+        n = len(self.data.x_train)
         if self._perm is None or self._pos + b > n:
             self._perm, self._pos = torch.randperm(n, generator=self.generator), 0
         idx = self._perm[self._pos:self._pos + b].to(self.device)
         self._pos += b
-        return self.data.x_train[idx], self.data.y_train[idx]
+        x = self.data.x_train[idx]
+        return x, (x if self.info.kind == "recon" else self.data.y_train[idx])
 
     # -- steps ----------------------------------------------------------------
     def train_step(self) -> StepOutput:
@@ -68,7 +71,10 @@ class Trainer:
         self.model.train()
         with autocast(self.device, self.amp):
             logits = self.model(x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            if self.info.kind == "recon":
+                loss = F.mse_loss(logits.float(), y.float())
+            else:
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.step += 1
@@ -80,6 +86,11 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self._after_step is not None:
+            self._after_step()  # e.g. the sparse autoencoder's unit-length filters
+        if self.info.kind == "recon":  # no predictions to count
+            return StepOutput(step=self.step, loss=loss.detach(), correct=torch.zeros((), device=loss.device),
+                              count=0, samples=x.shape[0], grad_norm=grad_norm)
         with torch.no_grad():
             correct = (logits.argmax(-1) == y).sum()
         return StepOutput(step=self.step, loss=loss.detach(), correct=correct, count=y.numel(),
@@ -91,11 +102,21 @@ class Trainer:
         self.model.eval()
         if self.info.kind == "lm":
             return self._evaluate_lm()
+        if self.info.kind == "recon":
+            return self._evaluate_recon()
         logits = torch.cat([self.model(xb) for xb in self.data.x_val.split(1024)]).float()
         y = self.data.y_val
         out = {"val/loss": F.cross_entropy(logits, y).item()}
         out.update(classification_metrics(logits.argmax(-1), y, self.info.n_classes, prefix="val/"))
         return out
+
+    def _evaluate_recon(self) -> dict[str, float]:
+        """Reconstruction error, and the share of the input's variance the reconstruction explains."""
+        x = self.data.x_val.float()
+        rec = torch.cat([self.model(xb) for xb in x.split(1024)]).float()
+        sse = float(((rec - x) ** 2).sum())
+        sst = float(((x - x.mean(dim=0, keepdim=True)) ** 2).sum())
+        return {"val/loss": sse / x.numel(), "val/explained_variance": 1.0 - sse / max(sst, 1e-12)}
 
     def _evaluate_lm(self) -> dict[str, float]:
         ids, t = self.data.val_ids, self.spec.seq_len

@@ -31,6 +31,21 @@ def test_overhead_quick():
     assert "evaluation EXCLUDED" in proc.stdout
 
 
+def test_gabor_quick():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gabor.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("fit_64x7_s", "fit_64x11_s", "gabor_fraction_init", "gabor_fraction_trained",
+                "gabor_fraction_shuffled", "natural_patches_run_s"):
+        assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), (key, result[key])
+    assert 0 < result["fit_64x7_s"] and 0 < result["natural_patches_run_s"]
+    assert result["natural_patches_steps"] == 3000  # the task's default budget, not a shortened one
+    # the timed fits are real fits: they tell synthetic Gabors from smoothed noise
+    assert result["gabor_like_gabors_7"] > 0.9 > 0.2 > result["gabor_like_noise_7"]
+    assert 0 <= result["gabor_fraction_init"] < result["gabor_fraction_trained"] <= 1
+
+
 def test_match_quick():
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "match.py"), "--quick"], cwd=ROOT,
                           capture_output=True, text=True, timeout=180)

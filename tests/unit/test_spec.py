@@ -24,6 +24,10 @@ from backend.tasks import TASKS
      "GiB, more than the limit"),
     ({"task": "digits-cnn", "optimizer": "lion"}, "optimizer: Input should be"),
     ({"task": "digits-cnn", "bogus": 1}, "bogus: Extra inputs are not permitted"),
+    ({"task": "natural-patches", "model": {"family": "sparse-ae", "channels": [32], "kernel_sizes": [11]}}, "larger than the task's 9x9 patches"),
+    ({"task": "natural-patches", "model": {"family": "sparse-ae", "channels": [4], "kernel_sizes": [9], "top_k": 5}}, "top_k 5 keeps more responses than the 4"),
+    ({"task": "natural-patches", "model": {"family": "sparse-ae", "channels": [8, 8]}}, "a sparse autoencoder has one layer of filters"),
+    ({"task": "natural-patches", "model": {"family": "cnn"}}, "does not fit task 'natural-patches'"),
 ])
 def test_bad_specs_get_a_readable_message(data, expected):
     spec, errors = parse_spec(data)
@@ -57,6 +61,8 @@ def form_values(draw):
         "dropout": draw(st.one_of(st.floats(-0.5, 1.5), st.just(float("nan")))),
         "embedding_dim": draw(st.integers(0, 32)),
         "bidirectional": draw(st.booleans()),
+        "top_k": draw(st.integers(0, 40)),
+        "noise": draw(st.floats(-1, 2)),
     }
     return {"task": task, "model": model,
             "optimizer": draw(st.sampled_from(["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta", "x"])),
@@ -87,6 +93,8 @@ def test_fuzzed_form_values_validate_or_explain(data):
     ("digits-cnn", {"family": "gru", "layers": 2, "hidden_size": 9, "bidirectional": True}),
     ("code-lstm", {"family": "lstm", "layers": 2, "hidden_size": 12, "bidirectional": True, "embedding_dim": 5}),
     ("code-lstm", {"family": "rnn", "layers": 1, "hidden_size": 7, "activation": "relu"}),
+    ("natural-patches", {"family": "sparse-ae", "channels": [12], "kernel_sizes": [5], "top_k": 4}),
+    ("patches-cnn", {"family": "cnn", "channels": [6, 5], "kernel_sizes": [9, 3]}),
 ])
 def test_parameter_count_matches_torch(task, model):
     spec = RunSpec.for_task(task, model=model)
@@ -106,3 +114,25 @@ def test_plain_rnn_defaults_to_tanh_and_accepts_relu():
     tanh = build_model(RunSpec.for_task("code-lstm", model={"family": "rnn", "hidden_size": 4}))
     relu = build_model(RunSpec.for_task("code-lstm", model={"family": "rnn", "hidden_size": 4, "activation": "relu"}))
     assert tanh.rnn.nonlinearity == "tanh" and relu.rnn.nonlinearity == "relu"
+
+
+def test_sparse_autoencoder_keeps_top_k_and_unit_filters():
+    spec = RunSpec.for_task("natural-patches", model={"channels": [16], "kernel_sizes": [5], "top_k": 3, "noise": 0.5})
+    ae = build_model(spec)
+    norms = ae.encoder.weight.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.ones(16), atol=1e-5)
+    x = torch.randn(4, 1, 9, 9)
+    ae.eval()  # no input noise: deterministic
+    codes = ae.codes(x)
+    assert codes.shape == (4, 16, 5, 5)
+    assert ((codes > 0).flatten(1).sum(1) <= 3).all() and (codes >= 0).all()
+    assert torch.equal(ae(x), ae(x)) and ae(x).shape == x.shape
+    # the decoder is the encoder transposed: one kept response paints its filter at its position
+    single = torch.zeros(1, 16, 5, 5)
+    single[0, 7, 2, 3] = 2.0
+    painted = torch.nn.functional.conv_transpose2d(single, ae.encoder.weight)
+    assert torch.allclose(painted[0, 0, 2:7, 3:8], 2.0 * ae.encoder.weight[7, 0])
+    with torch.no_grad():
+        ae.encoder.weight.mul_(3.0)
+    ae.after_step()
+    assert torch.allclose(ae.encoder.weight.flatten(1).norm(dim=1), torch.ones(16), atol=1e-5)
