@@ -14,12 +14,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .tasks import get_task
 from .tasks.registry import TASKS, TaskInfo
 
-Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae"]
+Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae", "textcnn"]
 Optimizer = Literal["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta"]
 RECURRENT = ("rnn", "gru", "lstm")
 
@@ -60,13 +61,19 @@ class ModelSpec(BaseModel):
 
     @field_validator("kernel_sizes")
     @classmethod
-    def _kernels_odd(cls, v: list[int]) -> list[int]:
-        if any(k < 1 or k > 15 or k % 2 == 0 for k in v):
+    def _kernels_in_range(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        if info.data.get("family") == "textcnn":  # n-gram widths: any from 1 to 15
+            if any(k < 1 or k > 15 for k in v):
+                raise ValueError("kernel sizes (n-gram widths) must be from 1 to 15")
+        elif any(k < 1 or k > 15 or k % 2 == 0 for k in v):
             raise ValueError("kernel sizes must be odd numbers from 1 to 15 (odd sizes keep the image centred)")
         return v
 
     @model_validator(mode="after")
     def _kernels_match_channels(self) -> "ModelSpec":
+        if self.family == "textcnn" and len(self.channels) != 1:
+            raise ValueError("a text CNN has one conv layer per kernel size (n-gram width): give one channel count, "
+                             "the number of filters of each width")
         if self.family == "cnn" and len(self.kernel_sizes) not in (1, len(self.channels)):
             raise ValueError(f"give one kernel size, or one per conv layer ({len(self.channels)}), "
                              f"not {len(self.kernel_sizes)}")
@@ -123,6 +130,9 @@ class RunSpec(BaseModel):
             _check_cnn_shape(self.model, info)
         if self.model.family == "sparse-ae":
             _check_autoencoder(self.model, info)
+        if self.model.family == "textcnn" and max(self.model.kernel_sizes) > info.input_shape[0]:
+            raise ValueError(f"kernel size {max(self.model.kernel_sizes)} is longer than the task's "
+                             f"{info.input_shape[0]}-token inputs")
         cost = estimate(self)
         if cost.params > MAX_PARAMS:
             raise ValueError(f"the model has {cost.params:,} parameters, more than the limit of "
@@ -192,6 +202,11 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
     m = spec.model if isinstance(spec, RunSpec) else spec
     info = info or get_task(spec.task)  # type: ignore[union-attr]
     seq = spec.seq_len if isinstance(spec, RunSpec) else 64
+    if m.family == "textcnn":
+        n, emb, t = m.channels[0], m.embedding_dim, info.input_shape[0]
+        params = info.vocab_size * emb + sum(emb * n * k + n for k in m.kernel_sizes)
+        params += n * len(m.kernel_sizes) * info.n_classes + info.n_classes
+        return params, t * emb + sum(2 * n * (t - k + 1) for k in m.kernel_sizes) + info.n_classes
     if m.family in RECURRENT:
         dirs = 2 if m.bidirectional else 1
         g, h = GATES[m.family], m.hidden_size

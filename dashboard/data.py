@@ -126,6 +126,10 @@ def _sizes(family: str, model: dict) -> str:
         k = (model.get("kernel_sizes") or ["?"])[0]
         return (f"{(model.get('channels') or ['?'])[0]} filters {k}x{k}, top {model.get('top_k', '?')}, "
                 f"input noise {model.get('noise', 0)}")
+    if family == "textcnn":
+        widths = ",".join(str(k) for k in model.get("kernel_sizes", []))
+        return (f"{(model.get('channels') or ['?'])[0]} filters of each width {widths}, "
+                f"embedding {model.get('embedding_dim', '?')}")
     if family == "cnn":
         chans = ",".join(str(c) for c in model.get("channels", []))
         kern = ",".join(str(k) for k in model.get("kernel_sizes", []))

@@ -32,7 +32,7 @@ class FormField:
 
 FIELDS: tuple[FormField, ...] = (
     FormField("family", "Model family", "select", ("model", "family"),
-              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae")),
+              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae", "textcnn")),
     FormField("layers", "Layers", "int", ("model", "layers"), help="recurrent or MLP hidden layers"),
     FormField("hidden_size", "Hidden size", "int", ("model", "hidden_size"), help="units per layer"),
     FormField("channels", "Conv channels", "list", ("model", "channels"), help="comma list, e.g. 16, 32"),
@@ -166,17 +166,19 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
     """Fields that affect a run of this task, family and optimizer (the rest are greyed out)."""
     names = {f.name for f in FIELDS}
     kind = get_task(task).kind if task in TASKS else "image"
-    if family not in ("cnn", "sparse-ae"):
+    if family not in ("cnn", "sparse-ae", "textcnn"):
         names -= {"channels", "kernel_sizes", "pooling"}
-    if family in ("cnn", "sparse-ae"):
+    if family in ("cnn", "sparse-ae", "textcnn"):
         names -= {"layers", "hidden_size"}
     if family == "sparse-ae":
         names -= {"pooling", "activation", "dropout"}
+    if family == "textcnn":
+        names -= {"pooling"}  # always max over time
     else:
         names -= {"top_k", "noise"}
     if family not in ("rnn", "gru", "lstm"):
         names -= {"bidirectional"}
-    if kind != "lm":
+    if kind not in ("lm", "text"):
         names -= {"embedding_dim"}
     if optimizer not in ("momentum", "rmsprop"):
         names -= {"momentum"}

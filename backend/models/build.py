@@ -96,6 +96,42 @@ class SparseAutoencoder(nn.Module):
         w /= w.flatten(1).norm(dim=1).clamp_min(1e-8).view(-1, *([1] * (w.dim() - 1)))
 
 
+class TextCNN(nn.Module):
+    """Kim (2014): word embeddings, 1-D convolutions of several n-gram widths, ReLU, max over time.
+
+    Input ``(batch, time)`` token ids, 0 = padding. Each width ``k`` in ``kernel_sizes`` has
+    ``channels[0]`` filters (``convs.<i>``, an ``nn.Conv1d`` over the embedding channels); a
+    filter's output at position ``p`` reads tokens ``p .. p+k-1``. Positions whose window
+    reaches into the padding are masked out before the max, so a filter's score is its best
+    n-gram of the real text (:meth:`window_mask`).
+    """
+
+    def __init__(self, m: ModelSpec, info: TaskInfo):
+        super().__init__()
+        self.embedding = nn.Embedding(info.vocab_size, m.embedding_dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(m.embedding_dim, m.channels[0], k) for k in m.kernel_sizes)
+        self.act = ACTIVATIONS[m.activation or "relu"]()
+        self.dropout = nn.Dropout(m.dropout)
+        self.head = nn.Linear(m.channels[0] * len(m.kernel_sizes), info.n_classes)
+
+    @staticmethod
+    def window_mask(tokens: torch.Tensor, k: int) -> torch.Tensor:
+        """``(batch, time - k + 1)``: True where the window of width ``k`` lies in the real text
+        (always True at position 0, so a text shorter than ``k`` still has one window)."""
+        length = (tokens != 0).sum(1, keepdim=True)
+        pos = torch.arange(tokens.shape[1] - k + 1, device=tokens.device)[None, :]
+        return (pos + k <= length) | (pos == 0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(tokens).transpose(1, 2)  # (B, emb, T)
+        pooled = []
+        for conv in self.convs:
+            a = self.act(conv(x))  # (B, filters, T - k + 1)
+            mask = self.window_mask(tokens, conv.kernel_size[0])[:, None, :]
+            pooled.append(a.masked_fill(~mask, float("-inf")).amax(dim=2))
+        return self.head(self.dropout(torch.cat(pooled, dim=1)))
+
+
 class RecurrentClassifier(nn.Module):
     """Reads image rows as a sequence; classifies from the last step's output."""
 
@@ -143,6 +179,8 @@ def build_model(spec: RunSpec) -> nn.Module:
         return RecurrentLM(m, info) if info.kind == "lm" else RecurrentClassifier(m, info)
     if m.family == "sparse-ae":
         return SparseAutoencoder(m, info)
+    if m.family == "textcnn":
+        return TextCNN(m, info)
     return CNN(m, info) if m.family == "cnn" else MLP(m, info)
 
 

@@ -24,6 +24,7 @@ CONV = (nn.Conv1d, nn.Conv2d)
 POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
         nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 N_PROBE_INPUTS = 8
+N_NGRAMS = 8  # text models: top n-grams kept per filter
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -62,6 +63,59 @@ def capture_feature_maps(model: nn.Module, inputs: torch.Tensor) -> dict[str, np
     return maps
 
 
+@torch.no_grad()
+def top_ngrams(model: nn.Module, tokens: torch.Tensor, n: int = N_NGRAMS, batch: int = 256
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each ``nn.Conv1d`` of a text model and each of its filters, the ``n`` windows of the
+    probe texts ``tokens`` (``(texts, time)`` ids, 0 = padding) that excite it most, distinct as
+    token sequences: ``{layer: (where (filters, n, 2) int32 [text, position], value (filters, n) float32)}``.
+
+    The value is the filter's output (before the nonlinearity) at that window, which reads tokens
+    ``position .. position + k - 1``; windows reaching into the padding are skipped. Missing
+    entries (fewer distinct windows than ``n``) have text -1.
+    """
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv1d)}
+    outs: dict[str, list[torch.Tensor]] = {name: [] for name in convs}
+    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: outs[name].append(out.detach().float().cpu()))
+               for name, m in convs.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for chunk in tokens.split(batch):
+            model(chunk)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    ids = tokens.cpu()
+    length = (ids != 0).sum(1, keepdim=True)
+    result = {}
+    for name, conv in convs.items():
+        k = conv.kernel_size[0]
+        act = torch.cat(outs[name])  # (texts, filters, positions)
+        pos = torch.arange(act.shape[2])[None, :]
+        valid = (pos + k <= length) | (pos == 0)
+        act = act.masked_fill(~valid[:, None, :], float("-inf")).transpose(0, 1).flatten(1)  # (filters, texts*pos)
+        cand_val, cand = act.topk(min(4 * n, act.shape[1]), dim=1)
+        where = np.full((act.shape[0], n, 2), -1, dtype=np.int32)
+        value = np.full((act.shape[0], n), np.nan, dtype=np.float32)
+        for f in range(act.shape[0]):
+            seen: set[tuple[int, ...]] = set()
+            j = 0
+            for v, flat in zip(cand_val[f].tolist(), cand[f].tolist()):
+                if j == n or v == float("-inf"):
+                    break
+                text, p = divmod(flat, act.shape[1] // len(ids))
+                gram = tuple(ids[text, p:p + k].tolist())
+                if gram in seen:
+                    continue
+                seen.add(gram)
+                where[f, j], value[f, j] = (text, p), v
+                j += 1
+        result[name] = (where, value)
+    return result
+
+
 def layer_info(model: nn.Module) -> list[dict]:
     """What each recorded layer is: name, kind (conv1d, conv2d, pool), kernel size, channels."""
     out = []
@@ -86,20 +140,31 @@ class KernelProbe(SnapshotProbe):
 
     def setup(self, trainer) -> bool:
         conv_layers(trainer.model)  # ValueError: no conv layer
+        self.texts = getattr(trainer.info, "kind", None) == "text"  # token-id inputs: top n-grams, no maps
         if self.inputs is None:  # the task's own probe inputs, else the first validation inputs
             probe, x_val = getattr(trainer.data, "probe_x", None), getattr(trainer.data, "x_val", None)
             self.inputs = probe if probe is not None else (x_val[:N_PROBE_INPUTS] if x_val is not None else None)
         if self.inputs is not None:
             self.inputs = self.inputs.to(trainer.device)
         self._layers = layer_info(trainer.model)
+        self._vocab = list(getattr(trainer.data, "vocab", None) or [])
         return True
 
     def take(self, trainer):
         weights = capture_kernels(trainer.model)
+        if self.texts:
+            grams = top_ngrams(trainer.model, self.inputs) if self.inputs is not None else {}
+            return (weights, {}, grams), {"layers": self._layers, "vocab": self._vocab}
         maps = capture_feature_maps(trainer.model, self.inputs) if self.inputs is not None else {}
-        return (weights, maps), {"layers": self._layers}
+        return (weights, maps, {}), {"layers": self._layers}
 
     def write(self, step: int, payload, meta) -> None:
-        weights, maps = payload
+        weights, maps, grams = payload
+        if self.texts:
+            extra = {"tokens": self.inputs.cpu().numpy().astype(np.int32)} if self.inputs is not None else {}
+            for layer, (where, value) in grams.items():
+                extra[f"ngram.{layer}"], extra[f"ngramval.{layer}"] = where, value
+            write_kernel_snapshot(self.store, self.run_id, step, weights, {}, None, meta, extra=extra)
+            return
         inputs = self.inputs.float().cpu().numpy().astype(np.float16) if self.inputs is not None else None
         write_kernel_snapshot(self.store, self.run_id, step, weights, maps, inputs, meta)

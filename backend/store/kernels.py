@@ -4,7 +4,11 @@ One snapshot (kind ``kernels``) of a run at a step holds, as immutable .npy file
 
 - ``w.<layer>``: float32 conv weight, ``(out, in, kh, kw)`` or ``(out, in, k)``;
 - ``map.<layer>``: float16 output of a conv or pooling layer for the probe inputs;
-- ``inputs``: float16 probe inputs (when the task has them).
+- ``inputs``: float16 probe inputs (when the task has them);
+- text models (token-id inputs): ``tokens``, the int32 probe texts ``(texts, time)``, and per
+  Conv1d layer ``ngram.<layer>`` (int32 ``(filters, n, 2)``: text and position of each filter's
+  top windows, -1 when missing) and ``ngramval.<layer>`` (float32 ``(filters, n)``); no maps.
+  ``meta["vocab"]`` holds the token strings by id.
 
 ``meta["layers"]`` lists the layers in model order (name, kind conv1d/conv2d/pool,
 kernel size, channels). Gabor fits are derived by readers (``backend.analysis.gabor``),
@@ -32,15 +36,18 @@ KIND = "kernels"
 
 def write_kernel_snapshot(store: RunStore, run_id: str, step: int, weights: Mapping[str, np.ndarray],
                           maps: Mapping[str, np.ndarray], inputs: np.ndarray | None,
-                          meta: Mapping[str, Any] | None = None) -> int:
-    """Write one kernel snapshot; returns its id."""
+                          meta: Mapping[str, Any] | None = None, extra: Mapping[str, np.ndarray] | None = None
+                          ) -> int:
+    """Write one kernel snapshot; returns its id. ``extra``: more arrays, stored as given."""
     if not weights:
         raise StoreError("a kernel snapshot needs at least one conv layer's weights")
     arrays: dict[str, np.ndarray] = {f"w.{k}": np.asarray(v, dtype=np.float32) for k, v in weights.items()}
     arrays.update({f"map.{k}": np.asarray(v, dtype=np.float16) for k, v in maps.items()})
     if inputs is not None:
         arrays["inputs"] = np.asarray(inputs, dtype=np.float16)
+    arrays.update({k: np.asarray(v) for k, v in (extra or {}).items()})
     info = {"conv_layers": list(weights), "map_layers": list(maps),
+            "ngram_layers": sorted(k.removeprefix("ngram.") for k in (extra or {}) if k.startswith("ngram.")),
             "n_inputs": 0 if inputs is None else int(len(inputs))}
     info.update(meta or {})
     return store.add_snapshot(run_id, KIND, step, arrays, info)
@@ -70,6 +77,30 @@ class KernelSnapshot:
 
     def inputs(self) -> np.ndarray | None:
         return self._load("inputs") if "inputs" in self.paths else None
+
+    @property
+    def ngram_layers(self) -> list[str]:
+        return list(self.meta.get("ngram_layers", []))
+
+    def top_ngrams(self, layer: str) -> list[list[tuple[str, float]]]:
+        """Per filter of a text model's conv layer: its top n-grams of the probe texts, as
+        ``(text, activation)``, strongest first."""
+        where, value = self._load("ngram." + layer), self._load("ngramval." + layer)
+        tokens, vocab = self._load("tokens"), self.meta.get("vocab") or []
+        k = int(next((e["kernel_size"][0] for e in self.meta.get("layers", []) if e["name"] == layer), 1))
+
+        def word(i: int) -> str:
+            return vocab[i] if 0 <= i < len(vocab) else f"#{i}"
+        out = []
+        for f in range(len(where)):
+            row = []
+            for (text, pos), v in zip(where[f].tolist(), value[f].tolist()):
+                if text < 0:
+                    continue
+                ids = [i for i in tokens[text, pos:pos + k].tolist() if i != 0]
+                row.append((" ".join(word(i) for i in ids), float(v)))
+            out.append(row)
+        return out
 
     def _load(self, name: str) -> np.ndarray:
         if name not in self.paths:

@@ -15,7 +15,7 @@ import torch
 
 from . import images
 from .annotations import BRACKET_SEEDS, BRACKET_TRAIN_CHARS, BRACKET_VAL_CHARS, generate_brackets
-from .registry import BRACKET_VOCAB, TaskInfo
+from .registry import BRACKET_VOCAB, VOCABS, TaskInfo
 from .text import MAX_CODE_CHARS, encode_chars, is_code_val_file, stdlib_sources
 
 __all__ = ["TaskData", "load_task_data", "encode_chars", "stdlib_sources", "MAX_CODE_CHARS"]
@@ -33,6 +33,7 @@ class TaskData:
     train_ids: torch.Tensor | None = None
     val_ids: torch.Tensor | None = None
     probe_x: torch.Tensor | None = None  # inputs whose feature maps probes record (default: x_val[:8])
+    vocab: tuple[str, ...] | None = None  # text tasks: token strings by id
 
     @property
     def train_size(self) -> int:
@@ -59,6 +60,8 @@ def load_task_data(info: TaskInfo, seed: int = 0) -> TaskData:
         return _natural_patches(info, seed)
     if info.name == "patches-cnn":
         return _patches_cnn(info, seed)
+    if info.name == "sentiment-cnn":
+        return _sentiment(info)
     raise KeyError(f"no data loader for task {info.name!r}")
 
 
@@ -121,3 +124,20 @@ def _patches_cnn(info: TaskInfo, seed: int) -> TaskData:
     x_val, y_val = images.labelled_patches(imgs, PATCHES_PER_IMAGE["val"], size, seed + 1, (0.75, 1.0))
     as_t = torch.from_numpy
     return TaskData(info, x_train=as_t(x_train), y_train=as_t(y_train), x_val=as_t(x_val), y_val=as_t(y_val))
+
+
+# sentiment-cnn: generated reviews (backend.tasks.sentiment); the probe texts are a third corpus.
+SENTIMENT_SIZES = {"train": 20_000, "val": 2_000, "probe": 512}
+
+
+def _sentiment(info: TaskInfo) -> TaskData:
+    from .sentiment import SENTIMENT_SEEDS, encode, generate_sentiment
+
+    vocab, max_len = VOCABS[info.name], info.input_shape[0]
+    out = {}
+    for part, n in SENTIMENT_SIZES.items():
+        examples = generate_sentiment(n, SENTIMENT_SEEDS[part])
+        ids, _ = encode([ex.tokens for ex in examples], vocab, max_len)
+        out[part] = (torch.from_numpy(ids), torch.tensor([ex.label for ex in examples], dtype=torch.int64))
+    return TaskData(info, x_train=out["train"][0], y_train=out["train"][1], x_val=out["val"][0],
+                    y_val=out["val"][1], probe_x=out["probe"][0], vocab=vocab)

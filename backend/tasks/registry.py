@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .images import IMAGE_NAMES
+from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 
 # Character vocabulary of the code language model: fixed, so that a model's
 # size is known before any file is read. Index 0 is "unknown character".
@@ -28,20 +29,21 @@ class TaskInfo:
     """What a task gives a model and what it asks of it."""
 
     name: str
-    # image: classify images; lm: next-token language model; recon: reconstruct image patches (autoencoder)
-    kind: Literal["image", "lm", "recon"]
+    # image: classify images; lm: next-token language model; recon: reconstruct image patches (autoencoder);
+    # text: classify token sequences (input_shape is (max tokens,))
+    kind: Literal["image", "lm", "recon", "text"]
     description: str
     families: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, ...] = ()  # image and recon tasks: (channels, height, width)
     n_classes: int = 0  # image tasks
-    vocab_size: int = 0  # language-model tasks
+    vocab_size: int = 0  # language-model and text tasks
     class_names: tuple[str, ...] = ()
     probe_tokens: int = 20480  # language-model tasks: tokens of the held-out hidden-state probe text
 
     @property
     def n_outputs(self) -> int:
-        return {"image": self.n_classes, "lm": self.vocab_size}.get(self.kind, 0)
+        return {"image": self.n_classes, "text": self.n_classes, "lm": self.vocab_size}.get(self.kind, 0)
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -120,10 +122,30 @@ TASKS: dict[str, TaskInfo] = {
             "log_every": 10, "eval_every": 200,
         },
     ),
+    "sentiment-cnn": TaskInfo(
+        name="sentiment-cnn",
+        kind="text",
+        description=("Is this short review positive or negative? Generated sentences where the words alone do not "
+                     "decide: 'not bad' is positive, and after 'but' the second clause wins ('great cast but far too "
+                     "long'). A text CNN (Kim 2014) slides filters over 2-, 3- and 4-word windows and keeps each "
+                     "filter's best match: see which n-grams each filter has learnt to detect."),
+        families=("textcnn",),
+        input_shape=(SENTIMENT_MAX_LEN,),
+        n_classes=len(SENTIMENT_LABELS),
+        class_names=SENTIMENT_LABELS,
+        vocab_size=len(SENTIMENT_VOCAB),
+        defaults={
+            "model": {"family": "textcnn", "channels": [32], "kernel_sizes": [2, 3, 4], "embedding_dim": 32,
+                      "dropout": 0.3},
+            "optimizer": "adam", "lr": 0.003, "batch_size": 64, "steps": 1500,
+            "log_every": 10, "eval_every": 100, "probe_every": 100,
+        },
+    ),
 }
 
 # Token texts of each language-model task, by id.
-VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB)}
+VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB),
+                                      "sentiment-cnn": SENTIMENT_VOCAB}
 
 
 def get_task(name: str) -> TaskInfo:

@@ -36,7 +36,7 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
         from ..tasks.probe import probe_corpus
         hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
                                       adaptive=spec.probe_every is None))  # an explicit cadence is kept
-    if spec.model.family in ("cnn", "sparse-ae"):
+    if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     return hooks
