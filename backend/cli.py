@@ -1,6 +1,7 @@
 """The ``deepscope`` command.
 
-    deepscope demo                       # dashboard on http://127.0.0.1:8050 + code-lstm and brackets-lstm runs
+    deepscope demo                       # dashboard on http://127.0.0.1:8050 + code-lstm, brackets-lstm and
+                                         # natural-patches runs
     deepscope serve --port 8050          # dashboard only
     deepscope train digits-cnn --set lr=0.01 --set model.channels=8,16
     deepscope runs                       # list runs in the data folder
@@ -121,12 +122,15 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
         if live:
             print(f"a run is already training ({live[0]['id']}); not starting another")
         else:
-            # a short run first: in ~20 s a cell that counts bracket depth shows on Hidden states
-            # one torch thread each: two trainers sharing the cores (see JobManager._threads)
+            # short runs first: in ~10 s Kernels shows filters that became edge detectors, in ~20 s
+            # Hidden states a cell that counts bracket depth; one torch thread each (JobManager._threads)
+            patches = jobs.start(RunSpec.for_task("natural-patches"), name="demo · natural-patches (Gabor filters)",
+                                 threads=1)
             short = jobs.start(RunSpec.for_task("brackets-lstm"), name="demo · brackets-lstm (LSTMVis case study)",
                                threads=1)
             run_id = jobs.start(RunSpec.for_task(DEMO_TASK, steps=args.steps), name="demo · code-lstm", threads=1)
-            print(f"started demo runs {run_id} ({DEMO_TASK}, long) and {short} (brackets-lstm, ~20 s)")
+            print(f"started demo runs {run_id} ({DEMO_TASK}, long), {short} (brackets-lstm, ~20 s) and {patches} "
+                  "(natural-patches, ~10 s)")
     app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs)
     print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the cleanup below on `kill` too

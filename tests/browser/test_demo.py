@@ -77,6 +77,6 @@ def test_dm001_demo_shows_a_growing_curve_within_60s(tmp_path):
         out = log.read()[-3000:]
     assert demo.returncode == 0, out
     runs = RunStore(data_dir).list_runs()
-    assert sorted(r["task"] for r in runs) == ["brackets-lstm", "code-lstm"], out
+    assert sorted(r["task"] for r in runs) == ["brackets-lstm", "code-lstm", "natural-patches"], out
     assert all(r["status"] in ("stopped", "completed") for r in runs), out  # no trainer left running
     assert runs[0]["task"] == "code-lstm"  # the newest, so the one the Training page opens on
