@@ -78,6 +78,10 @@ class KernelSnapshot:
     def inputs(self) -> np.ndarray | None:
         return self._load("inputs") if "inputs" in self.paths else None
 
+    def top_tokens(self) -> np.ndarray:
+        """Text models: the probe texts as token ids ``(texts, time)``, 0 = padding."""
+        return self._load("tokens")
+
     @property
     def ngram_layers(self) -> list[str]:
         return list(self.meta.get("ngram_layers", []))

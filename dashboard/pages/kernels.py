@@ -1,23 +1,27 @@
 """Kernels page (``/kernels``): conv kernels as they train, how Gabor-like they are, what they detect.
 
-A grid of each conv layer's kernels (diverging colours centred at zero) at the snapshot
-the step slider points at (following the newest by default, live); hover a kernel for
-its Gabor fit, click it to see the fitted Gabor beside it. For kernels of 7x7 or larger:
-the fraction of Gabor-like kernels over training and a rose of their orientations.
-Feature maps: a probe input and its maps after each conv and pooling layer.
+A grid of each conv layer's kernels at the snapshot the step slider points at (following
+the newest by default, live; Play steps through the snapshots): diverging colours centred
+at zero, or colour images for a layer over an RGB input (0 mid-grey), small line plots for
+1-D kernels of one channel, small (channels x taps) tiles for 1-D kernels of several.
+Hover a kernel for its Gabor fit, click it to see the fitted Gabor beside it. For 2D
+kernels of 7x7 or larger: the fraction of Gabor-like kernels over training (optionally
+beside another run's first conv layer) and a rose of their orientations. Feature maps: a
+probe input and its maps after each conv and pooling layer.
 """
 from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from backend.analysis.gabor import MIN_SIZE, gabor, kernel_images
 from dashboard import ids
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.figures.hidden import heat_img
-from dashboard.figures.kernels import gabor_curve_figure, kernel_mosaic, orientation_rose
+from dashboard.figures.kernels import (gabor_curve_figure, kernel_mosaic, line_grid, orientation_rose,
+                                       rgb_kernels, rgb_mosaic, rgb_png)
 from dashboard.hidden_data import ViewError, view_error_message
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
 
@@ -28,6 +32,9 @@ WHAT = ("Kernels shows the filters of a convolutional network as it trains: what
         "layer's feature maps make of an input.")
 CONFIG = {"displaylogo": False, "displayModeBar": False}
 MAX_MAPS = 16
+PLAY_MS = 500  # Play: about 2 snapshots a second
+PLAY, PAUSE = "▶ Play", "❚❚ Pause"
+HIDDEN = {"display": "none"}
 
 
 def layout(run: str | None = None, **_query) -> html.Div:
@@ -35,7 +42,7 @@ def layout(run: str | None = None, **_query) -> html.Div:
     runs = context.data.list_runs()
     if not runs:
         return no_runs_state(WHAT)
-    cnn = [r for r in runs if (r.get("spec") or {}).get("model", {}).get("family") == "cnn"]
+    cnn = _cnn_runs(runs)
     chosen = run or (cnn[0]["id"] if cnn else runs[0]["id"])
     options = [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in cnn]
     if chosen not in {o["value"] for o in options}:
@@ -50,8 +57,11 @@ def layout(run: str | None = None, **_query) -> html.Div:
             html.Div([html.Label("Layer", htmlFor=ids.KN_LAYER),
                       dcc.Dropdown(id=ids.KN_LAYER, clearable=False)], className="field"),
             html.Div([html.Label("Training step", htmlFor=ids.KN_STEP),
-                      dcc.Slider(id=ids.KN_STEP, min=0, max=0, step=1, value=0, marks=None, included=False,
-                                 allow_direct_input=False),
+                      html.Div([html.Button(PLAY, id=ids.KN_PLAY, className="btn kn-play", n_clicks=0,
+                                            title="step through the snapshots up to the newest, 2 a second"),
+                                html.Div(dcc.Slider(id=ids.KN_STEP, min=0, max=0, step=1, value=0, marks=None,
+                                                    included=False, allow_direct_input=False),
+                                         className="kn-slider")], className="kn-step-row"),
                       html.Div([dcc.Checklist(id=ids.KN_FOLLOW, options=[{"label": " follow the newest",
                                                                            "value": "on"}], value=["on"], inline=True),
                                 html.Span(id=ids.KN_INFO, className="muted")], className="step-info")],
@@ -59,50 +69,77 @@ def layout(run: str | None = None, **_query) -> html.Div:
         ], className="toolbar kn-toolbar"),
         html.Div(id=ids.KN_NOTE, role="status"),
         html.Div([
-            html.Section([dcc.Graph(id=ids.KN_MOSAIC, config=CONFIG)], className="card"),
+            html.Section([
+                html.Div([html.Span("Show kernels as", className="field-label"),
+                          dcc.RadioItems(id=ids.KN_COLOUR, value="rgb", inline=True, options=[
+                              {"label": " Colour", "value": "rgb"},
+                              {"label": " Principal component", "value": "principal"}])],
+                         id=ids.KN_COLOUR_FIELD, className="kn-colour", style=HIDDEN,
+                         title="Colour: each kernel's red, green and blue input weights (0 is grey). Principal "
+                               "component: the spatial pattern its three channels share best, red/blue around 0."),
+                dcc.Graph(id=ids.KN_MOSAIC, config=CONFIG)], className="card"),
             html.Section([html.H3("Kernel and its Gabor fit"), html.Div(id=ids.KN_DETAIL)], className="card"),
         ], className="two-col"),
-        html.Div([html.Section([dcc.Graph(id=ids.KN_CURVE, config=CONFIG)], className="card"),
+        html.Div([html.Section([
+            html.Div([html.Label("Compare with", htmlFor=ids.KN_COMPARE),
+                      dcc.Dropdown(id=ids.KN_COMPARE, clearable=True,
+                                   placeholder="another CNN run (its first conv layer)")],
+                     className="field-inline kn-compare"),
+            dcc.Graph(id=ids.KN_CURVE, config=CONFIG)], className="card"),
                   html.Section([dcc.Graph(id=ids.KN_ROSE, config=CONFIG)], className="card")], className="two-col"),
-        html.Section([html.H3("Feature maps"),
-                      html.Div([html.Label("Probe input", htmlFor=ids.KN_INPUT),
-                                dcc.Dropdown(id=ids.KN_INPUT, value=0, clearable=False)], className="field-inline"),
+        html.Section([html.Div([html.Label("Probe input", htmlFor=ids.KN_INPUT),
+                                dcc.Dropdown(id=ids.KN_INPUT, value="0", clearable=False)], id=ids.KN_INPUT_FIELD,
+                               className="field-inline", style=HIDDEN),
                       html.Div(id=ids.KN_MAPS, className="maps")], className="card"),
         dcc.Store(id=ids.KN_STEPS),
         dcc.Interval(id=ids.KN_INTERVAL, interval=max(2000, 4 * context.poll_ms)),
+        dcc.Interval(id=ids.KN_PLAY_TICK, interval=PLAY_MS, disabled=True),
     ], className="kernels-page")
+
+
+CONV_FAMILIES = ("cnn", "sparse-ae", "textcnn")
+
+
+def _cnn_runs(runs: list[dict]) -> list[dict]:
+    """Runs of a family with conv layers (image CNNs, the sparse autoencoder, text CNNs)."""
+    return [r for r in runs if (r.get("spec") or {}).get("model", {}).get("family") in CONV_FAMILIES]
 
 
 @callback(Output(ids.KN_STEP, "max"), Output(ids.KN_STEP, "marks"), Output(ids.KN_STEP, "value"),
           Output(ids.KN_STEPS, "data"), Output(ids.KN_LAYER, "options"), Output(ids.KN_LAYER, "value"),
-          Output(ids.KN_INPUT, "options"), Output(ids.KN_NOTE, "children"),
+          Output(ids.KN_INPUT, "options"), Output(ids.KN_INPUT, "value"), Output(ids.KN_INPUT_FIELD, "style"),
+          Output(ids.KN_NOTE, "children"),
           Input(ids.KN_INTERVAL, "n_intervals"), Input(ids.KN_RUN, "value"), Input(ids.KN_FOLLOW, "value"),
-          State(ids.KN_STEPS, "data"), State(ids.KN_STEP, "value"), State(ids.KN_LAYER, "value"))
-def _snapshots(_n, run_id, follow, known, index, layer):
+          State(ids.KN_STEPS, "data"), State(ids.KN_STEP, "value"), State(ids.KN_LAYER, "value"),
+          State(ids.KN_INPUT, "value"))
+def _snapshots(_n, run_id, follow, known, index, layer, which):
     context = current()
     run = context.data.get_run(run_id) if run_id else None
     if run is None:
-        return 0, {}, 0, [], [], None, [], alert("Choose a run with a convolutional model.", "warning")
+        return 0, {}, 0, [], [], None, [], None, HIDDEN, alert("Choose a run with a convolutional model.", "warning")
     snaps = context.data.kernels.snapshots(run_id)
     if not snaps:
         family = (run.get("spec") or {}).get("model", {}).get("family")
-        if family != "cnn":
+        if family not in CONV_FAMILIES:
             msg = (f"Run {run['name']} ({run['id']}) is a {family or 'non-convolutional'} model: it has no conv layer, "
-                   "so it has no kernels. Choose a CNN run, or start one on New run (family cnn).")
-            return 0, {}, 0, [], [], None, [], alert(msg, "warning")
-        return 0, {}, 0, [], [], None, [], alert(
+                   "so it has no kernels. Choose a CNN run, or start one on New run (task natural-patches, "
+                   "patches-cnn, digits-cnn with family cnn, or sentiment-cnn).")
+            return 0, {}, 0, [], [], None, [], None, HIDDEN, alert(msg, "warning")
+        return 0, {}, 0, [], [], None, [], None, HIDDEN, alert(
             f"No kernel snapshot yet (run status: {run['status']}); this page updates by itself.", "info")
     steps = [int(s["step"]) for s in snaps]
-    if steps == known:
-        return (no_update,) * 8
+    if steps == known and ctx.triggered_id != ids.KN_RUN:  # another run with the same steps still updates
+        return (no_update,) * 10
     meta = snaps[-1]["meta"]
     layers = meta.get("conv_layers", [])
     sizes = {entry["name"]: entry.get("kernel_size") for entry in meta.get("layers", []) if entry.get("kind") != "pool"}
     layer_opts = [{"label": f"{name} ({'x'.join(map(str, sizes.get(name) or []))})", "value": name} for name in layers]
     value = slider_value(steps, known, index, follow, None)
-    inputs = [{"label": f"input {i}", "value": i} for i in range(int(meta.get("n_inputs", 0)))]
+    # string values: Dash 4's dropdown shows a numeric 0 as empty
+    inputs = [{"label": f"input {i + 1}", "value": str(i)} for i in range(int(meta.get("n_inputs", 0)))]
+    which = which if which in {o["value"] for o in inputs} else (inputs[0]["value"] if inputs else None)
     return (len(steps) - 1, slider_marks(steps), value, steps, layer_opts, layer if layer in layers else
-            (layers[0] if layers else None), inputs, None)
+            (layers[0] if layers else None), inputs, which, {} if inputs else HIDDEN, None)
 
 
 @callback(Output(ids.KN_FOLLOW, "value"), Input(ids.KN_STEP, "value"), State(ids.KN_STEPS, "data"),
@@ -111,38 +148,123 @@ def _stop_following(index, steps, follow):
     return no_update if keeps_following(index, steps, follow) else []
 
 
-@callback(Output(ids.KN_MOSAIC, "figure"), Output(ids.KN_CURVE, "figure"), Output(ids.KN_ROSE, "figure"),
-          Output(ids.KN_INFO, "children"),
+@callback(Output(ids.KN_MOSAIC, "figure"), Output(ids.KN_ROSE, "figure"), Output(ids.KN_INFO, "children"),
+          Output(ids.KN_COLOUR_FIELD, "style"),
           Input(ids.KN_RUN, "value"), Input(ids.KN_STEP, "value"), Input(ids.KN_STEPS, "data"),
-          Input(ids.KN_LAYER, "value"))
-def _kernels_view(run_id, index, steps, layer):
+          Input(ids.KN_LAYER, "value"), Input(ids.KN_COLOUR, "value"))
+def _kernels_view(run_id, index, steps, layer, colour):
     if not steps or not layer:
-        return blank_figure("No kernels to show yet."), blank_figure(""), blank_figure(""), ""
+        return blank_figure("No kernels to show yet."), blank_figure(""), "", HIDDEN
     kd = current().data.kernels
     try:
         snap, note = kd.open(run_id, step_at(steps, index))
         weight = snap.weights(layer)
     except ViewError as exc:
         msg = view_error_message(exc)
-        return blank_figure(msg), blank_figure(""), blank_figure(""), ""
+        return blank_figure(msg), blank_figure(""), "", HIDDEN
     info = f"snapshot at step {snap.step:,}" + (f" · {note}" if note else "")
     if weight.ndim == 4 and weight.shape[2] * weight.shape[3] == 1:
         msg = f"{layer} has 1x1 kernels: they mix channels and have no spatial pattern to show or fit."
-        return blank_figure(msg), blank_figure(""), blank_figure(""), info
-    images = kernel_images(weight) if weight.ndim == 4 else weight.reshape(-1, 1, weight.shape[-1])[:, 0][:, None, :]
+        return blank_figure(msg), blank_figure(""), info, HIDDEN
     fit = kd.fits(run_id, snap, layer)
-    labels = _labels(len(images), fit)
-    title = f"{layer}: {len(images)} kernels {'x'.join(map(str, weight.shape[2:]))} at step {snap.step:,}"
-    mosaic = kernel_mosaic(images, labels, title)
+    n = len(weight)
+    labels = _labels(n, fit)
+    rgb = weight.ndim == 4 and weight.shape[1] == 3
+    if weight.ndim == 3:
+        out, chans, taps = weight.shape
+        if chans == 1:
+            title = f"{layer}: {out} kernels of {taps} taps (1 input channel) at step {snap.step:,}"
+            mosaic = line_grid(weight[:, 0], labels, title)
+        else:
+            title = (f"{layer}: {out} kernels, each {chans} input channels (rows) x {taps} taps at "
+                     f"step {snap.step:,}")
+            mosaic = kernel_mosaic(weight, labels, title)
+    else:
+        size = "x".join(map(str, weight.shape[2:]))
+        if rgb and colour != "principal":
+            mosaic = rgb_mosaic(weight, labels, f"{layer}: {n} kernels {size} over RGB, in colour, "
+                                                f"at step {snap.step:,}")
+        else:
+            what = " (principal component of R, G, B)" if rgb else ""
+            mosaic = kernel_mosaic(kernel_images(weight), labels, f"{layer}: {n} kernels {size}{what} at "
+                                                                  f"step {snap.step:,}")
+    colour_style = None if rgb else HIDDEN
     if "too_small" in fit:
-        size = fit["too_small"]
-        msg = (f"{size}x{size} kernels have too few pixels to tell a Gabor from noise (random 3x3 kernels fit one); "
-               f"the Gabor score needs kernels of {MIN_SIZE}x{MIN_SIZE} or larger.") if size else fit.get("reason", "")
-        return mosaic, blank_figure(msg), blank_figure(""), info
-    steps_curve, fractions = kd.gabor_curve(run_id, layer) or ([], [])
+        msg = ("Stripe orientations need a Gabor fit,<br>which applies to 2D kernels only." if weight.ndim == 3
+               else f"Stripe orientations need a Gabor fit,<br>which needs kernels of {MIN_SIZE}x{MIN_SIZE} or larger.")
+        return mosaic, blank_figure(msg), info, colour_style
     rose = orientation_rose([np.radians(stripes_deg(t)) for t in fit["theta"]], fit["gabor_like"]) if any(fit["gabor_like"]) else \
         blank_figure("No Gabor-like kernels at this step yet: their orientations will show here.")
-    return mosaic, gabor_curve_figure(steps_curve, fractions, layer), rose, info
+    return mosaic, rose, info, colour_style
+
+
+@callback(Output(ids.KN_COMPARE, "options"), Output(ids.KN_COMPARE, "value"), Input(ids.KN_RUN, "value"),
+          State(ids.KN_COMPARE, "value"))
+def _compare_options(run_id, compare):
+    runs = [r for r in _cnn_runs(current().data.list_runs()) if r["id"] != run_id]
+    options = [{"label": f"{r['name']} ({r['id']})", "value": r["id"]} for r in runs]
+    return options, compare if compare in {o["value"] for o in options} else None
+
+
+@callback(Output(ids.KN_CURVE, "figure"), Input(ids.KN_RUN, "value"), Input(ids.KN_STEPS, "data"),
+          Input(ids.KN_LAYER, "value"), Input(ids.KN_COMPARE, "value"))
+def _curve(run_id, steps, layer, compare):
+    if not steps or not layer:
+        return blank_figure("")
+    data = current().data
+    run = data.get_run(run_id) or {"name": run_id}
+    main = _curve_series(run_id, run["name"], layer)
+    other = None
+    if compare and compare != run_id:
+        other_run = data.get_run(compare)
+        if other_run is not None:
+            snaps = data.kernels.snapshots(compare)
+            other_layer = (snaps[-1]["meta"].get("conv_layers") or [None])[0] if snaps else None
+            other = _curve_series(compare, other_run["name"], other_layer) if other_layer else \
+                {"name": other_run["name"], "note": "no kernel snapshot yet"}
+    if other is None:
+        if "note" in main:
+            return blank_figure(main["why"])
+        return gabor_curve_figure(main["steps"], main["fractions"], layer)
+    series = [main, other]
+    for s in series:
+        if "steps" in s:
+            s["name"] = f"{s['name']} · {s['layer']}"
+    return gabor_curve_figure(series=series)
+
+
+def _curve_series(run_id: str, name: str, layer: str) -> dict:
+    """A run's Gabor-like curve for ``layer`` as a series, or a note on why it has none."""
+    kd = current().data.kernels
+    snaps = kd.snapshots(run_id)
+    shape = _kernel_size(kd, run_id, snaps, layer)
+    if len(shape) == 1:
+        return {"name": name, "layer": layer, "note": f"1-D kernels ({layer}), no Gabor score",
+                "why": (f"Gabor fits apply to 2D kernels: {layer} has 1-D kernels ({shape[0]} taps),<br>"
+                        "so it has no Gabor-like score.")}
+    if shape and min(shape) < MIN_SIZE:
+        size = "x".join(map(str, shape))
+        return {"name": name, "layer": layer, "note": f"{size} kernels, no Gabor score",
+                "why": (f"{size} kernels have too few pixels to tell a Gabor from noise<br>(random 3x3 kernels fit "
+                        f"one); the Gabor score needs<br>kernels of {MIN_SIZE}x{MIN_SIZE} or larger.")}
+    curve = kd.gabor_curve(run_id, layer)
+    if not curve or not curve[0]:
+        return {"name": name, "layer": layer, "note": "no Gabor score", "why": "No Gabor score for this layer yet."}
+    return {"name": name, "layer": layer, "steps": curve[0], "fractions": curve[1]}
+
+
+def _kernel_size(kd, run_id: str, snaps: list[dict], layer: str) -> list[int]:
+    """A layer's kernel size from the newest snapshot's meta (or its weights): [k] or [kh, kw]; [] if unknown."""
+    if not snaps:
+        return []
+    for entry in snaps[-1]["meta"].get("layers", []):
+        if entry.get("name") == layer and entry.get("kernel_size"):
+            return [int(v) for v in entry["kernel_size"]]
+    try:
+        snap, _ = kd.open(run_id)
+        return list(snap.weights(layer).shape[2:])
+    except Exception:  # noqa: BLE001 - unknown size: the curve decides
+        return []
 
 
 def stripes_deg(theta: float) -> float:
@@ -167,21 +289,39 @@ def _labels(n: int, fit: dict) -> list[str]:
 def _detail(click, run_id, index, steps, layer):
     if not steps or not layer:
         return None
-    k = 0
-    if click and click.get("points"):
-        k = max(0, int(click["points"][0].get("customdata", 0) or 0))
+    k = _clicked_kernel(click)
     kd = current().data.kernels
     try:
         snap, _ = kd.open(run_id, step_at(steps, index))
         weight = snap.weights(layer)
     except ViewError as exc:
         return alert(view_error_message(exc), "warning")
+    k = min(k, len(weight) - 1)
     if weight.ndim != 4:
-        return html.P("1-D kernels: see the grid.", className="hint")
+        chans, taps = weight.shape[1:]
+        bound = float(np.abs(weight[k]).max()) or 1.0
+        px = max(4, min(18, 260 // max(chans, taps)))
+        what = (f"{taps} taps: " + ", ".join(f"{v:.3f}" for v in weight[k, 0])) if chans == 1 else \
+            f"{chans} input channels (rows) x {taps} taps"
+        parts = [html.Figure([heat_img(weight[k], -bound, bound, px=px), html.Figcaption(f"kernel {k}: {what}")])]
+        if layer in snap.ngram_layers:
+            grams = snap.top_ngrams(layer)[k]
+            parts.append(html.Div([html.Strong(f"Filter {k} fires most on:"),
+                                   html.Ol([html.Li(f"{text}  ({value:.2f})") for text, value in grams])]))
+        parts.append(html.P("Gabor fits apply to 2D kernels; this layer's kernels are 1-D, so there is no fit to "
+                            "show.", className="hint"))
+        return html.Div(parts, className="kernel-detail")
     images = kernel_images(weight)
-    k = min(k, len(images) - 1)
     bound = float(np.abs(images[k]).max()) or 1.0
-    parts = [html.Figure([heat_img(images[k], -bound, bound, px=18), html.Figcaption(f"kernel {k}")])]
+    parts = []
+    if weight.shape[1] == 3:
+        h, w = weight.shape[2:]
+        parts.append(html.Figure([html.Img(src=rgb_png(rgb_kernels(weight)[k]), className="heat",
+                                           style={"width": f"{w * 18}px", "height": f"{h * 18}px"}),
+                                  html.Figcaption(f"kernel {k} in colour")]))
+        parts.append(html.Figure([heat_img(images[k], -bound, bound, px=18), html.Figcaption("principal component")]))
+    else:
+        parts.append(html.Figure([heat_img(images[k], -bound, bound, px=18), html.Figcaption(f"kernel {k}")]))
     fit = kd.fits(run_id, snap, layer)
     if "too_small" in fit:
         parts.append(html.P(f"Kernels of {MIN_SIZE}x{MIN_SIZE} or larger get a Gabor fit.", className="hint"))
@@ -201,30 +341,91 @@ def _detail(click, run_id, index, steps, layer):
     return html.Div(parts, className="kernel-detail")
 
 
+def _clicked_kernel(click: dict | None) -> int:
+    """The kernel a click landed on (its customdata, or the customdata's first entry); 0 before any click."""
+    if not click or not click.get("points"):
+        return 0
+    custom = click["points"][0].get("customdata", 0)
+    if isinstance(custom, (list, tuple)):
+        custom = custom[0] if custom else 0
+    try:
+        return max(0, int(custom or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+# Play: the button starts (from the first snapshot when the slider is at the newest, else from where it is)
+# and pauses; each tick moves the slider one snapshot on, and the last one stops. All in the browser.
+clientside_callback(
+    f"""
+    function(nPlay, nTick, runId, disabled, index, steps) {{
+        const nu = window.dash_clientside.no_update;
+        const fired = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+        const last = (steps || []).length - 1;
+        const stop = [nu, nu, true, {PLAY!r}];
+        if (fired.some(p => p.startsWith({ids.KN_RUN!r} + "."))) {{ return disabled ? [nu, nu, nu, nu] : stop; }}
+        if (fired.some(p => p.startsWith({ids.KN_PLAY!r} + "."))) {{
+            if (!disabled || last < 1) {{ return stop; }}
+            const start = (index === null || index === undefined || index >= last) ? 0 : index;
+            return [start, [], false, {PAUSE!r}];
+        }}
+        if (disabled) {{ return [nu, nu, nu, nu]; }}
+        const next = Math.min((index || 0) + 1, Math.max(last, 0));
+        return next >= last ? [next, nu, true, {PLAY!r}] : [next, nu, nu, nu];
+    }}
+    """,
+    Output(ids.KN_STEP, "value", allow_duplicate=True), Output(ids.KN_FOLLOW, "value", allow_duplicate=True),
+    Output(ids.KN_PLAY_TICK, "disabled"), Output(ids.KN_PLAY, "children"),
+    Input(ids.KN_PLAY, "n_clicks"), Input(ids.KN_PLAY_TICK, "n_intervals"), Input(ids.KN_RUN, "value"),
+    State(ids.KN_PLAY_TICK, "disabled"), State(ids.KN_STEP, "value"), State(ids.KN_STEPS, "data"),
+    prevent_initial_call=True,
+)
+
+
 @callback(Output(ids.KN_MAPS, "children"), Input(ids.KN_RUN, "value"), Input(ids.KN_STEP, "value"),
-          Input(ids.KN_STEPS, "data"), Input(ids.KN_INPUT, "value"))
-def _maps(run_id, index, steps, which):
+          Input(ids.KN_STEPS, "data"), Input(ids.KN_INPUT, "value"), Input(ids.KN_LAYER, "value"))
+def _maps(run_id, index, steps, which, layer):
     if not steps:
-        return None
+        return html.H3("Feature maps")
     try:
         snap, _ = current().data.kernels.open(run_id, step_at(steps, index))
     except ViewError as exc:
-        return alert(view_error_message(exc), "warning")
+        return [html.H3("Feature maps"), alert(view_error_message(exc), "warning")]
+    if snap.ngram_layers:
+        return _ngram_table(snap, layer if layer in snap.ngram_layers else snap.ngram_layers[0])
     inputs = snap.inputs()
+    title = html.H3("Feature maps")
     if inputs is None or not len(inputs):
-        return html.P("This run has no probe inputs.", className="hint")
+        return [title, html.P("This run has no probe inputs.", className="hint")]
     i = min(int(which or 0), len(inputs) - 1)
     x = inputs[i].astype(np.float32)
     rows = [html.Div([html.Strong("input"), heat_img(x.mean(0), float(x.min()), float(x.max()), diverging=False,
-                                                     px=8)], className="map-row")]
+                                                     px=max(2, 192 // max(x.shape[1:])))], className="map-row")]
     kinds = {entry["name"]: entry["kind"] for entry in snap.meta.get("layers", [])}
     for name in snap.map_layers:
         m = snap.maps(name)[i].astype(np.float32)
         if m.ndim != 3:
             continue
-        lo, hi = float(m.min()), float(m.max())
-        imgs = [heat_img(m[c], lo, hi, diverging=False, px=max(2, 48 // max(m.shape[1:])),
-                         title=f"{name} channel {c}") for c in range(min(MAX_MAPS, len(m)))]
+        imgs = [heat_img(m[c], float(m[c].min()), float(m[c].max()) + 1e-6, diverging=False,
+                         px=max(2, 48 // max(m.shape[1:])), title=f"{name} channel {c}: {float(m[c].min()):.2f} "
+                         f"to {float(m[c].max()):.2f}") for c in range(min(MAX_MAPS, len(m)))]
         label = f"{name} ({'conv' if kinds.get(name, '').startswith('conv') else 'pool'}, {len(m)} maps)"
         rows.append(html.Div([html.Strong(label), *imgs], className="map-row"))
-    return rows
+    return [title, html.P("A probe input, then what each layer makes of it: one small map per channel (the "
+                          f"first {MAX_MAPS}), dark where the channel responds most, each map on its own scale "
+                          "(hover for its range).", className="hint"), *rows]
+
+
+def _ngram_table(snap, layer: str) -> list:
+    """Text models: each filter of ``layer`` with the n-grams of the probe texts that excite it most."""
+    grams = snap.top_ngrams(layer)
+    width = next((e["kernel_size"][0] for e in snap.meta.get("layers", []) if e["name"] == layer), "?")
+    rows = [html.Tr([html.Td(f"filter {f}", className="muted"),
+                     html.Td([html.Span(text, className="ngram", title=f"activation {value:.2f}")
+                              for text, value in g])]) for f, g in enumerate(grams)]
+    return [html.H3(f"What each filter of {layer} detects: its top {width}-grams"),
+            html.P(f"For every filter, the distinct {width}-word windows of {len(snap.top_tokens())} probe "
+                   "reviews that excite it most, strongest first (hover for the activation). Filters that "
+                   "have learnt something read like a theme: negated praise, 'would recommend', intensified "
+                   "complaints.", className="hint"),
+            html.Table(html.Tbody(rows), className="ngram-table")]
