@@ -406,14 +406,35 @@ def _maps(run_id, index, steps, which, layer):
         m = snap.maps(name)[i].astype(np.float32)
         if m.ndim != 3:
             continue
-        imgs = [heat_img(m[c], float(m[c].min()), float(m[c].max()) + 1e-6, diverging=False,
-                         px=max(2, 48 // max(m.shape[1:])), title=f"{name} channel {c}: {float(m[c].min()):.2f} "
-                         f"to {float(m[c].max()):.2f}") for c in range(min(MAX_MAPS, len(m)))]
+        px = max(2, 48 // max(m.shape[1:]))
+        made_by = _kernel_thumbs(snap, name, px * m.shape[2]) if kinds.get(name) == "conv2d" else {}
+        cells = []
+        for c in range(min(MAX_MAPS, len(m))):
+            lo, hi = float(m[c].min()), float(m[c].max())
+            tip = f"{name} channel {c}: {lo:.2f} to {hi:.2f}" + (" (all the same: a silent channel)" if hi - lo < 1e-6
+                                                                 else "")
+            img = heat_img(m[c], lo, hi + 1e-6, diverging=False, px=px, title=tip)
+            cells.append(html.Div([made_by[c], img], className="map-cell") if c in made_by else img)
         label = f"{name} ({'conv' if kinds.get(name, '').startswith('conv') else 'pool'}, {len(m)} maps)"
-        rows.append(html.Div([html.Strong(label), *imgs], className="map-row"))
+        rows.append(html.Div([html.Strong(label), *cells], className="map-row"))
     return [title, html.P("A probe input, then what each layer makes of it: one small map per channel (the "
                           f"first {MAX_MAPS}), dark where the channel responds most, each map on its own scale "
-                          "(hover for its range).", className="hint"), *rows]
+                          "(hover for its range). Above each conv map, the kernel that made it.", className="hint"),
+            *rows]
+
+
+def _kernel_thumbs(snap, layer: str, width: int) -> dict[int, html.Img]:
+    """Small images of a 2-D conv layer's kernels (red/blue around 0), by output channel, ``width`` px wide."""
+    if layer not in snap.conv_layers:
+        return {}
+    weight = snap.weights(layer)
+    if weight.ndim != 4 or weight.shape[2] * weight.shape[3] == 1:
+        return {}
+    images = kernel_images(weight)[:MAX_MAPS]
+    bound = float(np.abs(images).max()) or 1.0
+    px = max(1, width // images.shape[2])
+    return {c: heat_img(images[c], -bound, bound, px=px, title=f"kernel {c} of {layer}")
+            for c in range(len(images))}
 
 
 def _ngram_table(snap, layer: str) -> list:

@@ -105,3 +105,41 @@ def test_kn006_text_cnn_lists_each_filters_top_ngrams(dash_duo, text_cnn_run):
           msg=lambda: f"detail: {js_text(dash_duo, f'#{ids.KN_DETAIL}')!r}")
     assert "no fit to show" in js_text(dash_duo, f"#{ids.KN_DETAIL}")
     assert dash_duo.get_logs() == []
+
+
+@pytest.fixture(scope="module")
+def awkward_runs(tmp_path_factory):
+    """A CNN with 1x1 kernels, and one whose newest snapshot is still being written (a file missing)."""
+    from backend.store.kernels import KIND
+    from backend.training.worker import run_training
+
+    data_dir = tmp_path_factory.mktemp("kn7") / "data"
+    store = RunStore(data_dir)
+    out = {}
+    for name, kernel in (("k1", 1), ("partial", 7)):
+        spec = RunSpec.for_task("digits-cnn", steps=20, probe_every=10, model={"channels": [4], "kernel_sizes": [kernel]})
+        out[name] = store.create_run(name, spec.task, spec.model_dump())
+        assert run_training(store, out[name], device="cpu") == "completed"
+    newest = store.list_snapshots(out["partial"], KIND)[-1]
+    (store.data_dir / newest["arrays"]["w.features.0"]).unlink()
+    return data_dir, out
+
+
+@pytest.mark.timeout(240)
+def test_kn007_one_by_one_kernels_and_a_snapshot_being_written_say_why(dash_duo, awkward_runs):
+    from dashboard.app import create_app
+
+    data_dir, runs = awkward_runs
+    dash_duo.start_server(create_app(data_dir, poll_ms=250))
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/kernels?run={runs['k1']}", timeout=30)
+    until(lambda: "1x1 kernels" in (dash_duo.driver.execute_script(
+        f"const g = document.querySelector('{MOSAIC}'); return g ? JSON.stringify(g.layout.annotations || []) : '';")
+        or ""), timeout=20, msg="1x1 kernels: the grid does not say why it is empty")
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/kernels?run={runs['partial']}")
+    until(lambda: "Showing an earlier snapshot" in (js_text(dash_duo, f"#{ids.KN_INFO}") or ""), timeout=20,
+          msg=lambda: f"info: {js_text(dash_duo, f'#{ids.KN_INFO}')!r}")
+    info = js_text(dash_duo, f"#{ids.KN_INFO}")
+    assert "snapshot at step 10" in info and "still being written" in info
+    assert dash_duo.driver.execute_script(f"return document.querySelector('{MOSAIC}').data.length") == 1
+    assert dash_duo.get_logs() == []
