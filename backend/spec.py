@@ -20,7 +20,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 from .tasks import get_task
 from .tasks.registry import TASKS, TaskInfo
 
-Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae", "textcnn"]
+Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae", "textcnn", "skipgram"]
 Optimizer = Literal["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta"]
 RECURRENT = ("rnn", "gru", "lstm")
 
@@ -29,6 +29,7 @@ MAX_PARAMS = 50_000_000
 MAX_MEMORY_BYTES = 4 * 2**30
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adagrad": 1, "rmsprop": 1, "adadelta": 2}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+W2V_NEGATIVES, W2V_WINDOW = 5, 5  # skip-gram: negatives per pair, context words on each side
 
 
 class ModelSpec(BaseModel):
@@ -202,6 +203,8 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
     m = spec.model if isinstance(spec, RunSpec) else spec
     info = info or get_task(spec.task)  # type: ignore[union-attr]
     seq = spec.seq_len if isinstance(spec, RunSpec) else 64
+    if m.family == "skipgram":  # word and context vectors; per pair: center, context and the negatives
+        return 2 * info.vocab_size * m.embedding_dim, (2 + W2V_NEGATIVES) * m.embedding_dim
     if m.family == "textcnn":
         n, emb, t = m.channels[0], m.embedding_dim, info.input_shape[0]
         params = info.vocab_size * emb + sum(emb * n * k + n for k in m.kernel_sizes)
@@ -210,8 +213,9 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
     if m.family in RECURRENT:
         dirs = 2 if m.bidirectional else 1
         g, h = GATES[m.family], m.hidden_size
-        if info.kind == "lm":
-            n_in, steps, params = m.embedding_dim, seq, info.vocab_size * m.embedding_dim
+        if info.kind in ("lm", "text"):
+            steps = seq if info.kind == "lm" else info.input_shape[0]
+            n_in, params = m.embedding_dim, info.vocab_size * m.embedding_dim
         else:
             c, hh, w = info.input_shape
             n_in, steps, params = c * w, hh, 0

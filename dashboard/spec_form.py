@@ -32,7 +32,7 @@ class FormField:
 
 FIELDS: tuple[FormField, ...] = (
     FormField("family", "Model family", "select", ("model", "family"),
-              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae", "textcnn")),
+              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae", "textcnn", "skipgram")),
     FormField("layers", "Layers", "int", ("model", "layers"), help="recurrent or MLP hidden layers"),
     FormField("hidden_size", "Hidden size", "int", ("model", "hidden_size"), help="units per layer"),
     FormField("channels", "Conv channels", "list", ("model", "channels"), help="comma list, e.g. 16, 32"),
@@ -174,11 +174,13 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
         names -= {"pooling", "activation", "dropout"}
     if family == "textcnn":
         names -= {"pooling"}  # always max over time
+    if family == "skipgram":
+        names -= {"layers", "hidden_size", "activation", "dropout"}
     else:
         names -= {"top_k", "noise"}
     if family not in ("rnn", "gru", "lstm"):
         names -= {"bidirectional"}
-    if kind not in ("lm", "text"):
+    if kind not in ("lm", "text", "w2v"):
         names -= {"embedding_dim"}
     if optimizer not in ("momentum", "rmsprop"):
         names -= {"momentum"}

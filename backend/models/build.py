@@ -132,6 +132,55 @@ class TextCNN(nn.Module):
         return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
 
+class SkipGram(nn.Module):
+    """Word2vec's skip-gram with negative sampling (Mikolov et al. 2013).
+
+    ``embedding`` holds the word vectors (what the Projections page maps), ``context`` the output
+    vectors. :meth:`loss` of a batch of ``(center, context)`` pairs and ``negatives`` drawn from the
+    noise distribution: ``-log sigma(u_c . v_o) - sum_n log sigma(-u_c . v_n)``, averaged.
+    """
+
+    def __init__(self, m: ModelSpec, info: TaskInfo):
+        super().__init__()
+        d = m.embedding_dim
+        self.embedding = nn.Embedding(info.vocab_size, d)
+        self.context = nn.Embedding(info.vocab_size, d)
+        nn.init.uniform_(self.embedding.weight, -0.5 / d, 0.5 / d)
+        nn.init.zeros_(self.context.weight)
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        return self.embedding(words)
+
+    def loss(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        u = self.embedding(center)                                   # (B, d)
+        pos = (u * self.context(context)).sum(-1)                    # (B,)
+        neg = torch.bmm(self.context(negatives), u[:, :, None])[..., 0]  # (B, K)
+        return -(nn.functional.logsigmoid(pos) + nn.functional.logsigmoid(-neg).sum(-1)).mean()
+
+
+class RecurrentTextClassifier(nn.Module):
+    """Many-to-one: token ids (0 = padding, on the right) -> embedding -> recurrent layers (packed, so
+    padding is never read, in either direction) -> the final hidden state of the last layer (both
+    directions for a bidirectional one) -> class logits."""
+
+    def __init__(self, m: ModelSpec, info: TaskInfo):
+        super().__init__()
+        self.embedding = nn.Embedding(info.vocab_size, m.embedding_dim, padding_idx=0)
+        self.rnn = _recurrent(m, m.embedding_dim)
+        self.bidirectional = m.bidirectional
+        self.dropout = nn.Dropout(m.dropout)
+        self.head = nn.Linear(m.hidden_size * (2 if m.bidirectional else 1), info.n_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        lengths = (tokens != 0).sum(1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state          # (layers * dirs, B, H)
+        final = torch.cat([h[-2], h[-1]], dim=1) if self.bidirectional else h[-1]
+        return self.head(self.dropout(final))
+
+
 class RecurrentClassifier(nn.Module):
     """Reads image rows as a sequence; classifies from the last step's output."""
 
@@ -176,7 +225,11 @@ def build_model(spec: RunSpec) -> nn.Module:
     info = get_task(spec.task)
     m = spec.model
     if m.family in RECURRENT:
+        if info.kind == "text":
+            return RecurrentTextClassifier(m, info)
         return RecurrentLM(m, info) if info.kind == "lm" else RecurrentClassifier(m, info)
+    if m.family == "skipgram":
+        return SkipGram(m, info)
     if m.family == "sparse-ae":
         return SparseAutoencoder(m, info)
     if m.family == "textcnn":

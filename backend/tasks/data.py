@@ -34,13 +34,16 @@ class TaskData:
     val_ids: torch.Tensor | None = None
     probe_x: torch.Tensor | None = None  # inputs whose feature maps probes record (default: x_val[:8])
     vocab: tuple[str, ...] | None = None  # text tasks: token strings by id
+    token_counts: np.ndarray | None = None  # text tasks: corpus frequency of each vocabulary entry
+    noise: torch.Tensor | None = None  # word2vec: negative-sampling probabilities over the vocabulary
 
     @property
     def train_size(self) -> int:
+        """Samples in an epoch: inputs, or tokens of the training stream (word2vec: its words)."""
         return len(self.x_train) if self.x_train is not None else len(self.train_ids)
 
     def to(self, device: torch.device) -> "TaskData":
-        for name in ("x_train", "y_train", "x_val", "y_val", "train_ids", "val_ids", "probe_x"):
+        for name in ("x_train", "y_train", "x_val", "y_val", "train_ids", "val_ids", "probe_x", "noise"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
@@ -60,8 +63,10 @@ def load_task_data(info: TaskInfo, seed: int = 0) -> TaskData:
         return _natural_patches(info, seed)
     if info.name == "patches-cnn":
         return _patches_cnn(info, seed)
-    if info.name == "sentiment-cnn":
+    if info.name in ("sentiment-cnn", "sentiment-lstm"):
         return _sentiment(info)
+    if info.name == "prose-word2vec":
+        return _prose(info)
     raise KeyError(f"no data loader for task {info.name!r}")
 
 
@@ -131,13 +136,24 @@ SENTIMENT_SIZES = {"train": 20_000, "val": 2_000, "probe": 512}
 
 
 def _sentiment(info: TaskInfo) -> TaskData:
-    from .sentiment import SENTIMENT_SEEDS, encode, generate_sentiment
+    from .sentiment import SENTIMENT_SEEDS, encode, generate_sentiment, word_counts
 
     vocab, max_len = VOCABS[info.name], info.input_shape[0]
-    out = {}
+    out, counts = {}, None
     for part, n in SENTIMENT_SIZES.items():
         examples = generate_sentiment(n, SENTIMENT_SEEDS[part])
         ids, _ = encode([ex.tokens for ex in examples], vocab, max_len)
         out[part] = (torch.from_numpy(ids), torch.tensor([ex.label for ex in examples], dtype=torch.int64))
+        if part == "train":
+            counts = word_counts([ex.tokens for ex in examples], vocab)
     return TaskData(info, x_train=out["train"][0], y_train=out["train"][1], x_val=out["val"][0],
-                    y_val=out["val"][1], probe_x=out["probe"][0], vocab=vocab)
+                    y_val=out["val"][1], probe_x=out["probe"][0], vocab=vocab, token_counts=counts)
+
+
+def _prose(info: TaskInfo) -> TaskData:
+    from .prose import prose_corpus
+
+    corpus = prose_corpus(info.vocab_size)
+    return TaskData(info, train_ids=torch.from_numpy(corpus.train_ids), val_ids=torch.from_numpy(corpus.val_ids),
+                    vocab=corpus.vocab, token_counts=corpus.counts,
+                    noise=torch.from_numpy(corpus.noise).float())

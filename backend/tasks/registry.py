@@ -12,6 +12,9 @@ from typing import Any, Literal
 from .images import IMAGE_NAMES
 from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 
+# prose-word2vec: the 2,000 most frequent words of pydoc's topics, plus "<unk>" at id 0 (backend.tasks.prose)
+W2V_VOCAB_SIZE = 2001
+
 # Character vocabulary of the code language model: fixed, so that a model's
 # size is known before any file is read. Index 0 is "unknown character".
 CODE_CHARS = "\n\t" + "".join(chr(c) for c in range(32, 127))
@@ -30,8 +33,8 @@ class TaskInfo:
 
     name: str
     # image: classify images; lm: next-token language model; recon: reconstruct image patches (autoencoder);
-    # text: classify token sequences (input_shape is (max tokens,))
-    kind: Literal["image", "lm", "recon", "text"]
+    # text: classify token sequences (input_shape is (max tokens,)); w2v: word2vec (skip-gram pairs)
+    kind: Literal["image", "lm", "recon", "text", "w2v"]
     description: str
     families: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -141,11 +144,42 @@ TASKS: dict[str, TaskInfo] = {
             "log_every": 10, "eval_every": 100, "probe_every": 100,
         },
     ),
+    "prose-word2vec": TaskInfo(
+        name="prose-word2vec",
+        kind="w2v",
+        description=("Word vectors (skip-gram with negative sampling, Mikolov et al. 2013) learnt from the English "
+                     "reference text that ships with Python (pydoc's help topics): each word learns to predict the "
+                     "words around it. Words used alike end up near each other: look up a word's neighbours and "
+                     "try analogies on Projections."),
+        families=("skipgram",),
+        vocab_size=W2V_VOCAB_SIZE,
+        defaults={
+            "model": {"family": "skipgram", "embedding_dim": 64},
+            "optimizer": "adam", "lr": 0.003, "batch_size": 512, "steps": 4000,
+            "log_every": 20, "eval_every": 250,
+        },
+    ),
+    "sentiment-lstm": TaskInfo(
+        name="sentiment-lstm",
+        kind="text",
+        description=("The generated reviews of sentiment-cnn ('not bad', 'great cast but far too long'), read word by "
+                     "word by a recurrent network that classifies from its final hidden state (many-to-one)."),
+        families=("lstm", "gru", "rnn"),
+        input_shape=(SENTIMENT_MAX_LEN,),
+        n_classes=len(SENTIMENT_LABELS),
+        class_names=SENTIMENT_LABELS,
+        vocab_size=len(SENTIMENT_VOCAB),
+        defaults={
+            "model": {"family": "lstm", "layers": 1, "hidden_size": 64, "embedding_dim": 32, "dropout": 0.0},
+            "optimizer": "adam", "lr": 0.003, "batch_size": 64, "steps": 1500, "clip_norm": 1.0,
+            "log_every": 10, "eval_every": 100,
+        },
+    ),
 }
 
 # Token texts of each language-model task, by id.
 VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB),
-                                      "sentiment-cnn": SENTIMENT_VOCAB}
+                                      "sentiment-cnn": SENTIMENT_VOCAB, "sentiment-lstm": SENTIMENT_VOCAB}
 
 
 def get_task(name: str) -> TaskInfo:

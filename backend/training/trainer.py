@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import build_model
-from ..spec import RunSpec, total_steps
+from ..spec import W2V_NEGATIVES, W2V_WINDOW, RunSpec, total_steps
 from ..tasks.data import TaskData
 from .device import amp_dtype, autocast, pick_device
 from .hooks import Hook, StepOutput, fire
@@ -20,6 +20,7 @@ from .metrics import classification_metrics
 from .optim import make_optimizer
 
 LM_EVAL_WINDOWS = 256
+W2V_EVAL_PAIRS = 8192
 
 
 class Trainer:
@@ -50,6 +51,8 @@ class Trainer:
         """The next training batch: an epoch permutation for images (the target of a
         reconstruction task is its input), random windows for text."""
         b = self.spec.batch_size
+        if self.info.kind == "w2v":
+            return self._pairs(self.data.train_ids, b, self.generator)
         if self.info.kind == "lm":
             ids, t = self.data.train_ids, self.spec.seq_len
             starts = torch.randint(0, len(ids) - t - 1, (b,), generator=self.generator).to(self.device)
@@ -64,17 +67,38 @@ class Trainer:
         x = self.data.x_train[idx]
         return x, (x if self.info.kind == "recon" else self.data.y_train[idx])
 
+    def _pairs(self, ids: torch.Tensor, b: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skip-gram ``(center, context)`` pairs: random positions, and a context word within a window
+        of random width 1..W2V_WINDOW on either side (word2vec's dynamic window)."""
+        n = len(ids)
+        pos = torch.randint(W2V_WINDOW, n - W2V_WINDOW, (b,), generator=generator)
+        width = torch.randint(1, W2V_WINDOW + 1, (b,), generator=generator)
+        offset = (torch.rand(b, generator=generator) * 2 * width).long() - width
+        offset = torch.where(offset >= 0, offset + 1, offset)  # -width..-1, 1..width
+        return ids[pos.to(ids.device)], ids[(pos + offset).to(ids.device)]
+
+    def _negatives(self, b: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(self.data.noise, b * W2V_NEGATIVES, replacement=True,
+                                 generator=generator).view(b, W2V_NEGATIVES).to(self.device)
+
     # -- steps ----------------------------------------------------------------
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's output and the task's loss: cross-entropy (classification, language models),
+        mean squared error (reconstruction) or the skip-gram loss (word2vec: no output to score)."""
+        if self.info.kind == "w2v":
+            loss = self.model.loss(x, y, self._negatives(len(x), self.generator)).float()
+            return loss, loss
+        logits = self.model(x)
+        if self.info.kind == "recon":
+            return logits, F.mse_loss(logits.float(), y.float())
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+
     def train_step(self) -> StepOutput:
         """One optimisation step; hooks see gradients before clipping."""
         x, y = self.next_batch()
         self.model.train()
         with autocast(self.device, self.amp):
-            logits = self.model(x)
-            if self.info.kind == "recon":
-                loss = F.mse_loss(logits.float(), y.float())
-            else:
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            logits, loss = self._forward_loss(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.step += 1
@@ -88,7 +112,7 @@ class Trainer:
         self.scaler.update()
         if self._after_step is not None:
             self._after_step()  # e.g. the sparse autoencoder's unit-length filters
-        if self.info.kind == "recon":  # no predictions to count
+        if self.info.kind in ("recon", "w2v"):  # no predictions to count
             return StepOutput(step=self.step, loss=loss.detach(), correct=torch.zeros((), device=loss.device),
                               count=0, samples=x.shape[0], grad_norm=grad_norm)
         with torch.no_grad():
@@ -104,6 +128,8 @@ class Trainer:
             return self._evaluate_lm()
         if self.info.kind == "recon":
             return self._evaluate_recon()
+        if self.info.kind == "w2v":
+            return self._evaluate_w2v()
         logits = torch.cat([self.model(xb) for xb in self.data.x_val.split(1024)]).float()
         y = self.data.y_val
         out = {"val/loss": F.cross_entropy(logits, y).item()}
@@ -117,6 +143,14 @@ class Trainer:
         sse = float(((rec - x) ** 2).sum())
         sst = float(((x - x.mean(dim=0, keepdim=True)) ** 2).sum())
         return {"val/loss": sse / x.numel(), "val/explained_variance": 1.0 - sse / max(sst, 1e-12)}
+
+    def _evaluate_w2v(self) -> dict[str, float]:
+        """Skip-gram loss on fixed validation pairs and negatives (the same every evaluation)."""
+        g = torch.Generator().manual_seed(1234)
+        center, context = self._pairs(self.data.val_ids, W2V_EVAL_PAIRS, g)
+        negatives = torch.multinomial(self.data.noise.cpu(), W2V_EVAL_PAIRS * W2V_NEGATIVES, replacement=True,
+                                      generator=g).view(-1, W2V_NEGATIVES).to(self.device)
+        return {"val/loss": float(self.model.loss(center, context, negatives))}
 
     def _evaluate_lm(self) -> dict[str, float]:
         ids, t = self.data.val_ids, self.spec.seq_len

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
-    hidden-state probe for recurrent models of text tasks and the kernel probe for CNNs."""
+    hidden-state probe for recurrent language models, the kernel probe for conv models and the
+    embedding probe (token embeddings, classifier features) for classifiers and word2vec."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
                          CheckpointHook(store, run_id, every=spec.checkpoint_every)]
@@ -39,6 +40,10 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
+    if info.kind in ("image", "text", "w2v"):  # token embeddings and classifier features, for Projections
+        from ..probes.projections import EmbeddingProbe
+        hooks.append(EmbeddingProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None,
+                                    family=spec.model.family))
     return hooks
 
 

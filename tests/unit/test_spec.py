@@ -95,6 +95,9 @@ def test_fuzzed_form_values_validate_or_explain(data):
     ("code-lstm", {"family": "rnn", "layers": 1, "hidden_size": 7, "activation": "relu"}),
     ("natural-patches", {"family": "sparse-ae", "channels": [12], "kernel_sizes": [5], "top_k": 4}),
     ("patches-cnn", {"family": "cnn", "channels": [6, 5], "kernel_sizes": [9, 3]}),
+    ("sentiment-cnn", {"family": "textcnn", "channels": [5], "kernel_sizes": [2, 4], "embedding_dim": 7}),
+    ("sentiment-lstm", {"family": "gru", "hidden_size": 9, "embedding_dim": 5, "bidirectional": True}),
+    ("prose-word2vec", {"family": "skipgram", "embedding_dim": 12}),
 ])
 def test_parameter_count_matches_torch(task, model):
     spec = RunSpec.for_task(task, model=model)
@@ -114,6 +117,40 @@ def test_plain_rnn_defaults_to_tanh_and_accepts_relu():
     tanh = build_model(RunSpec.for_task("code-lstm", model={"family": "rnn", "hidden_size": 4}))
     relu = build_model(RunSpec.for_task("code-lstm", model={"family": "rnn", "hidden_size": 4, "activation": "relu"}))
     assert tanh.rnn.nonlinearity == "tanh" and relu.rnn.nonlinearity == "relu"
+
+
+def test_text_models_read_only_the_real_tokens():
+    """Padding never changes a text model's output: TextCNN masks windows in the padding, the
+    recurrent classifier reads its output at the last real token."""
+    torch.manual_seed(0)
+    for task, model in (("sentiment-cnn", {}), ("sentiment-lstm", {"family": "lstm", "hidden_size": 8}),
+                        ("sentiment-lstm", {"family": "gru", "hidden_size": 8, "bidirectional": True})):
+        net = build_model(RunSpec.for_task(task, model=model)).eval()
+        ids = torch.tensor([[5, 6, 7, 8, 9] + [0] * 27])
+        longer = ids.clone()
+        longer[0, 5] = 10  # a sixth word
+        with torch.no_grad():
+            alone = net(ids[:, :5]) if task == "sentiment-lstm" else None
+            padded = net(ids)
+            assert not torch.allclose(padded, net(longer)), task
+            if alone is not None:
+                assert torch.allclose(padded, alone, atol=1e-6), task
+
+
+def test_skipgram_loss_prefers_observed_pairs():
+    spec = RunSpec.for_task("prose-word2vec", model={"embedding_dim": 8})
+    sg = build_model(spec)
+    assert torch.count_nonzero(sg.context.weight) == 0  # word2vec's initialisation
+    center, context = torch.tensor([3, 4]), torch.tensor([5, 6])
+    negatives = torch.tensor([[7, 8], [9, 10]])
+    start = float(sg.loss(center, context, negatives).detach())
+    assert abs(start - 3 * float(torch.log(torch.tensor(2.0)))) < 1e-5  # all dot products 0: 3 x log 2
+    opt = torch.optim.SGD(sg.parameters(), lr=0.5)
+    for _ in range(50):
+        opt.zero_grad()
+        sg.loss(center, context, negatives).backward()
+        opt.step()
+    assert float(sg.loss(center, context, negatives).detach()) < 0.1 * start
 
 
 def test_sparse_autoencoder_keeps_top_k_and_unit_filters():

@@ -1,0 +1,78 @@
+"""English prose that ships with Python: pydoc's help topics (``pydoc_data.topics``), as words.
+
+The corpus of ``prose-word2vec``: about 64,000 words of reference text (the language reference's
+help topics: "assignment", "class", "for", ...), no download. Words are lower-cased identifiers
+(``[a-z_][a-z0-9_]*``, so ``__init__`` and ``int`` stay whole); the vocabulary is the
+``W2V_VOCAB_SIZE - 1`` most frequent words (ties alphabetical) plus ``<unk>`` at id 0, and unknown
+words are dropped from the streams. Topics are split into training and validation by their sorted
+position (every tenth topic is validation), so validation text is unseen.
+
+Frequent words are subsampled once (Mikolov et al. 2013: a word of frequency ``f`` is kept with
+probability ``sqrt(t / f) + t / f``, ``t = 1e-3``), with a fixed seed, and the negative-sampling
+distribution is the unigram distribution to the 3/4 power.
+
+Example::
+
+    corpus = prose_corpus()
+    corpus.vocab[:4]          # ('<unk>', 'the', 'a', 'is')
+    corpus.train_ids          # int64 word ids of the (subsampled) training stream
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .registry import W2V_VOCAB_SIZE
+
+UNK = "<unk>"
+WORD = re.compile(r"[a-z_][a-z0-9_]*")
+SUBSAMPLE_T = 1e-3
+NOISE_POWER = 0.75
+SUBSAMPLE_SEED = 0
+
+
+@dataclass(frozen=True)
+class ProseCorpus:
+    vocab: tuple[str, ...]
+    counts: np.ndarray        # corpus frequency of each vocabulary entry (all topics, before subsampling)
+    train_ids: np.ndarray     # subsampled training stream
+    val_ids: np.ndarray       # validation stream (not subsampled)
+    noise: np.ndarray         # negative-sampling probabilities, counts ** 0.75 normalised (0 for <unk>)
+
+
+def topic_texts() -> list[tuple[str, str]]:
+    """``[(topic, text), ...]`` of pydoc's help topics, sorted by topic name."""
+    from pydoc_data.topics import topics
+
+    return sorted(topics.items())
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased identifier-like words of ``text``."""
+    return WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=1)
+def prose_corpus(vocab_size: int = W2V_VOCAB_SIZE) -> ProseCorpus:
+    """The corpus, vocabulary and streams (cached: 0.2 s)."""
+    topics = topic_texts()
+    tokens = [words(text) for _, text in topics]
+    counter = Counter(w for ws in tokens for w in ws)
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:vocab_size - 1]
+    vocab = (UNK,) + tuple(w for w, _ in ranked)
+    index = {w: i for i, w in enumerate(vocab)}
+    counts = np.array([0] + [c for _, c in ranked], dtype=np.int64)
+    train = [index[w] for i, ws in enumerate(tokens) if i % 10 != 9 for w in ws if w in index]
+    val = [index[w] for i, ws in enumerate(tokens) if i % 10 == 9 for w in ws if w in index]
+    train_ids = np.array(train, dtype=np.int64)
+    freq = counts / counts.sum()
+    keep = np.minimum(1.0, np.sqrt(SUBSAMPLE_T / np.maximum(freq, 1e-12)) + SUBSAMPLE_T / np.maximum(freq, 1e-12))
+    rng = np.random.default_rng(SUBSAMPLE_SEED)
+    train_ids = train_ids[rng.random(len(train_ids)) < keep[train_ids]]
+    noise = counts.astype(np.float64) ** NOISE_POWER
+    noise[0] = 0.0
+    return ProseCorpus(vocab, counts, train_ids, np.array(val, dtype=np.int64), noise / noise.sum())
