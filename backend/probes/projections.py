@@ -3,7 +3,8 @@
 Sources (see ``backend/store/projections.py``):
 
 - ``tokens``: the weight of the model's token embedding (its first ``nn.Embedding``), one row per
-  vocabulary entry, with the token strings and their corpus frequencies;
+  vocabulary entry (but the padding entry, always zero), with the token strings and their corpus
+  frequencies;
 - ``penultimate``: what the output layer reads (the input of the model's last ``nn.Linear``, caught
   by a forward pre-hook) for up to ``MAX_INPUTS`` validation inputs, with labels and predictions;
   for recurrent classifiers that is the final hidden state, and the source is named
@@ -81,8 +82,11 @@ def capture_sources(model: nn.Module, data, family: str | None = None) -> dict[s
     vocab = getattr(data, "vocab", None)
     if emb is not None and vocab is not None and len(vocab) == emb.num_embeddings:
         counts = getattr(data, "token_counts", None)
-        out["tokens"] = {"x": emb.weight.detach().float().cpu().numpy().copy(), "text": list(vocab),
-                         "freq": None if counts is None else np.asarray(counts, dtype=np.int64),
+        keep = np.ones(len(vocab), dtype=bool)
+        if emb.padding_idx is not None:  # the padding row is all zeros: no direction to compare by cosine
+            keep[emb.padding_idx] = False
+        out["tokens"] = {"x": emb.weight.detach().float().cpu().numpy()[keep], "text": list(np.array(vocab)[keep]),
+                         "freq": None if counts is None else np.asarray(counts, dtype=np.int64)[keep],
                          "what": "token embeddings"}
     x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
     if x_val is not None and y_val is not None and data.info.kind in ("image", "text") and last_linear(model):

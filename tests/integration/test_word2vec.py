@@ -71,6 +71,9 @@ def test_probe_records_the_sources_each_task_has(store):
             n = snap.sources[name]["n"]
             assert snap.points(name).shape[0] == n == len(snap.texts(name)) == len(snap.column(name, "pred"))
             assert set(np.unique(snap.column(name, "label"))) <= set(range(len(snap.sources[name]["classes"])))
+        if "tokens" in sources and task != "prose-word2vec":  # the all-zero padding row is left out
+            assert "<pad>" not in set(snap.texts("tokens")) and "<unk>" in set(snap.texts("tokens"))
+            assert snap.sources["tokens"]["n"] == len(snap.texts("tokens")) == 274
         if task.startswith("sentiment"):
             text = snap.texts(sources.difference({"tokens"}).pop())[0]
             assert " " in text and "<pad>" not in text  # the review itself, without padding
