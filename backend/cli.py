@@ -107,6 +107,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
+    """The dashboard (``serve``; ``demo`` also starts the demo runs) and its analysis worker.
+
+    The analysis worker (``backend.analysis.projection_worker``, a process of its own at nice 10)
+    computes the projection maps; set ``DEEPSCOPE_ANALYSIS=off`` to run the dashboard without it
+    (e.g. when a worker runs elsewhere on the same store). It stops with the dashboard, also under
+    ``--keep-runs``.
+    """
     from dashboard.app import create_app
 
     from .jobs import JobManager
@@ -117,6 +124,8 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     jobs = JobManager(store)
     jobs.reconcile()
     jobs.start_reaper()
+    if os.environ.get("DEEPSCOPE_ANALYSIS", "on").strip().lower() != "off":
+        jobs.start_analysis()
     if start_demo:
         live = [r for r in store.list_runs() if r["status"] in ACTIVE_STATUSES]
         if live:
@@ -143,6 +152,8 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
             stopped = jobs.shutdown()
             if stopped:
                 print(f"stopped {len(stopped)} run(s) started here (checkpointed; Resume continues them)")
+        else:
+            jobs.stop_analysis()
     return 0
 
 

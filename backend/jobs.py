@@ -25,6 +25,8 @@ from .store import ACTIVE_STATUSES, RunStore, StoreError
 
 log = logging.getLogger(__name__)
 START_GRACE_S = 120  # a queued run whose process never reported is failed after this
+ANALYSIS_LOG = "analysis-worker.log"  # in the data folder
+ANALYSIS_RESTART_S = 60  # the reaper restarts a crashed analysis worker at most this often
 
 
 class JobManager:
@@ -36,6 +38,8 @@ class JobManager:
         self.store = store
         self.launch = launch if launch is not None else os.environ.get("DEEPSCOPE_LAUNCH", "local") != "agent"
         self._procs: dict[str, subprocess.Popen] = {}
+        self._analysis: subprocess.Popen | None = None
+        self._analysis_started = 0.0
 
     def start(self, spec: RunSpec, name: str | None = None, threads: int | None = None) -> str:
         """Create a run for ``spec`` and start its trainer process; returns the run id.
@@ -133,11 +137,52 @@ class JobManager:
                 failed.append(run["id"])
         return failed
 
+    def start_analysis(self) -> subprocess.Popen:
+        """Start the analysis worker of this store (``backend.analysis.projection_worker``), or keep the live one.
+
+        The worker computes projection maps of every run; it runs at nice 10 with one thread (it sets
+        both itself), logs to ``analysis-worker.log`` in the data folder and exits when this process
+        is gone (``--parent-pid``). Called again after the worker died, it starts a new one. One worker
+        per data folder: a second one (another dashboard on the same folder) exits at once.
+        """
+        if self._analysis is not None and self._analysis.poll() is None:
+            return self._analysis
+        if self._analysis is not None:
+            log.warning("the analysis worker exited with code %s; starting it again (see %s)",
+                        self._analysis.returncode, self.store.data_dir / ANALYSIS_LOG)
+        cmd = [sys.executable, "-m", "backend.analysis.projection_worker", "--data-dir", str(self.store.data_dir),
+               "--parent-pid", str(os.getpid())]
+        if not self.store.url.startswith("sqlite"):
+            cmd += ["--store-url", self.store.url]
+        env = os.environ.copy()
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = "1"
+        with open(self.store.data_dir / ANALYSIS_LOG, "ab") as out:
+            self._analysis = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              start_new_session=True, env=env)
+        self._analysis_started = time.time()
+        return self._analysis
+
+    def stop_analysis(self, timeout: float = 5.0) -> None:
+        """Stop the analysis worker started here (SIGTERM, then SIGKILL after ``timeout``)."""
+        proc, self._analysis = self._analysis, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
     def shutdown(self, timeout: float = 15.0) -> list[str]:
-        """Stop the runs this manager started (checkpointed, status ``stopped``); returns their ids.
+        """Stop the runs this manager started (checkpointed, status ``stopped``) and its analysis worker;
+        returns the run ids.
 
         Asks politely first (a stop control), then terminates what has not exited by ``timeout``.
         """
+        if self._analysis is not None and self._analysis.poll() is None:
+            self._analysis.terminate()  # waited for below, after the trainers
         live = {rid: p for rid, p in self._procs.items() if p.poll() is None}
         for rid in live:
             try:
@@ -152,10 +197,12 @@ class JobManager:
                 proc.terminate()
                 proc.wait(5)
                 self.store.set_status(rid, "stopped", error="terminated when the dashboard shut down")
+        self.stop_analysis()
         return list(live)
 
     def start_reaper(self, interval: float = 5.0) -> threading.Thread:
-        """Call :meth:`reconcile` every ``interval`` seconds in a daemon thread (servers use this)."""
+        """Call :meth:`reconcile` every ``interval`` seconds in a daemon thread (servers use this); also
+        restarts a started analysis worker that crashed (non-zero exit), at most once a minute."""
         def loop() -> None:
             while True:
                 time.sleep(interval)
@@ -163,6 +210,13 @@ class JobManager:
                     self.reconcile()
                 except Exception as exc:  # the store may be briefly unavailable; try again later
                     log.warning("reconcile failed: %s", exc)
+                proc = self._analysis
+                if (proc is not None and proc.poll() not in (None, 0)
+                        and time.time() - self._analysis_started > ANALYSIS_RESTART_S):
+                    try:
+                        self.start_analysis()
+                    except OSError as exc:
+                        log.warning("could not restart the analysis worker: %s", exc)
         thread = threading.Thread(target=loop, name="deepscope-reaper", daemon=True)
         thread.start()
         return thread
