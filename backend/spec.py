@@ -110,6 +110,8 @@ class RunSpec(BaseModel):
     log_every: int = Field(10, ge=1, le=100_000)
     eval_every: int = Field(200, ge=1, le=1_000_000)
     checkpoint_every: int = Field(1000, ge=1, le=10_000_000)
+    data_file: str | None = Field(None, max_length=4096,
+                                  description="sentiment tasks: a CSV file of your own (text and label columns)")
     probe_every: int | None = Field(None, ge=1, le=10_000_000,
                                     description="steps between hidden-state snapshots; empty: about ten per run, "
                                                 "spaced wider when a probe would cost over 2% of training time")
@@ -121,9 +123,19 @@ class RunSpec(BaseModel):
             raise ValueError(f"unknown task {v!r}; built-in tasks: {', '.join(sorted(TASKS))}")
         return v
 
+    @field_validator("data_file")
+    @classmethod
+    def _readable_data_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from .tasks.user_text import task_info
+
+        task_info(info.data.get("task", ""), v.strip())  # ValueError naming the file, the row and the problem
+        return v.strip()
+
     @model_validator(mode="after")
     def _fits_task_and_machine(self) -> "RunSpec":
-        info = get_task(self.task)
+        info = spec_info(self)
         if self.model.family not in info.families:
             raise ValueError(f"model family {self.model.family!r} does not fit task {self.task!r}; "
                              f"choose one of {', '.join(info.families)}")
@@ -152,6 +164,15 @@ class RunSpec(BaseModel):
         model.update(overrides.pop("model", {}) or {})
         data.update(overrides)
         return cls(task=task, model=model, **data)
+
+
+def spec_info(spec: "RunSpec") -> TaskInfo:
+    """What the run's task gives a model: the built-in description, or the one its ``data_file`` gives."""
+    if spec.data_file:
+        from .tasks.user_text import task_info
+
+        return task_info(spec.task, spec.data_file)
+    return get_task(spec.task)
 
 
 def _check_cnn_shape(m: ModelSpec, info: TaskInfo) -> None:
@@ -201,7 +222,7 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
     (a test checks it for many random specs).
     """
     m = spec.model if isinstance(spec, RunSpec) else spec
-    info = info or get_task(spec.task)  # type: ignore[union-attr]
+    info = info or spec_info(spec)  # type: ignore[arg-type]
     seq = spec.seq_len if isinstance(spec, RunSpec) else 64
     if m.family == "skipgram":  # word and context vectors; per pair: center, context and the negatives
         return 2 * info.vocab_size * m.embedding_dim, (2 + W2V_NEGATIVES) * m.embedding_dim
@@ -249,7 +270,7 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
 
 def estimate(spec: RunSpec) -> Cost:
     """Parameter count and rough bytes to train: weights, grads, optimizer state, activations."""
-    info = get_task(spec.task)
+    info = spec_info(spec)
     params, acts = count_params(spec, info)
     states = 2 + OPTIMIZER_STATES[spec.optimizer]
     mem = 4 * params * states + 4 * 2 * acts * spec.batch_size

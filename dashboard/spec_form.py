@@ -59,13 +59,15 @@ FIELDS: tuple[FormField, ...] = (
     FormField("seed", "Seed", "int", ("seed",)),
     FormField("probe_every", "Snapshots every", "int", ("probe_every",), optional=True,
               help="steps between hidden-state / kernel snapshots; blank: automatic (about 10, under 2% of time)"),
+    FormField("data_file", "Your data (CSV file)", "text", ("data_file",), optional=True,
+              help="sentiment tasks: path of a CSV with text and label columns; blank: the generated reviews"),
     FormField("name", "Name", "text", ("name",), help="optional; shown in run lists", optional=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "channels", "kernel_sizes", "pooling", "activation",
                            "dropout", "top_k", "noise", "embedding_dim", "bidirectional")),
                 ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size")),
-                ("Run", ("steps", "seed", "probe_every", "name")))
+                ("Run", ("steps", "seed", "probe_every", "data_file", "name")))
 
 
 @dataclass
@@ -184,6 +186,8 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
         names -= {"embedding_dim"}
     if optimizer not in ("momentum", "rmsprop"):
         names -= {"momentum"}
+    if task not in ("sentiment-cnn", "sentiment-lstm"):
+        names -= {"data_file"}
     return names
 
 

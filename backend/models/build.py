@@ -17,8 +17,8 @@ import re
 import torch
 from torch import nn
 
-from ..spec import RECURRENT, ModelSpec, RunSpec
-from ..tasks import TaskInfo, get_task
+from ..spec import RECURRENT, ModelSpec, RunSpec, spec_info
+from ..tasks import TaskInfo
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 RNN_CLASSES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -222,7 +222,7 @@ def _recurrent(m: ModelSpec, n_in: int) -> nn.Module:
 
 def build_model(spec: RunSpec) -> nn.Module:
     """The module a spec describes, initialised from ``torch``'s current seed."""
-    info = get_task(spec.task)
+    info = spec_info(spec)
     m = spec.model
     if m.family in RECURRENT:
         if info.kind == "text":

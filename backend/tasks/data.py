@@ -50,9 +50,13 @@ class TaskData:
         return self
 
 
-def load_task_data(info: TaskInfo, seed: int = 0) -> TaskData:
-    """Load a built-in task's data; the split is fixed by ``seed`` (digits-cnn only: the
-    text tasks' splits are fixed)."""
+def load_task_data(info: TaskInfo, seed: int = 0, data_file: str | None = None) -> TaskData:
+    """Load a task's data; the split is fixed by ``seed`` (digits-cnn, a user's file; the built-in
+    text tasks' splits are fixed). ``data_file``: a CSV of the user's own texts (sentiment tasks)."""
+    if data_file:
+        from .user_text import load_user_text
+
+        return load_user_text(info, data_file, seed)
     if info.name == "digits-cnn":
         return _digits(info, seed)
     if info.name == "code-lstm":

@@ -11,9 +11,8 @@ import os
 import sys
 import traceback
 
-from ..spec import RECURRENT, RunSpec
+from ..spec import RECURRENT, RunSpec, spec_info
 from ..store import RunStore
-from ..tasks import get_task
 from ..tasks.data import load_task_data
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .device import configure_threads
@@ -31,7 +30,7 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
                          CheckpointHook(store, run_id, every=spec.checkpoint_every)]
-    info = get_task(spec.task)
+    info = spec_info(spec)
     if info.kind == "lm" and spec.model.family in RECURRENT:
         from ..probes.hooks import HiddenStateProbe
         from ..tasks.probe import probe_corpus
@@ -58,7 +57,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks
     try:
         spec = RunSpec.model_validate(run["spec"])
         store.set_status(run_id, "running", pid=os.getpid())
-        data = load_task_data(get_task(spec.task), seed=spec.seed)
+        data = load_task_data(spec_info(spec), seed=spec.seed, data_file=spec.data_file)
         trainer = Trainer(spec, data, hooks=default_hooks(store, run_id, spec) + list(extra_hooks or []),
                           device=device)
         if resume:
