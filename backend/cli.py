@@ -7,6 +7,7 @@
     deepscope runs                       # list runs in the data folder
     deepscope agent                      # start runs queued by dashboards elsewhere (GPU hosts)
     deepscope track RUN depth.csv        # attach your own per-token annotation to a run's hidden states
+    deepscope import-lstmvis DIR         # an LSTMVis project (lstm.yml + HDF5 + dict) as a run
 
 The data folder is ``--data-dir``, else ``$DEEPSCOPE_DATA_DIR``, else ``./deepscope-data``.
 """
@@ -174,6 +175,18 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_lstmvis(args: argparse.Namespace) -> int:
+    from .client.lstmvis import LSTMVisError, import_lstmvis
+
+    try:
+        run_id = import_lstmvis(args.project, _store(args), name=args.name, max_tokens=args.max_tokens)
+    except (OSError, LSTMVisError, ImportError) as exc:
+        print(f"deepscope import-lstmvis: {exc}", file=sys.stderr)
+        return 2
+    print(f"imported {args.project} as run {run_id}; open Hidden states and choose it")
+    return 0
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from .jobs import JobManager
 
@@ -206,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id")
     p.add_argument("file", help=".npy, one number per line, or CSV with a header (first column)")
     p.add_argument("--name", help="track name (default: the CSV header or the file name)")
+    p = sub.add_parser("import-lstmvis", parents=[common], help="import an LSTMVis project as a run (Hidden states)")
+    p.add_argument("project", help="LSTMVis project folder (holds lstm.yml)")
+    p.add_argument("--name", help="run name (default: the project's name)")
+    p.add_argument("--max-tokens", type=int, default=None, help="import only the first N tokens")
     p = sub.add_parser("agent", parents=[common], help="start queued runs on this host (GPU trainer service)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     p.add_argument("--once", action="store_true", help="start what is queued now, then exit")
@@ -222,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_agent(args)
     if args.command == "track":
         return cmd_track(args)
+    if args.command == "import-lstmvis":
+        return cmd_import_lstmvis(args)
     return cmd_serve(args, start_demo=args.command == "demo")
 
 

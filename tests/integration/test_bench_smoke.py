@@ -29,6 +29,13 @@ def test_overhead_quick():
     assert result["steps_per_s_hooks"] > 0 and result["steps_per_s_none"] > 0
     assert result["eval_excluded"] is True
     assert "evaluation EXCLUDED" in proc.stdout
+    # the client-API section: a user's own loop with watch + log vs without
+    assert math.isfinite(result["client_ratio"]) and result["client_ratio"] > 0
+    client = result["client"]
+    assert client["client_ratio"] == result["client_ratio"] >= client["ratio_steps"] > 0
+    assert client["probes"]["hidden"]["ms_per_snapshot"] > 0 and client["probes"]["hidden"]["cadence"] >= 100
+    assert client["rows"] == client["client_steps"] > 0  # every logged step reached the store
+    assert "CLIENT ratio" in proc.stdout
 
 
 def test_gabor_quick():
