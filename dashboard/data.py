@@ -23,6 +23,7 @@ from backend.store import FINAL_STATUSES, RunStore
 from .figures.series import downsample_indices, to_plot_list
 from .hidden_data import HiddenStates
 from .kernel_data import KernelData
+from .projection_data import ProjectionData
 
 MAX_POINTS = 2000        # per series in a figure's first draw
 LIVE_ROW_LIMIT = 50_000  # rows per run per poll; the cursor picks up the rest next time
@@ -43,6 +44,7 @@ class DashboardData:
         self._prefix = "ds:" + hashlib.sha1(store.url.encode()).hexdigest()[:10]
         self.hidden = HiddenStates(store, self._cached)
         self.kernels = KernelData(store, self._cached)
+        self.projections = ProjectionData(store, self._cached)
 
     def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
         if self.cache is None:
@@ -126,6 +128,8 @@ def _sizes(family: str, model: dict) -> str:
         k = (model.get("kernel_sizes") or ["?"])[0]
         return (f"{(model.get('channels') or ['?'])[0]} filters {k}x{k}, top {model.get('top_k', '?')}, "
                 f"input noise {model.get('noise', 0)}")
+    if family == "skipgram":
+        return f"word vectors of {model.get('embedding_dim', '?')} dimensions"
     if family == "textcnn":
         widths = ",".join(str(k) for k in model.get("kernel_sizes", []))
         return (f"{(model.get('channels') or ['?'])[0]} filters of each width {widths}, "

@@ -1,0 +1,38 @@
+"""A real run, the real analysis worker, the page's data layer: maps appear for every snapshot,
+stay still between snapshots, and neighbours are answered from the run's own vectors."""
+from __future__ import annotations
+
+import numpy as np
+
+from backend.analysis.projection import mean_displacement
+from backend.analysis.projection_worker import run_once
+from backend.spec import RunSpec
+from backend.store.projections import PROJECTION_KIND, SOURCE_KIND, load_projection
+from backend.training.worker import run_training
+from dashboard.data import DashboardData
+
+
+def test_sentiment_lstm_run_gets_stable_maps_and_neighbours(store):
+    spec = RunSpec.for_task("sentiment-lstm", steps=300, probe_every=100)
+    run_id = store.create_run("e2e", spec.task, spec.model_dump())
+    assert run_training(store, run_id, device="cpu") == "completed"
+    assert [r["step"] for r in store.list_snapshots(run_id, SOURCE_KIND)] == [0, 100, 200, 300]
+
+    assert run_once(store) > 0
+    maps = store.list_snapshots(run_id, PROJECTION_KIND)
+    keys = {r["meta"]["key"] for r in maps}
+    assert {k.split("-")[0] for k in keys} == {"tokens", "final_hidden"}
+    for key in keys:  # one map per snapshot, each after the first warm-started from the one before
+        rows = sorted((r for r in maps if r["meta"]["key"] == key), key=lambda r: r["step"])
+        assert [r["step"] for r in rows] == [0, 100, 200, 300]
+        assert rows[0]["meta"]["warm_from"] is None and all(r["meta"]["warm_from"] for r in rows[1:])
+        (a, ra), (b, rb) = load_projection(store, rows[-2]), load_projection(store, rows[-1])
+        assert np.array_equal(ra, rb) and mean_displacement(b, a) < 0.5
+    assert run_once(store) == 0  # nothing left to do
+
+    data = DashboardData(store)
+    near = data.projections.neighbours(run_id, 300, "tokens", "good", 5)
+    assert near["text"] == "good" and near["step"] == 300 and len(near["items"]) == 5
+    assert "good" not in [item["text"] for item in near["items"]]
+    sims = [item["sim"] for item in near["items"]]
+    assert sims == sorted(sims, reverse=True) and all(-1 <= v <= 1 for v in sims)
