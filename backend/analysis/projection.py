@@ -342,7 +342,8 @@ def tsne_fit(x, dims: int = 2, perplexity: float = 30, metric: str = DEFAULT_MET
 
 
 def tsne_continue(x_new, prev, *, perplexity: float | None = None, metric: str | None = None,
-                  seed: int | None = None, n_jobs: int | None = None, n_iter: int = WARM_ITER) -> TSNEResult:
+                  seed: int | None = None, n_jobs: int | None = None, n_iter: int = WARM_ITER,
+                  restructure: bool = False) -> TSNEResult:
     """The layout of the next snapshot ``x_new`` (the same rows, in the same order), warm-started from ``prev``.
 
     ``prev`` is a :class:`TSNEResult` (live or :meth:`~TSNEResult.from_arrays`) or its coordinates;
@@ -350,14 +351,21 @@ def tsne_continue(x_new, prev, *, perplexity: float | None = None, metric: str |
     for bare coordinates). Affinities are recomputed on ``x_new``; the optimisation starts from
     the previous coordinates as they are (no rescaling: they are a converged map, not a seed that
     early exaggeration must grow) and runs ``n_iter`` iterations without exaggeration (learning
-    rate N, momentum 0.8); the result is aligned onto the previous coordinates
-    (:func:`procrustes_align`), so unchanged structure stays where it was drawn.
+    rate N, momentum 0.8); the result is rotated (or reflected) and shifted onto the previous
+    coordinates (orthogonal Procrustes, no scaling: a t-SNE map keeps its own size), so unchanged
+    structure stays where it was drawn.
 
     ``n_iter`` 50: more iterations do not improve the map for a small step (kNN agreement equal to
     a fresh fit's) but let it drift (a t-SNE map keeps slowly rearranging: 100 iterations move it
     1.2-2x as far) and cost time (at the scale of a converged 10k map an FFT iteration takes
     30-50 ms, against 3.5 s for the affinities). Large changes of structure need several warm
     starts (or a fresh fit) to show in full.
+
+    ``restructure``: for data whose neighbourhoods changed a lot (early in training, when a
+    model's vectors leave their random start; see :func:`neighbourhood_overlap`), run the full
+    schedule instead (``EARLY_ITER`` iterations of early exaggeration, then as many plain ones)
+    from the previous coordinates shrunk to openTSNE's start scale: the new structure forms in
+    full, and the previous arrangement is kept where the data allow; then aligned as above.
     """
     t0 = time.perf_counter()
     if isinstance(prev, TSNEResult):
@@ -376,13 +384,25 @@ def tsne_continue(x_new, prev, *, perplexity: float | None = None, metric: str |
     n_iter = int(n_iter)
     if n_iter < 1:
         raise ValueError(f"n_iter must be at least 1, got {n_iter}")
-    emb = _embedding(prev_coords, _affinities(x, perplexity, metric, seed, n_jobs), dims, seed, n_jobs)
+    if restructure:
+        from openTSNE import initialization
+
+        start = initialization.rescale(prev_coords - prev_coords.mean(axis=0), target_std=1e-4)
+        emb = _embedding(start, _affinities(x, perplexity, metric, seed, n_jobs), dims, seed, n_jobs)
+        emb.optimize(n_iter=EARLY_ITER, exaggeration=EARLY_EXAGGERATION, momentum=MOMENTUM, inplace=True)
+        n_iter = max(n_iter, EARLY_ITER)
+    else:
+        emb = _embedding(prev_coords, _affinities(x, perplexity, metric, seed, n_jobs), dims, seed, n_jobs)
     emb.optimize(n_iter=n_iter, exaggeration=1, momentum=MOMENTUM, inplace=True)
     native = np.asarray(emb, dtype=np.float64)
-    frame = _similarity(native, prev_coords)
+    # rigid: rotation/reflection and translation only. The least-squares scale shrinks a map towards
+    # its centre when it corresponds poorly to the previous one (a restructured map collapsed to a dot)
+    _, rotation, mu_a, mu_b = _similarity(native, prev_coords)
+    frame = (1.0, rotation, mu_a, mu_b)
     params = {"dims": dims, "perplexity": float(perplexity), "metric": metric, "seed": int(seed),
-              "n_jobs": int(n_jobs), "n_iter": n_iter, "early_exaggeration_iter": 0,
-              "negative_gradient_method": _gradient_method(dims), "warm_start": True}
+              "n_jobs": int(n_jobs), "n_iter": n_iter + (EARLY_ITER if restructure else 0),
+              "early_exaggeration_iter": EARLY_ITER if restructure else 0,
+              "negative_gradient_method": _gradient_method(dims), "warm_start": True, "restructure": bool(restructure)}
     return TSNEResult(_apply(frame, native).astype(np.float32), params, float(emb.kl_divergence),
                       time.perf_counter() - t0, emb, frame)
 
@@ -427,6 +447,18 @@ def add_points(result: TSNEResult, x_old_sample, x_extra) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- quality
+
+def neighbourhood_overlap(x_old, x_new, k: int = 10, metric: str = DEFAULT_METRIC) -> float:
+    """How much the same rows' neighbourhoods survive from ``x_old`` to ``x_new``: the mean share of
+    each row's ``k`` nearest neighbours (by ``metric``) in ``x_new`` that were among them in ``x_old``.
+    1 for a small step of training; about ``k / n`` when the vectors were replaced (e.g. left their
+    random initialisation): then a warm start should restructure (:func:`tsne_continue`)."""
+    old = _as_matrix(x_old, "x_old")
+    if _check_metric(metric) == "cosine":  # cosine neighbours are Euclidean ones of unit vectors
+        norms = np.linalg.norm(old, axis=1, keepdims=True)
+        old = old / np.where(norms > 0, norms, 1.0)
+    return knn_agreement(x_new, old, k=min(k, len(old) - 1), metric=metric)
+
 
 def knn_agreement(x, coords, k: int = 10, metric: str = "euclidean") -> float:
     """Mean share of each point's ``k`` nearest neighbours in ``x`` (by ``metric``) that are among its ``k`` nearest in ``coords``.

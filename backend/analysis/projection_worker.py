@@ -171,6 +171,22 @@ def _align_signs(coords, reference):
     return (coords * np.where(dots < 0, -1.0, 1.0)).astype(np.float32)
 
 
+RESTRUCTURE_BELOW = 0.7  # neighbourhood overlap under which a warm start runs the full schedule
+
+
+def _source_points(store: RunStore, run_id: str, projection_row: dict, source: str, rows, known):
+    """The points a projection was drawn from (``rows`` of its source snapshot), or ``known``."""
+    if known is not None:
+        return known
+    from backend.store.projections import SOURCE_KIND, SourceSnapshot
+
+    source_id = (projection_row.get("meta") or {}).get("source_id")
+    for row in store.list_snapshots(run_id, SOURCE_KIND):
+        if int(row["id"]) == source_id:
+            return SourceSnapshot(store, row).points(source)[rows]
+    return None
+
+
 def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress: Progress | None = None,
             stop: Callable[[], bool] | None = None) -> int:
     """Write the missing maps with ``settings`` of a run, by step; returns how many were written.
@@ -186,7 +202,7 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
     """
     import numpy as np
 
-    from backend.analysis.projection import pca, sample_indices, tsne_continue, tsne_fit
+    from backend.analysis.projection import neighbourhood_overlap, pca, sample_indices, tsne_continue, tsne_fit
     from backend.store.projections import (SOURCE_KIND, SourceSnapshot, load_projection, projections,
                                            write_projection)
 
@@ -201,10 +217,11 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
     total, written, step = len(todo), 0, int(todo[0]["step"])
     prev_row: dict | None = None     # the projection row before the current snapshot
     prev: tuple[Any, Any] | None = None   # its (coords, rows), loaded when needed
+    prev_x = None                          # the points it was drawn from (its rows), loaded when needed
     try:
         for src_row in rows_all:
             if int(src_row["id"]) in existing:
-                prev_row, prev = existing[int(src_row["id"])], None
+                prev_row, prev, prev_x = existing[int(src_row["id"])], None, None
                 continue
             if stop is not None and stop():
                 _status(store, run_id, progress, key=key, step=step, state="idle", iteration=written, total=total,
@@ -228,12 +245,21 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
                 extra = {"explained": [float(v) for v in explained]}
             else:
                 if same_rows:
+                    # neighbourhoods that changed a lot (vectors leaving their random start) need the
+                    # full schedule from the previous map, a small step only a short continuation
+                    prev_x = _source_points(store, run_id, prev_row, source, rows, prev_x)
+                    overlap = neighbourhood_overlap(prev_x, xs, metric=settings.metric) \
+                        if prev_x is not None else 1.0
                     res = tsne_continue(xs, prev[0], perplexity=settings.perplexity, metric=settings.metric,
-                                        seed=settings.seed, n_jobs=1)
+                                        seed=settings.seed, n_jobs=1, restructure=overlap < RESTRUCTURE_BELOW)
+                    extra_meta = {"neighbourhood_overlap": round(float(overlap), 3),
+                                  "restructured": overlap < RESTRUCTURE_BELOW}
                 else:
                     res = tsne_fit(xs, dims=settings.dims, perplexity=settings.perplexity, metric=settings.metric,
                                    seed=settings.seed, n_jobs=1)
                 coords, extra = res.coords, {"kl_divergence": float(res.kl_divergence)}
+                if same_rows:
+                    extra.update(extra_meta)
             seconds = time.perf_counter() - t0
             new_id = write_projection(store, run_id, step, settings, coords, rows,
                                       {"source_id": int(src_row["id"]), "warm_from": warm_from,
@@ -241,8 +267,8 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
             written += 1
             log.info("run %s: %s at step %d (%d points, %s) in %.1f s", run_id, key, step, len(rows),
                      "warm" if warm_from is not None else "fresh", seconds)
-            prev_row = {"id": new_id, "step": step}
-            prev = (coords, rows)
+            prev_row = {"id": new_id, "step": step, "meta": {"source_id": int(src_row["id"])}}
+            prev, prev_x = (coords, rows), xs
     except ValueError as exc:
         _status(store, run_id, progress, key=key, step=step, state="error", iteration=written, total=total,
                 unit="maps", message=str(exc), error=str(exc))

@@ -171,3 +171,30 @@ def test_the_largest_perplexity_the_message_offers_works(digits):
     assert tsne_fit(digits[:40], perplexity=13, n_iter=20).coords.shape == (40, 2)   # 40 > 3 x 13
     with pytest.raises(ValueError, match="perplexity 13.5 needs at least 41 points; this source has 40"):
         tsne_fit(digits[:40], perplexity=13.5)
+
+
+def test_neighbourhood_overlap_tells_a_small_step_from_replaced_vectors():
+    from backend.analysis.projection import neighbourhood_overlap
+
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(400, 16))
+    assert neighbourhood_overlap(old, old + 0.05 * rng.normal(size=old.shape)) > 0.8
+    assert neighbourhood_overlap(old, rng.normal(size=old.shape)) < 0.1
+
+
+def test_restructure_lets_new_structure_form_from_a_random_start():
+    """Vectors leaving their random initialisation: a short continuation of the blob keeps the blob,
+    the full schedule from the previous map finds the clusters."""
+    from backend.analysis.projection import knn_agreement, tsne_continue
+
+    rng = np.random.default_rng(1)
+    random_start = rng.normal(size=(600, 16))
+    centres = rng.normal(scale=6.0, size=(6, 16))
+    clustered = centres[np.arange(600) % 6] + rng.normal(size=(600, 16))
+    blob = tsne_fit(random_start, perplexity=20, seed=0)
+    short = tsne_continue(clustered, blob)
+    full = tsne_continue(clustered, blob, restructure=True)
+    assert full.params["restructure"] and full.params["early_exaggeration_iter"] > 0
+    good, poor = knn_agreement(clustered, full.coords, metric="cosine"), knn_agreement(clustered, short.coords,
+                                                                                        metric="cosine")
+    assert good > 0.3 and good > 2 * poor, (good, poor)  # measured 0.45 against 0.10
