@@ -18,9 +18,13 @@ with that key yet, by step: the first from scratch (``tsne_fit`` / ``pca``), eac
 previous map (``tsne_continue``: the same rows, warm-started, Procrustes-aligned; PCA: computed again,
 each axis's sign matched to the previous map's; ``warm_from`` names the map it continued or was
 matched to). The rows are ``sample_indices(n, n_points, seed)``,
-the same in every snapshot as long as the source keeps its ``n`` rows; **when ``n`` changes** (a source
-that grows), the sample changes with it and that snapshot's map is a fresh fit (``warm_from`` null), and
-later snapshots warm-start from it.
+the same in every snapshot as long as the source keeps its ``n`` rows. **When the source grows** (rows
+appended, t-SNE), the previous rows are kept and the new ones, sampled at the previous rate, enter the
+previous map through openTSNE's ``transform`` (``add_points``) before the warm start (meta
+``added_points``); any other change of ``n`` gets a fresh fit (``warm_from`` null), and later
+snapshots warm-start from it. A warm start whose neighbourhoods changed a lot (``neighbourhood_overlap``
+below ``RESTRUCTURE_BELOW``, typically early in training) runs the full t-SNE schedule from the previous
+map (meta ``restructured``).
 
 Progress is ``projection-status.json`` of the run (:func:`~backend.store.projections.write_status`):
 ``{"key", "step", "state": "computing" | "idle" | "error", "iteration", "total", "unit": "maps",
@@ -174,6 +178,26 @@ def _align_signs(coords, reference):
 RESTRUCTURE_BELOW = 0.7  # neighbourhood overlap under which a warm start runs the full schedule
 
 
+def _grown_rows(store: RunStore, run_id: str, projection_row: dict, source: str, old_rows, n: int, settings):
+    """When the source grew since the previous map (rows appended, e.g. more probe inputs): the previous
+    rows, then the new rows sampled at the previous rate; and the new ones. None otherwise."""
+    import numpy as np
+
+    from backend.store.projections import SOURCE_KIND
+
+    source_id = (projection_row.get("meta") or {}).get("source_id")
+    n_old = next((int(r["meta"]["sources"][source]["n"]) for r in store.list_snapshots(run_id, SOURCE_KIND)
+                  if int(r["id"]) == source_id and source in (r["meta"].get("sources") or {})), None)
+    if n_old is None or n <= n_old or int(np.max(old_rows)) >= n_old:
+        return None
+    rate = min(1.0, settings.n_points / n_old)
+    fresh = np.arange(n_old, n)
+    fresh = fresh[np.random.default_rng(settings.seed).random(len(fresh)) < rate]
+    if not len(fresh):
+        return None
+    return np.concatenate([np.asarray(old_rows, dtype=np.int64), fresh]), fresh
+
+
 def _source_points(store: RunStore, run_id: str, projection_row: dict, source: str, rows, known):
     """The points a projection was drawn from (``rows`` of its source snapshot), or ``known``."""
     if known is not None:
@@ -202,7 +226,8 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
     """
     import numpy as np
 
-    from backend.analysis.projection import neighbourhood_overlap, pca, sample_indices, tsne_continue, tsne_fit
+    from backend.analysis.projection import (TSNEResult, add_points, neighbourhood_overlap, pca, sample_indices,
+                                             tsne_continue, tsne_fit)
     from backend.store.projections import (SOURCE_KIND, SourceSnapshot, load_projection, projections,
                                            write_projection)
 
@@ -233,10 +258,15 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
             t0 = time.perf_counter()
             x = SourceSnapshot(store, src_row).points(source)
             rows = sample_indices(len(x), settings.n_points, settings.seed)
-            xs = x[rows]
             if prev_row is not None and prev is None:
                 prev = load_projection(store, prev_row)
-            same_rows = prev is not None and np.array_equal(prev[1], rows)
+            added = None  # rows new to this snapshot (the source grew): placed by openTSNE's transform
+            if prev is not None and settings.method == "tsne" and not np.array_equal(prev[1], rows):
+                grown = _grown_rows(store, run_id, prev_row, source, prev[1], len(x), settings)
+                if grown is not None:
+                    rows, added = grown
+            xs = x[rows]
+            same_rows = prev is not None and (np.array_equal(prev[1], rows) or added is not None)
             warm_from = int(prev_row["id"]) if same_rows else None
             if settings.method == "pca":
                 coords, explained = pca(xs, settings.dims)
@@ -247,13 +277,22 @@ def compute(store: RunStore, run_id: str, settings: ProjectionSettings, progress
                 if same_rows:
                     # neighbourhoods that changed a lot (vectors leaving their random start) need the
                     # full schedule from the previous map, a small step only a short continuation
-                    prev_x = _source_points(store, run_id, prev_row, source, rows, prev_x)
-                    overlap = neighbourhood_overlap(prev_x, xs, metric=settings.metric) \
+                    old_rows = prev[1]
+                    prev_x = _source_points(store, run_id, prev_row, source, old_rows, prev_x)
+                    start = prev[0]
+                    if added is not None:  # new points enter the previous map through openTSNE's transform
+                        placed = add_points(TSNEResult(coords=prev[0], params={
+                            "perplexity": settings.perplexity, "metric": settings.metric, "seed": settings.seed,
+                            "n_jobs": 1, "dims": settings.dims}, kl_divergence=float("nan"), seconds=0.0),
+                            prev_x, x[added])
+                        start = np.concatenate([prev[0], placed])
+                    overlap = neighbourhood_overlap(prev_x, xs[:len(old_rows)], metric=settings.metric) \
                         if prev_x is not None else 1.0
-                    res = tsne_continue(xs, prev[0], perplexity=settings.perplexity, metric=settings.metric,
+                    res = tsne_continue(xs, start, perplexity=settings.perplexity, metric=settings.metric,
                                         seed=settings.seed, n_jobs=1, restructure=overlap < RESTRUCTURE_BELOW)
                     extra_meta = {"neighbourhood_overlap": round(float(overlap), 3),
-                                  "restructured": overlap < RESTRUCTURE_BELOW}
+                                  "restructured": overlap < RESTRUCTURE_BELOW,
+                                  "added_points": 0 if added is None else int(len(added))}
                 else:
                     res = tsne_fit(xs, dims=settings.dims, perplexity=settings.perplexity, metric=settings.metric,
                                    seed=settings.seed, n_jobs=1)

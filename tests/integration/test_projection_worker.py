@@ -197,3 +197,26 @@ def test_job_manager_starts_restarts_and_stops_the_worker(store):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
+
+
+def test_points_new_to_a_snapshot_enter_the_previous_map(store):
+    """A source that grows (rows appended): the old rows keep their places, the new ones are placed by
+    openTSNE's transform next to the old points they resemble, then the map continues warm."""
+    run_id = _fake_run(store, n=400, snapshots=2)
+    s = ProjectionSettings(source="penultimate", n_points=5000, perplexity=20)
+    assert pw.compute(store, run_id, s) == 2
+    x_old = store.load_arrays(store.list_snapshots(run_id, "embeddings")[-1])["x.penultimate"]
+    x, labels = _clusters(460)  # the same generator: the first 400 rows are the same clusters
+    x_new = np.concatenate([x_old, x[400:]])
+    write_source_snapshot(store, run_id, 200, {"penultimate": {"x": x_new, "text": ["t"] * 460}})
+    assert pw.compute(store, run_id, s) == 1
+    maps = projections(store, run_id, s.key())
+    last = maps[-1]["meta"]
+    assert last["warm_from"] == maps[1]["id"] and last["added_points"] == 60
+    (prev, prev_rows), (coords, rows) = load_projection(store, maps[1]), load_projection(store, maps[2])
+    assert np.array_equal(rows[:400], prev_rows) and np.array_equal(rows[400:], np.arange(400, 460))
+    assert mean_displacement(coords[:400], prev) < 0.05  # the old points stay where they were
+    # each new point lands among old points of its own cluster
+    _, old_labels = _clusters(400)
+    near = np.argmin(((coords[400:, None, :] - coords[None, :400, :]) ** 2).sum(-1), axis=1)
+    assert np.mean(old_labels[near] == labels[400:]) > 0.9
