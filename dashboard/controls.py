@@ -41,6 +41,9 @@ def apply_control(jobs: Any, store: Any, run_id: str | None, action: str, lr: fl
 
 def _dispatch(jobs: Any, store: Any, run: dict, action: str, lr: float | None) -> tuple[bool, str]:
     run_id, name = run["id"], run.get("name") or run["id"]
+    if run.get("source") not in (None, "builtin"):  # a user's own script (client API) or an import
+        return False, (f"{name} is trained by your own script (the deepscope client API) or was imported: the "
+                       "dashboard can only watch it. Pause, stop or change its learning rate in your script.")
     if action == "resume" and run["status"] in RESUMABLE:
         if jobs is None:
             return False, "Restarting a stopped run needs the job manager; start the dashboard with `deepscope serve`."

@@ -123,3 +123,11 @@ def test_text_in_number_fields_is_explained_not_a_crash():
     values.update(steps="300", lr="0.01", probe_every="")
     ok = validate_form("brackets-lstm", values)
     assert ok.spec is not None and ok.spec.probe_every is None and ok.spec.steps == 300
+
+
+@pytest.mark.parametrize("action", ["pause", "stop", "resume", "set_lr"])
+def test_runs_of_a_users_own_script_cannot_be_steered_and_say_why(action):
+    jobs, store = FakeJobs(), FakeStore("running")
+    store.run["source"] = "client"
+    ok, msg = apply_control(jobs, store, "r1", action, 0.01)
+    assert not ok and "your own script" in msg and jobs.calls == []
