@@ -118,10 +118,11 @@ class JobManager:
         self.store.set_pid(run_id, proc.pid)
 
     def reconcile(self) -> list[str]:
-        """Mark runs whose trainer process died without reporting as failed; returns their ids."""
+        """Mark runs whose trainer process (or, for client-API runs, whose script) died without
+        reporting as failed; returns their ids."""
         failed = []
         for run in self.store.list_runs():
-            if run["status"] not in ACTIVE_STATUSES or run["source"] != "builtin":
+            if run["status"] not in ACTIVE_STATUSES or run["source"] not in ("builtin", "client"):
                 continue
             if run["pid"] is None or run["pid"] <= 0 or run["host"] != socket.gethostname():
                 continue  # not started (or only claimed) yet, or started elsewhere: not ours to judge
@@ -129,6 +130,14 @@ class JobManager:
             code = proc.poll() if proc is not None else None
             alive = (code is None and proc is not None) or (proc is None and _pid_alive(run["pid"]))
             stale = run["status"] == "queued" and time.time() - run["updated_at"] > START_GRACE_S
+            if run["source"] == "client" and not _pid_alive(run["pid"]):  # a user's script killed mid-run
+                self.store.set_status(run["id"], "failed", error=(
+                    f"the script that logged this run (process {run['pid']}) ended without finishing it: "
+                    "killed, or it exited before run.finish() and atexit could run"))
+                failed.append(run["id"])
+                continue
+            if run["source"] == "client":
+                continue
             if not alive or stale:
                 log_path = self.store.run_dir(run["id"]) / "trainer.log"
                 self.store.set_status(run["id"], "failed", error=(

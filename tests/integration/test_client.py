@@ -308,3 +308,34 @@ def test_cl010_unknown_length_keeps_snapshots_few(tmp_path):
     run.finish()
     steps = [int(s["step"]) for s in RunStore(tmp_path).list_snapshots(run.id, "kernels")]
     assert steps == list(range(0, 1101, 100)) + [1200, 1400, 1600, 1800, 2000, 2200, 2500]
+
+
+def test_a_killed_script_leaves_its_run_failed_not_running(tmp_path):
+    """SIGKILL skips atexit: the dashboard's reaper finds the script's process gone and says so."""
+    import signal
+    import subprocess
+    import sys
+
+    from backend.jobs import JobManager
+    from backend.store import RunStore
+
+    data_dir = tmp_path / "data"
+    script = ("import time, deepscope\n"
+              f"run = deepscope.init(name='doomed', data_dir={str(data_dir)!r})\n"
+              "run.log({'loss': 1.0}, step=1)\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        store = RunStore(data_dir)
+        (run,) = store.list_runs()
+        jobs = JobManager(store)
+        assert jobs.reconcile() == [] and store.get_run(run["id"])["status"] == "running"  # alive: left alone
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert jobs.reconcile() == [run["id"]]
+        after = store.get_run(run["id"])
+        assert after["status"] == "failed" and "ended without finishing" in after["error"]
+    finally:
+        proc.kill()
