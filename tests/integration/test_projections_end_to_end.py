@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.analysis.projection import mean_displacement
-from backend.analysis.projection_worker import run_once
+from backend.analysis.projection_worker import RESTRUCTURE_BELOW, run_once
 from backend.spec import RunSpec
 from backend.store.projections import PROJECTION_KIND, SOURCE_KIND, load_projection
 from backend.training.worker import run_training
@@ -26,8 +26,16 @@ def test_sentiment_lstm_run_gets_stable_maps_and_neighbours(store):
         rows = sorted((r for r in maps if r["meta"]["key"] == key), key=lambda r: r["step"])
         assert [r["step"] for r in rows] == [0, 100, 200, 300]
         assert rows[0]["meta"]["warm_from"] is None and all(r["meta"]["warm_from"] for r in rows[1:])
-        (a, ra), (b, rb) = load_projection(store, rows[-2]), load_projection(store, rows[-1])
-        assert np.array_equal(ra, rb) and mean_displacement(b, a) < 0.5
+        for before, after in zip(rows, rows[1:]):
+            (a, ra), (b, rb) = load_projection(store, before), load_projection(store, after)
+            meta = after["meta"]
+            assert np.array_equal(ra, rb)
+            # a small step of training continues the map and it barely moves; a large one (neighbourhoods
+            # replaced, early in training) reruns the schedule from it and may move as far as it needs
+            if meta["restructured"]:
+                assert meta["neighbourhood_overlap"] < RESTRUCTURE_BELOW
+            else:
+                assert meta["neighbourhood_overlap"] >= RESTRUCTURE_BELOW and mean_displacement(b, a) < 0.25
     assert run_once(store) == 0  # nothing left to do
 
     data = DashboardData(store)
