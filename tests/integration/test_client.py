@@ -169,6 +169,7 @@ def test_cl005_unavailable_store_warns_and_training_continues(tmp_path, where):
               else {"data_dir": tmp_path / "d", "store_url": "nosuchdialect://nowhere/db"})
     model = TinyLM()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.warns(deepscope.DeepscopeWarning, match="cannot open the store"):
         run = deepscope.init(name="nowhere", **kwargs)
     assert run.disabled and run.id is None
@@ -182,7 +183,9 @@ def test_cl005_unavailable_store_warns_and_training_continues(tmp_path, where):
                 run.log({"loss": losses[-1]}, step=step)
             run.log_track("t", np.zeros(100))
             run.snapshot()
-    assert len(losses) == 20 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    # every step ran and updated the model (a loss trend on 20 random batches is noise: it flaked in CI)
+    assert len(losses) == 20 and all(np.isfinite(losses))
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_cl006_log_never_raises_and_never_waits_for_the_store(tmp_path):
