@@ -113,7 +113,8 @@ class RunSpec(BaseModel):
     data_file: str | None = Field(None, max_length=4096,
                                   description="sentiment tasks: a CSV file of your own (text and label columns)")
     probe_every: int | None = Field(None, ge=1, le=10_000_000,
-                                    description="steps between hidden-state snapshots; empty: about ten per run, "
+                                    description="steps between probe snapshots (hidden states, kernels, "
+                                                "embeddings); empty: about ten per run, "
                                                 "spaced wider when a probe would cost over 2% of training time")
 
     @field_validator("task")
