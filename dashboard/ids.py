@@ -150,3 +150,14 @@ PJ_ANALOGY = "pj-analogy"                # dcc.Store: the analogy asked for
 PJ_ANALOGY_OUT = "pj-analogy-out"
 PJ_SELECTION = "pj-selection"            # members of a lasso / box selection
 PJ_SEED = "pj-seed"                      # dcc.Store: the seed of the settings shown (not a control)
+
+# Lab page
+LAB_PRESET = "lab-preset"                # pattern-matching type: {"type": LAB_PRESET, "preset": id}, a preset's card
+LAB_LAUNCH = "lab-launch"                # pattern-matching type: {"type": LAB_LAUNCH, "preset": id}
+LAB_ALERT = "lab-alert"                  # what a launch did (or why it could not)
+LAB_LOCATION = "lab-location"            # dcc.Location: the preset's view after a launch
+LAB_GF_RUNS = "lab-gf-runs"              # gradient-flow view: runs to draw
+LAB_GF_GRAPH = "lab-gf-graph"
+LAB_GF_NOTE = "lab-gf-note"
+LAB_GF_INTERVAL = "lab-gf-interval"
+LAB_GF_SHOWN = "lab-gf-shown"            # dcc.Store: (run, step) pairs drawn, so an unchanged poll draws nothing

@@ -13,6 +13,10 @@ Example::
 
     norms = gradient_through_time(model, ids)       # (T,) float64, norms[-1] is distance 0
     ratio = decay_ratio(norms, 1, 20)              # ||dL/dh|| at distance 1 over distance 20
+
+:class:`GradientFlowProbe` records these norms for a fixed batch of probe sequences at the probe
+cadence (snapshots of kind ``gradflow``, read with :mod:`backend.lab.records`); every recurrent
+language-model run has it.
 """
 from __future__ import annotations
 
@@ -21,7 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..lab.records import KIND as GRADFLOW_KIND
+from .hooks import BUDGET, SnapshotProbe
 from .replay import family_of
+
+GRADFLOW_SEQUENCES = 32  # probe sequences of a language-model task (recall-lstm: 64 whole episodes)
+GRADFLOW_LEN = 64        # their length in tokens: distances 0..63
 
 
 def _cell(family: str, rnn: nn.RNNBase, layer: int):
@@ -98,3 +107,69 @@ def decay_ratio(norms: np.ndarray, near: int = 1, far: int = 20) -> float:
     if far > t:
         raise ValueError(f"distance {far} needs at least {far + 1} steps; the sequence has {len(norms)}")
     return float(norms[t - near] / max(norms[t - far], 1e-30))
+
+
+def probe_sequences(info, val_ids: torch.Tensor | None, n: int = GRADFLOW_SEQUENCES,
+                    length: int = GRADFLOW_LEN) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``(tokens (n, T), targets (n,), source)``: the fixed batch the gradient-flow probe differentiates.
+
+    ``recall-lstm``: whole episodes from the key to the marker ``?`` and the key to recall, so the
+    loss at the last step depends on the first token only (``T = gap + 2``). Other language
+    models: ``n`` evenly spaced windows of ``length + 1`` validation tokens; the last token is the
+    target of the loss at step ``length - 1``.
+    """
+    if info.kind != "lm":
+        raise ValueError(f"{info.name} is not a language-model task; gradient flow is recorded for those")
+    if info.name == "recall-lstm":
+        from ..tasks.recall import RECALL_GAP, recall_probe_batch
+
+        tokens, targets = recall_probe_batch(2 * n)
+        return (torch.from_numpy(tokens), torch.from_numpy(targets),
+                f"{2 * n} held-out recall episodes: key, {RECALL_GAP} fillers, '?'; loss on the key to recall")
+    if val_ids is None or len(val_ids) < length + 2:
+        raise ValueError("the task's validation text is too short for gradient-flow probe sequences")
+    ids = val_ids.detach().cpu()
+    starts = torch.linspace(0, len(ids) - length - 2, n).long()
+    window = ids[starts[:, None] + torch.arange(length + 1)]
+    return window[:, :-1], window[:, -1], f"{n} validation windows of {length} tokens; loss on the next token"
+
+
+class GradientFlowProbe(SnapshotProbe):
+    """Records ``||dL/dh_t||`` against distance (:func:`gradient_through_time`, ``wrt="h"``) for a fixed
+    batch of probe sequences at the start, every ``every`` steps and at the end: snapshots of kind
+    ``gradflow`` with the array ``norms`` (T,) and ``meta`` family, activation, source, n_sequences.
+
+    Recurrent language models (``embedding`` -> ``rnn`` -> ``head``) only; a bidirectional one is
+    skipped (its head reads both directions, the unrolled replay follows the forward one).
+    """
+
+    kind = GRADFLOW_KIND
+
+    def __init__(self, store, run_id: str, every: int | None = None, budget: float = BUDGET,
+                 adaptive: bool = True):
+        super().__init__(store, run_id, every, budget, adaptive)
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._meta: dict = {}
+
+    def setup(self, trainer) -> bool:
+        model = trainer.model
+        rnn = getattr(model, "rnn", None)
+        if not isinstance(rnn, nn.RNNBase) or not hasattr(model, "embedding") or not hasattr(model, "head"):
+            raise ValueError("gradient flow needs a recurrent language model (embedding, rnn, head)")
+        if rnn.bidirectional:
+            raise ValueError("gradient flow is recorded for one-directional recurrent models only")
+        tokens, targets, source = probe_sequences(trainer.info, trainer.data.val_ids)
+        self._batch = tokens.to(trainer.device), targets.to(trainer.device)
+        family = family_of(rnn)
+        self._meta = {"family": family, "layers": rnn.num_layers, "hidden_size": rnn.hidden_size,
+                      "source": source, "n_sequences": int(len(tokens))}
+        if family == "rnn":
+            self._meta["activation"] = getattr(rnn, "nonlinearity", "tanh")
+        return True
+
+    def take(self, trainer):
+        tokens, targets = self._batch
+        return gradient_through_time(trainer.model, tokens, targets, wrt="h"), dict(self._meta)
+
+    def write(self, step: int, norms, meta) -> None:
+        self.store.add_snapshot(self.run_id, self.kind, step, {"norms": np.asarray(norms, dtype=np.float64)}, meta)

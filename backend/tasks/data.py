@@ -3,7 +3,8 @@
 ``digits-cnn``: scikit-learn's 8x8 digits. ``code-lstm``: the Python standard
 library's own sources as characters, split into train and validation by file.
 ``brackets-lstm``: generated nested-bracket text (training and validation drawn with
-different seeds). ``natural-patches`` and ``patches-cnn``: patches of whitened photographs
+different seeds). ``recall-lstm``: generated key-recall episodes (``backend.tasks.recall``).
+``natural-patches`` and ``patches-cnn``: patches of whitened photographs
 bundled with scikit-image and scikit-learn (``backend.tasks.images``).
 """
 from __future__ import annotations
@@ -63,6 +64,8 @@ def load_task_data(info: TaskInfo, seed: int = 0, data_file: str | None = None) 
         return _code(info)
     if info.name == "brackets-lstm":
         return _brackets(info)
+    if info.name == "recall-lstm":
+        return _recall(info)
     if info.name == "natural-patches":
         return _natural_patches(info, seed)
     if info.name == "patches-cnn":
@@ -101,6 +104,15 @@ def _brackets(info: TaskInfo) -> TaskData:
     val = generate_brackets(BRACKET_VAL_CHARS, BRACKET_SEEDS["val"])
     return TaskData(info, train_ids=torch.from_numpy(encode_chars(train, BRACKET_VOCAB)),
                     val_ids=torch.from_numpy(encode_chars(val, BRACKET_VOCAB)))
+
+
+def _recall(info: TaskInfo) -> TaskData:
+    from .recall import RECALL_SEEDS, RECALL_TRAIN_CHARS, RECALL_VAL_CHARS, RECALL_VOCAB, generate_recall
+
+    train = generate_recall(RECALL_TRAIN_CHARS, RECALL_SEEDS["train"])
+    val = generate_recall(RECALL_VAL_CHARS, RECALL_SEEDS["val"])
+    return TaskData(info, train_ids=torch.from_numpy(encode_chars(train, RECALL_VOCAB)),
+                    val_ids=torch.from_numpy(encode_chars(val, RECALL_VOCAB)))
 
 
 # natural-patches: training patches from 11 photographs, validation from the other two (china, flower),

@@ -48,6 +48,7 @@ def probe_corpus(info: TaskInfo, n_tokens: int | None = None) -> ProbeCorpus:
     ``code-lstm``: whole validation files of the standard library (file ``i`` with
     ``i % 10 == 0``) in order, annotated file by file, then cut to ``n_tokens``.
     ``brackets-lstm``: text drawn with a seed that neither training nor validation uses.
+    ``recall-lstm``: key-recall episodes drawn with a seed of their own.
     """
     if info.kind != "lm":
         raise ValueError(f"{info.name} has no token corpus; hidden-state probes apply to text tasks")
@@ -58,6 +59,8 @@ def probe_corpus(info: TaskInfo, n_tokens: int | None = None) -> ProbeCorpus:
         return _code_corpus(n)
     if info.name == "brackets-lstm":
         return _bracket_corpus(n)
+    if info.name == "recall-lstm":
+        return _recall_corpus(n)
     raise ValueError(f"no probe corpus for task {info.name!r}")
 
 
@@ -87,3 +90,13 @@ def _bracket_corpus(n: int) -> ProbeCorpus:
     ids = encode_chars(text, VOCABS["brackets-lstm"])
     source = f"{n:,} characters of generated nested brackets (seed {seed}, unused by training and validation)"
     return ProbeCorpus(ids=ids, vocab=VOCABS["brackets-lstm"], tracks=bracket_tracks(text), source=source)
+
+
+def _recall_corpus(n: int) -> ProbeCorpus:
+    from .recall import RECALL_SEEDS, generate_recall, recall_tracks
+
+    seed = RECALL_SEEDS["probe"]
+    text = generate_recall(n, seed)
+    ids = encode_chars(text, VOCABS["recall-lstm"])
+    source = f"{n:,} characters of generated key-recall episodes (seed {seed}, unused by training and validation)"
+    return ProbeCorpus(ids=ids, vocab=VOCABS["recall-lstm"], tracks=recall_tracks(text), source=source)

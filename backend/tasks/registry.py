@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .images import IMAGE_NAMES
+from .recall import RECALL_GAP, RECALL_VOCAB
 from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 
 # prose-word2vec: the 2,000 most frequent words of pydoc's topics, plus "<unk>" at id 0 (backend.tasks.prose)
@@ -90,6 +91,21 @@ TASKS: dict[str, TaskInfo] = {
             "model": {"family": "lstm", "layers": 1, "hidden_size": 32, "embedding_dim": 8, "dropout": 0.0},
             "optimizer": "adam", "lr": 0.01, "batch_size": 32, "seq_len": 128, "steps": 1000,
             "clip_norm": 1.0, "log_every": 10, "eval_every": 200,
+        },
+    ),
+    "recall-lstm": TaskInfo(
+        name="recall-lstm",
+        kind="lm",
+        description=(f"Remember a key for {RECALL_GAP} steps: lines like 'A' + {RECALL_GAP} random letters + '?A', "
+                     f"where the letter after '?' repeats the key (A-D) seen {RECALL_GAP + 1} characters earlier. "
+                     "Only a model that carries the key that far predicts it; a plain tanh RNN's gradient fades "
+                     "long before, an LSTM's or GRU's reaches back (the Lab's gradient-flow preset)."),
+        families=("lstm", "gru", "rnn"),
+        vocab_size=len(RECALL_VOCAB),
+        defaults={
+            "model": {"family": "lstm", "layers": 1, "hidden_size": 32, "embedding_dim": 8, "dropout": 0.0},
+            "optimizer": "adam", "lr": 0.01, "batch_size": 32, "seq_len": 48, "steps": 1500,
+            "clip_norm": 1.0, "log_every": 10, "eval_every": 100,
         },
     ),
     "natural-patches": TaskInfo(
@@ -179,6 +195,7 @@ TASKS: dict[str, TaskInfo] = {
 
 # Token texts of each language-model task, by id.
 VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB),
+                                      "recall-lstm": tuple(RECALL_VOCAB),
                                       "sentiment-cnn": SENTIMENT_VOCAB, "sentiment-lstm": SENTIMENT_VOCAB}
 
 

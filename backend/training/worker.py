@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
-    hidden-state probe for recurrent language models, the kernel probe for conv models and the
+    hidden-state and gradient-flow probes for recurrent language models, the kernel probe for conv models and the
     embedding probe (token embeddings, classifier features) for classifiers and word2vec."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
@@ -36,6 +36,10 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
         from ..tasks.probe import probe_corpus
         hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
                                       adaptive=spec.probe_every is None))  # an explicit cadence is kept
+        if not spec.model.bidirectional:  # ||dL/dh_t|| against distance, for the Lab's gradient-flow view
+            from ..probes.gradflow import GradientFlowProbe
+            hooks.append(GradientFlowProbe(store, run_id, every=spec.probe_every,
+                                           adaptive=spec.probe_every is None))
     if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))

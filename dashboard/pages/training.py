@@ -32,10 +32,12 @@ def layout(run: str | None = None, **_query) -> html.Div:
     """The page for the runs named in ``?run=`` (default: the newest run)."""
     context = current()
     runs = context.data.list_runs()
+    asked = [r for r in (run or "").split(",") if r]
+    listed = {r["id"] for r in runs}  # the list is cached for a second: runs started just now are read fresh
+    runs = [r for r in (context.data.get_run(rid) for rid in asked if rid not in listed) if r] + runs
     if not runs:
         return no_runs_state(WHAT)
     known = {r["id"] for r in runs}
-    asked = [r for r in (run or "").split(",") if r]
     chosen = [r for r in asked if r in known] or [runs[0]["id"]]
     missing = [r for r in asked if r not in known]
     note = html.Div(f"No run with id {', '.join(missing)}; showing {chosen[0]}.", className="alert alert-warning") \
@@ -108,7 +110,9 @@ def _status(_n, run_value, options):
     data = current().data
     runs = [r for r in (data.get_run(rid) for rid in selected_runs(run_value)) if r]
     cards = [run_status_card(r, data.run_summary(r)) for r in runs]
-    fresh = run_options(data.list_runs())
+    listed = data.list_runs()  # cached for a second: chosen runs it does not hold yet stay among the options
+    have = {r["id"] for r in listed}
+    fresh = run_options([r for r in runs if r["id"] not in have] + listed)
     options_out = fresh if fresh != options else no_update
     if not runs:
         return cards, "Choose a run to control it.", True, True, True, True, options_out
