@@ -14,6 +14,7 @@ import numpy as np
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from backend.spec import RECURRENT
+from backend.tasks.registry import TASKS
 from dashboard import ids
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
@@ -168,12 +169,15 @@ def _snapshots(_n, run_id, follow, known, index, initial_step):
         if family not in RECURRENT:
             msg = (f"Run {run['name']} ({run['id']}) is a {family or 'non-recurrent'} model on {run['task']}: it has "
                    "no recurrent layer, so it has no hidden states. Choose an LSTM, GRU or RNN run, or start one "
-                   "on New run (task brackets-lstm or code-lstm).")
+                   "on New run (task brackets-lstm, code-lstm or recall-lstm).")
             return (0, {}, 0, [], [], [], [], [], [], alert(msg, "warning"))
         msg = ("No hidden-state snapshot yet. The probe records the first one when training starts "
                f"(run status: {run['status']}); this page updates by itself.")
-        if run["task"] not in ("code-lstm", "brackets-lstm") and run.get("source") == "builtin":
-            msg = f"Task {run['task']} has no probe text: hidden states are recorded for text tasks."
+        info = TASKS.get(run["task"])
+        if info is not None and info.kind != "lm":  # a built-in task without probe text (any source)
+            lms = ", ".join(name for name, t in TASKS.items() if t.kind == "lm")
+            msg = (f"Task {run['task']} is not a language-model task, so it has no probe text: hidden states per "
+                   f"token are recorded for {lms}. A classifier's final hidden states are on Projections.")
         return (0, {}, 0, [], [], [], [], [], [], alert(msg, "info"))
     steps = [int(s["step"]) for s in snaps]
     if steps == known and not ctx.triggered_id == ids.HS_FOLLOW:
