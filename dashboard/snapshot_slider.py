@@ -10,6 +10,8 @@ Example::
 """
 from __future__ import annotations
 
+PLAY, PAUSE = "▶ Play", "❚❚ Pause"
+
 
 def slider_value(steps: list[int], known: list[int] | None, index: int | None, follow: list | None,
                  initial_step: int | None) -> int:
@@ -37,3 +39,40 @@ def step_at(steps: list[int] | None, index: int | None) -> int | None:
     if not steps:
         return None
     return steps[min(int(index or 0), len(steps) - 1)]
+
+
+def register_play(play: str, tick: str, slider: str, follow: str, steps: str, reset) -> None:
+    """The Play button of a snapshot page, all in the browser: it starts (from the first snapshot when
+    the slider is at the newest, else from where it is) and pauses; each tick of the ``tick``
+    interval moves ``slider`` one snapshot on, turning ``follow`` off; the last one stops, and so
+    does a change of ``reset`` (an ``Input``: the run or the settings). ``steps`` is the store of the
+    page's snapshot steps: a list, or a dict holding it under ``"steps"``."""
+    from dash import Input, Output, State, clientside_callback
+
+    clientside_callback(
+        f"""
+        function(nPlay, nTick, _reset, disabled, index, steps) {{
+            const nu = window.dash_clientside.no_update;
+            const fired = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+            const list = Array.isArray(steps) ? steps : ((steps || {{}}).steps || []);
+            const last = list.length - 1;
+            const stop = [nu, nu, true, {PLAY!r}];
+            if (fired.some(p => p.startsWith({reset.component_id!r} + "."))) {{
+                return disabled ? [nu, nu, nu, nu] : stop;
+            }}
+            if (fired.some(p => p.startsWith({play!r} + "."))) {{
+                if (!disabled || last < 1) {{ return stop; }}
+                const start = (index === null || index === undefined || index >= last) ? 0 : index;
+                return [start, [], false, {PAUSE!r}];
+            }}
+            if (disabled) {{ return [nu, nu, nu, nu]; }}
+            const next = Math.min((index || 0) + 1, Math.max(last, 0));
+            return next >= last ? [next, nu, true, {PLAY!r}] : [next, nu, nu, nu];
+        }}
+        """,
+        Output(slider, "value", allow_duplicate=True), Output(follow, "value", allow_duplicate=True),
+        Output(tick, "disabled"), Output(play, "children"),
+        Input(play, "n_clicks"), Input(tick, "n_intervals"), reset,
+        State(tick, "disabled"), State(slider, "value"), State(steps, "data"),
+        prevent_initial_call=True,
+    )

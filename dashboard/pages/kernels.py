@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from backend.analysis.gabor import MIN_SIZE, gabor, kernel_images
 from dashboard import ids
@@ -23,7 +23,7 @@ from dashboard.figures.hidden import heat_img
 from dashboard.figures.kernels import (gabor_curve_figure, kernel_mosaic, line_grid, orientation_rose,
                                        rgb_kernels, rgb_mosaic, rgb_png)
 from dashboard.hidden_data import ViewError, view_error_message
-from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
+from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, slider_value, step_at
 
 dash.register_page(__name__, path="/kernels", name="Kernels", order=2, title="Kernels · deepscope")
 
@@ -33,7 +33,6 @@ WHAT = ("Kernels shows the filters of a convolutional network as it trains: what
 CONFIG = {"displaylogo": False, "displayModeBar": False}
 MAX_MAPS = 16
 PLAY_MS = 500  # Play: about 2 snapshots a second
-PLAY, PAUSE = "▶ Play", "❚❚ Pause"
 HIDDEN = {"display": "none"}
 
 
@@ -354,32 +353,9 @@ def _clicked_kernel(click: dict | None) -> int:
         return 0
 
 
-# Play: the button starts (from the first snapshot when the slider is at the newest, else from where it is)
-# and pauses; each tick moves the slider one snapshot on, and the last one stops. All in the browser.
-clientside_callback(
-    f"""
-    function(nPlay, nTick, runId, disabled, index, steps) {{
-        const nu = window.dash_clientside.no_update;
-        const fired = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
-        const last = (steps || []).length - 1;
-        const stop = [nu, nu, true, {PLAY!r}];
-        if (fired.some(p => p.startsWith({ids.KN_RUN!r} + "."))) {{ return disabled ? [nu, nu, nu, nu] : stop; }}
-        if (fired.some(p => p.startsWith({ids.KN_PLAY!r} + "."))) {{
-            if (!disabled || last < 1) {{ return stop; }}
-            const start = (index === null || index === undefined || index >= last) ? 0 : index;
-            return [start, [], false, {PAUSE!r}];
-        }}
-        if (disabled) {{ return [nu, nu, nu, nu]; }}
-        const next = Math.min((index || 0) + 1, Math.max(last, 0));
-        return next >= last ? [next, nu, true, {PLAY!r}] : [next, nu, nu, nu];
-    }}
-    """,
-    Output(ids.KN_STEP, "value", allow_duplicate=True), Output(ids.KN_FOLLOW, "value", allow_duplicate=True),
-    Output(ids.KN_PLAY_TICK, "disabled"), Output(ids.KN_PLAY, "children"),
-    Input(ids.KN_PLAY, "n_clicks"), Input(ids.KN_PLAY_TICK, "n_intervals"), Input(ids.KN_RUN, "value"),
-    State(ids.KN_PLAY_TICK, "disabled"), State(ids.KN_STEP, "value"), State(ids.KN_STEPS, "data"),
-    prevent_initial_call=True,
-)
+# Play through the snapshots (dashboard/snapshot_slider.py)
+register_play(ids.KN_PLAY, ids.KN_PLAY_TICK, ids.KN_STEP, ids.KN_FOLLOW, ids.KN_STEPS,
+              Input(ids.KN_RUN, "value"))
 
 
 @callback(Output(ids.KN_MAPS, "children"), Input(ids.KN_RUN, "value"), Input(ids.KN_STEP, "value"),

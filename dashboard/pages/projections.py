@@ -13,7 +13,7 @@ A lasso or box selection lists its members.
 from __future__ import annotations
 
 import dash
-from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from pydantic import ValidationError
 
 from backend.store.projections import SOURCES, ProjectionSettings, request_projection, requested
@@ -23,7 +23,7 @@ from dashboard.context import current
 from dashboard.figures.projections import map_figure, message_figure
 from dashboard.hidden_data import ViewError, view_error_message
 from dashboard.projection_data import COLOUR_FIELDS, a_noun, colour_choices, positions
-from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
+from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, slider_value, step_at
 
 dash.register_page(__name__, path="/projections", name="Projections", order=3, title="Projections · deepscope")
 
@@ -34,7 +34,6 @@ WHAT = ("Projections maps the points a model makes (its word embeddings, the fin
 CONFIG = {"displaylogo": False, "scrollZoom": True,
           "modeBarButtonsToRemove": ["autoScale2d", "toImage", "resetCameraLastSave3d", "hoverClosest3d"]}
 PLAY_MS = 600  # Play: a snapshot every 0.6 s
-PLAY, PAUSE = "▶ Play", "❚❚ Pause"
 METHODS = [{"label": " t-SNE", "value": "tsne"}, {"label": " PCA", "value": "pca"}]
 DIMS = [{"label": " 2D", "value": "2"}, {"label": " 3D", "value": "3"}]  # strings: Dash 4 shows a numeric 0 as empty
 METRICS = ("cosine", "euclidean")
@@ -319,31 +318,9 @@ def _stop_following(index, steps, follow):
     return no_update if keeps_following(index, (steps or {}).get("steps"), follow) else []
 
 
-# Play: from the first map when the slider is at the newest, else from where it is; the last one stops.
-clientside_callback(
-    f"""
-    function(nPlay, nTick, settings, disabled, index, steps) {{
-        const nu = window.dash_clientside.no_update;
-        const fired = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
-        const last = ((steps || {{}}).steps || []).length - 1;
-        const stop = [nu, nu, true, {PLAY!r}];
-        if (fired.some(p => p.startsWith({ids.PJ_SETTINGS!r} + "."))) {{ return disabled ? [nu, nu, nu, nu] : stop; }}
-        if (fired.some(p => p.startsWith({ids.PJ_PLAY!r} + "."))) {{
-            if (!disabled || last < 1) {{ return stop; }}
-            const start = (index === null || index === undefined || index >= last) ? 0 : index;
-            return [start, [], false, {PAUSE!r}];
-        }}
-        if (disabled) {{ return [nu, nu, nu, nu]; }}
-        const next = Math.min((index || 0) + 1, Math.max(last, 0));
-        return next >= last ? [next, nu, true, {PLAY!r}] : [next, nu, nu, nu];
-    }}
-    """,
-    Output(ids.PJ_STEP, "value", allow_duplicate=True), Output(ids.PJ_FOLLOW, "value", allow_duplicate=True),
-    Output(ids.PJ_PLAY_TICK, "disabled"), Output(ids.PJ_PLAY, "children"),
-    Input(ids.PJ_PLAY, "n_clicks"), Input(ids.PJ_PLAY_TICK, "n_intervals"), Input(ids.PJ_SETTINGS, "data"),
-    State(ids.PJ_PLAY_TICK, "disabled"), State(ids.PJ_STEP, "value"), State(ids.PJ_STEPS, "data"),
-    prevent_initial_call=True,
-)
+# Play through the snapshots (dashboard/snapshot_slider.py)
+register_play(ids.PJ_PLAY, ids.PJ_PLAY_TICK, ids.PJ_STEP, ids.PJ_FOLLOW, ids.PJ_STEPS,
+              Input(ids.PJ_SETTINGS, "data"))
 
 
 # -- the map ----------------------------------------------------------------------------------------------
