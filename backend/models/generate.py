@@ -1,0 +1,93 @@
+"""Text from a recurrent language model: sampling with a temperature, and teacher-forced prediction.
+
+Both read a :class:`~backend.models.build.RecurrentLM` (``embedding`` -> ``rnn`` -> ``head``) in
+eval mode and leave its training flag as it was.
+
+- :func:`generate` continues a prompt one token at a time, feeding the model its own samples
+  (free running: "teacher forcing off"). ``temperature`` divides the logits before the softmax:
+  0 takes the most likely token every time (greedy), 1 samples the model's distribution, above 1
+  flattens it (more surprising, more mistakes).
+- :func:`teacher_forced` feeds the true text and returns the model's guess for every next token
+  ("teacher forcing on", as in training): how good the model is when it never has to live with its
+  own mistakes.
+
+Example::
+
+    ids = generate(model, prompt_ids=[5, 9, 2], length=80, temperature=0.8, seed=0)   # list of ids
+    guess, p_true = teacher_forced(model, text_ids)    # (T-1,) ids and P(true next token)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _check_lm(model: nn.Module) -> None:
+    if not all(hasattr(model, name) for name in ("embedding", "rnn", "head")):
+        raise ValueError("text generation needs a recurrent language model (embedding, rnn, head)")
+    if getattr(model.rnn, "bidirectional", False):
+        raise ValueError("a bidirectional model reads the future and cannot generate text left to right")
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompt_ids: Sequence[int], length: int, temperature: float = 1.0,
+             seed: int | None = 0, exclude: Sequence[int] = (0,)) -> list[int]:
+    """``length`` token ids continuing ``prompt_ids`` (not included), sampled at ``temperature``
+    (0 = greedy). ``exclude``: ids never produced (default: 0, the unknown character). ``seed``
+    fixes the samples (None: torch's global generator)."""
+    _check_lm(model)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    device = next(model.parameters()).device
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        prompt = torch.as_tensor(list(prompt_ids) or [1], dtype=torch.long, device=device)[None]
+        out, state = model.rnn(model.embedding(prompt))
+        logits = model.head(out[:, -1]).float()[0]
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        mask[[i for i in exclude if 0 <= i < len(logits)]] = True
+        ids: list[int] = []
+        for _ in range(int(length)):
+            logits = logits.masked_fill(mask, float("-inf"))
+            if temperature == 0:
+                nxt = int(logits.argmax())
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1).cpu()
+                nxt = int(torch.multinomial(probs, 1, generator=gen))
+            ids.append(nxt)
+            out, state = model.rnn(model.embedding(torch.tensor([[nxt]], device=device)), state)
+            logits = model.head(out[:, -1]).float()[0]
+    finally:
+        model.train(was_training)
+    return ids
+
+
+@torch.no_grad()
+def teacher_forced(model: nn.Module, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's most likely next token after each prefix of the true ``ids`` and the probability
+    it gave the true next token: two arrays of ``len(ids) - 1`` (int64, float32)."""
+    _check_lm(model)
+    if len(ids) < 2:
+        raise ValueError("teacher forcing needs at least two tokens")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.as_tensor(list(ids), dtype=torch.long, device=device)[None]
+        logits = model(x[:, :-1]).float()[0]
+        probs = torch.softmax(logits, dim=-1)
+        guess = probs.argmax(-1)
+        p_true = probs.gather(1, x[0, 1:, None])[:, 0]
+    finally:
+        model.train(was_training)
+    return guess.cpu().numpy().astype(np.int64), p_true.cpu().numpy().astype(np.float32)
