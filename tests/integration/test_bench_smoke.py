@@ -98,3 +98,17 @@ def test_live_update_quick():
     assert result["bytes_per_update"] > 0 and result["server_ms"] > 0
     assert result["samples"] >= 10 and result["points_per_series"] > 0
     assert result["console_errors"] == 0, proc.stdout[-2000:]
+
+
+def test_lab_presets_smoke():
+    """bench/lab.py with real trainer processes, one preset at a tiny budget (~10 s)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "lab.py"), "--presets", "gradient-flow",
+                           "--steps", "10"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["statuses"] == {"gradient-flow": ["completed"] * 3} and result["steps"] == 10
+    assert 0 < result["lab_gradient_flow_s"] < 180 and result["pass"] is True
+    assert "lab · gradient flow · lstm: completed at step 10" in proc.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "lab.py"), "--presets", "nope"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown preset(s) nope" in bad.stderr
