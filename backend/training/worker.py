@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
-    hidden-state and gradient-flow probes for recurrent language models, the kernel probe for conv models and the
-    embedding probe (token embeddings, classifier features) for classifiers and word2vec."""
+    hidden-state, gradient-flow and text-samples probes for recurrent language models, the kernel probe for conv
+    models and the embedding probe (token embeddings, classifier features) for classifiers and word2vec."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
                          CheckpointHook(store, run_id, every=spec.checkpoint_every)]
@@ -40,6 +40,9 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
             from ..probes.gradflow import GradientFlowProbe
             hooks.append(GradientFlowProbe(store, run_id, every=spec.probe_every,
                                            adaptive=spec.probe_every is None))
+    if info.kind == "lm" and spec.model.family in RECURRENT and not spec.model.bidirectional:
+        from ..probes.samples import SamplesProbe  # text written from a fixed prompt, for the Training page
+        hooks.append(SamplesProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))

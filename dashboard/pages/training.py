@@ -1,4 +1,5 @@
-"""Training page (``/``): live curves of one or several runs, their status and controls.
+"""Training page (``/``): live curves of one or several runs, their status and controls, and for
+language models the text they write as they train (:mod:`dashboard.samples_card`).
 
 ``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. The live
 callback is thin: the work is in :mod:`dashboard.live` and :mod:`dashboard.controls`.
@@ -8,7 +9,7 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from dashboard import ids
+from dashboard import ids, samples_card
 from dashboard.components import no_runs_state, run_status_card
 from dashboard.context import current
 from dashboard.controls import RESUMABLE, apply_control
@@ -17,6 +18,7 @@ from dashboard.live import live_update, selected_runs
 from backend.store import ACTIVE_STATUSES
 
 dash.register_page(__name__, path="/", name="Training", order=0, title="Training · deepscope")
+samples_card.register()  # here: Dash runs this module once per app, so every app gets the card's callback
 
 WHAT = ("Training shows live loss, accuracy, learning rate, gradient norms and throughput "
         "of the runs you choose, and lets you pause, resume, stop or change the learning rate.")
@@ -42,6 +44,7 @@ def layout(run: str | None = None, **_query) -> html.Div:
     missing = [r for r in asked if r not in known]
     note = html.Div(f"No run with id {', '.join(missing)}; showing {chosen[0]}.", className="alert alert-warning") \
         if missing else None
+    graphs = [dcc.Graph(id=ids.graph_id(p), config=GRAPH_CONFIG, className=f"panel panel-{p}") for p in PANELS]
     return html.Div([
         html.Div([
             html.Div([html.Label("Runs (choose several to overlay)", htmlFor=ids.TRAIN_RUNS),
@@ -56,8 +59,8 @@ def layout(run: str | None = None, **_query) -> html.Div:
         html.Div(id=ids.TRAIN_STATUS, className="status-area"),
         _controls(),
         html.Div(id=ids.TRAIN_ALERT, role="status"),
-        html.Div([dcc.Graph(id=ids.graph_id(p), config=GRAPH_CONFIG, className=f"panel panel-{p}")
-                  for p in PANELS], className="graph-grid"),
+        # language-model runs: the text the model writes, under the loss and accuracy curves
+        html.Div(graphs[:2] + [samples_card.layout()] + graphs[2:], className="graph-grid"),
         dcc.Store(id=ids.TRAIN_STATE),
         dcc.Store(id=ids.TRAIN_URL_SYNC),
         # Off until the first figures arrive: a slow first build must not be re-requested every tick.
