@@ -9,14 +9,19 @@ top layer's forward direction. Plotted against the distance ``T - 1 - t``, it is
 picture of backpropagation through time: a plain tanh RNN's gradient vanishes within a few steps,
 an LSTM's cell state carries it much further.
 
+The same unrolled forward pass gives the hidden-state norm ``||h_t||`` at every step: bounded by
+``sqrt(hidden_size)`` for tanh, free to grow step after step for a ReLU RNN (the Lab's activations
+preset).
+
 Example::
 
     norms = gradient_through_time(model, ids)       # (T,) float64, norms[-1] is distance 0
     ratio = decay_ratio(norms, 1, 20)              # ||dL/dh|| at distance 1 over distance 20
+    rec = through_time(model, ids)                 # {"norms", "hidden_norms", "hidden_max"}: (T,) each
 
 :class:`GradientFlowProbe` records these norms for a fixed batch of probe sequences at the probe
-cadence (snapshots of kind ``gradflow``, read with :mod:`backend.lab.records`); every recurrent
-language-model run has it.
+cadence, with the hidden-state norms (snapshots of kind ``gradflow``, read with
+:mod:`backend.lab.records`); every recurrent language-model run has it.
 """
 from __future__ import annotations
 
@@ -57,14 +62,20 @@ def _cell(family: str, rnn: nn.RNNBase, layer: int):
     return step
 
 
-def gradient_through_time(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor | None = None,
-                          wrt: str = "h") -> np.ndarray:
-    """Mean ``||dL/dh_t||`` of the top layer at every step for a loss at the last step.
+def through_time(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor | None = None,
+                 wrt: str = "h") -> dict[str, np.ndarray]:
+    """The forward and backward pass of the unrolled top layer, step by step (each ``(T,)`` float64):
+
+    - ``norms``: mean over the batch of ``||dL/dh_t||`` (``wrt="input"``: of ``||dL/dx_t||``, the
+      embedded inputs) for a loss at the last step;
+    - ``hidden_norms`` and ``hidden_max``: mean and largest ``||h_t||`` over the batch, the forward
+      pass's hidden-state norm (a tanh layer's is at most ``sqrt(hidden_size)``, a ReLU layer's is
+      unbounded).
 
     ``tokens`` ``(batch, time)``: token ids. ``targets``: the class of each sequence (classifiers)
-    or, for a language model, the token after the last one; None takes a language model's own
-    prediction target as ``tokens[:, -1]`` shifted (the last input predicts nothing known, so pass
-    ``tokens[:, :-1]`` and ``tokens[:, -1]`` for real text). The model is left unchanged.
+    or, for a language model, the token after the last one; None takes ``tokens[:, -1]`` (the last
+    input predicts nothing known, so pass ``tokens[:, :-1]`` and ``tokens[:, -1]`` for real text).
+    The model is left unchanged. A diverged model gives inf/NaN entries, not an error.
     """
     rnn, embedding, head = model.rnn, model.embedding, model.head
     family = family_of(rnn)
@@ -95,10 +106,21 @@ def gradient_through_time(model: nn.Module, tokens: torch.Tensor, targets: torch
             else:
                 grads = torch.autograd.grad(loss, hs)
                 norms = torch.stack([g.norm(dim=1).mean() for g in grads])
+            with torch.no_grad():
+                h_norms = torch.stack([h.detach().float().norm(dim=1) for h in hs])  # (T, batch)
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    return norms.detach().cpu().double().numpy()
+    as_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+    return {"norms": as_np(norms), "hidden_norms": as_np(h_norms.mean(dim=1)),
+            "hidden_max": as_np(h_norms.max(dim=1).values)}
+
+
+def gradient_through_time(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor | None = None,
+                          wrt: str = "h") -> np.ndarray:
+    """Mean ``||dL/dh_t||`` of the top layer at every step for a loss at the last step
+    (the ``norms`` of :func:`through_time`, which see)."""
+    return through_time(model, tokens, targets, wrt)["norms"]
 
 
 def decay_ratio(norms: np.ndarray, near: int = 1, far: int = 20) -> float:
@@ -135,9 +157,11 @@ def probe_sequences(info, val_ids: torch.Tensor | None, n: int = GRADFLOW_SEQUEN
 
 
 class GradientFlowProbe(SnapshotProbe):
-    """Records ``||dL/dh_t||`` against distance (:func:`gradient_through_time`, ``wrt="h"``) for a fixed
-    batch of probe sequences at the start, every ``every`` steps and at the end: snapshots of kind
-    ``gradflow`` with the array ``norms`` (T,) and ``meta`` family, activation, source, n_sequences.
+    """Records ``||dL/dh_t||`` against distance and the forward pass's hidden-state norms
+    (:func:`through_time`, ``wrt="h"``) for a fixed batch of probe sequences at the start, every
+    ``every`` steps and at the end: snapshots of kind ``gradflow`` with the arrays ``norms``,
+    ``hidden_norms`` and ``hidden_max`` (each (T,)) and ``meta`` family, layers, hidden_size,
+    activation (plain RNN), source, n_sequences.
 
     Recurrent language models (``embedding`` -> ``rnn`` -> ``head``) only; a bidirectional one is
     skipped (its head reads both directions, the unrolled replay follows the forward one).
@@ -169,7 +193,8 @@ class GradientFlowProbe(SnapshotProbe):
 
     def take(self, trainer):
         tokens, targets = self._batch
-        return gradient_through_time(trainer.model, tokens, targets, wrt="h"), dict(self._meta)
+        return through_time(trainer.model, tokens, targets, wrt="h"), dict(self._meta)
 
-    def write(self, step: int, norms, meta) -> None:
-        self.store.add_snapshot(self.run_id, self.kind, step, {"norms": np.asarray(norms, dtype=np.float64)}, meta)
+    def write(self, step: int, arrays, meta) -> None:
+        self.store.add_snapshot(self.run_id, self.kind, step,
+                                {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}, meta)

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..models.generate import generate
@@ -98,10 +99,14 @@ class SamplesProbe(SnapshotProbe):
         return True
 
     def take(self, trainer):
+        if not all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters()):
+            return None, {}  # training diverged (the metrics hook stops the run and says so): nothing to write
         rows = [generate(trainer.model, self._prompt, self.length, t, seed=self.seed) for t in self.temperatures]
         return np.asarray(rows, dtype=np.int64).reshape(len(rows), self.length), {
             "seed": self.seed, "source": self._source}
 
     def write(self, step: int, samples, meta) -> None:
+        if samples is None:
+            return
         write_samples_snapshot(self.store, self.run_id, step, self._prompt, samples, self.temperatures,
                                self._vocab, meta)

@@ -3,16 +3,21 @@
 The writer batches rows and commits them from a background thread, so the
 training step never waits on the database; control requests are read every
 step, so pause/stop/learning-rate changes take effect within one step.
+A run whose training loss becomes NaN or infinite is stopped at the next log step
+(:class:`TrainingDiverged`: the run fails with a message that says so), after the
+non-finite row is written.
 """
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 
 import torch
 
+from ..lab.records import AFTER_CLIP
 from ..models import layer_key
 from ..store import RunStore
 from .checkpoint import save_checkpoint
@@ -72,11 +77,30 @@ class BackgroundWriter:
         self.flush()
 
 
-class MetricsHook(Hook):
-    """Logs train loss/accuracy, learning rate, gradient norms and throughput every ``every`` steps."""
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: nothing more can be learnt from this run."""
 
-    def __init__(self, store: RunStore, run_id: str, every: int = 10, grad_norms: bool = True):
-        self.every, self.grad_norms = every, grad_norms
+
+def divergence_message(step: int, loss: float, lr: float, clip_norm: float | None) -> str:
+    """What a diverged run says: where, what, and what to change."""
+    clip = f"gradients clipped at norm {clip_norm:g}" if clip_norm else "no gradient clipping"
+    return (f"training diverged at step {step:,}: the training loss became {loss} (learning rate {lr:g}, "
+            f"{clip}). The weights are no longer finite, so the run stopped; lower the learning rate"
+            + (" or turn on gradient clipping (clip_norm)." if not clip_norm else "."))
+
+
+class MetricsHook(Hook):
+    """Logs train loss/accuracy, learning rate, gradient norms and throughput every ``every`` steps.
+
+    Gradient norms are measured before clipping (``grad_norm/<layer>``, ``grad_norm/global``); when the
+    spec clips (``clip_norm``), ``grad_norm/after_clip`` is the global norm of the gradients the optimizer
+    used, measured after the step. ``stop_on_divergence``: a non-finite training loss at a log step
+    raises :class:`TrainingDiverged` once its row is queued (the run fails with that message).
+    """
+
+    def __init__(self, store: RunStore, run_id: str, every: int = 10, grad_norms: bool = True,
+                 stop_on_divergence: bool = True):
+        self.every, self.grad_norms, self.stop_on_divergence = every, grad_norms, stop_on_divergence
         self.writer = BackgroundWriter(store, run_id)
         self._reset(time.perf_counter())
         self._norms: dict[str, float] = {}
@@ -99,13 +123,17 @@ class MetricsHook(Hook):
         self._samples += out.samples
         self._steps += 1
         if out.step % self.every == 0:
+            if self.grad_norms and self._norms and getattr(trainer.spec, "clip_norm", None):
+                # the gradients stay until the next zero_grad: these are the ones clip_grad_norm_ left
+                self._norms[AFTER_CLIP.split("/", 1)[1]] = global_grad_norm(trainer.model)
             self._emit(trainer, out)
 
     def _emit(self, trainer, out: StepOutput) -> None:
         now, wall = time.perf_counter(), time.time()
         elapsed = max(now - self._t0, 1e-9)
         step = out.step
-        rows = [("train/loss", step, float(self._loss) / self._steps, wall)]
+        loss = float(self._loss) / self._steps
+        rows = [("train/loss", step, loss, wall)]
         if self._count:  # a reconstruction task has no predictions to score
             rows.append(("train/acc", step, float(self._correct) / self._count, wall))
         rows += [("lr", step, get_lr(trainer.optimizer), wall),
@@ -114,6 +142,10 @@ class MetricsHook(Hook):
         rows += [(f"grad_norm/{k}", step, v, wall) for k, v in self._norms.items()]
         self.writer.put(rows, step)
         self._reset(now)
+        self._norms = {}
+        if self.stop_on_divergence and not math.isfinite(loss):
+            raise TrainingDiverged(divergence_message(step, loss, get_lr(trainer.optimizer),
+                                                      getattr(trainer.spec, "clip_norm", None)))
 
     def on_eval_end(self, trainer, step: int, metrics: dict[str, float]) -> None:
         wall = time.time()
@@ -141,6 +173,13 @@ def layer_grad_norms(model: torch.nn.Module) -> dict[str, float]:
     out = dict(zip(keys, values))
     out["global"] = float(sq.sum().sqrt())
     return out
+
+
+@torch.no_grad()
+def global_grad_norm(model: torch.nn.Module) -> float:
+    """L2 norm of all the model's gradients together (0 when there are none)."""
+    sq = [p.grad.float().pow(2).sum() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
 
 
 class ControlHook(Hook):

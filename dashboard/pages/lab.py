@@ -20,16 +20,19 @@ import dash
 from dash import ALL, Input, Output, callback, clientside_callback, ctx, dcc, html, no_update
 
 from backend.lab.presets import PRESETS, Preset, start_preset
-from dashboard import ids, lab_gradflow
+from dashboard import ids, lab_activations, lab_gradflow
 from dashboard.components import alert
 from dashboard.context import current
 
 dash.register_page(__name__, path="/lab", name="Lab", order=30, title="Lab · deepscope")
-lab_gradflow.register()  # here: Dash runs this module once per app, so every app gets the view's callbacks
+lab_gradflow.register()
+lab_activations.register()  # here: Dash runs this module once per app, so every app gets the view's callbacks
 
 LAB_LANDED = "lab-landed"      # dcc.Store: the preset the page was opened for (scrolls to its view)
 LAB_SCROLLED = "lab-scrolled"  # dcc.Store: the view scrolled to (output of the clientside scroll)
-VIEWS: dict[str, Callable[[list[dict], list[str]], object]] = {lab_gradflow.PRESET: lab_gradflow.section}
+VIEWS: dict[str, Callable[[list[dict], list[str]], object]] = {lab_gradflow.PRESET: lab_gradflow.section,
+                                                               "activations": lab_activations.section}
+VIEW_OF = {"clipping": "activations"}  # presets sharing another's view (the view has fixed component ids)
 
 
 def view_id(preset_id: str) -> str:
@@ -66,7 +69,8 @@ def layout(preset: str | None = None, run: str | None = None, **_query) -> html.
     landed = PRESETS.get(preset or "")
     unknown = alert(f"There is no preset {preset!r}; presets: {', '.join(PRESETS)}.", "warning") \
         if preset and landed is None else None
-    target = landed.id if landed is not None and landed.id in VIEWS else None
+    target = VIEW_OF.get(landed.id, landed.id) if landed is not None else None
+    target = target if target in VIEWS else None
     # ?run= is meant for the landed preset's view; without ?preset= every view may show it
     sections = [html.Section(VIEWS[pid](runs, asked_ids if target in (None, pid) else []), id=view_id(pid),
                              className="lab-view lab-view-landed" if pid == target else "lab-view")

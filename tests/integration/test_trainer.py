@@ -57,7 +57,8 @@ def test_logged_series_cover_the_metrics(store):
     names = set(store.scalar_names(run_id))
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/precision", "val/recall", "val/f1", "lr",
             "grad_norm/global", "time/step_ms", "throughput/samples_per_s"} <= names
-    layer_norms = {n for n in names if n.startswith("grad_norm/") and n != "grad_norm/global"}
+    layer_norms = {n for n in names if n.startswith("grad_norm/") and n not in ("grad_norm/global", "grad_norm/after_clip")}
+    assert "grad_norm/after_clip" in names  # the run clips: the norm the clip left is logged too
     assert {"grad_norm/features.0", "grad_norm/features.3", "grad_norm/head"} == layer_norms
     series, _ = store.scalar_series(run_id)
     glob = series["grad_norm/global"]["value"]

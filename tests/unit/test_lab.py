@@ -1,4 +1,5 @@
-"""Lab presets, the recall-lstm task and the gradient-flow figure (no trainer processes, no server)."""
+"""Lab presets, the recall-lstm task, the gradient-flow record (with hidden-state norms) and figure,
+and the metrics hook's after-clip norm and divergence stop (no trainer processes, no server)."""
 from __future__ import annotations
 
 import re
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.lab.presets import NO_JOBS, OPTIMIZER_LRS, PRESETS, get_preset, launch, start_preset
-from backend.lab.records import KIND, GradFlow, latest_gradflow
+from backend.lab.presets import CLIP_NORM, NO_JOBS, OPTIMIZER_LRS, PRESETS, get_preset, launch, start_preset
+from backend.lab.records import AFTER_CLIP, BEFORE_CLIP, KIND, GradFlow, hidden_norm_history, latest_gradflow
 from backend.models import build_model
-from backend.probes.gradflow import gradient_through_time, probe_sequences
+from backend.probes.gradflow import gradient_through_time, probe_sequences, through_time
 from backend.spec import RunSpec
 from backend.tasks import get_task
 from backend.tasks.data import load_task_data
@@ -96,8 +97,17 @@ def test_probe_sequences_of_recall_and_of_other_language_models():
 
 # -- presets -------------------------------------------------------------------------------
 
+def _differences(a: RunSpec, b: RunSpec) -> dict:
+    """Fields (``model.x`` for the model's) where two specs differ, the run name aside."""
+    da, db = a.model_dump(), b.model_dump()
+    out = {f"model.{k}": (v, db["model"][k]) for k, v in da.pop("model").items() if v != db["model"][k]}
+    db.pop("model")
+    out.update({k: (v, db[k]) for k, v in da.items() if v != db[k] and k != "name"})
+    return out
+
+
 def test_presets_are_valid_and_compare_one_thing_each():
-    assert list(PRESETS) == ["optimizers", "dropout", "gradient-flow"]
+    assert list(PRESETS) == ["optimizers", "dropout", "gradient-flow", "activations", "clipping"]
     for p in PRESETS.values():
         names = [n for n, _ in p.runs]
         assert len(names) == len(set(names)) >= 2 and p.explanation and "\n" not in p.explanation
@@ -121,6 +131,16 @@ def test_presets_are_valid_and_compare_one_thing_each():
     assert gf.runs[0][1].model.activation == "tanh" and {s.task for _, s in gf.runs} == {"recall-lstm"}
     assert gf.page == "/lab"
 
+    act = PRESETS["activations"]
+    (_, relu), (_, tanh) = act.runs
+    assert _differences(relu, tanh) == {"model.activation": ("relu", "tanh")} and act.page == "/lab"
+    assert relu.model.family == "rnn" and relu.clip_norm is None  # nothing caps the ReLU state's gradients
+
+    clip = PRESETS["clipping"]
+    (_, off), (_, on) = clip.runs
+    assert _differences(off, on) == {"clip_norm": (None, CLIP_NORM)} and clip.page == "/lab"
+    assert off.model.activation == "relu" and off.optimizer == "sgd" and off.log_every == 1  # every spike logged
+
 
 def test_landing_addresses():
     assert PRESETS["optimizers"].landing(["a", "b"]) == "/?run=a,b"
@@ -134,6 +154,10 @@ def test_reduced_budget_changes_steps_and_cadences_only():
     for (n1, s1), (n2, s2) in zip(full, small):
         assert n1 == n2 and s2.steps == 50 and s2.eval_every <= 10 and s2.checkpoint_every <= 50
         assert s2.model == s1.model and s2.lr == s1.lr and s2.optimizer == s1.optimizer
+        assert s2.probe_every is None  # adaptive cadence stays adaptive
+    for (_, s1), (_, s2) in zip(PRESETS["activations"].specs(), PRESETS["activations"].specs(steps=400)):
+        assert s1.probe_every == 150 and s2.probe_every == 80  # a fixed cadence: still five snapshots or more
+        assert _differences(s1, s2).keys() == {"steps", "eval_every", "probe_every", "checkpoint_every"}
 
 
 def test_launch_starts_every_run_with_one_thread_in_order():
@@ -195,12 +219,132 @@ def test_recorded_norms_are_gradient_through_time_of_the_model():
                         data=SimpleNamespace(val_ids=None))  # what the probe reads of a trainer
     probe = GradientFlowProbe(store=None, run_id="x")
     assert probe.setup(t)
-    norms, meta = probe.take(t)
+    arrays, meta = probe.take(t)
     tokens, targets = (torch.as_tensor(a) for a in recall_probe_batch(64))
-    np.testing.assert_allclose(norms, gradient_through_time(t.model, tokens, targets))
+    np.testing.assert_allclose(arrays["norms"], gradient_through_time(t.model, tokens, targets))
+    assert sorted(arrays) == ["hidden_max", "hidden_norms", "norms"]
+    assert all(v.shape == (RECALL_GAP + 2,) for v in arrays.values())
     assert meta["family"] == "lstm" and meta["n_sequences"] == 64 and "activation" not in meta
+    assert meta["hidden_size"] == 8
     t.model = build_model(RunSpec.for_task("recall-lstm", model={"family": "gru", "bidirectional": True,
                                                                  "hidden_size": 4}))
     with pytest.raises(ValueError, match="one-directional"):
         probe.setup(t)
     probe.close()
+
+
+# -- hidden-state norms: probe and record --------------------------------------------------------
+
+@pytest.mark.parametrize("family, activation, layers", [("rnn", "relu", 1), ("rnn", "tanh", 2), ("lstm", None, 1),
+                                                       ("gru", None, 2)])
+def test_hidden_norms_are_those_of_the_fused_module(family, activation, layers):
+    """The unrolled forward pass gives the top layer's ||h_t|| as the fused nn.RNN/LSTM/GRU computes it."""
+    torch.manual_seed(0)
+    model = build_model(RunSpec.for_task("brackets-lstm", model={"family": family, "layers": layers,
+                                                                 "hidden_size": 12, "activation": activation}))
+    tokens = torch.randint(1, 8, (6, 25))
+    rec = through_time(model, tokens, torch.randint(1, 8, (6,)))
+    with torch.no_grad():
+        model.eval()
+        out, _ = model.rnn(model.embedding(tokens))
+    want = out.norm(dim=2)  # (batch, T)
+    np.testing.assert_allclose(rec["hidden_norms"], want.mean(dim=0).double().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(rec["hidden_max"], want.max(dim=0).values.double().numpy(), rtol=1e-5)
+    assert rec["norms"].shape == (25,) and all(p.grad is None for p in model.parameters())
+
+
+def test_tanh_states_stay_within_sqrt_hidden_size_relu_states_do_not():
+    """The bound the activations preset draws: with large recurrent weights a tanh state saturates just
+    under sqrt(H), a ReLU state grows step after step without limit."""
+    h = 16
+    out = {}
+    for act in ("tanh", "relu"):
+        torch.manual_seed(0)
+        model = build_model(RunSpec.for_task("brackets-lstm", model={"family": "rnn", "hidden_size": h,
+                                                                     "activation": act}))
+        with torch.no_grad():
+            model.rnn.weight_hh_l0.copy_(1.5 * torch.eye(h))  # an expanding recurrence
+            model.rnn.bias_hh_l0.fill_(0.5)
+        out[act] = through_time(model, torch.randint(1, 8, (4, 30)), torch.randint(1, 8, (4,)))
+    assert out["tanh"]["hidden_max"].max() <= np.sqrt(h) and out["tanh"]["hidden_norms"][-1] > 0.9 * np.sqrt(h)
+    relu = out["relu"]["hidden_norms"]
+    assert relu[-1] > 1e4 * np.sqrt(h) and np.all(np.diff(relu[5:]) > 0)  # x1.5 a step: 1.5^25 ~ 2.5e4
+
+
+def test_reader_reads_hidden_norms_and_old_snapshots_without_them(store):
+    run_id = store.create_run("r", "code-lstm", RunSpec.for_task("code-lstm").model_dump())
+    assert hidden_norm_history(store, run_id)["step"].tolist() == []
+    store.add_snapshot(run_id, KIND, 0, {"norms": np.ones(4)}, {"family": "rnn"})  # written before hidden norms
+    old = latest_gradflow(store, run_id)
+    assert old.hidden_norms is None and old.hidden_max is None and old.norms.tolist() == [1.0] * 4
+    assert hidden_norm_history(store, run_id)["step"].tolist() == []  # nothing to draw, no error
+    store.add_snapshot(run_id, KIND, 10, {"norms": np.ones(4), "hidden_norms": np.array([1.0, 3.0, 2.0, 2.5]),
+                                          "hidden_max": np.array([2.0, 9.0, 4.0, 5.0])}, {"family": "rnn"})
+    store.add_snapshot(run_id, KIND, 20, {"norms": np.ones(4), "hidden_norms": np.array([1.0, np.inf, np.nan, np.nan]),
+                                          "hidden_max": np.full(4, np.nan)}, {"family": "rnn"})
+    rec = latest_gradflow(store, run_id, step=10)
+    assert rec.hidden_norms.tolist() == [1.0, 3.0, 2.0, 2.5] and rec.hidden_max[1] == 9.0
+    hist = hidden_norm_history(store, run_id)
+    assert hist["step"].tolist() == [10, 20] and hist["last"][0] == 2.5 and np.isnan(hist["last"][1])
+    assert hist["peak"].tolist() == [3.0, np.inf] and hist["max"][0] == 9.0 and np.isnan(hist["max"][1])
+
+
+# -- metrics: the norm after clipping, and a diverged run ---------------------------------------------
+
+def _metrics_trainer(clip_norm: float | None, lr: float = 0.1):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    return SimpleNamespace(model=model, spec=SimpleNamespace(clip_norm=clip_norm),
+                           optimizer=torch.optim.SGD(model.parameters(), lr=lr))
+
+
+def _step(hook, trainer, step: int, scale: float = 1.0, loss: float | None = None):
+    from backend.training.hooks import StepOutput
+
+    trainer.optimizer.zero_grad()
+    out = trainer.model(torch.randn(16, 4))
+    (scale * out.pow(2).mean()).backward()
+    hook.on_after_backward(trainer, step)
+    if trainer.spec.clip_norm:
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.spec.clip_norm)
+    trainer.optimizer.step()
+    value = torch.tensor(loss if loss is not None else 1.0)
+    hook.on_step_end(trainer, StepOutput(step=step, loss=value, correct=torch.tensor(0), count=1, samples=16))
+
+
+def test_metrics_hook_logs_the_norm_after_clipping_from_the_clipped_gradients(store):
+    from backend.training.store_hooks import MetricsHook
+
+    run_id = store.create_run("r", "digits-cnn", {})
+    trainer, hook = _metrics_trainer(clip_norm=0.5), MetricsHook(store, run_id, every=2)
+    for step, scale in enumerate([1.0, 100.0, 0.001, 1e4], start=1):
+        _step(hook, trainer, step, scale)
+    hook.close()
+    s, _ = store.scalar_series(run_id, [BEFORE_CLIP, AFTER_CLIP])
+    assert s[BEFORE_CLIP]["step"].tolist() == s[AFTER_CLIP]["step"].tolist() == [2, 4]  # log steps only
+    before, after = s[BEFORE_CLIP]["value"], s[AFTER_CLIP]["value"]
+    assert np.all(before > 0.5) and np.allclose(after, 0.5, rtol=1e-5)  # cut to the threshold
+
+    unclipped = store.create_run("u", "digits-cnn", {})
+    trainer, hook = _metrics_trainer(clip_norm=None), MetricsHook(store, unclipped, every=1)
+    _step(hook, trainer, 1)
+    hook.close()
+    assert AFTER_CLIP not in store.scalar_names(unclipped) and BEFORE_CLIP in store.scalar_names(unclipped)
+
+
+def test_metrics_hook_stops_a_diverged_run_with_a_message_after_logging_it(store):
+    from backend.training.store_hooks import MetricsHook, TrainingDiverged
+
+    run_id = store.create_run("r", "digits-cnn", {})
+    trainer, hook = _metrics_trainer(clip_norm=None, lr=2.0), MetricsHook(store, run_id, every=2)
+    _step(hook, trainer, 1, loss=float("nan"))  # not a log step: nothing checked yet
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step 2: the training loss became nan "
+                                               r"\(learning rate 2, no gradient clipping\).*clip_norm"):
+        _step(hook, trainer, 2, loss=3.0)  # the log step's mean includes step 1's NaN
+    hook.close()
+    loss = store.scalar_series(run_id, ["train/loss"])[0]["train/loss"]
+    assert loss["step"].tolist() == [2] and np.isnan(loss["value"][0])  # the NaN is on record
+
+    quiet = MetricsHook(store, run_id, every=1, stop_on_divergence=False)
+    _step(quiet, _metrics_trainer(clip_norm=1.0), 3, loss=float("inf"))  # logged, not raised
+    quiet.close()

@@ -136,3 +136,27 @@ def test_the_record_checks_its_shape(store):
     write_samples_snapshot(store, run_id, 0, [2, 3], np.array([[4, 5, 1]]), [0.0], vocab)
     (rec,) = samples_history(store, run_id)
     assert rec.prompt == "()" and rec.texts == {0.0: "ab\n"} and rec.meta["length"] == 3
+
+
+def test_a_diverged_model_writes_no_samples_and_raises_nothing(tmp_path):
+    """A NaN weight (training diverged between log steps) must not crash the probe inside sampling."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from backend.models.build import build_model
+    from backend.probes.samples import SamplesProbe
+    from backend.spec import RunSpec
+    from backend.store import RunStore
+
+    store = RunStore(tmp_path)
+    spec = RunSpec.for_task("brackets-lstm", model={"family": "rnn", "hidden_size": 8, "embedding_dim": 4})
+    run_id = store.create_run("nan", spec.task, spec.model_dump())
+    model = build_model(spec)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    probe = SamplesProbe(store, run_id)
+    payload, meta = probe.take(SimpleNamespace(model=model))
+    assert payload is None
+    probe.write(5, payload, meta)
+    assert store.list_snapshots(run_id, "samples") == []
