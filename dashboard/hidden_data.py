@@ -12,13 +12,14 @@ Example::
     snap = hs.open(run_id)                                    # newest snapshot
     sel = hs.select(snap, "l0.fwd.c", 500, 505, threshold=0.3)
     found = hs.match(run_id, snap, "l0.fwd.c", sel.cells, 0.3, query_len=5)
+    both = hs.match_groups(run_id, snap, [("l0.fwd.c", [3]), ("l0.bwd.c", [7])], 0.3, query_len=5)
 """
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -120,22 +121,34 @@ class HiddenStates:
     def match(self, run_id: str, snap: HiddenSnapshot, key: str, cells: list[int], threshold: float,
               query_len: int, n: int = N_MATCHES) -> list[dict]:
         """The ``n`` best places where the selected cells are on together (see backend.analysis.cells)."""
-        if not cells:
-            raise ViewError("Select cells first: brush a range where some cells are on.")
-        ckey = f"hidden:match:{run_id}:{snap.row['id']}:{key}:{','.join(map(str, cells))}:{threshold:.6g}:{query_len}:{n}"
-        return self._cached(ckey, RESULT_TTL, lambda: self._match(snap, key, cells, threshold, query_len, n))
+        return self.match_groups(run_id, snap, [(key, cells)], threshold, query_len, n)
 
-    def _match(self, snap: HiddenSnapshot, key: str, cells: list[int], threshold: float, query_len: int,
+    def match_groups(self, run_id: str, snap: HiddenSnapshot, groups: Sequence[tuple[str, Sequence[int]]],
+                     threshold: float, query_len: int, n: int = N_MATCHES) -> list[dict]:
+        """:meth:`match` over selected cells of several states at once, e.g. the forward and the backward
+        cells of a bidirectional layer: a place counts when those cells are on together, and its extra
+        cells are counted in every state. A match's ``cells`` rows are the groups' cells in order."""
+        groups = [(k, [int(c) for c in cells]) for k, cells in groups if len(cells)]
+        if not groups:
+            raise ViewError("Select cells first: brush a range where some cells are on.")
+        what = ";".join(f"{k}:{','.join(map(str, cells))}" for k, cells in groups)
+        ckey = f"hidden:match:{run_id}:{snap.row['id']}:{what}:{threshold:.6g}:{query_len}:{n}"
+        return self._cached(ckey, RESULT_TTL, lambda: self._match(snap, groups, threshold, query_len, n))
+
+    def _match(self, snap: HiddenSnapshot, groups: list[tuple[str, list[int]]], threshold: float, query_len: int,
                n: int) -> list[dict]:
-        cols = snap.columns(key, cells)
+        cols = np.concatenate([snap.columns(key, cells) for key, cells in groups])
         max_len = max(3 * query_len, query_len + 20)
         cand = candidate_ranges(cols, threshold, max_len=max_len)
         if not len(cand):
             return []
         pre = rank_candidates(cand, query_len)[:EXTRA_CANDIDATES]
         sub = Candidates(cand.start[pre], cand.stop[pre], cand.common[pre])
-        sel = np.asarray(cells)
-        extra = np.array([extra_cells(rows, sel, threshold) for rows in snap.windows(key, sub.start, sub.stop)])
+        # the groups' states side by side, as one (tokens, groups x cells) array per candidate
+        sel = np.concatenate([np.asarray(cells) + g * snap.n_cells for g, (_, cells) in enumerate(groups)])
+        per_key = [snap.windows(key, sub.start, sub.stop) for key, _ in groups]
+        rows_of = (np.hstack(parts) if len(parts) > 1 else parts[0] for parts in zip(*per_key))
+        extra = np.array([extra_cells(rows, sel, threshold) for rows in rows_of])
         order = rank_candidates(sub, query_len, extra)[:n]
         out = []
         for i in order:

@@ -1,23 +1,30 @@
 """View state of the hidden-states page: parsed from and written to the URL, and checked.
 
 The URL holds everything needed to reproduce a view (run, step, layer, direction,
-state, window position, threshold, brushed range, margins, track, gate), so a
-link shows the same thing to someone else.
+state, window position, threshold, brushed range, margins, track, gate, what the
+Match view matches on), so a link shows the same thing to someone else.
+
+Direction is ``fwd``, ``bwd`` or, for a bidirectional run, ``both`` (the two side by
+side, the default there); ``None`` means "the run's default" until the page knows the run.
 
 Example::
 
-    view = parse_view({"run": "ab12", "sel": "500-505", "thr": "0.3"})
-    view.sel        # (500, 505)
+    view = parse_view({"run": "ab12", "sel": "500-505", "thr": "0.3", "dir": "both"})
+    view.sel, view.dir, view.keys     # (500, 505), "both", ["l0.fwd.h", "l0.bwd.h"]
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from backend.probes.states import GATE_NAMES, GATES
 
 WINDOWS = (40, 80, 160, 320)  # tokens the Select view can show ("zoom")
 DEFAULT_THRESHOLD = 0.3
+BOTH = "both"
+DIRECTIONS = ("fwd", "bwd", BOTH)
+MATCH_ON = ("both", "fwd", "bwd")  # side by side: match forward and backward cells together, or one of them
+DIR_NAMES = {"fwd": "forward", "bwd": "backward"}
 
 
 @dataclass
@@ -25,7 +32,7 @@ class View:
     run: str | None = None
     step: int | None = None      # None: follow the newest snapshot
     layer: int = 0
-    dir: str = "fwd"
+    dir: str | None = None       # None: the run's default (see default_dir)
     state: str = "h"
     pos: int = 0
     thr: float = DEFAULT_THRESHOLD
@@ -35,10 +42,21 @@ class View:
     track: str | None = None
     gate: str | None = None
     win: int = 80
+    match: str = "both"          # side by side only: which direction's selected cells the Match view uses
 
     @property
     def key(self) -> str:
-        return f"l{self.layer}.{self.dir}.{self.state}"
+        """The one state shown (single direction; forward when side by side)."""
+        return f"l{self.layer}.{self.directions[0]}.{self.state}"
+
+    @property
+    def directions(self) -> list[str]:
+        return shown_directions(self.dir)
+
+    @property
+    def keys(self) -> list[str]:
+        """The states shown: one, or forward then backward side by side."""
+        return [f"l{self.layer}.{d}.{self.state}" for d in self.directions]
 
     def to_query(self) -> dict[str, str]:
         """Non-default fields as URL query parameters."""
@@ -63,7 +81,7 @@ def parse_view(query: Mapping[str, Any]) -> View:
     v.run = query.get("run") or None
     v.step = _int(query["step"], 0) if query.get("step") not in (None, "") else None
     v.layer = _int(query.get("layer"), 0, 0, 64)
-    v.dir = "bwd" if query.get("dir") == "bwd" else "fwd"
+    v.dir = query.get("dir") if query.get("dir") in DIRECTIONS else None
     v.state = str(query.get("state") or "h")[:2]
     v.pos = _int(query.get("pos"), 0)
     try:
@@ -80,6 +98,7 @@ def parse_view(query: Mapping[str, Any]) -> View:
     v.gate = query.get("gate") or None
     win = _int(query.get("win"), 80)
     v.win = win if win in WINDOWS else 80
+    v.match = query.get("match") if query.get("match") in MATCH_ON else "both"
     return v
 
 
@@ -98,8 +117,50 @@ def layer_options(meta: Mapping[str, Any]) -> list[dict]:
 
 
 def dir_options(meta: Mapping[str, Any]) -> list[dict]:
-    names = {"fwd": "forward", "bwd": "backward"}
-    return [{"label": names[d], "value": d} for d in meta.get("directions", ["fwd"])]
+    """Direction choices: "both, side by side" first for a bidirectional run; never offered otherwise."""
+    dirs = [d for d in meta.get("directions", ["fwd"]) if d in DIR_NAMES] or ["fwd"]
+    options = [{"label": DIR_NAMES[d] + (" only" if len(dirs) > 1 else ""), "value": d} for d in dirs]
+    if len(dirs) > 1:
+        options.insert(0, {"label": "both, side by side", "value": BOTH})
+    return options
+
+
+def default_dir(directions: Sequence[str]) -> str:
+    """Side by side for a bidirectional run, else forward.
+
+    >>> default_dir(["fwd", "bwd"]), default_dir(["fwd"])
+    ('both', 'fwd')
+    """
+    return BOTH if "bwd" in directions else "fwd"
+
+
+def resolve_dir(requested: str | None, directions: Sequence[str]) -> str:
+    """The direction to show: ``requested`` when the run has it, else the run's default.
+
+    >>> resolve_dir("both", ["fwd"]), resolve_dir("bwd", ["fwd", "bwd"]), resolve_dir(None, ["fwd", "bwd"])
+    ('fwd', 'bwd', 'both')
+    """
+    allowed = [o["value"] for o in dir_options({"directions": list(directions)})]
+    return requested if requested in allowed else default_dir(directions)
+
+
+def shown_directions(direction: str | None) -> list[str]:
+    """The stored directions a view shows.
+
+    >>> shown_directions("both"), shown_directions("bwd"), shown_directions(None)
+    (['fwd', 'bwd'], ['bwd'], ['fwd'])
+    """
+    if direction == BOTH:
+        return ["fwd", "bwd"]
+    return [direction] if direction in DIR_NAMES else ["fwd"]
+
+
+def run_directions(run: Mapping[str, Any] | None, snapshots: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """A run's directions: from its newest snapshot, else from its spec (before the first snapshot)."""
+    if snapshots:
+        return list(snapshots[-1]["meta"].get("directions", ["fwd"]))
+    model = ((run or {}).get("spec") or {}).get("model", {})
+    return ["fwd", "bwd"] if model.get("bidirectional") else ["fwd"]
 
 
 def state_label(state: str) -> str:

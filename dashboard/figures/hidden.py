@@ -35,34 +35,50 @@ def traces_figure(window: np.ndarray, x0: int, tokens: list[str], selected: list
     """
     n, cells = window.shape
     x = np.arange(x0, x0 + n)
-    fig = go.Figure()
-    sel = set(selected)
-    rest = [c for c in range(cells) if c not in sel]
-    if rest:  # all unselected cells in one trace, separated by gaps: 512 cells stay one trace
-        xs = np.concatenate([np.append(x, np.nan) for _ in rest])
-        ys = np.concatenate([np.append(window[:, c], np.nan) for c in rest])
-        fig.add_trace(go.Scatter(x=xs.tolist(), y=_round(ys), mode="lines", name="other cells",
-                                 line={"color": "rgba(120,120,120,0.25)", "width": 1}, hoverinfo="skip"))
-    for i, c in enumerate(selected[:MAX_COLORED]):
-        fig.add_trace(go.Scatter(x=x.tolist(), y=_round(window[:, c]), mode="lines", name=f"cell {c}",
-                                 line={"color": SELECTED_COLORS[i % len(SELECTED_COLORS)], "width": 2},
-                                 hovertemplate=f"cell {c}<br>token %{{x}}: %{{y:.3f}}<extra></extra>"))
-    shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=threshold, y1=threshold,
-                   line={"color": "#333", "dash": "dash", "width": 2}, editable=True, name="threshold")]
+    fig = go.Figure(cell_traces(window, x, selected))
+    shapes = [threshold_shape(threshold, "paper", "y")]
     if brushed:
-        shapes.append(dict(type="rect", xref="x", yref="paper", x0=brushed[0] - 0.5, x1=brushed[1] - 0.5,
-                           y0=0, y1=1, fillcolor="rgba(255,200,0,0.18)", line={"width": 0}, layer="below",
-                           editable=False))
+        shapes.append(brushed_shape(brushed, "x", "paper"))
     fig.update_layout(
         title={"text": title, "font": {"size": 13}}, shapes=shapes, dragmode="select", selectdirection="h",
         margin={"l": 50, "r": 10, "t": 36 if title else 10, "b": 40}, height=330, showlegend=False,
         uirevision="traces", hovermode="closest", plot_bgcolor="white",
         editrevision=f"thr-{threshold}",  # a typed threshold moves the line even after it was dragged
-        xaxis={**_token_ticks(x.tolist(), tokens, 11), "range": [x0 - 0.5, x0 + n - 0.5], "showgrid": False,
+        xaxis={**token_ticks(x.tolist(), tokens, 11), "range": [x0 - 0.5, x0 + n - 0.5], "showgrid": False,
                "fixedrange": True},
         yaxis={"title": "value", "zeroline": True, "zerolinecolor": "#ddd", "gridcolor": "#eee", "fixedrange": True},
     )
     return fig
+
+
+def cell_traces(window: np.ndarray, x: np.ndarray, selected: list[int], prefix: str = "") -> list[go.Scatter]:
+    """The traces of :func:`traces_figure`: unselected cells as one grey trace, then each selected cell
+    (named ``f"{prefix}cell {c}"``)."""
+    sel = set(selected)
+    rest = [c for c in range(window.shape[1]) if c not in sel]
+    traces = []
+    if rest:  # all unselected cells in one trace, separated by gaps: 512 cells stay one trace
+        xs = np.concatenate([np.append(x, np.nan) for _ in rest])
+        ys = np.concatenate([np.append(window[:, c], np.nan) for c in rest])
+        traces.append(go.Scatter(x=xs.tolist(), y=_round(ys), mode="lines", name=f"{prefix}other cells",
+                                 line={"color": "rgba(120,120,120,0.25)", "width": 1}, hoverinfo="skip"))
+    for i, c in enumerate(selected[:MAX_COLORED]):
+        traces.append(go.Scatter(x=x.tolist(), y=_round(window[:, c]), mode="lines", name=f"{prefix}cell {c}",
+                                 line={"color": SELECTED_COLORS[i % len(SELECTED_COLORS)], "width": 2},
+                                 hovertemplate=f"{prefix}cell {c}<br>token %{{x}}: %{{y:.3f}}<extra></extra>"))
+    return traces
+
+
+def threshold_shape(threshold: float, xref: str, yref: str) -> dict:
+    """The dashed threshold line across a plot (``xref`` "paper" or "x2 domain"), draggable up and down."""
+    return dict(type="line", xref=xref, x0=0, x1=1, yref=yref, y0=threshold, y1=threshold,
+                line={"color": "#333", "dash": "dash", "width": 2}, editable=True, name="threshold")
+
+
+def brushed_shape(brushed: tuple[int, int], xref: str, yref: str) -> dict:
+    """The brushed tokens as a pale band (tokens are centred on whole numbers)."""
+    return dict(type="rect", xref=xref, yref=yref, x0=brushed[0] - 0.5, x1=brushed[1] - 0.5, y0=0, y1=1,
+                fillcolor="rgba(255,200,0,0.18)", line={"width": 0}, layer="below", editable=False)
 
 
 def token_strip(tokens: list[str], x0: int, on_count: np.ndarray, n_selected: int,
@@ -105,9 +121,10 @@ def heat_png(values: np.ndarray, lo: float, hi: float, diverging: bool = True) -
 
 def match_table(found: list[dict], contexts: list[tuple[list[str], np.ndarray]],
                 track_ranges: list[tuple[float, float]], track_names: list[str], n_selected: int,
-                button_type: str) -> html.Table:
+                button_type: str, cells_title: str = "selected cells (rows)") -> html.Table:
     """The Match view's table: per match its text (matched tokens highlighted), cells in common, extra
-    cells, and heatmaps of the selected cells and of each annotation track over its context."""
+    cells, and heatmaps of the selected cells (``cells_title`` says which rows are which) and of each
+    annotation track over its context."""
     rows = []
     for i, (m, (tokens, tracks)) in enumerate(zip(found, contexts)):
         a = m["context"][0]
@@ -125,7 +142,7 @@ def match_table(found: list[dict], contexts: list[tuple[list[str], np.ndarray]],
             html.Td(f"{m['common']}/{n_selected}", title="selected cells on throughout"),
             html.Td(str(m["extra"]), title="other cells also on throughout"),
             html.Td(heat_img(np.array(m["cells"]), -1, 1,
-                             title="selected cells (rows) over the tokens (red: high, blue: low)")),
+                             title=f"{cells_title} over the tokens (red: high, blue: low)")),
             html.Td(track_imgs, className="tracks-cell"),
         ]))
     head = html.Tr([html.Th("token"), html.Th("text"), html.Th("cells"), html.Th("extra"), html.Th("selected cells"),
@@ -151,20 +168,27 @@ def gate_heatmap(window: np.ndarray, x0: int, tokens: list[str], label: str, lo:
     fig.update_layout(
         title={"text": label, "font": {"size": 13}}, height=320, margin={"l": 50, "r": 10, "t": 36, "b": 40},
         uirevision="gate", plot_bgcolor="white",
-        xaxis={**_token_ticks(list(range(x0, x0 + n)), tokens, 9), "showgrid": False},
+        xaxis={**token_ticks(list(range(x0, x0 + n)), tokens, 9), "showgrid": False},
         yaxis={"title": "cell", "autorange": "reversed", "showgrid": False},
     )
     return fig
 
 
-def saturation_figure(sat: dict[str, np.ndarray], names: dict[str, str]) -> go.Figure:
-    """Per gate, each cell's fraction of time left-saturated (< 0.1) against right-saturated (> 0.9)."""
+def saturation_figure(sat: dict[str, np.ndarray], names: dict[str, str],
+                      symbols: dict[str, str] | None = None) -> go.Figure:
+    """Per gate, each cell's fraction of time left-saturated (< 0.1) against right-saturated (> 0.9).
+
+    ``sat`` keys are gates ("f") or gate and direction ("f.bwd"): the colour follows the gate, the
+    marker ``symbols[key]`` (default a dot), the legend ``names[key]``.
+    """
     fig = go.Figure()
-    for gate, arr in sat.items():
-        fig.add_trace(go.Scatter(x=_round(arr[0]), y=_round(arr[1]), mode="markers", name=names.get(gate, gate),
-                                 marker={"size": 6, "opacity": 0.7, "color": GATE_COLORS.get(gate)},
+    for key, arr in sat.items():
+        name, gate = names.get(key, key), key.split(".")[0]
+        fig.add_trace(go.Scatter(x=_round(arr[0]), y=_round(arr[1]), mode="markers", name=name,
+                                 marker={"size": 6, "opacity": 0.7, "color": GATE_COLORS.get(gate),
+                                         "symbol": (symbols or {}).get(key, "circle")},
                                  customdata=list(range(arr.shape[1])),
-                                 hovertemplate=f"{names.get(gate, gate)} · cell %{{customdata}}<br>"
+                                 hovertemplate=f"{name} · cell %{{customdata}}<br>"
                                                "below 0.1: %{x:.0%}<br>above 0.9: %{y:.0%}<extra></extra>"))
     fig.add_shape(type="line", x0=0, y0=1, x1=1, y1=0, line={"color": "#bbb", "dash": "dot"})
     fig.update_layout(
@@ -176,10 +200,11 @@ def saturation_figure(sat: dict[str, np.ndarray], names: dict[str, str]) -> go.F
     return fig
 
 
-def summary_figure(r: np.ndarray, track: str, top: int = 20) -> go.Figure:
-    """The ``top`` cells by |r| with ``track``, strongest first."""
+def summary_figure(r: np.ndarray, track: str, top: int = 20, labels: list[str] | None = None) -> go.Figure:
+    """The ``top`` cells by |r| with ``track``, strongest first; ``labels`` name the cells (default "cell i")."""
     order = np.argsort(-np.abs(r))[:top]
-    fig = go.Figure(go.Bar(x=[f"cell {c}" for c in order], y=_round(r[order]),
+    names = labels or [f"cell {c}" for c in range(len(r))]
+    fig = go.Figure(go.Bar(x=[names[c] for c in order], y=_round(r[order]),
                            marker={"color": ["#d62728" if v > 0 else "#1f77b4" for v in r[order]]},
                            hovertemplate="%{x}: r = %{y:.3f}<extra></extra>"))
     fig.update_layout(title={"text": f"Cells most correlated with “{track}”", "font": {"size": 13}}, height=260,
@@ -189,27 +214,29 @@ def summary_figure(r: np.ndarray, track: str, top: int = 20) -> go.Figure:
 
 
 def cell_vs_track(cell: np.ndarray, track: np.ndarray, x0: int, tokens: list[str], cell_id: int,
-                  track_name: str) -> go.Figure:
-    """One cell's trace over the window with an annotation track on a second axis."""
+                  track_name: str, name: str | None = None) -> go.Figure:
+    """One cell's trace over the window with an annotation track on a second axis (``name``: "cell 3")."""
     x = list(range(x0, x0 + len(cell)))
+    name = name or f"cell {cell_id}"
     fig = go.Figure([
         go.Scatter(x=x, y=_round(track), name=track_name, mode="lines", line={"color": "#98a2b3", "shape": "hv"},
                    yaxis="y2", hovertemplate=f"{track_name}: %{{y}}<extra></extra>"),
-        go.Scatter(x=x, y=_round(cell), name=f"cell {cell_id}", mode="lines", line={"color": "#d62728", "width": 2},
-                   hovertemplate=f"cell {cell_id}: %{{y:.3f}}<extra></extra>"),
+        go.Scatter(x=x, y=_round(cell), name=name, mode="lines", line={"color": "#d62728", "width": 2},
+                   hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"),
     ])
     fig.update_layout(
-        title={"text": f"Cell {cell_id} (red) and “{track_name}” (grey) over the window", "font": {"size": 13}},
+        title={"text": f"{name[0].upper() + name[1:]} (red) and “{track_name}” (grey) over the window",
+               "font": {"size": 13}},
         height=230, margin={"l": 50, "r": 50, "t": 36, "b": 30}, uirevision="cell-track", showlegend=False,
         plot_bgcolor="white", hovermode="x unified",
-        xaxis={**_token_ticks(x, tokens, 9), "showgrid": False},
-        yaxis={"title": f"cell {cell_id}", "gridcolor": "#eee"},
+        xaxis={**token_ticks(x, tokens, 9), "showgrid": False},
+        yaxis={"title": name, "gridcolor": "#eee"},
         yaxis2={"title": track_name, "overlaying": "y", "side": "right", "showgrid": False},
     )
     return fig
 
 
-def _token_ticks(x: list[int], tokens: list[str], size: int, most: int = 160) -> dict:
+def token_ticks(x: list[int], tokens: list[str], size: int, most: int = 160) -> dict:
     """Each token under its position while they fit; token numbers beyond ``most`` tokens."""
     if len(x) > most:
         return {"title": "token", "tickfont": {"size": size}}

@@ -6,6 +6,10 @@ threshold) at every token of it and off just before it are selected. Match: the
 gate's activations over the window and how saturated each gate is. Cell summary:
 which cells track which annotation. A step slider moves through the snapshots
 (following the newest by default); the address bar holds the whole view.
+
+A bidirectional run is shown with both directions side by side by default (the
+direction choice "both, side by side"; rules in ``dashboard.hidden_select``); the side
+cards' callbacks live in ``dashboard.hidden_panels``.
 """
 from __future__ import annotations
 
@@ -18,14 +22,17 @@ from backend.tasks.registry import TASKS
 from dashboard import ids
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
-from dashboard.figures.hidden import cell_vs_track, gate_heatmap, match_table, saturation_figure, summary_figure, \
-    token_strip, traces_figure, visible
+from dashboard.figures.hidden import match_table
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
+from dashboard import hidden_panels
+from dashboard.hidden_panels import HS_MATCH_ON, HS_MATCH_ON_ROW
+from dashboard.hidden_select import MATCH_LABELS, render_select
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
-from dashboard.hidden_view import WINDOWS, View, window_start, dir_options, gate_options, layer_options, parse_view, \
-    state_label, state_options
+from dashboard.hidden_view import BOTH, WINDOWS, View, window_start, default_dir, dir_options, gate_options, \
+    layer_options, parse_view, resolve_dir, run_directions, state_label, state_options
 
 dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
+hidden_panels.register()  # here: Dash runs this module once per app, so every app gets the cards' callbacks
 
 WHAT = ("Hidden states shows what each unit of a recurrent network (LSTM, GRU, RNN) does at every token of a "
         "held-out text, while it trains: brush a range to select the cells that are on there, find where else "
@@ -49,13 +56,19 @@ def layout(**query) -> html.Div:
     known = {r["id"]: r for r in runs}
     if view.run is None:
         view.run = rec[0]["id"] if rec else runs[0]["id"]
+    snaps = context.data.hidden.snapshots(view.run)
+    directions = run_directions(known.get(view.run), snaps)
+    view.dir = resolve_dir(view.dir, directions)
+    # the choices the run offers, from the start: a Dash 4 dropdown whose value is not among its options
+    # (none yet) may clear it, and the URL's layer, direction, state, track or gate would be lost
+    choices = _choices(context, view.run, snaps[-1]["meta"] if snaps else {"directions": directions})
     options = [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in rec]
     if view.run in known and view.run not in {r["id"] for r in rec}:
         r = known[view.run]
         options.append({"label": f"{r['name']}  ({r['id']}, no recurrent layer)", "value": r["id"]})
     return html.Div([
         html.P(WHAT, className="page-intro"),
-        _toolbar(view, options),
+        _toolbar(view, options, choices),
         html.Div(id=ids.HS_NOTE, role="status"),
         html.Div(id=ids.HS_MESSAGE, role="status"),
         html.Section([
@@ -67,11 +80,12 @@ def layout(**query) -> html.Div:
         html.Section([html.H3("Match"), html.P("Places in the probe text where the selected cells are on together, "
                                                "ranked by cells in common, then fewest extra cells, then length. "
                                                "Click one to show it above.", className="muted"),
-                      dcc.Loading(html.Div(id=ids.HS_MATCHES), type="dot")], className="card"),
+                      _match_on(view), dcc.Loading(html.Div(id=ids.HS_MATCHES), type="dot")], className="card"),
         html.Div([
             html.Section([html.H3("Cell summary"),
                           html.Div([html.Label("Annotation", htmlFor=ids.HS_TRACK),
-                                    dcc.Dropdown(id=ids.HS_TRACK, value=view.track, clearable=False)],
+                                    dcc.Dropdown(id=ids.HS_TRACK, value=view.track, options=choices["track"],
+                                                 clearable=False)],
                                    className="field-inline"),
                           html.P(id=ids.HS_SUMMARY_TEXT, className="summary-sentence"),
                           dcc.Graph(id=ids.HS_TOP_TRACE, config=PLAIN_CONFIG),
@@ -79,7 +93,8 @@ def layout(**query) -> html.Div:
                           _upload()], className="card"),
             html.Section([html.H3("Gates"),
                           html.Div([html.Label("Gate", htmlFor=ids.HS_GATE),
-                                    dcc.Dropdown(id=ids.HS_GATE, value=view.gate, clearable=False)],
+                                    dcc.Dropdown(id=ids.HS_GATE, value=view.gate, options=choices["gate"],
+                                                 clearable=False)],
                                    className="field-inline"),
                           dcc.Graph(id=ids.HS_GATE_MAP, config=PLAIN_CONFIG),
                           dcc.Graph(id=ids.HS_SATURATION, config=PLAIN_CONFIG)], className="card"),
@@ -91,14 +106,26 @@ def layout(**query) -> html.Div:
     ], className="hidden-page")
 
 
-def _toolbar(view: View, options: list[dict]) -> html.Div:
+def _choices(context, run_id: str, meta: dict) -> dict[str, list[dict]]:
+    """Dropdown options of a snapshot's meta: layer, direction, state, track (with the user's own), gate."""
+    tracks = [{"label": t, "value": t} for t in meta.get("tracks", [])]
+    tracks += [{"label": f"{r['meta']['name']} (yours)", "value": r["meta"]["name"]}
+               for r in context.data.store.list_snapshots(run_id, "hidden-track")]
+    return {"layer": layer_options(meta), "dir": dir_options(meta), "state": state_options(meta), "track": tracks,
+            "gate": gate_options(meta)}
+
+
+def _toolbar(view: View, options: list[dict], choices: dict[str, list[dict]]) -> html.Div:
     def field(label, cid, comp):
         return html.Div([html.Label(label, htmlFor=cid), comp], className="field")
     return html.Div([
         field("Run", ids.HS_RUN, dcc.Dropdown(id=ids.HS_RUN, options=options, value=view.run, clearable=False)),
-        field("Layer", ids.HS_LAYER, dcc.Dropdown(id=ids.HS_LAYER, value=view.layer, clearable=False)),
-        field("Direction", ids.HS_DIR, dcc.Dropdown(id=ids.HS_DIR, value=view.dir, clearable=False)),
-        field("State", ids.HS_STATE, dcc.Dropdown(id=ids.HS_STATE, value=view.state, clearable=False)),
+        field("Layer", ids.HS_LAYER, dcc.Dropdown(id=ids.HS_LAYER, value=view.layer, options=choices["layer"],
+                                                  clearable=False)),
+        field("Direction", ids.HS_DIR, dcc.Dropdown(id=ids.HS_DIR, value=view.dir, options=choices["dir"],
+                                                    clearable=False)),
+        field("State", ids.HS_STATE, dcc.Dropdown(id=ids.HS_STATE, value=view.state, options=choices["state"],
+                                                  clearable=False)),
         # text, parsed here: a number input ignores a typed value equal to its last typed one, even
         # after the dragged line changed it (Dash 4.4); and "abc" deserves a message, not None
         field("Threshold", ids.HS_THRESHOLD, dcc.Input(id=ids.HS_THRESHOLD, type="text", value=f"{view.thr:g}",
@@ -115,6 +142,15 @@ def _toolbar(view: View, options: list[dict]) -> html.Div:
                             html.Span(id=ids.HS_SNAPSHOT_INFO, className="muted")], className="step-info")],
                  className="field field-step"),
     ], className="toolbar hs-toolbar")
+
+
+def _match_on(view: View) -> html.Div:
+    """Side by side only: which direction's selected cells the Match view searches for."""
+    return html.Div([html.Label("Match on", htmlFor=HS_MATCH_ON),
+                     dcc.RadioItems(id=HS_MATCH_ON, value=view.match, inline=True, className="match-on",
+                                    options=[{"label": f" {v}", "value": k} for k, v in MATCH_LABELS.items()])],
+                    id=HS_MATCH_ON_ROW, className="match-on-row",
+                    style={} if view.dir == BOTH else {"display": "none"})
 
 
 def _upload() -> html.Details:
@@ -155,10 +191,22 @@ def _navigation(view: View) -> html.Div:
 @callback(Output(ids.HS_STEP, "max"), Output(ids.HS_STEP, "marks"), Output(ids.HS_STEP, "value"),
           Output(ids.HS_STEPS, "data"), Output(ids.HS_LAYER, "options"), Output(ids.HS_DIR, "options"),
           Output(ids.HS_STATE, "options"), Output(ids.HS_TRACK, "options"), Output(ids.HS_GATE, "options"),
-          Output(ids.HS_NOTE, "children"),
+          Output(ids.HS_NOTE, "children"), Output(ids.HS_DIR, "value"),
           Input(ids.HS_INTERVAL, "n_intervals"), Input(ids.HS_RUN, "value"), Input(ids.HS_FOLLOW, "value"),
-          State(ids.HS_STEPS, "data"), State(ids.HS_STEP, "value"), State("hs-initial-step", "data"))
-def _snapshots(_n, run_id, follow, known, index, initial_step):
+          State(ids.HS_STEPS, "data"), State(ids.HS_STEP, "value"), State("hs-initial-step", "data"),
+          State(ids.HS_DIR, "value"))
+def _snapshots(_n, run_id, follow, known, index, initial_step, direction):
+    out = _snapshot_choices(_n, run_id, follow, known, index, initial_step)
+    if out[5] is no_update:  # nothing new: the direction stays
+        return out + (no_update,)
+    # another run: its default direction; the same run: the current one while the run has it
+    offered = [o["value"] for o in out[5] if o["value"] != BOTH]
+    dirs = offered or run_directions(current().data.get_run(run_id) if run_id else None)
+    new = default_dir(dirs) if ctx.triggered_id == ids.HS_RUN else resolve_dir(direction, dirs)
+    return out + (no_update if new == direction else new,)
+
+
+def _snapshot_choices(_n, run_id, follow, known, index, initial_step):
     context = current()
     run = context.data.get_run(run_id) if run_id else None
     if run is None:
@@ -185,11 +233,8 @@ def _snapshots(_n, run_id, follow, known, index, initial_step):
     meta = snaps[-1]["meta"]
     value = slider_value(steps, known, index, follow, initial_step)
     marks = slider_marks(steps)
-    tracks = [{"label": t, "value": t} for t in meta.get("tracks", [])]
-    tracks += [{"label": f"{r['meta']['name']} (yours)", "value": r["meta"]["name"]}
-               for r in context.data.store.list_snapshots(run_id, "hidden-track")]
-    return (len(steps) - 1, marks, value, steps, layer_options(meta), dir_options(meta), state_options(meta),
-            tracks, gate_options(meta), None)
+    c = _choices(context, run_id, meta)
+    return (len(steps) - 1, marks, value, steps, c["layer"], c["dir"], c["state"], c["track"], c["gate"], None)
 
 
 @callback(Output(ids.HS_FOLLOW, "value"), Input(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"),
@@ -212,14 +257,17 @@ def _default_choices(track_opts, gate_opts, track, gate):
 # -- brushing, threshold dragging and navigation ---------------------------------------------
 @callback(Output(ids.HS_SEL_START, "value"), Output(ids.HS_SEL_STOP, "value"), Output(ids.HS_THRESHOLD, "value"),
           Input(ids.HS_TRACES, "selectedData"), Input(ids.HS_TRACES, "relayoutData"), Input(ids.HS_CLEAR, "n_clicks"),
-          prevent_initial_call=True)
-def _brush(selected, relayout, _clear):
+          State(ids.HS_DIR, "value"), prevent_initial_call=True)
+def _brush(selected, relayout, _clear, direction):
+    """A brush (in either panel when side by side: the same tokens) sets the range; a dragged line the threshold."""
     if ctx.triggered_id == ids.HS_CLEAR:
         return None, None, no_update
     if ctx.triggered and ctx.triggered[0]["prop_id"].endswith("relayoutData"):
-        y = (relayout or {}).get("shapes[0].y0")
+        lines = (0, 1) if direction == BOTH else (0,)  # the threshold lines come first (then the brushed bands)
+        y = next((relayout[f"shapes[{i}].y0"] for i in lines if f"shapes[{i}].y0" in (relayout or {})), None)
         return no_update, no_update, f"{float(y):.3g}" if y is not None else no_update
-    rng = (selected or {}).get("range", {}).get("x")
+    ranges = (selected or {}).get("range") or {}
+    rng = next((v for k, v in ranges.items() if k.startswith("x")), None)
     if not rng:
         return no_update, no_update, no_update
     start, stop = int(np.ceil(min(rng))), int(np.floor(max(rng))) + 1  # tokens whose centre is inside
@@ -272,17 +320,17 @@ def parse_threshold(text) -> float | None:
           Input(ids.HS_POS, "value"), Input(ids.HS_THRESHOLD, "value"), Input(ids.HS_SEL_START, "value"),
           Input(ids.HS_SEL_STOP, "value"), Input(ids.HS_OFF_BEFORE, "value"), Input(ids.HS_OFF_AFTER, "value"),
           Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"),
-          State(ids.HS_FOLLOW, "value"))
+          Input(HS_MATCH_ON, "value"), State(ids.HS_FOLLOW, "value"))
 def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s0, s1, ob, oa, track, gate, win,
-                 follow):
+                 match_on, follow):
     step = step_at(steps, index)
     thr = parse_threshold(thr_text)
     view = View(run=run_id, step=None if "on" in (follow or []) else step, layer=int(layer or 0),
                 dir=direction or "fwd", state=state or "h", pos=int(pos or 0),
                 thr=thr if thr is not None else 0.3,
                 sel=(int(s0), int(s1)) if s0 is not None and s1 is not None else None,
-                ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80))
-    window_len = view.win
+                ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80),
+                match=match_on or "both")
     if not steps:
         return blank_figure("No hidden states to show yet."), None, None, None, view.to_query(), ""
     hidden = current().data.hidden
@@ -291,49 +339,27 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
     except ViewError as exc:
         return blank_figure(view_error_message(exc)), None, alert(view_error_message(exc), "warning"), None, \
             view.to_query(), ""
+    directions = snap.meta.get("directions", ["fwd"])
+    view.dir = resolve_dir(view.dir, directions)  # a choice left over from another run falls back
+    if len(directions) < 2:
+        view.dir = None  # one direction: nothing to choose, nothing in the URL (as before)
     info = f"snapshot at step {snap.step:,} · {snap.n_tokens:,} tokens × {snap.n_cells} cells"
-    if not snap.has(view.key):
-        msg = f"This snapshot has no {state_label(view.state)} for layer {view.layer} {view.dir}."
+    missing = [k for k in view.keys if not snap.has(k)]
+    if missing:
+        where = missing[0].split(".")[1]
+        msg = f"This snapshot has no {state_label(view.state)} for layer {view.layer} {where}."
         return blank_figure(msg), None, alert(msg, "warning"), None, view.to_query(), info
     if thr is None:
         return no_update, no_update, alert(f"The threshold must be a number, e.g. 0.3, not “{thr_text}”.",
                                             "danger"), None, no_update, info
     n = snap.n_tokens
-    x0 = window_start(view.pos, n, window_len)
-    window = snap.window(view.key, x0, x0 + window_len)
-    tokens = snap.tokens(x0, x0 + window_len)
-    parts, selected, on_count, payload = [], [], np.zeros(len(window), int), None
-    if note:
-        parts.append(alert(note, "info"))
+    x0 = window_start(view.pos, n, view.win)
+    parts = [alert(note, "info")] if note else []
     if view.pos != x0:
         parts.append(alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
-                            f"showing its last {window_len} tokens.", "warning"))
-    if view.sel is None:
-        parts.append(html.P("No range brushed yet: drag across the chart over the tokens you are curious about "
-                            "(or type a range) to select the cells that are on there.", className="hint"))
-    else:
-        try:
-            sel = hidden.select(snap, view.key, *view.sel, thr, view.ob, view.oa, window=(x0, x0 + len(window)))
-            selected, on_count = sel.cells, sel.on_count
-            text = "".join(snap.tokens(*view.sel))
-            if selected:
-                payload = {"run": run_id, "step": snap.step, "key": view.key, "cells": selected, "thr": float(thr),
-                           "qlen": view.sel[1] - view.sel[0]}
-                parts.append(html.P([html.Strong(f"{len(selected)} cells"), f" are above {thr:g} at every token of ",
-                                     html.Code(visible(text)), f" (tokens {view.sel[0]:,}–{view.sel[1] - 1:,})"
-                                     f" and below it {view.ob} before / {view.oa} after: ",
-                                     html.Span(", ".join(map(str, selected[:40])) + (" …" if len(selected) > 40 else ""),
-                                               className="mono")]))
-            else:
-                parts.append(alert(f"No cell is above {thr:g} at every token of “{visible(text)}” and below it just "
-                                    "outside. Lower the threshold, brush a shorter range, or set the off margins to 0.",
-                                    "warning"))
-        except ViewError as exc:
-            parts.append(alert(str(exc), "warning"))
-    title = f"{state_label(view.state)} · layer {view.layer} {view.dir} · {len(selected)} selected"
-    fig = traces_figure(window, x0, tokens, selected, float(thr), view.sel, title=title)
-    strip = token_strip(tokens, x0, on_count, len(selected), view.sel)
-    return fig, strip, parts, payload, view.to_query(), info
+                           f"showing its last {view.win} tokens.", "warning"))
+    fig, strip, selection, payload = render_select(hidden, snap, view, thr, x0)
+    return fig, strip, parts + selection, payload, view.to_query(), info
 
 
 # -- Match view ----------------------------------------------------------------------------
@@ -341,107 +367,33 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
 def _matches(payload):
     if not payload:
         return html.P("Select cells first: brush a range where some cells are on.", className="hint"), []
+    if payload.get("empty"):
+        return alert(payload["empty"], "warning"), []
+    groups = payload.get("groups") or [[payload["key"], payload["cells"]]]
+    n_cells = sum(len(cells) for _, cells in groups)
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(payload["run"], payload["step"])
-        found = hidden.match(payload["run"], snap, payload["key"], payload["cells"], payload["thr"], payload["qlen"])
+        found = hidden.match_groups(payload["run"], snap, groups, payload["thr"], payload["qlen"])
     except ViewError as exc:
         return alert(view_error_message(exc), "warning"), []
+    what = payload.get("what") or f"{n_cells} cells"
+    note = [alert(payload["note"][0].upper() + payload["note"][1:] + ".", "info")] if payload.get("note") else []
     if not found:
-        return html.P("These cells are never on together anywhere else at this threshold.", className="hint"), []
+        return note + [html.P(f"These {what} are never on together anywhere else at this threshold.",
+                              className="hint")], []
     contexts = [(snap.tokens(*m["context"]), snap.tracks(*m["context"])) for m in found]
     ranges = [snap.track_range(k) for k in range(len(snap.track_names))]
-    table = match_table(found, contexts, ranges, snap.track_names, len(payload["cells"]), ids.HS_MATCH)
-    summary = html.P(f"{len(found)} best matches of {len(payload['cells'])} cells (context: {CONTEXT} tokens each "
+    rows = " then ".join(f"{k.split('.')[1]} cells {', '.join(map(str, c))}" for k, c in groups) \
+        if len(groups) > 1 else "selected cells (rows)"
+    if len(groups) > 1:  # a blank row between the directions' cells in each heatmap
+        cut = len(groups[0][1])
+        found = [{**m, "cells": m["cells"][:cut] + [[float("nan")] * len(m["cells"][0])] + m["cells"][cut:]}
+                 for m in found]
+    table = match_table(found, contexts, ranges, snap.track_names, n_cells, ids.HS_MATCH, cells_title=rows)
+    summary = html.P(f"{len(found)} best matches of {what} (context: {CONTEXT} tokens each "
                      "side; highlighted: the matched tokens).", className="muted")
-    return [summary, table], [[m["start"], m["stop"]] for m in found]
-
-
-# -- Cell summary and gate view ----------------------------------------------------------------
-@callback(Output(ids.HS_SUMMARY, "figure"), Output(ids.HS_SUMMARY_TEXT, "children"),
-          Output(ids.HS_TOP_TRACE, "figure"),
-          Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
-          Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_STATE, "value"),
-          Input(ids.HS_TRACK, "value"), Input(ids.HS_POS, "value"), Input(ids.HS_WINDOW, "value"))
-def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
-    window_len = int(win or 80)
-    if not steps or not track:
-        return blank_figure("No annotation tracks yet."), None, blank_figure("")
-    key = f"l{int(layer or 0)}.{direction or 'fwd'}.{state or 'h'}"
-    hidden = current().data.hidden
-    try:
-        snap, _ = hidden.open(run_id, step_at(steps, index))
-        summ = hidden.summary(run_id, snap, key)
-    except ViewError as exc:
-        return blank_figure(view_error_message(exc)), None, blank_figure("")
-    if track not in summ["tracks"]:
-        return blank_figure(f"No track “{track}” in this snapshot."), None, blank_figure("")
-    r = np.asarray(summ["r"][summ["tracks"].index(track)])
-    best = int(np.argmax(np.abs(r)))
-    sentence = [html.Strong(f"Cell {best}"), f" tracks “{track}” most closely (r = {r[best]:+.2f}) in the "
-                f"{state_label(state or 'h')} of layer {layer or 0} at step {snap.step:,}."]
-    if abs(r[best]) < 0.3:
-        sentence = [f"No cell tracks “{track}” yet: the strongest is cell {best} (r = {r[best]:+.2f})."]
-    x0 = window_start(pos, snap.n_tokens, window_len)
-    k = snap.track_names.index(track)
-    trace = cell_vs_track(snap.window(key, x0, x0 + window_len)[:, best], snap.tracks(x0, x0 + window_len)[k], x0,
-                          snap.tokens(x0, x0 + window_len), best, track)
-    return summary_figure(r, track), sentence, trace
-
-
-@callback(Output(ids.HS_UPLOAD_MSG, "children"), Output(ids.HS_TRACK, "options", allow_duplicate=True),
-          Output(ids.HS_TRACK, "value", allow_duplicate=True),
-          Input(ids.HS_UPLOAD, "contents"), State(ids.HS_UPLOAD, "filename"), State(ids.HS_UPLOAD_NAME, "value"),
-          State(ids.HS_RUN, "value"), State(ids.HS_TRACK, "options"), prevent_initial_call=True)
-def _upload_track(contents, filename, name, run_id, options):
-    """Attach an uploaded per-token track; errors are shown here and nothing is stored."""
-    import base64
-
-    from backend.store import StoreError
-    from backend.store.hidden import add_user_track
-    from backend.tasks.user_tracks import TrackFileError, parse_track_file
-
-    if not contents or not run_id:
-        return no_update, no_update, no_update
-    try:
-        raw = base64.b64decode(contents.split(",", 1)[1])
-        suggested, values = parse_track_file(raw, filename or "")
-        track = (name or suggested).strip()
-        if track in [o["value"] for o in options or []]:
-            raise StoreError(f"this run already has a track called “{track}”; give another name")
-        add_user_track(current().data.store, run_id, track, values)
-    except (ValueError, IndexError, TrackFileError, StoreError) as exc:
-        return alert(f"Could not add the track from {filename}: {exc}", "danger"), no_update, no_update
-    current().data.hidden.forget_tracks()
-    new_options = (options or []) + [{"label": f"{track} (yours)", "value": track}]
-    return alert(f"Added “{track}” ({len(values):,} values).", "success"), new_options, track
-
-
-@callback(Output(ids.HS_GATE_MAP, "figure"), Output(ids.HS_SATURATION, "figure"),
-          Input(ids.HS_RUN, "value"), Input(ids.HS_STEP, "value"), Input(ids.HS_STEPS, "data"),
-          Input(ids.HS_LAYER, "value"), Input(ids.HS_DIR, "value"), Input(ids.HS_POS, "value"),
-          Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"))
-def _gates(run_id, index, steps, layer, direction, pos, gate, win):
-    window_len = int(win or 80)
-    if not steps or not gate:
-        msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
-        return blank_figure(msg), blank_figure(msg)
-    layer, direction = int(layer or 0), direction or "fwd"
-    try:
-        snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
-    except ViewError as exc:
-        return blank_figure(view_error_message(exc)), blank_figure(view_error_message(exc))
-    key = f"l{layer}.{direction}.{gate}"
-    if not snap.has(key):
-        return blank_figure(f"No {state_label(gate)} in this snapshot."), blank_figure("")
-    x0 = window_start(pos, snap.n_tokens, window_len)
-    lo = -1.0 if gate in ("g", "n") else 0.0
-    heat = gate_heatmap(snap.window(key, x0, x0 + window_len), x0, snap.tokens(x0, x0 + window_len),
-                        f"{state_label(gate)} over the window (layer {layer} {direction})", lo=lo)
-    gates = [g for g in ("i", "f", "o", "r", "z") if snap.has(f"l{layer}.{direction}.{g}")]
-    sat = {g: current().data.hidden.saturation(run_id, snap, f"l{layer}.{direction}.{g}") for g in gates}
-    return heat, saturation_figure({g: s for g, s in sat.items() if s is not None},
-                                   {g: state_label(g) for g in gates})
+    return note + [summary, table], [[m["start"], m["stop"]] for m in found]
 
 
 # Keep the address bar equal to the view (replaceState: no navigation, no re-render).

@@ -93,3 +93,71 @@ def test_reads_stay_windows(store, monkeypatch):
     monkeypatch.setattr(np, "fromfile", lambda *a, **k: calls.append(k.get("count")) or real(*a, **k))
     snap.window("l0.fwd.h", 100, 180)
     assert calls == [80 * CELLS]
+
+
+# -- bidirectional layers: forward and backward side by side --------------------------------------------------
+BOTH_ON = [(600, 604), (2200, 2204)]   # forward cells 2, 4 and backward cell 6 on together only here
+FWD_ONLY = [(900, 904), (3900, 3904)]  # the forward cells alone
+
+
+def _bidirectional(store, run_id):
+    rng = np.random.default_rng(2)
+    fwd = rng.uniform(-1, 0.2, size=(N, CELLS)).astype(np.float16)
+    bwd = rng.uniform(-1, 0.2, size=(N, CELLS)).astype(np.float16)
+    for s, e in BOTH_ON:
+        fwd[s:e, [2, 4]] = 0.9
+        bwd[s:e, 6] = 0.9
+    for s, e in FWD_ONLY:
+        fwd[s:e, [2, 4]] = 0.9
+    # a backward cell that switches on where 1300-1304 starts *for a right-to-left reader*: on to its left
+    bwd[1298:1304, 9] = 0.9
+    ids = rng.integers(1, 5, size=N)
+    return write_hidden_snapshot(store, run_id, 0, {(0, "fwd", "h"): fwd, (0, "bwd", "h"): bwd}, ids,
+                                 ["?", "a", "b", "(", ")"], {"depth": np.zeros(N, np.float32)}, {"family": "lstm"})
+
+
+def test_matching_both_directions_needs_both_directions_cells_on(store):
+    run_id = store.create_run("bidir", "brackets-lstm", {})
+    _bidirectional(store, run_id)
+    hs = HiddenStates(store)
+    snap, _ = hs.open(run_id)
+    assert snap.meta["directions"] == ["fwd", "bwd"]
+    fwd_only = hs.match(run_id, snap, "l0.fwd.h", [2, 4], 0.5, query_len=4)
+    assert {(m["start"], m["stop"]) for m in fwd_only if m["common"] == 2} == set(BOTH_ON + FWD_ONLY)
+    assert hs.match_groups(run_id, snap, [("l0.fwd.h", [2, 4])], 0.5, 4) == fwd_only
+    both = hs.match_groups(run_id, snap, [("l0.fwd.h", [2, 4]), ("l0.bwd.h", [6])], 0.5, query_len=4)
+    full = [(m["start"], m["stop"]) for m in both if m["common"] == 3]
+    assert sorted(full) == BOTH_ON  # where the backward cell is off too, only 2 of 3 are on
+    assert both[0]["common"] == 3 and {(m["start"], m["stop"]) for m in both[:2]} == set(BOTH_ON)
+    assert np.array(both[0]["cells"]).shape == (3, 4 + 2 * 4)  # forward rows, then the backward row
+    assert np.array(both[0]["cells"])[2, 4:8].min() > 0.8
+    with pytest.raises(ViewError, match="Select cells first"):
+        hs.match_groups(run_id, snap, [("l0.fwd.h", []), ("l0.bwd.h", [])], 0.5, 4)
+
+
+def test_side_by_side_select_mirrors_the_margins_for_the_backward_direction(store):
+    from dashboard.hidden_select import render_select
+    from dashboard.hidden_view import parse_view
+
+    run_id = store.create_run("bidir", "brackets-lstm", {})
+    _bidirectional(store, run_id)
+    hs = HiddenStates(store)
+    snap, _ = hs.open(run_id)
+    # backward cell 9 is on at 1298-1303: reading right to left, it was off before 1300-1304 (at 1304)
+    view = parse_view({"run": run_id, "dir": "both", "sel": "1300-1304", "pos": "1280", "thr": "0.5", "ob": "1"})
+    fig, strip, parts, payload = render_select(hs, snap, view, 0.5, x0=1280)
+    (key, cells), = payload["groups"]  # no forward cell is on there: only the backward cells are matched
+    assert key == "l0.bwd.h" and 9 in cells and "no forward cell is selected" in payload["note"]
+    bwd_sel = hs.select(snap, "l0.bwd.h", 1300, 1304, 0.5, off_before=1, off_after=0)
+    assert 9 not in bwd_sel.cells  # the unmirrored rule would miss it: it is on just left of the range
+    assert [a.text for a in fig.layout.annotations] == ["forward (reads left to right) · 0 selected",
+                                                        f"backward (reads right to left) · {len(cells)} selected"]
+    assert "Forward: " in str(parts) and "Backward: " in str(parts)
+    # matching on a direction that has no selected cells says so instead of doing nothing
+    view.match = "fwd"
+    *_, payload = render_select(hs, snap, view, 0.5, x0=1280)
+    assert "No forward cell is selected" in payload["empty"]
+    # one direction at a time: the single chart, as before
+    view.dir = "fwd"
+    fig, *_ = render_select(hs, snap, view, 0.5, x0=1280)
+    assert "xaxis2" not in fig.to_plotly_json()["layout"] and "layer 0 fwd" in fig.layout.title.text

@@ -115,3 +115,59 @@ def test_validation_curves_are_dashed_and_step_time_uses_right_axis():
     assert metric_trace("time/step_ms", [], [], "#000")["yaxis"] == "y2"
     raw = metric_trace("train/loss", [], [], "#000", role="raw")
     assert raw["showlegend"] is False and raw["opacity"] < 0.5
+
+
+def _pair(x0=200, n=40, cells=6, seed=0):
+    rng = np.random.default_rng(seed)
+    windows = {"fwd": rng.uniform(-1, 1, (n, cells)), "bwd": rng.uniform(-0.5, 2.5, (n, cells))}
+    tokens = [chr(ord("a") + i % 26) for i in range(n)]
+    return windows, tokens
+
+
+def test_side_by_side_traces_put_each_token_at_the_same_place_in_both_panels():
+    from dashboard.figures.hidden_pair import PANEL_TITLES, pair_traces_figure
+
+    windows, tokens = _pair()
+    fig = pair_traces_figure(windows, 200, tokens, {"fwd": [1, 4], "bwd": [0]}, threshold=0.3, brushed=(210, 213),
+                             title="hidden state h")
+    lay = fig.layout
+    assert [a.text for a in lay.annotations] == [f"{PANEL_TITLES['fwd']} · 2 selected",
+                                                 f"{PANEL_TITLES['bwd']} · 1 selected"]
+    assert PANEL_TITLES == {"fwd": "forward (reads left to right)", "bwd": "backward (reads right to left)"}
+    # same tokens, same range, same width: token t sits at the same fraction of each panel
+    assert list(lay.xaxis.range) == list(lay.xaxis2.range) == [199.5, 239.5]
+    assert list(lay.xaxis.ticktext) == list(lay.xaxis2.ticktext) == tokens
+    assert list(lay.xaxis.tickvals) == list(lay.xaxis2.tickvals) == list(range(200, 240))
+    w1, w2 = (lay.xaxis.domain[1] - lay.xaxis.domain[0]), (lay.xaxis2.domain[1] - lay.xaxis2.domain[0])
+    assert w1 == pytest.approx(w2) and lay.xaxis.domain[1] < lay.xaxis2.domain[0]  # forward left, backward right
+    # each panel colours its own direction's selection, from its own values
+    named = {(t.name, t.xaxis): t for t in fig.data}
+    assert set(named) == {("forward other cells", "x"), ("forward cell 1", "x"), ("forward cell 4", "x"),
+                          ("backward other cells", "x2"), ("backward cell 0", "x2")}
+    np.testing.assert_allclose(named[("backward cell 0", "x2")].y, windows["bwd"][:, 0], atol=1e-4)
+    np.testing.assert_allclose(named[("forward cell 4", "x")].y, windows["fwd"][:, 4], atol=1e-4)
+    # shapes 0 and 1: one draggable threshold line per panel; then the brushed tokens in both
+    lines, bands = lay.shapes[:2], lay.shapes[2:]
+    assert [(s.xref, s.yref, s.y0) for s in lines] == [("x domain", "y", 0.3), ("x2 domain", "y2", 0.3)]
+    assert [(s.xref, s.x0, s.x1) for s in bands] == [("x", 209.5, 212.5), ("x2", 209.5, 212.5)]
+    # one y scale that holds every value of both directions
+    assert lay.yaxis.range[0] <= windows["fwd"].min() and lay.yaxis.range[1] >= windows["bwd"].max()
+    assert list(lay.yaxis.range) == list(lay.yaxis2.range)
+
+
+def test_side_by_side_gates_stack_the_directions_over_the_same_tokens():
+    from dashboard.figures.hidden import saturation_figure
+    from dashboard.figures.hidden_pair import pair_gate_heatmap
+
+    windows, tokens = _pair(x0=0, n=30, cells=5)
+    fig = pair_gate_heatmap(windows, 0, tokens, "forget gate")
+    fwd, bwd = fig.data
+    assert list(fwd.x) == list(bwd.x) == list(range(30))
+    np.testing.assert_allclose(np.array(bwd.z), windows["bwd"].T, atol=1e-3)
+    assert [a.text for a in fig.layout.annotations] == ["forward (reads left to right)",
+                                                        "backward (reads right to left)"]
+    sat = saturation_figure({"f.fwd": np.zeros((2, 5)), "f.bwd": np.ones((2, 5))},
+                            {"f.fwd": "forget gate · forward", "f.bwd": "forget gate · backward"},
+                            {"f.fwd": "circle", "f.bwd": "x-thin-open"})
+    assert [(t.name, t.marker.symbol, t.marker.color) for t in sat.data] == [
+        ("forget gate · forward", "circle", "#d62728"), ("forget gate · backward", "x-thin-open", "#d62728")]

@@ -1,0 +1,131 @@
+"""The Select view of the hidden-states page for one view of a snapshot, one direction or both.
+
+Builds the traces chart, the token strip, the selection summary and the Match view's
+query from a :class:`~dashboard.hidden_view.View`; the page's callback only parses
+its inputs and opens the snapshot.
+
+Side by side (a bidirectional layer, ``view.dir == "both"``): one brushed token range
+selects cells in *both* directions, each with its own rule, and one threshold applies
+to both. A direction's "off before" margin is checked before the range *in its reading
+order*: to the left for forward, to the right for backward (which reads right to left),
+so a backward cell that switches on where the phrase starts (its right end) is selected.
+The Match view searches the cells of the direction(s) ``view.match`` names.
+
+Example::
+
+    fig, strip, parts, payload = render_select(hidden, snap, view, thr=0.3, x0=500)
+"""
+from __future__ import annotations
+
+import numpy as np
+from dash import html
+
+from dashboard.components import alert
+from dashboard.figures.hidden import token_strip, traces_figure, visible
+from dashboard.figures.hidden_pair import PANEL_TITLES, pair_traces_figure
+from dashboard.hidden_data import HiddenStates, Selection, ViewError
+from dashboard.hidden_view import BOTH, DIR_NAMES, View, state_label
+
+SIDE_NOTE = ("Side by side: the range you brush (in either panel) selects cells in both directions at the one "
+             "threshold. Backward reads right to left, so its “off before” margin is checked to the right of the "
+             "range and “off after” to the left. Match (below) searches the cells chosen there.")
+MATCH_LABELS = {"both": "forward and backward cells together", "fwd": "forward cells only",
+                "bwd": "backward cells only"}
+
+
+def margins(direction: str, off_before: int, off_after: int) -> tuple[int, int]:
+    """Tokens required off (left of, right of) the range: mirrored for backward, which reads right to left.
+
+    >>> margins("fwd", 2, 0), margins("bwd", 2, 0)
+    ((2, 0), (0, 2))
+    """
+    return (off_after, off_before) if direction == "bwd" else (off_before, off_after)
+
+
+def render_select(hidden: HiddenStates, snap, view: View, thr: float, x0: int):
+    """(figure, token strip, summary parts, match payload or None) of the Select view."""
+    dirs = view.directions
+    key = {d: f"l{view.layer}.{d}.{view.state}" for d in dirs}
+    stop = x0 + view.win
+    windows = {d: snap.window(key[d], x0, stop) for d in dirs}
+    tokens = snap.tokens(x0, stop)
+    n = len(tokens)
+    parts: list = []
+    selections: dict[str, Selection] = {}
+    if view.sel is None:
+        parts.append(html.P("No range brushed yet: drag across the chart over the tokens you are curious about "
+                            "(or type a range) to select the cells that are on there.", className="hint"))
+    else:
+        text = "".join(snap.tokens(*view.sel))
+        for d in dirs:
+            try:
+                selections[d] = hidden.select(snap, key[d], *view.sel, thr, *margins(d, view.ob, view.oa),
+                                              window=(x0, x0 + n))
+            except ViewError as exc:  # the range itself is wrong: the same for every direction, said once
+                parts.append(alert(str(exc), "warning"))
+                break
+            parts.append(_summary_line(d, selections[d], text, view, thr, side=len(dirs) > 1))
+    if len(dirs) > 1:
+        parts.append(html.P(SIDE_NOTE, className="muted side-note"))
+    cells = {d: s.cells for d, s in selections.items()}
+    if len(dirs) == 1:
+        d = dirs[0]
+        title = f"{state_label(view.state)} · layer {view.layer} {d} · {len(cells.get(d, []))} selected"
+        fig = traces_figure(windows[d], x0, tokens, cells.get(d, []), float(thr), view.sel, title=title)
+        strip = _strip(tokens, x0, selections.get(d), n, view.sel)
+    else:
+        title = f"{state_label(view.state)} · layer {view.layer} · both directions over the same tokens"
+        fig = pair_traces_figure(windows, x0, tokens, cells, float(thr), view.sel, title=title)
+        strip = html.Div([html.Div([html.Div(f"{PANEL_TITLES[d]}: shaded by the selected cells on",
+                                             className="strip-label"),
+                                    _strip(tokens, x0, selections.get(d), n, view.sel)], className="strip-panel")
+                          for d in dirs], className="pair-strips")
+    return fig, strip, parts, _payload(snap, view, key, cells, thr)
+
+
+def _strip(tokens, x0, sel: Selection | None, n: int, brushed):
+    on = sel.on_count if sel is not None else np.zeros(n, int)
+    return token_strip(tokens, x0, on, len(sel.cells) if sel is not None else 0, brushed)
+
+
+def _summary_line(d: str, sel: Selection, text: str, view: View, thr: float, side: bool):
+    """One direction's selection in words (the single-direction wording is unchanged from before)."""
+    lead = [html.Strong(f"{DIR_NAMES[d].capitalize()}: ")] if side else []
+    if d == "bwd":
+        outside = (f" and below it {view.ob} after / {view.oa} before (it reads right to left, so “before” is to "
+                   "the right): ")
+    else:
+        outside = f" and below it {view.ob} before / {view.oa} after: "
+    if not sel.cells:
+        who = "no" if side else "No"
+        return alert(lead + [f"{who} cell is above {thr:g} at every token of “{visible(text)}” and below it just "
+                             "outside. Lower the threshold, brush a shorter range, or set the off margins to 0."],
+                     "warning")
+    shown = ", ".join(map(str, sel.cells[:40])) + (" …" if len(sel.cells) > 40 else "")
+    return html.P(lead + [html.Strong(f"{len(sel.cells)} cells"), f" are above {thr:g} at every token of ",
+                          html.Code(visible(text)), f" (tokens {view.sel[0]:,}–{view.sel[1] - 1:,})" + outside,
+                          html.Span(shown, className="mono")], className=f"sel-line sel-{d}")
+
+
+def _payload(snap, view: View, key: dict, cells: dict, thr: float) -> dict | None:
+    """The Match view's query: the selected cells of the direction(s) matched on, or why there are none."""
+    if not any(cells.values()):
+        return None
+    base = {"run": view.run, "step": snap.step, "thr": float(thr), "qlen": view.sel[1] - view.sel[0]}
+    if view.dir != BOTH:
+        d = view.directions[0]
+        return {**base, "key": key[d], "cells": cells[d]}
+    wanted = ["fwd", "bwd"] if view.match == "both" else [view.match]
+    groups = [[key[d], cells[d]] for d in wanted if cells.get(d)]
+    if not groups:
+        other = "backward" if view.match == "fwd" else "forward"
+        return {"empty": f"No {DIR_NAMES[view.match]} cell is selected at this range, so there is nothing to match "
+                         f"on: choose {other} cells or both directions above, or change the selection."}
+    if len(groups) < len(wanted):
+        missing = next(d for d in wanted if not cells.get(d))
+        note = f"no {DIR_NAMES[missing]} cell is selected, so these are the {DIR_NAMES[groups[0][0].split('.')[1]]} " \
+               "cells' matches"
+    else:
+        note = None
+    names = [f"{len(c)} {DIR_NAMES[k.split('.')[1]]}" for k, c in groups]
+    return {**base, "groups": groups, "what": " and ".join(names) + " cells", "note": note}
