@@ -16,8 +16,9 @@ run's error. Printed too: the 1-minute load average before and after each preset
 Target: every preset's default budget finishes in under 3 minutes (``TARGET_S``). The last line
 of output is one JSON object: ``lab_<preset>_s`` per preset (hyphens as underscores, e.g.
 ``lab_gradient_flow_s``), ``statuses`` (preset -> run statuses), ``steps`` (the budget override,
-null for the defaults), ``target_s`` and ``pass`` (every run completed within the target; with
-``--steps`` the target is not judged). ``--check`` exits 1 when ``pass`` is false.
+null for the defaults), ``target_s`` and ``pass`` (every run reached its expected status within
+the target: completed, or failed for a run the preset means to diverge; with ``--steps`` the target
+is not judged). ``--check`` exits 1 when ``pass`` is false.
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             out = run_preset(pid, Path(tmp) / pid, args.steps, args.timeout)
             result[key(pid)] = out["wall_s"]
             statuses[pid] = [r["status"] for r in out["runs"]]
-            done = all(s == "completed" for s in statuses[pid])
+            preset = PRESETS[pid]  # a run meant to diverge (clipping off) must end failed, the others completed
+            done = all(r["status"] == preset.expected_status(r["name"]) for r in out["runs"])
             within = out["wall_s"] <= TARGET_S or args.steps is not None
             ok = ok and done and within
             verdict = "ok" if done and within else ("TIMED OUT" if out["timed_out"] else "MISSED")

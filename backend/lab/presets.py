@@ -29,6 +29,11 @@ class Preset:
     runs: tuple[tuple[str, RunSpec], ...]
     page: str = "/"  # "/" (Training, overlaying the runs) or "/lab" (the preset's view on the Lab page)
     notes: tuple[str, ...] = field(default_factory=tuple)  # what the runs are, for the page
+    diverges: tuple[str, ...] = ()  # names of runs meant to diverge (stop as failed): the phenomenon itself
+
+    def expected_status(self, name: str) -> str:
+        """The final status a run of this preset should reach: ``failed`` for one meant to diverge."""
+        return "failed" if name in self.diverges else "completed"
 
     def landing(self, run_ids: list[str]) -> str:
         """The address of the preset's view for the launched ``run_ids``."""
@@ -189,6 +194,7 @@ CLIPPING = Preset(
                       name=f"lab · clipping · {'clip ' + format(clip, 'g') if clip else 'off'}"))
                for clip in (None, CLIP_NORM)),
     page="/lab",
+    diverges=("lab · clipping · off",),
     notes=(f"code-lstm, ReLU RNN of 64 units (embedding 16), SGD lr 2, batch 32, 2,000 steps; clipping the global "
            f"gradient norm to {CLIP_NORM:g} or not; gradient norms logged every step, before and after clipping.",),
 )

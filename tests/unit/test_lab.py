@@ -114,6 +114,11 @@ def test_presets_are_valid_and_compare_one_thing_each():
         assert len({s.seed for _, s in p.runs}) == 1 and len({s.task for _, s in p.runs}) == 1
         for name, spec in p.runs:
             assert RunSpec.model_validate(spec.model_dump()) == spec and spec.name == name
+        assert set(p.diverges) <= set(names)
+    # only the unclipped run is meant to diverge; the bench and the view expect it to end failed
+    assert {p.id: p.diverges for p in PRESETS.values() if p.diverges} == {"clipping": ("lab · clipping · off",)}
+    assert PRESETS["clipping"].expected_status("lab · clipping · off") == "failed"
+    assert PRESETS["clipping"].expected_status("lab · clipping · clip 1") == "completed"
 
     opt = PRESETS["optimizers"]
     assert [s.optimizer for _, s in opt.runs] == list(OPTIMIZER_LRS) and len(opt.runs) == 6
