@@ -25,14 +25,12 @@ import re
 
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from backend.lab.presets import PRESETS
 from backend.lab.records import AFTER_CLIP, BEFORE_CLIP, gradflow_steps, hidden_norm_history, latest_gradflow
-from backend.spec import RECURRENT
-from backend.tasks import TASKS
 from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.data import downsampled
 from dashboard.figures.lab_activations import clip_figure, hidden_time_figure, hidden_training_figure
+from dashboard.lab_runs import newest_launch, recurrent_lm_options, refreshed_options
 from dashboard.snapshot_slider import slider_marks, step_at
 
 PRESET_IDS = ("activations", "clipping")
@@ -63,26 +61,12 @@ CLIP_WHAT = ("What to look for: solid is the gradient's length as backpropagatio
 
 def run_options(runs: list[dict]) -> list[dict]:
     """Runs that record hidden-state norms: recurrent language models (newest first)."""
-    out = []
-    for r in runs:
-        family = ((r.get("spec") or {}).get("model") or {}).get("family")
-        info = TASKS.get(r.get("task"))
-        if family in RECURRENT and info is not None and info.kind == "lm":
-            out.append({"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]})
-    return out
+    return recurrent_lm_options(runs)
 
 
 def default_runs(runs: list[dict], known: set[str]) -> list[str]:
     """The newest launch of the activations or clipping preset (whichever is newer), in its order."""
-    by_name = {name: p for p in PRESET_IDS for name, _ in PRESETS[p].runs}
-    latest = next((by_name[r["name"]] for r in runs if r["name"] in by_name and r["id"] in known), None)
-    if latest is None:
-        return []
-    newest: dict[str, str] = {}
-    for r in runs:  # newest first
-        if by_name.get(r["name"]) == latest and r["name"] not in newest and r["id"] in known:
-            newest[r["name"]] = r["id"]
-    return [newest[name] for name, _ in PRESETS[latest].runs if name in newest]
+    return newest_launch(runs, known, PRESET_IDS)
 
 
 def _spec(run: dict) -> dict:
@@ -209,10 +193,8 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
 
 def _options(_n, options, value):
     """Keep the run choices current (new runs, statuses); chosen runs always stay listed."""
-    fresh = run_options(current().data.list_runs())
-    have = {o["value"] for o in fresh}
-    fresh += [o for o in (options or []) if o["value"] in (value or []) and o["value"] not in have]
-    return fresh if fresh != options else no_update
+    fresh = refreshed_options(current().data.list_runs(), options, value)
+    return no_update if fresh is None else fresh
 
 
 def slider_index(steps: list[int], known: list[int] | None, index: int | None) -> int:

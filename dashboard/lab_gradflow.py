@@ -19,15 +19,13 @@ import bisect
 
 from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
-from backend.lab.presets import PRESETS
 from backend.lab.records import gradflow_steps, latest_gradflow
-from backend.spec import RECURRENT
-from backend.tasks import TASKS
 from dashboard import ids
 from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.data import downsampled
 from dashboard.figures.lab import MAX_PANELS, grad_norm_figure, gradflow_figure, layer_order, step_marker_shapes
+from dashboard.lab_runs import newest_launch, recurrent_lm_options, refreshed_options
 from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, step_at
 
 PRESET = "gradient-flow"
@@ -55,23 +53,12 @@ NORMS_WHAT = ("What to look for: the plain RNN's recurrent layer (rnn.l0) gets g
 
 def gradflow_run_options(runs: list[dict]) -> list[dict]:
     """Runs that can have gradient-flow snapshots: recurrent language models (newest first)."""
-    out = []
-    for r in runs:
-        family = ((r.get("spec") or {}).get("model") or {}).get("family")
-        info = TASKS.get(r.get("task"))
-        if family in RECURRENT and info is not None and info.kind == "lm":
-            out.append({"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]})
-    return out
+    return recurrent_lm_options(runs)
 
 
 def default_runs(runs: list[dict], known: set[str]) -> list[str]:
     """The newest launch of the gradient-flow preset: its runs in the preset's order."""
-    names = {name for name, _ in PRESETS[PRESET].runs}
-    newest: dict[str, str] = {}
-    for r in runs:  # newest first
-        if r["name"] in names and r["name"] not in newest and r["id"] in known:
-            newest[r["name"]] = r["id"]
-    return [newest[name] for name, _ in PRESETS[PRESET].runs if name in newest]
+    return newest_launch(runs, known, (PRESET,))
 
 
 def union_steps(steps_by_run: dict[str, list[int]]) -> list[int]:
@@ -150,10 +137,8 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
 
 def _options(_n, options, value):
     """Keep the run choices current (new runs, statuses); chosen runs always stay listed."""
-    fresh = gradflow_run_options(current().data.list_runs())
-    have = {o["value"] for o in fresh}
-    fresh += [o for o in (options or []) if o["value"] in (value or []) and o["value"] not in have]
-    return fresh if fresh != options else no_update
+    fresh = refreshed_options(current().data.list_runs(), options, value)
+    return no_update if fresh is None else fresh
 
 
 def _steps(_n, run_value, follow, known, index):

@@ -240,3 +240,17 @@ def test_every_app_of_a_process_gets_the_views_callbacks(tmp_path):
         deps = app.server.test_client().get("/_dash-dependencies").get_json()
         outputs = " ".join(d["output"] for d in deps)
         assert "lab-gf-norms.figure" in outputs and "lab-gf-graph.figure" in outputs, (i, outputs[:500])
+
+
+def test_lab_run_choices_keep_chosen_runs_and_send_nothing_unchanged():
+    from dashboard.lab_runs import recurrent_lm_options, refreshed_options
+
+    lm = {"id": "a", "name": "lstm", "status": "running", "task": "code-lstm", "spec": {"model": {"family": "lstm"}}}
+    cnn = {"id": "b", "name": "cnn", "status": "running", "task": "digits-cnn", "spec": {"model": {"family": "cnn"}}}
+    options = recurrent_lm_options([lm, cnn])
+    assert [o["value"] for o in options] == ["a"]
+    assert refreshed_options([lm, cnn], options, ["a"]) is None
+    assert refreshed_options([cnn], options, ["a"]) is None  # a chosen run missing from the list stays listed
+    assert refreshed_options([cnn], options, []) == []
+    done = refreshed_options([dict(lm, status="completed")], options, ["a"])
+    assert done[0]["label"].endswith("completed)")

@@ -1,0 +1,48 @@
+"""Which runs the Lab page's views offer, shared by its views (no torch).
+
+Example::
+
+    options = recurrent_lm_options(data.list_runs())        # [{"label": "name  (id, status)", "value": id}]
+    chosen = newest_launch(runs, {o["value"] for o in options}, ("activations", "clipping"))
+    fresh = refreshed_options(data.list_runs(), options, chosen)   # or None when nothing changed
+"""
+from __future__ import annotations
+
+from backend.lab.presets import PRESETS
+from backend.spec import RECURRENT
+from backend.tasks import TASKS
+
+
+def recurrent_lm_options(runs: list[dict]) -> list[dict]:
+    """Dropdown options of the recurrent language-model runs among ``runs`` (in their order, newest first):
+    the runs that record gradient-flow and hidden-norm snapshots."""
+    out = []
+    for r in runs:
+        family = ((r.get("spec") or {}).get("model") or {}).get("family")
+        info = TASKS.get(r.get("task"))
+        if family in RECURRENT and info is not None and info.kind == "lm":
+            out.append({"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]})
+    return out
+
+
+def newest_launch(runs: list[dict], known: set[str], preset_ids: tuple[str, ...]) -> list[str]:
+    """The run ids of the newest launch of any of ``preset_ids`` (``runs`` newest first, only ids in
+    ``known``), in its preset's order; [] when none was launched."""
+    by_name = {name: p for p in preset_ids for name, _ in PRESETS[p].runs}
+    latest = next((by_name[r["name"]] for r in runs if r["name"] in by_name and r["id"] in known), None)
+    if latest is None:
+        return []
+    newest: dict[str, str] = {}
+    for r in runs:
+        if by_name.get(r["name"]) == latest and r["name"] not in newest and r["id"] in known:
+            newest[r["name"]] = r["id"]
+    return [newest[name] for name, _ in PRESETS[latest].runs if name in newest]
+
+
+def refreshed_options(runs: list[dict], options: list[dict] | None, value: list[str] | None) -> list[dict] | None:
+    """Current options for the run dropdown (new runs, statuses); chosen runs always stay listed.
+    None when they equal ``options`` (nothing to send)."""
+    fresh = recurrent_lm_options(runs)
+    have = {o["value"] for o in fresh}
+    fresh += [o for o in (options or []) if o["value"] in (value or []) and o["value"] not in have]
+    return None if fresh == options else fresh
