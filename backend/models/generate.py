@@ -25,11 +25,15 @@ import torch
 from torch import nn
 
 
-def _check_lm(model: nn.Module) -> None:
-    if not all(hasattr(model, name) for name in ("embedding", "rnn", "head")):
-        raise ValueError("text generation needs a recurrent language model (embedding, rnn, head)")
-    if getattr(model.rnn, "bidirectional", False):
-        raise ValueError("a bidirectional model reads the future and cannot generate text left to right")
+def require_forward_lm(model: nn.Module, what: str = "text generation") -> nn.RNNBase:
+    """The fused recurrent module of a one-directional recurrent language model (``embedding`` ->
+    ``rnn`` -> ``head``); ValueError naming ``what`` needs it otherwise (probes turn themselves off)."""
+    rnn = getattr(model, "rnn", None)
+    if not isinstance(rnn, nn.RNNBase) or not hasattr(model, "embedding") or not hasattr(model, "head"):
+        raise ValueError(f"{what} needs a recurrent language model (embedding, rnn, head)")
+    if rnn.bidirectional:
+        raise ValueError(f"{what} needs a one-directional model: a bidirectional one reads the future")
+    return rnn
 
 
 @torch.no_grad()
@@ -38,7 +42,7 @@ def generate(model: nn.Module, prompt_ids: Sequence[int], length: int, temperatu
     """``length`` token ids continuing ``prompt_ids`` (not included), sampled at ``temperature``
     (0 = greedy). ``exclude``: ids never produced (default: 0, the unknown character). ``seed``
     fixes the samples (None: torch's global generator)."""
-    _check_lm(model)
+    require_forward_lm(model)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if length < 0:
@@ -76,7 +80,7 @@ def generate(model: nn.Module, prompt_ids: Sequence[int], length: int, temperatu
 def teacher_forced(model: nn.Module, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The model's most likely next token after each prefix of the true ``ids`` and the probability
     it gave the true next token: two arrays of ``len(ids) - 1`` (int64, float32)."""
-    _check_lm(model)
+    require_forward_lm(model)
     if len(ids) < 2:
         raise ValueError("teacher forcing needs at least two tokens")
     device = next(model.parameters()).device

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..lab.records import KIND as GRADFLOW_KIND
+from ..models.generate import require_forward_lm
 from .hooks import BUDGET, SnapshotProbe
 from .replay import family_of
 
@@ -176,12 +177,7 @@ class GradientFlowProbe(SnapshotProbe):
         self._meta: dict = {}
 
     def setup(self, trainer) -> bool:
-        model = trainer.model
-        rnn = getattr(model, "rnn", None)
-        if not isinstance(rnn, nn.RNNBase) or not hasattr(model, "embedding") or not hasattr(model, "head"):
-            raise ValueError("gradient flow needs a recurrent language model (embedding, rnn, head)")
-        if rnn.bidirectional:
-            raise ValueError("gradient flow is recorded for one-directional recurrent models only")
+        rnn = require_forward_lm(trainer.model, "gradient flow")
         tokens, targets, source = probe_sequences(trainer.info, trainer.data.val_ids)
         self._batch = tokens.to(trainer.device), targets.to(trainer.device)
         family = family_of(rnn)

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..models.generate import generate
+from ..models.generate import generate, require_forward_lm
 from ..store.samples import KIND, write_samples_snapshot
 from ..tasks.registry import VOCABS
 from .hooks import BUDGET, SnapshotProbe
@@ -84,12 +83,7 @@ class SamplesProbe(SnapshotProbe):
         self._source = ""
 
     def setup(self, trainer) -> bool:
-        model = trainer.model
-        rnn = getattr(model, "rnn", None)
-        if not isinstance(rnn, nn.RNNBase) or not hasattr(model, "embedding") or not hasattr(model, "head"):
-            raise ValueError("text samples need a recurrent language model (embedding, rnn, head)")
-        if rnn.bidirectional:
-            raise ValueError("a bidirectional model reads the future and cannot write text left to right")
+        require_forward_lm(trainer.model, "text samples")
         task = trainer.spec.task
         if task not in VOCABS or trainer.data.val_ids is None:
             raise ValueError(f"task {task!r} has no character vocabulary and validation text to prompt from")
