@@ -55,10 +55,41 @@ def run_status_card(run: dict, summary: dict) -> html.Div:
     head = html.Div([html.Strong(run.get("name") or run["id"]), html.Span(run["id"], className="muted mono"),
                      status_badge(run["status"]), html.Span(progress, className="muted")], className="run-head")
     parts = [head, spec_line(summary)]
+    links = view_links(run)
+    if links:
+        parts.append(html.Div(["Look inside: ", *links], className="run-links muted"))
     if run["status"] == "failed" and run.get("error"):
         parts.append(html.Details([html.Summary("This run failed: show the error"),
                                    html.Pre(run["error"], className="error-text")], open=True, className="run-error"))
     return html.Div(parts, className="run-card")
+
+
+def view_links(run: dict) -> list:
+    """Links to the pages that can show this run, separated by " · ": Hidden states (recurrent language
+    models), Kernels (conv models), Projections (classifiers, word2vec), Try it (text runs), Lab (recurrent
+    language models: gradient flow, activations)."""
+    from backend.spec import RECURRENT
+    from backend.tasks import TASKS
+
+    info = TASKS.get(run.get("task"))
+    family = ((run.get("spec") or {}).get("model") or {}).get("family")
+    if info is None or (run.get("source") or "builtin") != "builtin":
+        return []
+    pages = []
+    if info.kind == "lm" and family in RECURRENT:
+        pages.append(("Hidden states", "/hidden"))
+    if family in ("cnn", "sparse-ae", "textcnn"):
+        pages.append(("Kernels", "/kernels"))
+    if info.kind in ("image", "text", "w2v"):
+        pages.append(("Projections", "/projections"))
+    if info.kind in ("lm", "text"):
+        pages.append(("Try it", "/try"))
+    if info.kind == "lm" and family in RECURRENT and not ((run.get("spec") or {}).get("model") or {}).get("bidirectional"):
+        pages.append(("Lab", "/lab"))
+    out: list = []
+    for i, (label, path) in enumerate(pages):
+        out += ([" · "] if i else []) + [dcc.Link(label, href=f"{path}?run={run['id']}")]
+    return out
 
 
 def alert(message, kind: str = "info") -> html.Div:
