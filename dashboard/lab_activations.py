@@ -50,7 +50,9 @@ MAX_POINTS = 1000  # per series in the clipping figure
 
 TIME_WHAT = ("What to look for: a tanh state can never be longer than sqrt(hidden units), the dashed line, and the "
              "tanh run stays just under it (its units saturate); the ReLU run climbs past it over the first steps "
-             "of a sequence and stays far above. Right: how much of the last step's loss reaches each earlier state.")
+             "of a sequence and stays far above. Right: how much of the last step's loss reaches each earlier state. "
+             "(Clipping preset: both runs use ReLU; the unclipped one broke within a few steps, so its only curve "
+             "is from before training.)")
 TRAINING_WHAT = ("What to look for: as training goes on, the ReLU run's hidden norm keeps rising past the tanh bound "
                  "(its largest, dotted, much further), while the tanh run's creeps up to the bound and flattens.")
 CLIP_WHAT = ("What to look for: solid is the gradient's length as backpropagation computed it, dotted what the "
@@ -177,7 +179,8 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
         dcc.Dropdown(id=ACT_RUNS, options=options, value=chosen, multi=True,
                      placeholder="Choose recurrent language-model runs..."),
         html.Div([html.Label("Snapshot step (right end: the newest)", htmlFor=ACT_STEP),
-                  dcc.Slider(id=ACT_STEP, min=0, max=0, step=1, value=0, marks=None, included=False),
+                  dcc.Slider(id=ACT_STEP, min=0, max=0, step=1, value=0, marks=None, included=False,
+                             allow_direct_input=False),
                   html.Span(id=ACT_INFO, className="muted")], className="field field-step"),
         html.Div(id=ACT_NOTE, className="lab-act-note"),
         html.P(TIME_WHAT, className="muted lab-act-what"),

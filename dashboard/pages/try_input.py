@@ -270,8 +270,12 @@ def _heatmap(stored, layer, direction, state):
     label = f"{GATE_NAMES.get(state, state)} of {where}, after each token"
     fig = states_heatmap(values, result.tokens, label, state, words=stored.get("words", False),
                          relu=stored.get("relu", False))
-    kind = ("gates run from 0 (white: closed) to 1 (green: open)" if state in "ifozr"
-            else "red: positive, blue: negative, white: near 0")
+    if state in "ifozr":
+        kind = "gates run from 0 (white: closed) to 1 (green: open)"
+    elif stored.get("relu", False) and state == "h":
+        kind = "a ReLU state is never negative: white is 0, darker green is larger"
+    else:
+        kind = "red: positive, blue: negative, white: near 0"
     note = (f"Rows are the {values.shape[1]} cells of {where}, columns the {len(result.tokens)} tokens of your text; "
             f"each column is the state after reading that token. Colours: {kind}. Hover a square for its value.")
     return fig, note
