@@ -41,6 +41,27 @@ class ViewError(ValueError):
     """Something the person can fix; the message says what and how."""
 
 
+def open_newest(rows: list[dict], step: int | None, read: Callable[[dict], Any], empty: str, busy: str,
+                say_nearest: bool = False) -> tuple[Any, str | None]:
+    """``(read(row), note)`` for the newest of the snapshot ``rows`` (by step) at or before ``step``
+    (newest when None; the first when all are later) whose files can be read; a snapshot still being
+    written (SnapshotUnavailable) is skipped for the one before it and the note says so. ``say_nearest``:
+    the note also says when there is no snapshot at ``step`` itself. ViewError ``empty`` when there are no
+    rows, ``busy`` when none can be read yet. Shared by the Hidden states, Kernels and Projections readers."""
+    if not rows:
+        raise ViewError(empty)
+    chosen = [s for s in rows if step is None or s["step"] <= step] or rows[:1]
+    note = None
+    if say_nearest and step is not None and chosen[-1]["step"] != step:
+        note = f"No snapshot at step {step:,}; showing step {chosen[-1]['step']:,}, the nearest before it."
+    for row in reversed(chosen):
+        try:
+            return read(row), note
+        except SnapshotUnavailable as exc:
+            note = f"{exc} Showing an earlier snapshot."
+    raise ViewError(busy)
+
+
 @dataclass
 class Selection:
     start: int
@@ -69,19 +90,9 @@ class HiddenStates:
         A snapshot whose files are not all there yet is skipped for the one before it,
         and the note says so. Raises ViewError when there is nothing to show.
         """
-        snaps = self.snapshots(run_id)
-        if not snaps:
-            raise ViewError("no-snapshot")
-        chosen = [s for s in snaps if step is None or s["step"] <= step] or snaps[:1]
-        note = None
-        if step is not None and chosen[-1]["step"] != step:
-            note = f"No snapshot at step {step:,}; showing step {chosen[-1]['step']:,}, the nearest before it."
-        for row in reversed(chosen):
-            try:
-                return self._reader(run_id, row), note
-            except SnapshotUnavailable as exc:
-                note = f"{exc} Showing an earlier snapshot."
-        raise ViewError("The snapshots of this run are still being written; try again in a moment.")
+        return open_newest(self.snapshots(run_id), step, lambda row: self._reader(run_id, row), "no-snapshot",
+                           "The snapshots of this run are still being written; try again in a moment.",
+                           say_nearest=True)
 
     def _reader(self, run_id: str, row: dict) -> HiddenSnapshot:
         sid = int(row["id"])

@@ -20,7 +20,7 @@ from backend.store import RunStore
 from backend.store.hidden import SnapshotUnavailable
 from backend.store.kernels import KIND, KernelSnapshot
 
-from .hidden_data import ViewError
+from .hidden_data import ViewError, open_newest
 
 SNAPSHOTS_TTL = 1
 FIT_TTL = 3600
@@ -38,17 +38,8 @@ class KernelData:
 
     def open(self, run_id: str, step: int | None = None) -> tuple[KernelSnapshot, str | None]:
         """The snapshot at ``step`` (newest at or before it), skipping one still being written."""
-        snaps = self.snapshots(run_id)
-        if not snaps:
-            raise ViewError("no-snapshot")
-        chosen = [s for s in snaps if step is None or s["step"] <= step] or snaps[:1]
-        note = None
-        for row in reversed(chosen):
-            try:
-                return KernelSnapshot(self.store, row), note
-            except SnapshotUnavailable as exc:
-                note = f"{exc} Showing an earlier snapshot."
-        raise ViewError("The kernel snapshots of this run are still being written; try again in a moment.")
+        return open_newest(self.snapshots(run_id), step, lambda row: KernelSnapshot(self.store, row), "no-snapshot",
+                           "The kernel snapshots of this run are still being written; try again in a moment.")
 
     def fits(self, run_id: str, snap: KernelSnapshot, layer: str) -> dict:
         """Gabor fits of a 2-D conv layer's kernels as lists, or ``{"too_small": size}``."""

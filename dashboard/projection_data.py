@@ -36,7 +36,7 @@ from backend.store.hidden import SnapshotUnavailable
 from backend.store.projections import (PROJECTION_KIND, REQUESTS_FILE, SOURCE_KIND, ProjectionSettings,
                                        SourceSnapshot, load_projection, read_status, requested)
 
-from .hidden_data import ViewError
+from .hidden_data import ViewError, open_newest
 
 SNAPSHOTS_TTL = 1
 HAS_TTL = 5
@@ -158,18 +158,12 @@ class ProjectionData:
         """The snapshot with ``snapshot_id``, else the newest at or before ``step`` (newest when None),
         skipping one whose files are still being written (the note says so)."""
         snaps = self.snapshots(run_id)
-        if not snaps:
-            raise ViewError("This run has no embeddings snapshot yet.")
-        chosen = [s for s in snaps if int(s["id"]) == snapshot_id] if snapshot_id is not None else []
-        if not chosen:
-            chosen = [s for s in snaps if step is None or s["step"] <= step] or snaps[:1]
-        note = None
-        for row in reversed(chosen):
-            try:
-                return SourceSnapshot(self.store, row), note
-            except SnapshotUnavailable as exc:
-                note = f"{exc} Using an earlier snapshot."
-        raise ViewError("The embeddings snapshots of this run are still being written; try again in a moment.")
+        if snapshot_id is not None and any(int(s["id"]) == snapshot_id for s in snaps):
+            snaps = [s for s in snaps if int(s["id"]) == snapshot_id]
+            step = None
+        return open_newest(snaps, step, lambda row: SourceSnapshot(self.store, row),
+                           "This run has no embeddings snapshot yet.",
+                           "The embeddings snapshots of this run are still being written; try again in a moment.")
 
     def source_data(self, run_id: str, step: int | None, source: str, snapshot_id: int | None = None) -> SourceData:
         """Points, texts and columns of ``source`` at ``step`` (the snapshot at or before it)."""
