@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from backend.analysis.projection import (WARM_ITER, knn_agreement, mean_displacement, tsne_continue,  # noqa: E402
-                                         tsne_fit)
+from backend.analysis.projection import WARM_ITER, tsne_continue, tsne_fit  # noqa: E402
+from backend.analysis.projection_compare import knn_agreement, mean_displacement  # noqa: E402
 
 TARGET_10K_S, TARGET_100K_S = 30.0, 300.0
 TARGET_SPEEDUP, TARGET_RATIO = 2.0, 10.0

@@ -1,14 +1,16 @@
 """The dashboard's reads of projection records: sources, maps, neighbours and analogies (cached).
 
 Reads only (``backend.store.projections``); the maps themselves are computed by the analysis
-worker, never here. What this layer computes is cheap and exact, in the **original** space of a
-source (not on the map): cosine nearest neighbours, ``a - b + c`` analogies, and word lookup
-(case-insensitive exact match, else close spellings by difflib). Errors a person can fix come out
+worker, never here. What the dashboard computes is cheap and exact, in the **original** space of a
+source (not on the map): cosine nearest neighbours, ``a - b + c`` analogies and word lookup, done
+by the pure functions of :mod:`dashboard.projection_search` and cached here. What the page says
+about the worker comes from :mod:`dashboard.projection_status`. Errors a person can fix come out
 as :class:`~dashboard.hidden_data.ViewError` with the message for the page.
 
 Snapshot rows and map lists go through the dashboard's flask-caching helper (a second); the
 arrays of a snapshot (unit-normalised points, texts, a lowercase index) are kept per process in a
-small LRU keyed by the immutable snapshot id.
+small LRU keyed by the immutable snapshot id. The pure map helpers (:func:`fixed_ranges`,
+:func:`positions`, :func:`colour_choices`) live here too.
 
 Example::
 
@@ -20,11 +22,8 @@ Example::
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import json
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,22 +32,19 @@ import numpy as np
 
 from backend.store import RunStore
 from backend.store.hidden import SnapshotUnavailable
-from backend.store.projections import (PROJECTION_KIND, REQUESTS_FILE, SOURCE_KIND, ProjectionSettings,
-                                       SourceSnapshot, load_projection, read_status, requested)
+from backend.store.projections import (PROJECTION_KIND, SOURCE_KIND, ProjectionSettings, SourceSnapshot,
+                                       load_projection, requested)
 
+from . import projection_search as search
+from . import projection_status
 from .hidden_data import ViewError, open_newest
+from .projection_search import N_ANSWERS, N_NEIGHBOURS, noun
 
 SNAPSHOTS_TTL = 1
 HAS_TTL = 5
 RESULT_TTL = 600
-N_NEIGHBOURS = 10
-N_ANSWERS = 5
-N_SUGGESTIONS = 5
-WAIT_S = 15.0           # no worker status this long after a request: say how the worker is started
 LRU_SIZE = 6           # sources kept per process (a 50k x 256 vocabulary is 51 MB once its points are read)
 COLOUR_FIELDS = ("label", "prediction", "correct", "frequency", "none")
-BUSY_STATES = ("computing", "running", "fitting", "started", "queued", "loading")
-ERROR_STATES = ("error", "failed")
 
 
 @dataclass
@@ -110,16 +106,6 @@ class _LRU:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
-
-
-def noun(source: str) -> str:
-    """What one point of a source is called in messages."""
-    return "token" if source == "tokens" else "input"
-
-
-def a_noun(source: str) -> str:
-    """``a token`` / ``an input``."""
-    return "a token" if source == "tokens" else "an input"
 
 
 class ProjectionData:
@@ -251,31 +237,18 @@ class ProjectionData:
         value = self._cached(f"pj:ranges:{run_id}:{key}:{hashlib.sha1(stamp.encode()).hexdigest()[:12]}", RESULT_TTL, compute)
         return value or None
 
-    # -- lookups in the original space --------------------------------------------------------------
+    # -- lookups in the original space (dashboard.projection_search) ------------------------------------
     def find(self, data: SourceData, query: str) -> int:
         """Row of ``query`` (case-insensitive exact match on the text), else ViewError with close spellings."""
-        q = (query or "").strip()
-        if not q:
-            raise ViewError(f"Type {a_noun(data.source)} to look up.")
-        index = data.index()
-        row = index.get(q.lower())
-        if row is not None:
-            return int(row)
-        raise ViewError(unknown_message(q, data.source, suggestions(q, index, data.texts)))
+        return search.find_row(data, query)
 
     def neighbours(self, run_id: str, step: int | None, source: str, query: str | int, k: int = N_NEIGHBOURS) -> dict:
         """The ``k`` nearest points to ``query`` (its text, or a row number) by cosine similarity in the
         original space at ``step``: ``{"step", "row", "text", "items": [{"row", "text", "sim"}]}``."""
         data = self.source_data(run_id, step, source)
-        row = self._row(data, query)
-
-        def compute():
-            sims = data.unit @ data.unit[row]
-            sims[row] = -np.inf
-            top = _top(sims, k)
-            return {"step": data.step, "row": row, "text": str(data.texts[row]), "n": data.n,
-                    "items": [{"row": int(i), "text": str(data.texts[i]), "sim": float(sims[i])} for i in top]}
-        return self._cached(f"pj:nn:{run_id}:{data.snapshot_id}:{source}:{row}:{k}", RESULT_TTL, compute)
+        row = search.row_of(data, query)
+        return self._cached(f"pj:nn:{run_id}:{data.snapshot_id}:{source}:{row}:{k}", RESULT_TTL,
+                            lambda: search.nearest(data, row, k))
 
     def analogy(self, run_id: str, step: int | None, source: str, a: str, b: str, c: str, k: int = N_ANSWERS) -> dict:
         """``a - b + c`` (king - man + woman): the ``k`` points nearest to it by cosine in the original
@@ -284,18 +257,10 @@ class ProjectionData:
         missing = [name for name, q in (("a", a), ("b", b), ("c", c)) if not (q or "").strip()]
         if missing:
             raise ViewError(f"Type three {noun(source)}s: a - b + c, e.g. king - man + woman.")
-        rows = {name: self._row(data, q) for name, q in (("a", a), ("b", b), ("c", c))}
-
-        def compute():
-            target = data.unit[rows["a"]] - data.unit[rows["b"]] + data.unit[rows["c"]]
-            norm = float(np.linalg.norm(target))
-            sims = data.unit @ (target / norm if norm > 0 else target)
-            sims[list(rows.values())] = -np.inf
-            top = _top(sims, k)
-            return {"step": data.step, "rows": rows, "texts": {n: str(data.texts[r]) for n, r in rows.items()},
-                    "items": [{"row": int(i), "text": str(data.texts[i]), "sim": float(sims[i])} for i in top]}
+        rows = {name: search.row_of(data, q) for name, q in (("a", a), ("b", b), ("c", c))}
         key = ",".join(str(rows[n]) for n in "abc")
-        return self._cached(f"pj:an:{run_id}:{data.snapshot_id}:{source}:{key}:{k}", RESULT_TTL, compute)
+        return self._cached(f"pj:an:{run_id}:{data.snapshot_id}:{source}:{key}:{k}", RESULT_TTL,
+                            lambda: search.analogy(data, rows, k))
 
     def members(self, run_id: str, step: int | None, source: str, rows) -> list[str]:
         """Texts of ``rows`` (a lasso/box selection), in the order given."""
@@ -303,13 +268,6 @@ class ProjectionData:
         rows = np.asarray(rows, dtype=np.int64)
         rows = rows[(rows >= 0) & (rows < data.n)]
         return [str(t) for t in data.texts[rows]]
-
-    def _row(self, data: SourceData, query: str | int) -> int:
-        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
-            if not 0 <= int(query) < data.n:
-                raise ViewError(f"Point {query} is not in this source (it has {data.n:,} points).")
-            return int(query)
-        return self.find(data, str(query))
 
     # -- settings and progress --------------------------------------------------------------------
     def check(self, run_id: str, settings: ProjectionSettings) -> str | None:
@@ -319,7 +277,7 @@ class ProjectionData:
             return f"This run has no source {settings.source!r}."
         if settings.method != "tsne":
             return None
-        from backend.analysis.projection import check_perplexity  # late: it imports scipy
+        from backend.analysis.projection_checks import check_perplexity  # numpy only: no scipy for a check
 
         try:
             check_perplexity(min(int(info["n"]), settings.n_points), settings.perplexity)
@@ -329,42 +287,12 @@ class ProjectionData:
 
     def request_time(self, run_id: str, key: str) -> float | None:
         """When settings ``key`` were last asked for on this run (from the requests file), or None."""
-        try:
-            entries = json.loads((self.store.run_dir(run_id) / REQUESTS_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        times = [e.get("time") for e in entries if isinstance(e, dict) and e.get("key") == key]
-        return float(times[-1]) if times and isinstance(times[-1], (int, float)) else None
+        return projection_status.request_time(self.store, run_id, key)
 
     def progress(self, run_id: str, key: str, n_maps: int, n_snapshots: int, now: float | None = None) -> tuple[str, str] | None:
-        """``(kind, message)`` about the worker and the maps of ``key``, or None when there is nothing to say.
-
-        The worker's status for this key wins (its progress, or its error message); when maps are
-        missing and no status has come for a while after the request, the message says how the
-        worker is started."""
-        now = time.time() if now is None else now
-        status = read_status(self.store, run_id) or {}
-        state = str(status.get("state", "")).lower()
-        failed = (status.get("errors") or {}).get(key) if isinstance(status.get("errors"), dict) else None
-        if status.get("key") == key and state in ERROR_STATES or failed:
-            msg = failed or status.get("message") or status.get("error") or "the analysis worker failed on this map"
-            return "danger", f"The analysis worker could not compute this map: {msg}"
-        if n_maps >= n_snapshots and n_snapshots:
-            return None
-        if status.get("key") == key and state in BUSY_STATES:
-            return "info", status_line(status, n_maps, n_snapshots)
-        asked = self.request_time(run_id, key)
-        status_time = status.get("time") if isinstance(status.get("time"), (int, float)) else None
-        if status.get("key") and status.get("key") != key and state in BUSY_STATES and \
-                (status_time is None or now - status_time < 10 * WAIT_S):
-            return "info", (f"The analysis worker is busy with another map ({status['key']}, step "
-                            f"{_int(status.get('step'))}); this one is queued ({n_maps} of {n_snapshots} ready).")
-        if asked is not None and now - asked > WAIT_S and (status_time is None or status_time < asked):
-            return "warning", ("Waiting for the analysis worker; it runs with `deepscope serve` "
-                               f"({n_maps} of {n_snapshots} maps ready).")
-        if asked is None:
-            return "info", f"No map with these settings yet: {n_maps} of {n_snapshots} snapshots have one."
-        return "info", f"Asked the analysis worker for this map: {n_maps} of {n_snapshots} snapshots ready."
+        """``(kind, message)`` about the worker and the maps of ``key``, or None when there is nothing to say
+        (:func:`dashboard.projection_status.progress`)."""
+        return projection_status.progress(self.store, run_id, key, n_maps, n_snapshots, now)
 
 
 # -- pure helpers --------------------------------------------------------------------------------------
@@ -394,59 +322,6 @@ def positions(map_rows: np.ndarray, rows) -> np.ndarray:
     hit = srt[at] == rows
     out[hit] = order[at[hit]]
     return out
-
-
-def suggestions(query: str, index: dict[str, int], texts: np.ndarray, n: int = N_SUGGESTIONS) -> list[str]:
-    """Up to ``n`` close spellings of ``query`` among the texts (difflib), else texts that contain it."""
-    q = query.lower()
-    slack = max(2, len(q) // 2)
-    near = [k for k in index if abs(len(k) - len(q)) <= slack]
-    found = difflib.get_close_matches(q, near, n=n, cutoff=0.6)
-    if not found:
-        found = [k for k in index if q in k][:n]
-    return [str(texts[index[k]]) for k in found]
-
-
-def unknown_message(query: str, source: str, close: list[str]) -> str:
-    msg = f"no {noun(source)} '{query}' in this source"
-    if close:
-        msg += "; close spellings: " + ", ".join(f"'{c}'" for c in close)
-    return msg + "."
-
-
-def status_line(status: dict, n_maps: int, n_snapshots: int) -> str:
-    """``computing step 400: iteration 120 of 500`` from a worker status."""
-    parts = [f"computing step {_int(status.get('step'))}"]
-    if status.get("unit") == "maps" and status.get("iteration") is not None:  # the worker counts whole maps
-        done = status.get("iteration")
-        line = (f"drawing the map of step {_int(status.get('step'))} ({_int((done or 0) + 1)} of "
-                f"{_int(status.get('total'))} in this pass)")
-        return f"{line} · {n_maps} of {n_snapshots} maps ready"
-    if status.get("iteration") is not None:
-        it = f"iteration {_int(status.get('iteration'))}"
-        if status.get("total") is not None:
-            it += f" of {_int(status.get('total'))}"
-        parts.append(it)
-    line = ": ".join(parts)
-    if status.get("message"):
-        line += f" ({status['message']})"
-    return f"{line} · {n_maps} of {n_snapshots} maps ready"
-
-
-def _int(value) -> str:
-    try:
-        return f"{int(value):,}"
-    except (TypeError, ValueError):
-        return "?"
-
-
-def _top(sims: np.ndarray, k: int) -> np.ndarray:
-    finite = int(np.isfinite(sims).sum())
-    k = min(k, finite)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    top = np.argpartition(-sims, k - 1)[:k]
-    return top[np.argsort(-sims[top], kind="stable")]
 
 
 def colour_choices(fields: list[str], source: str) -> dict[str, str | None]:

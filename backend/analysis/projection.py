@@ -1,7 +1,9 @@
 """2-D / 3-D maps of high-dimensional points (activations, embeddings): PCA and t-SNE, stable across snapshots.
 
 Pure numpy / scipy / scikit-learn / openTSNE, off the training loop (the dashboard imports it; it
-never imports torch or the store).
+never imports torch or the store). This module makes maps; comparing them (alignment, displacement,
+neighbourhoods kept) is :mod:`backend.analysis.projection_compare`, and the input checks behind its
+error messages are :mod:`backend.analysis.projection_checks`.
 
 * :func:`sample_indices` picks the rows to draw, the same rows at every snapshot of a source
   (deterministic in ``(n_total, n_points, seed)``; ``keep`` adds rows such as a queried word).
@@ -24,13 +26,8 @@ never imports torch or the store).
   The price: a real change of structure shows up over several snapshots, not at once (a cluster
   split in two is ~6 cluster radii apart in a fresh fit, 0.4 after one warm start, 1.3 after 100
   iterations instead of 50).
-* :func:`procrustes_align` (rotation/reflection, uniform scale, translation) and
-  :func:`mean_displacement` (mean distance after alignment / the reference's RMS radius).
 * :func:`add_points` places rows that are new to a snapshot into an existing t-SNE map with
   openTSNE's ``transform`` (each new point against the map's points, not against each other).
-* :func:`knn_agreement` is the share of each point's k nearest neighbours that the map keeps
-  (scikit-learn's ``load_digits``, standardised, 10 neighbours: t-SNE 0.59, PCA 0.12;
-  ``tests/unit/test_projection.py``).
 
 A :class:`TSNEResult` keeps openTSNE's live embedding object for :func:`add_points` in the same
 process; it is never pickled. Between processes, save :meth:`TSNEResult.to_arrays` (plain arrays,
@@ -40,7 +37,14 @@ process; it is never pickled. Between processes, save :meth:`TSNEResult.to_array
 Errors a page can show are ``ValueError`` with the numbers in them, e.g. "t-SNE with perplexity 30
 needs at least 91 points; this source has 40: lower the perplexity to at most 13".
 
+Re-exported here so that imports written before the modules were split keep working (new code
+imports them from their own module): ``procrustes_align``, ``mean_displacement``,
+``neighbourhood_overlap``, ``knn_agreement`` (:mod:`~backend.analysis.projection_compare`) and
+``check_perplexity``, ``METRICS`` (:mod:`~backend.analysis.projection_checks`).
+
 Example::
+
+    from backend.analysis.projection_compare import mean_displacement
 
     rows = sample_indices(len(acts), 10_000, seed=0, keep=np.array([query_row]))
     first = tsne_fit(acts[rows], perplexity=30, metric="cosine")        # ~13 s for 10k on 2 cores
@@ -58,59 +62,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.linalg import orthogonal_procrustes
+
+from backend.analysis.projection_checks import (DEFAULT_METRIC, as_matrix, check_dims, check_directions, check_metric,
+                                                check_perplexity)
+from backend.analysis.projection_compare import apply_frame, similarity_frame
+# re-exports for code written before the split (see the module docstring and __all__)
+from backend.analysis.projection_checks import METRICS
+from backend.analysis.projection_compare import (knn_agreement, mean_displacement, neighbourhood_overlap,
+                                                 procrustes_align)
+
+__all__ = ["EARLY_ITER", "EARLY_EXAGGERATION", "WARM_ITER", "MOMENTUM", "DEFAULT_METRIC", "TSNEResult",
+           "sample_indices", "pca", "tsne_fit", "tsne_continue", "add_points",
+           # re-exported (see the module docstring)
+           "METRICS", "check_perplexity", "procrustes_align", "mean_displacement", "neighbourhood_overlap",
+           "knn_agreement"]
 
 EARLY_ITER = 250           # early-exaggeration iterations of a fresh fit (at most n_iter // 2)
 EARLY_EXAGGERATION = 12.0
 WARM_ITER = 50             # iterations of a warm start (see tsne_continue)
 MOMENTUM = 0.8
-METRICS = ("cosine", "euclidean")
-DEFAULT_METRIC = "cosine"
-
-
-# --------------------------------------------------------------------------------------------- checks
-
-def _check_dims(dims: int) -> int:
-    if isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims not in (2, 3):
-        raise ValueError(f"a map has 2 or 3 dimensions, not {dims!r}")
-    return int(dims)
-
-
-def _check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(repr(m) for m in METRICS)}")
-    return metric
-
-
-def _as_matrix(x, name: str = "x", min_rows: int = 1) -> np.ndarray:
-    """``x`` as a finite 2-D float array (float32 stays float32, other types become float64)."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of points x features, got shape {x.shape}")
-    if x.dtype != np.float32:
-        x = x.astype(np.float64)
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} has no features (shape {x.shape})")
-    if len(x) < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} points; this source has {len(x)}")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise ValueError(f"{name} has {len(rows)} row(s) with NaN or inf values (first: row {rows[0]}): "
-                         "drop or fill them before projecting")
-    return x
-
-
-def check_perplexity(n_points: int, perplexity: float) -> None:
-    """Raise the page's message when ``n_points`` are too few for ``perplexity`` (openTSNE needs n > 3 x perplexity)."""
-    if not perplexity > 0:
-        raise ValueError(f"perplexity must be positive, got {perplexity!r}")
-    need = int(3 * perplexity) + 1
-    if n_points < need:
-        most = (n_points - 1) // 3
-        fix = f"lower the perplexity to at most {most}" if most >= 1 else "t-SNE needs at least 4 points"
-        raise ValueError(f"t-SNE with perplexity {perplexity:g} needs at least {need} points; "
-                         f"this source has {n_points}: {fix}")
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -150,8 +120,8 @@ def pca(x, dims: int = 2) -> tuple[np.ndarray, np.ndarray]:
     absolute loading is positive: the same data in any row order gives the same map (rows
     permuted alike), and a slightly changed snapshot does not come out mirrored.
     """
-    dims = _check_dims(dims)
-    x = _as_matrix(x, min_rows=2).astype(np.float64)
+    dims = check_dims(dims)
+    x = as_matrix(x, min_rows=2).astype(np.float64)
     xc = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
     comps = vt[:dims]
@@ -167,53 +137,6 @@ def pca(x, dims: int = 2) -> tuple[np.ndarray, np.ndarray]:
     if total > 0:
         ratio[:k] = var[:k] / total
     return (xc @ comps.T).astype(np.float32), ratio
-
-
-# --------------------------------------------------------------------------------------------- alignment
-
-def _similarity(coords: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """(scale, rotation, mean of coords, mean of reference) of the best map ``s (a - mu_a) R + mu_b``."""
-    a = np.asarray(coords, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"coords and reference must have the same 2-D shape, got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    ac, bc = a - mu_a, b - mu_b
-    norm = float((ac ** 2).sum())
-    if norm == 0:
-        return 0.0, np.eye(a.shape[1]), mu_a, mu_b
-    rotation, singular_sum = orthogonal_procrustes(ac, bc)
-    return float(singular_sum) / norm, rotation, mu_a, mu_b
-
-
-def _apply(frame, points: np.ndarray) -> np.ndarray:
-    scale, rotation, mu_a, mu_b = frame
-    return scale * (np.asarray(points, dtype=np.float64) - mu_a) @ rotation + mu_b
-
-
-def procrustes_align(coords, reference) -> np.ndarray:
-    """``coords`` moved onto ``reference`` by the best rotation/reflection, uniform scale and translation.
-
-    Least squares over all rows (``scipy.linalg.orthogonal_procrustes`` on the centred point sets;
-    the scale is the sum of singular values over ``|coords - mean|^2``). Rows must correspond.
-    """
-    return _apply(_similarity(coords, reference), coords)
-
-
-def mean_displacement(a, b) -> float:
-    """Mean Euclidean distance of ``a`` (aligned onto ``b`` by :func:`procrustes_align`) to ``b``, over ``b``'s RMS radius.
-
-    The RMS radius is ``sqrt(mean |b - mean(b)|^2)``, so the figure does not depend on the map's
-    scale: 0 for the same map up to a similarity; for a small data step (noise of 0.05 sd), ~0.006
-    (digits) to ~0.015 (10,000 points) warm-started and 0.08 to 0.19 for an independent fit (PCA
-    start, another seed); ~0.9 for unrelated random layouts.
-    """
-    b = np.asarray(b, dtype=np.float64)
-    aligned = procrustes_align(a, b)
-    radius = float(np.sqrt(((b - b.mean(axis=0)) ** 2).sum(axis=1).mean()))
-    if radius == 0:
-        return 0.0
-    return float(np.linalg.norm(aligned - b, axis=1).mean() / radius)
 
 
 # --------------------------------------------------------------------------------------------- t-SNE
@@ -277,22 +200,12 @@ def _embedding(init: np.ndarray, affinities, dims: int, seed: int, n_jobs: int):
 
 
 def _prepare(x, dims: int, perplexity: float, metric: str) -> tuple[np.ndarray, int, str]:
-    dims = _check_dims(dims)
-    metric = _check_metric(metric)
-    x = _as_matrix(x)
+    dims = check_dims(dims)
+    metric = check_metric(metric)
+    x = as_matrix(x)
     check_perplexity(len(x), perplexity)
-    _check_directions(x, metric)
+    check_directions(x, metric)
     return x, dims, metric
-
-
-def _check_directions(x: np.ndarray, metric: str, name: str = "x") -> None:
-    """All-zero rows under the cosine metric: openTSNE would divide by their norm and fail inside scikit-learn."""
-    if metric == "cosine":
-        zero = ~x.any(axis=1)
-        if zero.any():
-            rows = np.flatnonzero(zero)
-            raise ValueError(f"{name} has {len(rows)} all-zero row(s) (first: row {rows[0]}), which have no "
-                             "direction for the cosine metric: drop them or use metric='euclidean'")
 
 
 def _pca_start(x: np.ndarray, dims: int, metric: str, seed: int) -> np.ndarray:
@@ -362,7 +275,8 @@ def tsne_continue(x_new, prev, *, perplexity: float | None = None, metric: str |
     starts (or a fresh fit) to show in full.
 
     ``restructure``: for data whose neighbourhoods changed a lot (early in training, when a
-    model's vectors leave their random start; see :func:`neighbourhood_overlap`), run the full
+    model's vectors leave their random start; see
+    :func:`~backend.analysis.projection_compare.neighbourhood_overlap`), run the full
     schedule instead (``EARLY_ITER`` iterations of early exaggeration, then as many plain ones)
     from the previous coordinates shrunk to openTSNE's start scale: the new structure forms in
     full, and the previous arrangement is kept where the data allow; then aligned as above.
@@ -371,7 +285,7 @@ def tsne_continue(x_new, prev, *, perplexity: float | None = None, metric: str |
     if isinstance(prev, TSNEResult):
         prev_coords, old = np.asarray(prev.coords, dtype=np.float64), prev.params
     else:
-        prev_coords, old = _as_matrix(prev, "prev_coords").astype(np.float64), {}
+        prev_coords, old = as_matrix(prev, "prev_coords").astype(np.float64), {}
     perplexity = old.get("perplexity", 30.0) if perplexity is None else perplexity
     metric = old.get("metric", DEFAULT_METRIC) if metric is None else metric
     seed = old.get("seed", 0) if seed is None else seed
@@ -397,13 +311,13 @@ def tsne_continue(x_new, prev, *, perplexity: float | None = None, metric: str |
     native = np.asarray(emb, dtype=np.float64)
     # rigid: rotation/reflection and translation only. The least-squares scale shrinks a map towards
     # its centre when it corresponds poorly to the previous one (a restructured map collapsed to a dot)
-    _, rotation, mu_a, mu_b = _similarity(native, prev_coords)
+    _, rotation, mu_a, mu_b = similarity_frame(native, prev_coords)
     frame = (1.0, rotation, mu_a, mu_b)
     params = {"dims": dims, "perplexity": float(perplexity), "metric": metric, "seed": int(seed),
               "n_jobs": int(n_jobs), "n_iter": n_iter + (EARLY_ITER if restructure else 0),
               "early_exaggeration_iter": EARLY_ITER if restructure else 0,
               "negative_gradient_method": _gradient_method(dims), "warm_start": True, "restructure": bool(restructure)}
-    return TSNEResult(_apply(frame, native).astype(np.float32), params, float(emb.kl_divergence),
+    return TSNEResult(apply_frame(frame, native).astype(np.float32), params, float(emb.kl_divergence),
                       time.perf_counter() - t0, emb, frame)
 
 
@@ -420,18 +334,18 @@ def add_points(result: TSNEResult, x_old_sample, x_extra) -> np.ndarray:
     """
     from openTSNE import TSNEEmbedding
 
-    x_old = _as_matrix(x_old_sample, "x_old_sample")
+    x_old = as_matrix(x_old_sample, "x_old_sample")
     extra = np.asarray(x_extra)
     dims = result.coords.shape[1]
     if extra.ndim == 2 and len(extra) == 0:
         return np.zeros((0, dims), dtype=np.float32)
-    extra = _as_matrix(extra, "x_extra")
+    extra = as_matrix(extra, "x_extra")
     if len(x_old) != len(result.coords):
         raise ValueError(f"x_old_sample has {len(x_old)} rows but the map has {len(result.coords)}")
     if extra.shape[1] != x_old.shape[1]:
         raise ValueError(f"x_extra has {extra.shape[1]} features, the map's data {x_old.shape[1]}")
     p = result.params
-    _check_directions(extra, p["metric"], "x_extra")
+    check_directions(extra, p["metric"], "x_extra")
     if result.live:
         live = result._embedding
         emb = TSNEEmbedding(np.array(live, dtype=np.float64), live.affinities, random_state=live.random_state,
@@ -443,48 +357,4 @@ def add_points(result: TSNEResult, x_old_sample, x_extra) -> np.ndarray:
         frame = (1.0, np.eye(dims), np.zeros(dims), np.zeros(dims))
     shift = (np.asarray(emb).max(axis=0) + np.asarray(emb).min(axis=0)) / 2  # transform centres the map first
     placed = np.asarray(emb.transform(extra), dtype=np.float64) + shift
-    return _apply(frame, placed).astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------- quality
-
-def neighbourhood_overlap(x_old, x_new, k: int = 10, metric: str = DEFAULT_METRIC) -> float:
-    """How much the same rows' neighbourhoods survive from ``x_old`` to ``x_new``: the mean share of
-    each row's ``k`` nearest neighbours (by ``metric``) in ``x_new`` that were among them in ``x_old``.
-    1 for a small step of training; about ``k / n`` when the vectors were replaced (e.g. left their
-    random initialisation): then a warm start should restructure (:func:`tsne_continue`)."""
-    old = _as_matrix(x_old, "x_old")
-    if _check_metric(metric) == "cosine":  # cosine neighbours are Euclidean ones of unit vectors
-        norms = np.linalg.norm(old, axis=1, keepdims=True)
-        old = old / np.where(norms > 0, norms, 1.0)
-    return knn_agreement(x_new, old, k=min(k, len(old) - 1), metric=metric)
-
-
-def knn_agreement(x, coords, k: int = 10, metric: str = "euclidean") -> float:
-    """Mean share of each point's ``k`` nearest neighbours in ``x`` (by ``metric``) that are among its ``k`` nearest in ``coords``.
-
-    Exact neighbours (scikit-learn), the point itself excluded; Euclidean in the map. 1 for a map
-    that keeps every neighbourhood, about ``k / n`` for a random one.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    metric = _check_metric(metric)
-    x = _as_matrix(x)
-    coords = _as_matrix(coords, "coords")
-    if len(x) != len(coords):
-        raise ValueError(f"x has {len(x)} rows, coords {len(coords)}")
-    if not 1 <= k < len(x):
-        raise ValueError(f"k must be between 1 and {len(x) - 1}, got {k}")
-
-    def neighbours(data, how):
-        idx = NearestNeighbors(n_neighbors=k + 1, metric=how).fit(data).kneighbors(data, return_distance=False)
-        own = idx == np.arange(len(data))[:, None]
-        # drop the point itself (or, among exact duplicates where it is not listed, the farthest)
-        own[~own.any(axis=1), -1] = True
-        return idx[~own].reshape(len(data), k)
-
-    a, b = neighbours(x, metric), neighbours(coords, "euclidean")
-    a.sort(axis=1)
-    b.sort(axis=1)
-    hits = sum((b == a[:, [j]]).any(axis=1).astype(np.int64) for j in range(k))  # a's rows are distinct
-    return float(np.mean(hits) / k)
+    return apply_frame(frame, placed).astype(np.float32)

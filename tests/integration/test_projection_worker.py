@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from backend.analysis import projection_worker as pw
-from backend.analysis.projection import mean_displacement, sample_indices, tsne_fit
+from backend.analysis.projection import sample_indices, tsne_fit
+from backend.analysis.projection_compare import mean_displacement
 from backend.store import RunStore
 from backend.store.projections import (PROJECTION_KIND, ProjectionSettings, load_projection, projections,
                                        read_status, request_projection, write_source_snapshot)
@@ -165,6 +166,17 @@ def test_the_worker_process_once(store):
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "openTSNE" in imported and "torch" not in imported
+
+
+def test_importing_the_worker_loads_no_numpy():
+    """The worker sets its thread variables in main(), before numpy loads: neither the worker nor the
+    compute module it imports may import numpy (or torch) at import time."""
+    code = ("import sys, backend.analysis.projection_worker as w; "
+            "assert w.compute.__module__ == 'backend.analysis.projection_compute'; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'openTSNE', 'torch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_job_manager_starts_restarts_and_stops_the_worker(store):

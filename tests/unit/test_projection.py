@@ -8,8 +8,8 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
-from backend.analysis.projection import (TSNEResult, add_points, knn_agreement, mean_displacement, pca,
-                                         procrustes_align, sample_indices, tsne_continue, tsne_fit)
+from backend.analysis.projection import TSNEResult, add_points, pca, sample_indices, tsne_continue, tsne_fit
+from backend.analysis.projection_compare import knn_agreement, mean_displacement, procrustes_align
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_the_largest_perplexity_the_message_offers_works(digits):
 
 
 def test_neighbourhood_overlap_tells_a_small_step_from_replaced_vectors():
-    from backend.analysis.projection import neighbourhood_overlap
+    from backend.analysis.projection_compare import neighbourhood_overlap
 
     rng = np.random.default_rng(0)
     old = rng.normal(size=(400, 16))
@@ -185,8 +185,6 @@ def test_neighbourhood_overlap_tells_a_small_step_from_replaced_vectors():
 def test_restructure_lets_new_structure_form_from_a_random_start():
     """Vectors leaving their random initialisation: a short continuation of the blob keeps the blob,
     the full schedule from the previous map finds the clusters."""
-    from backend.analysis.projection import knn_agreement, tsne_continue
-
     rng = np.random.default_rng(1)
     random_start = rng.normal(size=(600, 16))
     centres = rng.normal(scale=6.0, size=(6, 16))
@@ -198,3 +196,16 @@ def test_restructure_lets_new_structure_form_from_a_random_start():
     good, poor = knn_agreement(clustered, full.coords, metric="cosine"), knn_agreement(clustered, short.coords,
                                                                                         metric="cosine")
     assert good > 0.3 and good > 2 * poor, (good, poor)  # measured 0.45 against 0.10
+
+
+def test_names_split_off_projection_still_import_from_it():
+    """The comparing functions and the checks moved to their own modules; the old imports keep working."""
+    from backend.analysis import projection, projection_checks, projection_compare
+
+    for name in ("procrustes_align", "mean_displacement", "neighbourhood_overlap", "knn_agreement"):
+        assert getattr(projection, name) is getattr(projection_compare, name)
+    for name in ("check_perplexity", "METRICS", "DEFAULT_METRIC"):
+        assert getattr(projection, name) is getattr(projection_checks, name)
+    assert set(projection.__all__) <= set(dir(projection))
+    with pytest.raises(ValueError, match="perplexity 30 needs at least 91 points; this source has 40"):
+        projection.check_perplexity(40, 30)
