@@ -2,7 +2,7 @@
 
 A run of ``sentiment-cnn`` or ``sentiment-lstm`` with ``data_file`` set trains on that file instead
 of the generated reviews: its texts are tokenised like the built-in corpus
-(:func:`backend.tasks.sentiment.tokenize`), the vocabulary is its ``USER_VOCAB_MAX - 2`` most
+(:func:`backend.tasks.words.tokenize`), the vocabulary is its ``USER_VOCAB_MAX - 2`` most
 frequent words plus ``<pad>``/``<unk>``, texts are cut at ``USER_MAX_LEN`` tokens (or at the longest
 text, when shorter), and a fixed 20 % of the rows (by ``seed``) is held out for validation.
 The task's description (classes, vocabulary size, length) follows the file, so the form and
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .registry import TaskInfo, get_task
-from .sentiment import SentimentFileError, build_vocab, encode, load_sentiment_csv, tokenize, word_counts
+from .sentiment_csv import SentimentFileError, load_sentiment_csv
+from .words import build_vocab, encode, tokenize, word_counts
 
 USER_TEXT_TASKS = ("sentiment-cnn", "sentiment-lstm")
 USER_VOCAB_MAX = 20_000
@@ -44,7 +45,7 @@ class UserText:
 
 def read_user_text(path: str | os.PathLike) -> UserText:
     """The file, tokenised, with its vocabulary (cached while the file is unchanged).
-    Raises :class:`~backend.tasks.sentiment.SentimentFileError` saying what is wrong and where."""
+    Raises :class:`~backend.tasks.sentiment_csv.SentimentFileError` saying what is wrong and where."""
     p = Path(path).expanduser()
     try:
         st = p.resolve().stat()

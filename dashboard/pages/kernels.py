@@ -8,6 +8,15 @@ Hover a kernel for its Gabor fit, click it to see the fitted Gabor beside it. Fo
 kernels of 7x7 or larger: the fraction of Gabor-like kernels over training (optionally
 beside another run's first conv layer) and a rose of their orientations. Feature maps: a
 probe input and its maps after each conv and pooling layer.
+
+This module holds the layout and the callbacks of the snapshots, the mosaic and rose, and the
+Gabor-like curve; the clicked kernel's card lives in :mod:`dashboard.kernel_detail` and the
+feature-maps card in :mod:`dashboard.kernel_maps`. Their callbacks are registered from here at
+import, since Dash runs a page module once per app and tests build several apps.
+
+Example::
+
+    layout(run="a1b2")   # the page for run a1b2 (its kernels, Gabor curve and feature maps)
 """
 from __future__ import annotations
 
@@ -15,23 +24,23 @@ import dash
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from backend.analysis.gabor import MIN_SIZE, gabor, kernel_images
-from dashboard import ids
+from backend.analysis.gabor import MIN_SIZE, kernel_images
+from dashboard import ids, kernel_detail, kernel_maps
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
-from dashboard.figures.hidden import heat_img
-from dashboard.figures.kernels import (gabor_curve_figure, kernel_mosaic, line_grid, orientation_rose,
-                                       rgb_kernels, rgb_mosaic, rgb_png)
+from dashboard.figures.kernels import gabor_curve_figure, kernel_mosaic, line_grid, orientation_rose, rgb_mosaic
 from dashboard.hidden_data import ViewError, view_error_message
+from dashboard.kernel_detail import kernel_labels, stripes_deg
 from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, slider_value, step_at
 
 dash.register_page(__name__, path="/kernels", name="Kernels", order=2, title="Kernels · deepscope")
+kernel_detail.register()  # here: Dash runs this module once per app, so every app gets the cards' callbacks
+kernel_maps.register()
 
 WHAT = ("Kernels shows the filters of a convolutional network as it trains: what each first-layer kernel "
         "looks like, how many have become Gabor-like (oriented edge and grating detectors), and what each "
         "layer's feature maps make of an input.")
 CONFIG = {"displaylogo": False, "displayModeBar": False}
-MAX_MAPS = 16
 PLAY_MS = 500  # Play: about 2 snapshots a second
 HIDDEN = {"display": "none"}
 
@@ -167,7 +176,7 @@ def _kernels_view(run_id, index, steps, layer, colour):
         return blank_figure(msg), blank_figure(""), info, HIDDEN
     fit = kd.fits(run_id, snap, layer)
     n = len(weight)
-    labels = _labels(n, fit)
+    labels = kernel_labels(n, fit)
     rgb = weight.ndim == 4 and weight.shape[1] == 3
     if weight.ndim == 3:
         out, chans, taps = weight.shape
@@ -266,163 +275,6 @@ def _kernel_size(kd, run_id: str, snaps: list[dict], layer: str) -> list[int]:
         return []
 
 
-def stripes_deg(theta: float) -> float:
-    """Direction of a Gabor's stripes in degrees (0 = horizontal), from its wave-vector angle."""
-    return (float(np.degrees(theta)) + 90.0) % 180.0
-
-
-def _labels(n: int, fit: dict) -> list[str]:
-    if "too_small" in fit:
-        return [f"kernel {k}" for k in range(n)]
-    out = []
-    for k in range(n):
-        verdict = "Gabor-like" if fit["gabor_like"][k] else "not Gabor-like"
-        out.append(f"kernel {k}: {verdict}<br>R² {fit['r2'][k]:.2f} · orientation selectivity "
-                   f"{fit['selectivity'][k]:.2f}<br>stripes at {stripes_deg(fit['theta'][k]):.0f}° · "
-                   f"{fit['frequency'][k]:.2f} cycles/px")
-    return out
-
-
-@callback(Output(ids.KN_DETAIL, "children"), Input(ids.KN_MOSAIC, "clickData"), Input(ids.KN_RUN, "value"),
-          Input(ids.KN_STEP, "value"), Input(ids.KN_STEPS, "data"), Input(ids.KN_LAYER, "value"))
-def _detail(click, run_id, index, steps, layer):
-    if not steps or not layer:
-        return None
-    k = _clicked_kernel(click)
-    kd = current().data.kernels
-    try:
-        snap, _ = kd.open(run_id, step_at(steps, index))
-        weight = snap.weights(layer)
-    except ViewError as exc:
-        return alert(view_error_message(exc), "warning")
-    k = min(k, len(weight) - 1)
-    if weight.ndim != 4:
-        chans, taps = weight.shape[1:]
-        bound = float(np.abs(weight[k]).max()) or 1.0
-        px = max(4, min(18, 260 // max(chans, taps)))
-        what = (f"{taps} taps: " + ", ".join(f"{v:.3f}" for v in weight[k, 0])) if chans == 1 else \
-            f"{chans} input channels (rows) x {taps} taps"
-        parts = [html.Figure([heat_img(weight[k], -bound, bound, px=px), html.Figcaption(f"kernel {k}: {what}")])]
-        if layer in snap.ngram_layers:
-            grams = snap.top_ngrams(layer)[k]
-            parts.append(html.Div([html.Strong(f"Filter {k} fires most on:"),
-                                   html.Ol([html.Li(f"{text}  ({value:.2f})") for text, value in grams])]))
-        parts.append(html.P("Gabor fits apply to 2D kernels; this layer's kernels are 1-D, so there is no fit to "
-                            "show.", className="hint"))
-        return html.Div(parts, className="kernel-detail")
-    images = kernel_images(weight)
-    bound = float(np.abs(images[k]).max()) or 1.0
-    parts = []
-    if weight.shape[1] == 3:
-        h, w = weight.shape[2:]
-        parts.append(html.Figure([html.Img(src=rgb_png(rgb_kernels(weight)[k]), className="heat",
-                                           style={"width": f"{w * 18}px", "height": f"{h * 18}px"}),
-                                  html.Figcaption(f"kernel {k} in colour")]))
-        parts.append(html.Figure([heat_img(images[k], -bound, bound, px=18), html.Figcaption("principal component")]))
-    else:
-        parts.append(html.Figure([heat_img(images[k], -bound, bound, px=18), html.Figcaption(f"kernel {k}")]))
-    fit = kd.fits(run_id, snap, layer)
-    if "too_small" in fit:
-        parts.append(html.P(f"Kernels of {MIN_SIZE}x{MIN_SIZE} or larger get a Gabor fit.", className="hint"))
-        return html.Div(parts, className="kernel-detail")
-    params = [fit[name][k] for name in ("amplitude", "x0", "y0", "theta", "frequency", "phase", "sigma_x",
-                                        "sigma_y", "offset")]
-    fitted = gabor(np.array(params), images[k].shape)
-    parts.append(html.Figure([heat_img(fitted, -bound, bound, px=18), html.Figcaption("fitted Gabor")]))
-    verdict = "Gabor-like" if fit["gabor_like"][k] else "not Gabor-like"
-    parts.append(html.Ul([
-        html.Li([html.Strong(verdict), f": R² {fit['r2'][k]:.2f} (needs ≥ 0.7), orientation selectivity "
-                 f"{fit['selectivity'][k]:.2f} (needs ≥ 0.4)"]),
-        html.Li(f"stripes at {stripes_deg(fit['theta'][k]):.0f}° (0° horizontal), frequency {fit['frequency'][k]:.2f} "
-                f"cycles/pixel, envelope {fit['sigma_x'][k]:.1f} x {fit['sigma_y'][k]:.1f} px"
-                + (" (localized)" if fit["localized"][k] else "")),
-    ]))
-    return html.Div(parts, className="kernel-detail")
-
-
-def _clicked_kernel(click: dict | None) -> int:
-    """The kernel a click landed on (its customdata, or the customdata's first entry); 0 before any click."""
-    if not click or not click.get("points"):
-        return 0
-    custom = click["points"][0].get("customdata", 0)
-    if isinstance(custom, (list, tuple)):
-        custom = custom[0] if custom else 0
-    try:
-        return max(0, int(custom or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
 # Play through the snapshots (dashboard/snapshot_slider.py)
 register_play(ids.KN_PLAY, ids.KN_PLAY_TICK, ids.KN_STEP, ids.KN_FOLLOW, ids.KN_STEPS,
               Input(ids.KN_RUN, "value"))
-
-
-@callback(Output(ids.KN_MAPS, "children"), Input(ids.KN_RUN, "value"), Input(ids.KN_STEP, "value"),
-          Input(ids.KN_STEPS, "data"), Input(ids.KN_INPUT, "value"), Input(ids.KN_LAYER, "value"))
-def _maps(run_id, index, steps, which, layer):
-    if not steps:
-        return html.H3("Feature maps")
-    try:
-        snap, _ = current().data.kernels.open(run_id, step_at(steps, index))
-    except ViewError as exc:
-        return [html.H3("Feature maps"), alert(view_error_message(exc), "warning")]
-    if snap.ngram_layers:
-        return _ngram_table(snap, layer if layer in snap.ngram_layers else snap.ngram_layers[0])
-    inputs = snap.inputs()
-    title = html.H3("Feature maps")
-    if inputs is None or not len(inputs):
-        return [title, html.P("This run has no probe inputs.", className="hint")]
-    i = min(int(which or 0), len(inputs) - 1)
-    x = inputs[i].astype(np.float32)
-    rows = [html.Div([html.Strong("input"), heat_img(x.mean(0), float(x.min()), float(x.max()), diverging=False,
-                                                     px=max(2, 192 // max(x.shape[1:])))], className="map-row")]
-    kinds = {entry["name"]: entry["kind"] for entry in snap.meta.get("layers", [])}
-    for name in snap.map_layers:
-        m = snap.maps(name)[i].astype(np.float32)
-        if m.ndim != 3:
-            continue
-        px = max(2, 48 // max(m.shape[1:]))
-        made_by = _kernel_thumbs(snap, name, px * m.shape[2]) if kinds.get(name) == "conv2d" else {}
-        cells = []
-        for c in range(min(MAX_MAPS, len(m))):
-            lo, hi = float(m[c].min()), float(m[c].max())
-            tip = f"{name} channel {c}: {lo:.2f} to {hi:.2f}" + (" (all the same: a silent channel)" if hi - lo < 1e-6
-                                                                 else "")
-            img = heat_img(m[c], lo, hi + 1e-6, diverging=False, px=px, title=tip)
-            cells.append(html.Div([made_by[c], img], className="map-cell") if c in made_by else img)
-        label = f"{name} ({'conv' if kinds.get(name, '').startswith('conv') else 'pool'}, {len(m)} maps)"
-        rows.append(html.Div([html.Strong(label), *cells], className="map-row"))
-    return [title, html.P("A probe input, then what each layer makes of it: one small map per channel (the "
-                          f"first {MAX_MAPS}), dark where the channel responds most, each map on its own scale "
-                          "(hover for its range). Above each conv map, the kernel that made it.", className="hint"),
-            *rows]
-
-
-def _kernel_thumbs(snap, layer: str, width: int) -> dict[int, html.Img]:
-    """Small images of a 2-D conv layer's kernels (red/blue around 0), by output channel, ``width`` px wide."""
-    if layer not in snap.conv_layers:
-        return {}
-    weight = snap.weights(layer)
-    if weight.ndim != 4 or weight.shape[2] * weight.shape[3] == 1:
-        return {}
-    images = kernel_images(weight)[:MAX_MAPS]
-    bound = float(np.abs(images).max()) or 1.0
-    px = max(1, width // images.shape[2])
-    return {c: heat_img(images[c], -bound, bound, px=px, title=f"kernel {c} of {layer}")
-            for c in range(len(images))}
-
-
-def _ngram_table(snap, layer: str) -> list:
-    """Text models: each filter of ``layer`` with the n-grams of the probe texts that excite it most."""
-    grams = snap.top_ngrams(layer)
-    width = next((e["kernel_size"][0] for e in snap.meta.get("layers", []) if e["name"] == layer), "?")
-    rows = [html.Tr([html.Td(f"filter {f}", className="muted"),
-                     html.Td([html.Span(text, className="ngram", title=f"activation {value:.2f}")
-                              for text, value in g])]) for f, g in enumerate(grams)]
-    return [html.H3(f"What each filter of {layer} detects: its top {width}-grams"),
-            html.P(f"For every filter, the distinct {width}-word windows of {len(snap.top_tokens())} probe "
-                   "reviews that excite it most, strongest first (hover for the activation). Filters that "
-                   "have learnt something read like a theme: negated praise, 'would recommend', intensified "
-                   "complaints.", className="hint"),
-            html.Table(html.Tbody(rows), className="ngram-table")]
