@@ -38,13 +38,21 @@ def css_id(type_: str, **keys) -> str:
     return "[id='" + json.dumps({"type": type_, **keys}, sort_keys=True, separators=(",", ":")) + "']"
 
 
-def set_field(dash_duo, name: str, value) -> None:
-    """Replace the text of a New-run field and leave it (blur commits a debounced input)."""
-    elem = dash_duo.find_element(css_id(ids.NEW_FIELD, field=name))
-    elem.send_keys(Keys.CONTROL, "a")
-    elem.send_keys(Keys.BACKSPACE)
-    elem.send_keys(str(value))
-    elem.send_keys(Keys.TAB)
+def set_field(dash_duo, name: str, value, tries: int = 3) -> None:
+    """Replace the text of a New-run field and leave it (blur commits a debounced input).
+
+    On a heavily loaded machine a debounced input can commit half-typed text while keys are still
+    arriving, and the re-render moves the caret ("browser run" became "browsr rune" once in CI);
+    the text is checked and typed again, up to ``tries`` times."""
+    for _ in range(tries):
+        elem = dash_duo.find_element(css_id(ids.NEW_FIELD, field=name))
+        elem.send_keys(Keys.CONTROL, "a")
+        elem.send_keys(Keys.BACKSPACE)
+        elem.send_keys(str(value))
+        elem.send_keys(Keys.TAB)
+        if elem.get_attribute("value") == str(value):
+            return
+    raise AssertionError(f"field {name!r} holds {elem.get_attribute('value')!r} after typing {value!r} {tries} times")
 
 
 def until(condition, timeout: float, msg, poll: float = 0.1):
