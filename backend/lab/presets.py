@@ -129,6 +129,7 @@ GRADIENT_FLOW = Preset(
                 _spec("recall-lstm", model={"family": fam, "hidden_size": 64, "embedding_dim": 8,
                                             **({"activation": "tanh"} if fam == "rnn" else {})},
                       optimizer="adam", lr=0.01, batch_size=32, steps=3000, clip_norm=1.0, seed=0,
+                      probe_every=300,  # ten snapshots for the slider (the adaptive cadence would space them out)
                       name=f"lab · gradient flow · {fam}"))
                for fam in GRADFLOW_FAMILIES),
     page="/lab",
@@ -166,7 +167,7 @@ ACTIVATIONS = Preset(
                for act in ("relu", "tanh")),
     page="/lab",
     notes=("code-lstm, plain RNN of 32 units (embedding 32), adam 0.002, batch 32, no gradient clipping, 3,000 "
-           "steps; hidden-state norms from 32 validation windows of 64 characters, every 150 steps.",),
+           "steps; hidden-state norms from 16 validation windows of 64 characters, every 150 steps.",),
 )
 
 # -- gradient clipping ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ eval mode and leave its training flag as it was.
 Example::
 
     ids = generate(model, prompt_ids=[5, 9, 2], length=80, temperature=0.8, seed=0)   # list of ids
+    rows = generate_many(model, [5, 9, 2], 80, temperatures=[0, 0.5, 1.0])  # one batch, a row each
     guess, p_true = teacher_forced(model, text_ids)    # (T-1,) ids and P(true next token)
 """
 from __future__ import annotations
@@ -74,6 +75,48 @@ def generate(model: nn.Module, prompt_ids: Sequence[int], length: int, temperatu
     finally:
         model.train(was_training)
     return ids
+
+
+@torch.no_grad()
+def generate_many(model: nn.Module, prompt_ids: Sequence[int], length: int, temperatures: Sequence[float],
+                  seed: int | None = 0, exclude: Sequence[int] = (0,)) -> list[list[int]]:
+    """One continuation of ``prompt_ids`` per temperature, sampled together as one batch (a row per
+    temperature; 0 = greedy): the cost of about one :func:`generate` call, most of which is per-token
+    overhead. A greedy row equals ``generate(..., temperature=0)``; sampled rows draw from one seeded
+    generator, so they are reproducible but not equal to separate :func:`generate` calls."""
+    require_forward_lm(model)
+    temps = [float(t) for t in temperatures]
+    if not temps or min(temps) < 0:
+        raise ValueError(f"temperatures must be >= 0 (at least one), got {list(temperatures)}")
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    device = next(model.parameters()).device
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        rows = len(temps)
+        prompt = torch.as_tensor(list(prompt_ids) or [1], dtype=torch.long, device=device)[None].expand(rows, -1)
+        out, state = model.rnn(model.embedding(prompt))
+        logits = model.head(out[:, -1]).float()
+        mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        mask[[i for i in exclude if 0 <= i < logits.shape[-1]]] = True
+        greedy = torch.tensor([t == 0 for t in temps])
+        scale = torch.tensor([t if t > 0 else 1.0 for t in temps])[:, None]
+        ids = torch.empty(rows, int(length), dtype=torch.long)
+        for step in range(int(length)):
+            logits = logits.masked_fill(mask, float("-inf")).cpu()
+            nxt = torch.multinomial(torch.softmax(logits / scale, dim=-1), 1, generator=gen)[:, 0]
+            nxt = torch.where(greedy, logits.argmax(-1), nxt)
+            ids[:, step] = nxt
+            out, state = model.rnn(model.embedding(nxt.to(device)[:, None]), state)
+            logits = model.head(out[:, -1]).float()
+    finally:
+        model.train(was_training)
+    return ids.tolist()
 
 
 @torch.no_grad()

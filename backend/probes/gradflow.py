@@ -32,10 +32,11 @@ from torch import nn
 
 from ..lab.records import KIND as GRADFLOW_KIND
 from ..models.generate import require_forward_lm
-from .hooks import BUDGET, SnapshotProbe
+from .hooks import SIDE_BUDGET, SnapshotProbe
 from .replay import family_of
 
-GRADFLOW_SEQUENCES = 32  # probe sequences of a language-model task (recall-lstm: 64 whole episodes)
+GRADFLOW_SEQUENCES = 16  # validation windows of a language-model task: 22 ms a snapshot on code-lstm's default
+RECALL_EPISODES = 64     # recall-lstm: whole held-out episodes (23 tokens each)
 GRADFLOW_LEN = 64        # their length in tokens: distances 0..63
 
 
@@ -146,9 +147,9 @@ def probe_sequences(info, val_ids: torch.Tensor | None, n: int = GRADFLOW_SEQUEN
     if info.name == "recall-lstm":
         from ..tasks.recall import RECALL_GAP, recall_probe_batch
 
-        tokens, targets = recall_probe_batch(2 * n)
+        tokens, targets = recall_probe_batch(RECALL_EPISODES)
         return (torch.from_numpy(tokens), torch.from_numpy(targets),
-                f"{2 * n} held-out recall episodes: key, {RECALL_GAP} fillers, '?'; loss on the key to recall")
+                f"{RECALL_EPISODES} held-out recall episodes: key, {RECALL_GAP} fillers, '?'; loss on the key to recall")
     if val_ids is None or len(val_ids) < length + 2:
         raise ValueError("the task's validation text is too short for gradient-flow probe sequences")
     ids = val_ids.detach().cpu()
@@ -170,7 +171,7 @@ class GradientFlowProbe(SnapshotProbe):
 
     kind = GRADFLOW_KIND
 
-    def __init__(self, store, run_id: str, every: int | None = None, budget: float = BUDGET,
+    def __init__(self, store, run_id: str, every: int | None = None, budget: float = SIDE_BUDGET,
                  adaptive: bool = True):
         super().__init__(store, run_id, every, budget, adaptive)
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -136,7 +136,7 @@ def test_gradient_flow_preset_rnn_gradient_vanishes_lstm_gru_keep_it(store):
 @pytest.mark.timeout(120)
 def test_activations_preset_relu_state_grows_past_the_bound_tanh_never_exceeds(store):
     # 400 steps (the preset runs 3,000), snapshots every 80. Measured here, mean ||h|| at the last time
-    # step of the 32 probe windows at steps 0, 80, ..., 400 (largest ||h_t|| in brackets), bound 5.66:
+    # step of the probe windows (32 when measured; 16 since) at steps 0, 80, ..., 400 (largest ||h_t|| in brackets), bound 5.66:
     #   relu: 2.29 (4.06), 8.8, 10.4, 11.4, 12.0, 12.1 (17.8); along the sequence at step 400 6.8 at t=0,
     #         12.2 at t=4, 12.1 at t=63 (at 3,000 steps: 13.5, largest 23.3)
     #   tanh: 2.82 (3.81), 4.77, 4.63, 4.64, 4.70, 4.72 (5.32)

@@ -60,3 +60,18 @@ def test_refusals():
         generate(_model(), [1], 3, temperature=-1)
     with pytest.raises(ValueError, match="two tokens"):
         teacher_forced(_model(), [1])
+
+
+def test_generate_many_samples_a_row_per_temperature_in_one_batch():
+    from backend.models.generate import generate_many
+
+    model = _model("lstm")
+    rows = generate_many(model, [1, 2], 150, temperatures=[0, 0.05, 5.0], seed=1)
+    assert [len(r) for r in rows] == [150, 150, 150] and all(0 not in r for r in rows)
+    assert rows[0] == generate(model, [1, 2], 150, temperature=0)  # greedy rows are exact
+    assert rows == generate_many(model, [1, 2], 150, temperatures=[0, 0.05, 5.0], seed=1)  # seeded
+    top = [np.bincount(r).max() / len(r) for r in rows]
+    assert top[1] > top[2] + 0.2  # cold row repeats the likeliest tokens; the hot row spreads out
+    with pytest.raises(ValueError, match="temperatures"):
+        generate_many(model, [1], 3, temperatures=[])
+    assert model.training

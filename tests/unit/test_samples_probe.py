@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.models.generate import generate
+from backend.models.generate import generate_many
 from backend.probes.samples import TEMPERATURES, SamplesProbe, sample_prompt
 from backend.spec import RunSpec, spec_info
 from backend.store.samples import KIND, decode, latest_samples, samples_history, write_samples_snapshot
@@ -15,14 +15,14 @@ from backend.training.trainer import Trainer
 
 
 class Reference(Hook):
-    """Calls generate() itself at the probe's steps, on the very same model."""
+    """Calls generate_many() itself at the probe's steps, on the very same model."""
 
     def __init__(self, probe: SamplesProbe, every: int):
         self.probe, self.every, self.out = probe, every, {}
 
     def _take(self, trainer):
         p = self.probe
-        self.out[trainer.step] = [generate(trainer.model, p._prompt, p.length, t, seed=p.seed) for t in p.temperatures]
+        self.out[trainer.step] = generate_many(trainer.model, p._prompt, p.length, p.temperatures, seed=p.seed)
 
     def on_train_start(self, trainer):
         self._take(trainer)
