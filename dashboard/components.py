@@ -5,6 +5,9 @@ import time
 
 from dash import dcc, html
 
+from backend.spec import RECURRENT
+from backend.tasks import TASKS
+
 STATUS_CLASS = {"queued": "queued", "running": "running", "paused": "paused", "stopped": "stopped",
                 "completed": "completed", "failed": "failed"}
 
@@ -68,9 +71,6 @@ def view_links(run: dict) -> list:
     """Links to the pages that can show this run, separated by " · ": Hidden states (recurrent language
     models), Kernels (conv models), Projections (classifiers, word2vec), Try it (text runs), Lab (recurrent
     language models: gradient flow, activations)."""
-    from backend.spec import RECURRENT
-    from backend.tasks import TASKS
-
     info = TASKS.get(run.get("task"))
     family = ((run.get("spec") or {}).get("model") or {}).get("family")
     if info is None or (run.get("source") or "builtin") != "builtin":

@@ -101,6 +101,12 @@ def pick_step(steps: list[int], step: int | None) -> int | None:
     return ordered[i - 1] if i else None
 
 
+def _run_base(run: dict) -> dict:
+    """What every curve of a run carries: its name, activation, hidden size and clipping threshold."""
+    return {"name": run["name"], "activation": _activation(run), "hidden_size": _model(run).get("hidden_size"),
+            "clip_norm": _spec(run).get("clip_norm")}
+
+
 def time_curves(store, runs: list, step: int | None) -> tuple[list[dict], list[str]]:
     """Figure 1's curves: each of ``runs`` (``[run id, steps, status]``) at its newest snapshot at or
     before ``step``, and notes on runs without one (or without hidden norms: an older snapshot)."""
@@ -109,8 +115,7 @@ def time_curves(store, runs: list, step: int | None) -> tuple[list[dict], list[s
         run = store.get_run(rid)
         if run is None:
             continue
-        base = {"name": run["name"], "activation": _activation(run), "hidden_size": _model(run).get("hidden_size"),
-                "clip_norm": _spec(run).get("clip_norm")}
+        base = _run_base(run)
         at = pick_step(steps, step)
         rec = latest_gradflow(store, rid, step=at) if at is not None else None
         if rec is None or rec.hidden_norms is None:
@@ -134,8 +139,7 @@ def training_series(store, run_ids: list[str]) -> list[dict]:
         run = store.get_run(rid)
         if run is None:
             continue
-        base = {"name": run["name"], "activation": _activation(run), "hidden_size": _model(run).get("hidden_size"),
-                "clip_norm": _spec(run).get("clip_norm")}
+        base = _run_base(run)
         hist = hidden_norm_history(store, rid)
         if not len(hist["step"]):
             out.append({**base, "note": f"no hidden-state norms yet ({run['status']})"})

@@ -37,44 +37,14 @@ def require_forward_lm(model: nn.Module, what: str = "text generation") -> nn.RN
     return rnn
 
 
-@torch.no_grad()
 def generate(model: nn.Module, prompt_ids: Sequence[int], length: int, temperature: float = 1.0,
              seed: int | None = 0, exclude: Sequence[int] = (0,)) -> list[int]:
     """``length`` token ids continuing ``prompt_ids`` (not included), sampled at ``temperature``
     (0 = greedy). ``exclude``: ids never produced (default: 0, the unknown character). ``seed``
-    fixes the samples (None: torch's global generator)."""
-    require_forward_lm(model)
+    fixes the samples (None: torch's global generator). One row of :func:`generate_many`."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    device = next(model.parameters()).device
-    gen = None
-    if seed is not None:
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(int(seed))
-    was_training = model.training
-    model.eval()
-    try:
-        prompt = torch.as_tensor(list(prompt_ids) or [1], dtype=torch.long, device=device)[None]
-        out, state = model.rnn(model.embedding(prompt))
-        logits = model.head(out[:, -1]).float()[0]
-        mask = torch.zeros_like(logits, dtype=torch.bool)
-        mask[[i for i in exclude if 0 <= i < len(logits)]] = True
-        ids: list[int] = []
-        for _ in range(int(length)):
-            logits = logits.masked_fill(mask, float("-inf"))
-            if temperature == 0:
-                nxt = int(logits.argmax())
-            else:
-                probs = torch.softmax(logits / temperature, dim=-1).cpu()
-                nxt = int(torch.multinomial(probs, 1, generator=gen))
-            ids.append(nxt)
-            out, state = model.rnn(model.embedding(torch.tensor([[nxt]], device=device)), state)
-            logits = model.head(out[:, -1]).float()[0]
-    finally:
-        model.train(was_training)
-    return ids
+    return generate_many(model, prompt_ids, length, [temperature], seed=seed, exclude=exclude)[0]
 
 
 @torch.no_grad()
