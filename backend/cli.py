@@ -143,7 +143,12 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
                   "(natural-patches, ~10 s)")
     app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs)
     print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the cleanup below on `kill` too
+
+    def terminate(*_):  # run the cleanup below on `kill` too; a second `kill` must not cut it short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         app.run(host=args.host, port=args.port, debug=False)
     except KeyboardInterrupt:

@@ -190,8 +190,9 @@ class JobManager:
 
         Asks politely first (a stop control), then terminates what has not exited by ``timeout``.
         """
-        if self._analysis is not None and self._analysis.poll() is None:
-            self._analysis.terminate()  # waited for below, after the trainers
+        analysis, self._analysis = self._analysis, None
+        if analysis is not None and analysis.poll() is None:
+            analysis.terminate()  # waited for below, after the trainers
         live = {rid: p for rid, p in self._procs.items() if p.poll() is None}
         for rid in live:
             try:
@@ -206,7 +207,12 @@ class JobManager:
                 proc.terminate()
                 proc.wait(5)
                 self.store.set_status(rid, "stopped", error="terminated when the dashboard shut down")
-        self.stop_analysis()
+        if analysis is not None and analysis.poll() is None:
+            try:
+                analysis.wait(5)
+            except subprocess.TimeoutExpired:
+                analysis.kill()
+                analysis.wait(5)
         return list(live)
 
     def start_reaper(self, interval: float = 5.0) -> threading.Thread:

@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def terminate(*_):
+        # Once is enough: a second SIGTERM (JobManager.shutdown() and stop_analysis() both ask) arriving
+        # while the first KeyboardInterrupt unwinds would escape uncaught and exit with -SIGINT.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)

@@ -72,6 +72,9 @@ def test_dm001_demo_shows_a_growing_curve_within_60s(tmp_path):
         if driver is not None:
             driver.quit()
         demo.send_signal(signal.SIGTERM)
+        time.sleep(0.1)  # a second `kill` while it stops its runs: still a clean exit, no run left live
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=60)
         log.seek(0)
         out = log.read()[-3000:]
