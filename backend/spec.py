@@ -115,7 +115,7 @@ class RunSpec(BaseModel):
     probe_every: int | None = Field(None, ge=1, le=10_000_000,
                                     description="steps between probe snapshots (hidden states, kernels, "
                                                 "embeddings); empty: about ten per run, "
-                                                "spaced wider when a probe would cost over 2% of training time")
+                                                "spaced wider when the probes would cost over 1.5% of training time")
 
     @field_validator("task")
     @classmethod

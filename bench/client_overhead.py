@@ -5,7 +5,7 @@ characters) on Python's ``textwrap.py``, Adam, its loss logged every step as a t
 ``.item()``). The client arm is one run (``deepscope.init`` on a temporary store, then
 ``run.watch(model, probe=3,000 held-out characters, vocab=chars)`` and nothing else) that every
 client chunk continues, so its probes keep the cadence of a real run: every 100 steps at first,
-widened while a snapshot costs over 2% of the time between snapshots, and as the run grows.
+widened while snapshots cost over their share of 1.5% of the time between them, and as the run grows.
 
 Short chunks (``--chunk`` steps, default 50) of the two arms alternate, A/B then B/A, so drift and
 the neighbours' load on a shared machine hit both alike. A client chunk ends by committing its

@@ -30,7 +30,7 @@ whose cost comes in lumps. The hidden-state probe is the largest: a capture (a r
 the training thread) every ``every`` steps, and the snapshot's files written by a
 background thread that competes with training for the 2 cores. At the default
 cadence (a tenth of the run: 500 steps of the default 5000, widened by the probe
-while a capture costs over 2% of the steps between captures) a lump lands in a
+while a capture costs over its share of the 1.5% probe budget) a lump lands in a
 handful of the 20-step blocks, which the median of per-pair ratios would hide,
 and the probe's own estimate of its cadence is off here (the "none" blocks run
 between its captures, so it sees steps twice as long). So the probe is charged
@@ -44,7 +44,8 @@ apart and amortised, and the headline is::
   probe is not counted twice);
 * ``probe_share``: the cost of one probe / (``cadence`` x ms/step without hooks).
   ``cadence`` is where the probe's rule (``adapt_every`` from
-  ``default_every(total steps)``, budget 2% for capture + write time) settles in a real run
+  ``default_every(total steps)``, its share of the 1.5% budget for capture + write time) settles
+  in a real run
   with the measured capture time and the hooks arm's ms/step. The cost of one probe
   is the larger of two estimates (reported both):
 

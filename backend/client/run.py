@@ -47,7 +47,8 @@ def init(name: str | None = None, config: Mapping[str, Any] | Any = None, data_d
     argparse namespace or a dataclass) is stored as the run's spec. ``task`` names the data (shown
     in the dashboard; default ``custom``). ``total_steps``, when known, sets the snapshot cadence
     (about ten snapshots per run); otherwise every 100 steps, widened to a tenth of the steps so far
-    as the run grows. Either way probes widen it while a snapshot costs over 2% of training time.
+    as the run grows. Either way probes widen it while snapshots cost over their share of 1.5% of
+    training time.
     When the store cannot be opened, this warns and returns a run that records nothing.
 
     >>> run = init(name="try", config={"lr": 0.1}, data_dir=tmp)   # doctest: +SKIP
@@ -189,8 +190,8 @@ class Run:
           input): the features the output layer reads. Both feed the Projections page.
 
         Layers are found by type; ``layers`` (names, or parent names) keeps some. ``every``: snapshot
-        cadence in steps, kept as given (default: as :func:`init` says, widened while a snapshot costs
-        over 2% of the training time).
+        cadence in steps, kept as given (default: as :func:`init` says, widened while the snapshots cost
+        over their share of 1.5% of the training time).
 
         >>> run.watch(model, probe=text[:4000], vocab=chars)   # doctest: +SKIP
         """

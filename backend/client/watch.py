@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..probes.hooks import SnapshotProbe, default_every
+from ..probes.hooks import SnapshotProbe, default_every, share_budget
 from ..probes.kernels import CONV, N_PROBE_INPUTS
 from ..probes.replay import family_of
 from ..tasks.data import TaskData
@@ -209,6 +209,7 @@ def build_probes(store, run_id: str, model: nn.Module, probe: Any = None, every:
              "embedding is not recorded")
     if tokens or (y is not None and kind in ("image", "text")):
         probes.append(EmbeddingProbe(store, run_id, family=family_of(rnn) if rnn is not None else None, **kw))
+    share_budget(probes)  # one cost budget for all of them, as for built-in runs
     if not probes:
         warn(f"nothing to record in {type(model).__name__}: no recurrent layer with a probe text, no conv "
              "layer, no token embedding with vocab= and no labels=")

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..lab.records import KIND as GRADFLOW_KIND
 from ..models.generate import require_forward_lm
-from .hooks import SIDE_BUDGET, SnapshotProbe
+from .hooks import PROBE_BUDGET, SnapshotProbe
 from .replay import family_of
 
 GRADFLOW_SEQUENCES = 16  # validation windows of a language-model task: 22 ms a snapshot on code-lstm's default
@@ -171,7 +171,7 @@ class GradientFlowProbe(SnapshotProbe):
 
     kind = GRADFLOW_KIND
 
-    def __init__(self, store, run_id: str, every: int | None = None, budget: float = SIDE_BUDGET,
+    def __init__(self, store, run_id: str, every: int | None = None, budget: float = PROBE_BUDGET,
                  adaptive: bool = True):
         super().__init__(store, run_id, every, budget, adaptive)
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None

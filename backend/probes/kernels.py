@@ -18,7 +18,7 @@ from torch import nn
 
 from ..store import RunStore
 from ..store.kernels import KIND, write_kernel_snapshot
-from .hooks import BUDGET, SnapshotProbe
+from .hooks import PROBE_BUDGET, SnapshotProbe
 
 CONV = (nn.Conv1d, nn.Conv2d)
 POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
@@ -134,7 +134,7 @@ class KernelProbe(SnapshotProbe):
     kind = KIND
 
     def __init__(self, store: RunStore, run_id: str, inputs: torch.Tensor | None = None, every: int | None = None,
-                 budget: float = BUDGET, adaptive: bool = True):
+                 budget: float = PROBE_BUDGET, adaptive: bool = True):
         super().__init__(store, run_id, every, budget, adaptive)
         self.inputs = inputs
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..spec import RECURRENT
 from ..store.projections import SOURCE_KIND, write_source_snapshot
-from .hooks import BUDGET, SnapshotProbe
+from .hooks import PROBE_BUDGET, SnapshotProbe
 
 MAX_INPUTS = 2000
 
@@ -105,7 +105,7 @@ class EmbeddingProbe(SnapshotProbe):
 
     kind = SOURCE_KIND
 
-    def __init__(self, store, run_id: str, every: int | None = None, budget: float = BUDGET, adaptive: bool = True,
+    def __init__(self, store, run_id: str, every: int | None = None, budget: float = PROBE_BUDGET, adaptive: bool = True,
                  family: str | None = None):
         super().__init__(store, run_id, every, budget, adaptive)
         self.family = family

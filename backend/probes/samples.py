@@ -15,9 +15,10 @@ to its ``?`` (the next character should be the key it began with).
 
 Cost: the four temperatures are sampled as one batch (:func:`~backend.models.generate.generate_many`),
 200 single-token steps, mostly per-token overhead: for code-lstm's default model (LSTM, 128 units) about
-a quarter of the 170 ms that four separate calls took. Its budget is :data:`SIDE_BUDGET` (0.5% of
-training time; the hidden-state probe has 2%), so that all hooks together stay within 3%
-(``bench/overhead.py``); the adaptive cadence spaces snapshots out where they would cost more.
+a quarter of the 170 ms that four separate calls took. Its part of the run's shared probe budget
+(:func:`~backend.probes.hooks.share_budget`) is 0.3% of training time, beside 0.9% for the hidden-state
+probe and 0.3% for gradient flow, so that all hooks together stay within 3% (``bench/overhead.py``); the
+adaptive cadence spaces snapshots out where they would cost more.
 
 Example::
 
@@ -33,7 +34,7 @@ import torch
 from ..models.generate import generate_many, require_forward_lm
 from ..store.samples import KIND, write_samples_snapshot
 from ..tasks.registry import VOCABS
-from .hooks import SIDE_BUDGET, SnapshotProbe
+from .hooks import PROBE_BUDGET, SnapshotProbe
 
 TEMPERATURES = (0.0, 0.5, 1.0, 1.5)
 SAMPLE_LEN = 200   # characters generated per temperature
@@ -71,7 +72,7 @@ class SamplesProbe(SnapshotProbe):
 
     kind = KIND
 
-    def __init__(self, store, run_id: str, every: int | None = None, budget: float = SIDE_BUDGET,
+    def __init__(self, store, run_id: str, every: int | None = None, budget: float = PROBE_BUDGET,
                  adaptive: bool = True, temperatures: tuple[float, ...] = TEMPERATURES,
                  length: int = SAMPLE_LEN, seed: int = SAMPLE_SEED):
         super().__init__(store, run_id, every, budget, adaptive)

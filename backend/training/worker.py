@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
     hidden-state, gradient-flow and text-samples probes for recurrent language models, the kernel probe for conv
-    models and the embedding probe (token embeddings, classifier features) for classifiers and word2vec."""
+    models and the embedding probe (token embeddings, classifier features) for classifiers and word2vec.
+    The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`)."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
                          CheckpointHook(store, run_id, every=spec.checkpoint_every)]
@@ -50,6 +51,9 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
         from ..probes.projections import EmbeddingProbe
         hooks.append(EmbeddingProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None,
                                     family=spec.model.family))
+    from ..probes.hooks import SnapshotProbe, share_budget
+    # one budget for all of them (PROBE_BUDGET): more kinds of probe never add up past it
+    share_budget([h for h in hooks if isinstance(h, SnapshotProbe)])
     return hooks
 
 
