@@ -25,6 +25,7 @@ from backend.store import ACTIVE_STATUSES, StoreError
 from backend.store.samples import Samples, samples_history
 from backend.tasks.registry import TASKS
 from dashboard import ids
+from dashboard.blank_runs import with_blank_runs
 from dashboard.context import current
 from dashboard.live import selected_runs
 
@@ -83,7 +84,7 @@ def sample_box(rec: Samples, temperature: float, title: str, role: str) -> html.
         html.Div([html.Strong(f"Step {rec.step:,}"), html.Span(f" · {title}", className="muted")],
                  className="sample-title"),
         html.Pre([html.Span(rec.prompt, className="sample-prompt", title="the prompt (held-out text)"),
-                  html.Span(text, className="sample-cont")], className="sample-text"),
+                  html.Span(with_blank_runs(text), className="sample-cont")], className="sample-text"),
         html.Div("(only spaces and line breaks)", className="sample-blank muted") if blank else None,
     ], className=f"sample-box sample-{role}", **{"data-step": str(rec.step), "data-temperature": f"{temperature:g}"})
 

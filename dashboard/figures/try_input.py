@@ -12,6 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import html
 
+from dashboard.blank_runs import with_blank_runs
+
 from .hidden import visible
 
 CLASS_COLORS = ["#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -173,5 +175,6 @@ def teacher_forcing_strip(tokens: list[str], guesses: list[str], p_true: np.ndar
 
 def generation_text(prompt: str, continuation: str) -> html.Pre:
     """The prompt (grey) followed by what the model wrote (bold)."""
-    return html.Pre([html.Span(prompt, className="try-prompt"), html.Span(continuation, className="try-generated")],
+    return html.Pre([html.Span(prompt, className="try-prompt"),
+                     html.Span(with_blank_runs(continuation), className="try-generated")],
                     className="try-generation")

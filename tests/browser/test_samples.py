@@ -22,6 +22,7 @@ from backend.store import RunStore
 from backend.store.samples import samples_history, write_samples_snapshot
 from backend.tasks.registry import VOCABS
 from dashboard import samples_card as sc
+from dashboard.blank_runs import describe_blanks, split_blank_runs
 from tests.browser.test_training_flow import until
 
 pytestmark = pytest.mark.browser
@@ -52,7 +53,10 @@ def pick(dash_duo, radio_id: str, value) -> None:
 
 
 def stored_text(store: RunStore, run_id: str, step: int, temperature: float) -> str:
-    return next(r for r in samples_history(store, run_id) if r.step == step).text(temperature)
+    """The stored sample as the card shows it: long blank runs as their markers (tests/unit/test_blank_runs.py)."""
+    text = next(r for r in samples_history(store, run_id) if r.step == step).text(temperature)
+    return "".join(f"⟨{describe_blanks(p)}⟩" + ("\n" if "\n" in p else "") if long_run else p
+                   for p, long_run in split_blank_runs(text))
 
 
 @pytest.mark.timeout(300)

@@ -1,0 +1,39 @@
+"""Long runs of blanks in generated text are drawn as a marker that says what they are."""
+from __future__ import annotations
+
+from backend.store.samples import Samples
+from dashboard.blank_runs import describe_blanks, split_blank_runs, with_blank_runs
+from dashboard.figures.try_input import generation_text
+from dashboard.samples_card import sample_box
+
+
+def _markers(node) -> list[str]:
+    if isinstance(node, (list, tuple)):
+        return [m for n in node for m in _markers(n)]
+    if node is None or isinstance(node, str):
+        return []
+    here = [node.children] if "blank-run" in (getattr(node, "className", "") or "") else []
+    return here + _markers(getattr(node, "children", None))
+
+
+def test_pieces_join_back_to_the_text_and_only_long_runs_are_marked():
+    text = "def f():\n" + " " * 12 + "return 1\n" + " " * 180 + "x\n\n\n" + "\n" * 20
+    pieces = split_blank_runs(text)
+    assert "".join(p for p, _ in pieces) == text
+    assert [len(p) for p, long_run in pieces if long_run] == [181, 23]  # the 12-space indent stays as written
+
+
+def test_the_marker_counts_what_the_run_holds():
+    assert describe_blanks("\n" + " " * 180) == "1 line break, 180 spaces"
+    assert describe_blanks("\t\t" + " ") == "1 space, 2 tabs"
+    children = with_blank_runs(" the return\n" + " " * 180)
+    assert children[0] == " the return"
+    assert children[1].children == "⟨1 line break, 180 spaces⟩" and children[2] == "\n"
+    assert with_blank_runs("no long run here") == "no long run here"
+
+
+def test_the_samples_card_and_try_it_show_the_marker():
+    rec = Samples(step=2000, prompt='def getcontext():\n    """Returns', texts={0.5: " the return\n" + " " * 180},
+                  meta={})
+    assert _markers(sample_box(rec, 0.5, "newest", "newest")) == ["⟨1 line break, 180 spaces⟩"]
+    assert _markers(generation_text("x = ", "1" + " " * 40)) == ["⟨40 spaces⟩"]
