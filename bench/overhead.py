@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     probe_share = sum(f["share"] for f in figs.values())
     ratio_combined = ratio_steps + probe_share + ckpt_share
     print(f"  ratio hooks/none over the {len(clean)} pairs without a probe capture or write: median {ratio_steps:.3f}")
-    names = {"hidden": "hidden-state probe", "gradflow": "gradient-flow probe", "samples": "text-samples probe"}
+    names = {"hidden": "hidden-state probe", "gradflow": "gradient-flow probe", "samples": "text-samples probe",
+             "embeddings": "embedding probe (character embeddings, for Projections)"}
     for kind, pf in figs.items():
         print(f"  {names.get(kind, kind + ' probe')}: capture {pf['capture_ms']:.0f} ms (training thread; first, cold: "
               f"{pf['first_capture_ms'] or float('nan'):.0f} ms), snapshot write {pf['write_ms']:.0f} ms wall / "

@@ -63,7 +63,8 @@ def _maps(run_id, index, steps, which, layer):
             img = heat_img(m[c], lo, hi + 1e-6, diverging=False, px=px, title=tip)
             cells.append(html.Div([made_by[c], img], className="map-cell") if c in made_by else img)
         label = f"{name} ({'conv' if kinds.get(name, '').startswith('conv') else 'pool'}, {len(m)} maps)"
-        rows.append(html.Div([html.Strong(label), *cells], className="map-row"))
+        # the maps wrap within their own column, never under the row's label
+        rows.append(html.Div([html.Strong(label), html.Div(cells, className="map-cells")], className="map-row"))
     return [title, html.P("A probe input, then what each layer makes of it: one small map per channel (the "
                           f"first {MAX_MAPS}), dark where the channel responds most, each map on its own scale "
                           "(hover for its range). Above each conv map, the kernel that made it.", className="hint"),

@@ -19,6 +19,7 @@ from dash import Input, Output, State, callback, ctx, html, no_update
 from pydantic import ValidationError
 
 from backend.store.projections import SOURCES, ProjectionSettings, request_projection, requested
+from backend.tasks.registry import TASKS, records_projections
 from dashboard import ids
 from dashboard.components import alert
 from dashboard.context import current
@@ -91,6 +92,13 @@ def _run_controls(run_id, _n, shown):
 
 def _no_snapshot_note(run: dict) -> html.Div:
     name = f"{run['name']} ({run['id']})"
+    info = TASKS.get(run.get("task") or "")
+    if info is not None and not records_projections(info) and run.get("source") != "client":
+        why = (f"its {info.vocab_size} characters are too few points for a map" if info.kind == "lm"
+               else "its model has no token embedding and no classifier features")
+        return alert(f"Runs of the {info.name} task record no embeddings ({why}), so run {name} will have nothing "
+                     "to project. Choose a run without “(no projections)” in the list: digits-cnn, code-lstm, the "
+                     "sentiment tasks or prose-word2vec have some.", "info")
     if run["status"] in ("queued", "running", "paused"):
         return alert(f"No embeddings snapshot yet in run {name} (status: {run['status']}). The embedding probe "
                      "records the first one when training starts; this page updates by itself.", "info")

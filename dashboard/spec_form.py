@@ -59,7 +59,7 @@ FIELDS: tuple[FormField, ...] = (
     FormField("seed", "Seed", "int", ("seed",)),
     FormField("probe_every", "Snapshots every", "int", ("probe_every",), optional=True,
               help="steps between snapshots (hidden states, kernels, embeddings); blank: automatic (about 10, "
-                   "under 2% of time)"),
+                   "the probes under 1.5% of time)"),
     FormField("data_file", "Your data (CSV file)", "text", ("data_file",), optional=True,
               help="sentiment tasks: path of a CSV with text and label columns; blank: the generated reviews"),
     FormField("name", "Name", "text", ("name",), help="optional; shown in run lists", optional=True),

@@ -4,7 +4,7 @@ Sources (see ``backend/store/projections.py``):
 
 - ``tokens``: the weight of the model's token embedding (its first ``nn.Embedding``), one row per
   vocabulary entry (but the padding entry, always zero), with the token strings and their corpus
-  frequencies;
+  frequencies; for character language models the characters, blanks shown as ``⏎ ␣ ⇥``;
 - ``penultimate``: what the output layer reads (the input of the model's last ``nn.Linear``, caught
   by a forward pre-hook) for up to ``MAX_INPUTS`` validation inputs, with labels and predictions;
   for recurrent classifiers that is the final hidden state, and the source is named
@@ -75,6 +75,9 @@ def input_texts(data, n: int) -> list[str]:
     return [f"{names[int(y)]} #{i}" for i, y in enumerate(data.y_val[:n].tolist())]
 
 
+SHOWN = str.maketrans({"\n": "⏎", " ": "␣", "\t": "⇥"})  # a character LM's blank tokens, as labels
+
+
 def capture_sources(model: nn.Module, data, family: str | None = None) -> dict[str, dict]:
     """Every source this model and task have (see the module docstring)."""
     out: dict[str, dict] = {}
@@ -85,9 +88,10 @@ def capture_sources(model: nn.Module, data, family: str | None = None) -> dict[s
         keep = np.ones(len(vocab), dtype=bool)
         if emb.padding_idx is not None:  # the padding row is all zeros: no direction to compare by cosine
             keep[emb.padding_idx] = False
-        out["tokens"] = {"x": emb.weight.detach().float().cpu().numpy()[keep], "text": list(np.array(vocab)[keep]),
+        text = [t.translate(SHOWN) for t in np.array(vocab)[keep]]  # "⏎" and "␣", not an empty label
+        out["tokens"] = {"x": emb.weight.detach().float().cpu().numpy()[keep], "text": text,
                          "freq": None if counts is None else np.asarray(counts, dtype=np.int64)[keep],
-                         "what": "token embeddings"}
+                         "what": "character embeddings" if data.info.kind == "lm" else "token embeddings"}
     x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
     if x_val is not None and y_val is not None and data.info.kind in ("image", "text") and last_linear(model):
         n = min(MAX_INPUTS, len(x_val))
@@ -104,6 +108,7 @@ class EmbeddingProbe(SnapshotProbe):
     """Records the run's projection sources at the start, every K steps and at the end."""
 
     kind = SOURCE_KIND
+    weight = 0.5  # a table copy, or one forward pass over at most MAX_INPUTS inputs: cheap beside the others
 
     def __init__(self, store, run_id: str, every: int | None = None, budget: float = PROBE_BUDGET, adaptive: bool = True,
                  family: str | None = None):

@@ -16,9 +16,9 @@ to its ``?`` (the next character should be the key it began with).
 Cost: the four temperatures are sampled as one batch (:func:`~backend.models.generate.generate_many`),
 200 single-token steps, mostly per-token overhead: for code-lstm's default model (LSTM, 128 units) about
 a quarter of the 170 ms that four separate calls took. Its part of the run's shared probe budget
-(:func:`~backend.probes.hooks.share_budget`) is 0.3% of training time, beside 0.9% for the hidden-state
-probe and 0.3% for gradient flow, so that all hooks together stay within 3% (``bench/overhead.py``); the
-adaptive cadence spaces snapshots out where they would cost more.
+(:func:`~backend.probes.hooks.share_budget`) is 0.27% of training time, beside 0.82% for the hidden-state
+probe, 0.27% for gradient flow and 0.14% for the character embeddings, so that all hooks together stay
+within 3% (``bench/overhead.py``); the adaptive cadence spaces snapshots out where they would cost more.
 
 Example::
 

@@ -95,15 +95,21 @@ def _code(info: TaskInfo) -> TaskData:
     files = stdlib_sources()
     train = "".join(t for i, (_, t) in enumerate(files) if not is_code_val_file(i))
     val = "".join(t for i, (_, t) in enumerate(files) if is_code_val_file(i))
-    return TaskData(info, train_ids=torch.from_numpy(encode_chars(train)),
-                    val_ids=torch.from_numpy(encode_chars(val)))
+    return _lm_data(info, encode_chars(train), encode_chars(val))
+
+
+def _lm_data(info: TaskInfo, train: np.ndarray, val: np.ndarray) -> TaskData:
+    """A character LM's streams, with its vocabulary and each character's count in the training text
+    (the Projections page maps the character embeddings)."""
+    vocab = VOCABS[info.name]
+    return TaskData(info, train_ids=torch.from_numpy(train), val_ids=torch.from_numpy(val), vocab=vocab,
+                    token_counts=np.bincount(train, minlength=len(vocab)).astype(np.int64))
 
 
 def _brackets(info: TaskInfo) -> TaskData:
     train = generate_brackets(BRACKET_TRAIN_CHARS, BRACKET_SEEDS["train"])
     val = generate_brackets(BRACKET_VAL_CHARS, BRACKET_SEEDS["val"])
-    return TaskData(info, train_ids=torch.from_numpy(encode_chars(train, BRACKET_VOCAB)),
-                    val_ids=torch.from_numpy(encode_chars(val, BRACKET_VOCAB)))
+    return _lm_data(info, encode_chars(train, BRACKET_VOCAB), encode_chars(val, BRACKET_VOCAB))
 
 
 def _recall(info: TaskInfo) -> TaskData:
@@ -111,8 +117,7 @@ def _recall(info: TaskInfo) -> TaskData:
 
     train = generate_recall(RECALL_TRAIN_CHARS, RECALL_SEEDS["train"])
     val = generate_recall(RECALL_VAL_CHARS, RECALL_SEEDS["val"])
-    return TaskData(info, train_ids=torch.from_numpy(encode_chars(train, RECALL_VOCAB)),
-                    val_ids=torch.from_numpy(encode_chars(val, RECALL_VOCAB)))
+    return _lm_data(info, encode_chars(train, RECALL_VOCAB), encode_chars(val, RECALL_VOCAB))
 
 
 # natural-patches: training patches from 11 photographs, validation from the other two (china, flower),

@@ -199,6 +199,23 @@ VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-
                                       "sentiment-cnn": SENTIMENT_VOCAB, "sentiment-lstm": SENTIMENT_VOCAB}
 
 
+# a map of fewer points shows nothing (t-SNE needs perplexity < points; the analysis worker skips them)
+MIN_PROJECTION_POINTS = 10
+
+
+def records_projections(info: TaskInfo) -> bool:
+    """Whether built-in runs of this task get the embedding probe (the Projections page): classifiers
+    and word2vec, and character language models whose vocabulary has enough characters to map
+    (code-lstm's 98; not brackets-lstm's 7).
+
+    >>> [records_projections(TASKS[t]) for t in ("digits-cnn", "code-lstm", "brackets-lstm", "natural-patches")]
+    [True, True, False, False]
+    """
+    if info.kind == "lm":
+        return info.vocab_size >= MIN_PROJECTION_POINTS
+    return info.kind in ("image", "text", "w2v")
+
+
 def get_task(name: str) -> TaskInfo:
     """The task called ``name``; raises KeyError with the known names."""
     try:

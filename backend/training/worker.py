@@ -14,6 +14,7 @@ import traceback
 from ..spec import RECURRENT, RunSpec, spec_info
 from ..store import RunStore
 from ..tasks.data import load_task_data
+from ..tasks.registry import records_projections
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .device import configure_threads
 from .hooks import Hook
@@ -47,7 +48,7 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
-    if info.kind in ("image", "text", "w2v"):  # token embeddings and classifier features, for Projections
+    if records_projections(info):  # token embeddings and classifier features, for Projections
         from ..probes.projections import EmbeddingProbe
         hooks.append(EmbeddingProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None,
                                     family=spec.model.family))

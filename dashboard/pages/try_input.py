@@ -165,10 +165,12 @@ def _is_example(text: str | None) -> bool:
 
 
 def _layer_options(states: dict) -> tuple[list, list, dict]:
+    """Choices of layer (numbered from 0, as on the Hidden states page and in PyTorch's names such as
+    ``weight_ih_l0``), direction and state."""
     layers = sorted({layer for layer, _ in states})
     dirs = [d for d in ("fwd", "bwd") if any(k[1] == d for k in states)]
     names = list(next(iter(states.values())).keys()) if states else []
-    return ([{"label": f"layer {layer + 1}", "value": layer} for layer in layers],
+    return ([{"label": f"layer {layer}", "value": layer} for layer in layers],
             [{"label": {"fwd": "forward", "bwd": "backward (reads right to left)"}[d], "value": d} for d in dirs],
             [{"label": f"{n}: {GATE_NAMES.get(n, n)}", "value": n} for n in names])
 
@@ -266,7 +268,7 @@ def _heatmap(stored, layer, direction, state):
         values = result.states[(int(layer), direction)][state]
     except (ValueError, KeyError) as exc:
         return blank_figure(f"Cannot show this: {exc}"), None
-    where = f"layer {int(layer) + 1}" + (", backward" if direction == "bwd" else "")
+    where = f"layer {int(layer)}" + (", backward" if direction == "bwd" else "")
     label = f"{GATE_NAMES.get(state, state)} of {where}, after each token"
     fig = states_heatmap(values, result.tokens, label, state, words=stored.get("words", False),
                          relu=stored.get("relu", False))

@@ -27,7 +27,7 @@ def test_overhead_quick():
     assert probe["capture_ms"] > 0 and probe["write_cpu_ms"] > 0 and probe["cadence"] >= probe["cadence_start"] >= 1
     assert 0 < probe["share"] < 1 and probe["ms_per_probe"] >= probe["capture_ms"]
     # every snapshot probe of code-lstm's default hooks is charged, not only the hidden-state one
-    assert set(result["probes"]) == {"hidden", "gradflow", "samples"}
+    assert set(result["probes"]) == {"hidden", "gradflow", "samples", "embeddings"}
     assert result["probe_share"] == pytest.approx(sum(p["share"] for p in result["probes"].values()), abs=1e-4)
     assert result["steps_per_s_hooks"] > 0 and result["steps_per_s_none"] > 0
     assert result["eval_excluded"] is True

@@ -45,3 +45,26 @@ def test_sentiment_lstm_run_gets_stable_maps_and_neighbours(store):
     assert "good" not in [item["text"] for item in near["items"]]
     sims = [item["sim"] for item in near["items"]]
     assert sims == sorted(sims, reverse=True) and all(-1 <= v <= 1 for v in sims)
+
+
+def test_a_character_language_model_maps_its_characters(store):
+    """code-lstm (the demo's long run) records its 98 character embeddings for the Projections page, blanks
+    shown as ⏎ ␣ ⇥; brackets-lstm's 7 characters are too few for a map and record none."""
+    spec = RunSpec.for_task("code-lstm", steps=60, probe_every=30, eval_every=30)
+    run_id = store.create_run("chars", spec.task, spec.model_dump())
+    assert run_training(store, run_id, device="cpu") == "completed"
+    assert [r["step"] for r in store.list_snapshots(run_id, SOURCE_KIND)] == [0, 30, 60]
+    data = DashboardData(store)
+    info = data.projections.sources(run_id)["tokens"]
+    assert info["n"] == 98 and info["what"] == "character embeddings"
+
+    assert run_once(store) > 0
+    keys = {r["meta"]["key"] for r in store.list_snapshots(run_id, PROJECTION_KIND)}
+    assert {k.split("-")[0] for k in keys} == {"tokens"}
+    near = data.projections.neighbours(run_id, 60, "tokens", "␣", 5)  # the space character, as the map labels it
+    assert near["text"] == "␣" and len(near["items"]) == 5 and "␣" not in [i["text"] for i in near["items"]]
+
+    brackets = RunSpec.for_task("brackets-lstm", steps=20, probe_every=10)
+    other = store.create_run("brackets", brackets.task, brackets.model_dump())
+    assert run_training(store, other, device="cpu") == "completed"
+    assert store.list_snapshots(other, SOURCE_KIND) == []

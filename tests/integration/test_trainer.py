@@ -67,6 +67,40 @@ def test_logged_series_cover_the_metrics(store):
     assert store.get_run(run_id)["status"] == "completed"
 
 
+class Record(Hook):
+    """Every step's loss and correct count, and each layer's gradient norm recomputed naively at log steps."""
+
+    def __init__(self):
+        self.losses, self.correct, self.counts, self.norms = {}, {}, {}, {}
+
+    def on_after_backward(self, trainer, step):
+        if step % 5 == 0:
+            sq = {}
+            for name, p in trainer.model.named_parameters():
+                layer = name.rsplit(".", 1)[0]
+                sq[layer] = sq.get(layer, 0.0) + float(p.grad.norm()) ** 2
+            self.norms[step] = {k: v ** 0.5 for k, v in sq.items()}
+
+    def on_step_end(self, trainer, out):
+        self.losses[out.step], self.correct[out.step], self.counts[out.step] = float(out.loss), int(out.correct), out.count
+
+
+def test_logged_loss_accuracy_and_layer_norms_are_those_of_the_steps(store):
+    """train/loss and train/acc are the means over each log period's steps; grad_norm/<layer> is the norm of
+    that layer's gradients (summed per layer after one fused norm: checked against a per-tensor recount)."""
+    run_id, _ = _new_run(store, steps=20)
+    rec = Record()
+    assert run_training(store, run_id, extra_hooks=[rec]) == "completed"
+    series, _ = store.scalar_series(run_id)
+    for i, step in enumerate(series["train/loss"]["step"].tolist()):
+        period = range(step - 4, step + 1)
+        assert series["train/loss"]["value"][i] == pytest.approx(np.mean([rec.losses[s] for s in period]), rel=1e-5)
+        acc = sum(rec.correct[s] for s in period) / sum(rec.counts[s] for s in period)
+        assert series["train/acc"]["value"][i] == pytest.approx(acc, rel=1e-6)
+        for layer, norm in rec.norms[step].items():
+            assert series[f"grad_norm/{layer}"]["value"][i] == pytest.approx(norm, rel=1e-4)
+
+
 def test_stop_then_resume_continues_steps_and_loss(store):
     run_id, _ = _new_run(store, steps=120, lr=0.01)
     assert run_training(store, run_id, extra_hooks=[RequestAt(store, run_id, 60, "stop")]) == "stopped"
