@@ -110,8 +110,8 @@ class EmbeddingProbe(SnapshotProbe):
     kind = SOURCE_KIND
     weight = 0.5  # a table copy, or one forward pass over at most MAX_INPUTS inputs: cheap beside the others
 
-    def __init__(self, store, run_id: str, every: int | None = None, budget: float = PROBE_BUDGET, adaptive: bool = True,
-                 family: str | None = None):
+    def __init__(self, store, run_id: str, every: int | None = None, budget: float = PROBE_BUDGET,
+                 adaptive: bool = True, family: str | None = None):
         super().__init__(store, run_id, every, budget, adaptive)
         self.family = family
 

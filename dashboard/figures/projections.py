@@ -40,6 +40,7 @@ ARROW_BA = "#c2410c"     # b -> a
 ARROW_CX = "#1d4ed8"     # c -> answer
 MAX_LEGEND = len(MANY)   # more categories than this: one trace on a colour scale, names in the hover
 VISIBLE = {"\n": "⏎", "\t": "⇥", "\r": "␍"}
+LABEL_MAX = 150          # maps of at most this many points write each point's text beside it (a character map)
 
 
 def marker_size(n: int, dims: int = 2) -> float:
@@ -113,6 +114,17 @@ def _groups(colour_by: str, label, pred, classes) -> list[tuple[str, np.ndarray 
     return None
 
 
+def point_labels(texts, longest: int = 12) -> np.ndarray:
+    """Texts written beside the points of a small map: as :func:`display_texts`, cut to ``longest``.
+
+    >>> point_labels(["e", "\\n", " ", "supercalifragilistic"]).tolist()
+    ['e', '⏎', '␣', 'supercalifr…']
+    """
+    t = display_texts(texts)
+    long = np.strings.str_len(t) > longest
+    return np.where(long, np.strings.add(np.strings.slice(t, 0, longest - 1), "…"), t) if long.any() else t
+
+
 def map_figure(coords, rows, texts, *, colour_by: str = "none", label=None, pred=None, classes=None, freq=None,
                ranges=None, title: str = "", uirevision: str | None = None, highlight: dict | None = None,
                analogy: dict | None = None, axis_titles: list[str] | None = None, height: int = 640) -> go.Figure:
@@ -131,14 +143,21 @@ def map_figure(coords, rows, texts, *, colour_by: str = "none", label=None, pred
     size = marker_size(m, dims)
     scatter = go.Scattergl if dims == 2 else go.Scatter3d
     traces = []
+    # few points (a character LM's 98 characters): each one's text beside it, readable without hovering
+    labels = point_labels(texts) if 0 < m <= LABEL_MAX else None
 
     def points(mask, name, marker, legend=True):
         idx = np.flatnonzero(mask) if mask is not None else slice(None)
         kw = {"x": xyz[idx, 0], "y": xyz[idx, 1]}
         if dims == 3:
             kw["z"] = xyz[idx, 2]
-        return scatter(**kw, mode="markers", name=name, meta="points", customdata=rows[idx].tolist(), text=hover[idx],
-                       hovertemplate="%{text}<extra></extra>", marker=marker, showlegend=legend)
+        if labels is not None:
+            kw.update(mode="markers+text", text=labels[idx], textposition="top center",
+                      textfont={"size": 11, "color": "#334155"})
+        else:
+            kw["mode"] = "markers"
+        return scatter(**kw, name=name, meta="points", customdata=rows[idx].tolist(), hovertext=hover[idx],
+                       hovertemplate="%{hovertext}<extra></extra>", marker=marker, showlegend=legend)
 
     groups = _groups(colour_by, label, pred, classes) if m else None
     legend_title = {"label": "label", "prediction": "predicted", "correct": "prediction"}.get(colour_by, "")

@@ -36,8 +36,8 @@ projection_controls.register()  # here: Dash runs this module once per app, so e
 projection_map.register()
 projection_panels.register()
 
-WHAT = ("Projections maps the points a model makes (its word embeddings, the final hidden state or the features "
-        "its output layer reads for each input) onto 2D or 3D with t-SNE or PCA, one map per training snapshot, "
+WHAT = ("Projections maps the points a model makes (its word or character embeddings, the final hidden state or "
+        "the features its output layer reads for each input) onto 2D or 3D with t-SNE or PCA, one map per training snapshot, "
         "kept still from one snapshot to the next so you can watch the structure form. Click a point or type a "
         "word for its nearest neighbours, or try an analogy.")
 CONFIG = {"displaylogo": False, "scrollZoom": True,

@@ -46,7 +46,8 @@ def test_2d_map_is_scattergl_with_a_trace_and_colour_per_class():
     i = int(np.flatnonzero(label == 1)[0])
     assert neu.customdata[0] == rows[i]                              # the source row, for clicks and lassos
     assert isinstance(neu.customdata, (list, tuple))                 # not a typed array (see the module docstring)
-    assert "<b>word%d</b>" % i in neu.text[0] and "label: neu" in neu.text[0] and "predicted:" in neu.text[0]
+    hover = neu.hovertext[0]
+    assert "<b>word%d</b>" % i in hover and "label: neu" in hover and "predicted:" in hover
     assert neu.x.dtype == np.float32
     data = fig.to_dict()["data"][2]
     assert data["x"]["dtype"] == "f4" and "bdata" in data["x"]      # plotly 7: a base64 typed array
@@ -74,14 +75,14 @@ def test_frequency_is_one_trace_on_a_log_colour_scale():
     assert np.allclose(trace.marker.color, np.log10(freq), atol=1e-5)
     bar = trace.marker.colorbar
     assert list(bar.tickvals) == [0, 1, 2, 3, 4, 5] and list(bar.ticktext) == ["1", "10", "100", "1k", "10k", "100k"]
-    assert not fig.layout.showlegend and "frequency: 50000" in trace.text[-1]
+    assert not fig.layout.showlegend and "frequency: 50000" in trace.hovertext[-1]
 
 
 def test_many_classes_use_a_colour_scale_and_none_is_one_colour():
     coords, rows, texts, *_ = _points(m=120)
     label = np.arange(120) % 40
     fig = map_figure(coords, rows, texts, colour_by="label", label=label)
-    assert len(fig.data) == 1 and fig.data[0].marker.colorscale and "label: class 39" in fig.data[0].text[39]
+    assert len(fig.data) == 1 and fig.data[0].marker.colorscale and "label: class 39" in fig.data[0].hovertext[39]
     plain = map_figure(coords, rows, texts, colour_by="none", label=label)
     assert len(plain.data) == 1 and isinstance(plain.data[0].marker.color, str)
     # a colouring the source cannot do falls back to one colour
@@ -169,3 +170,16 @@ def test_five_thousand_points_are_quick():
 def test_message_figure_keeps_the_maps_height():
     fig = message_figure("The map is not ready yet.")
     assert fig.layout.height == 640 and fig.layout.annotations[0].text == "The map is not ready yet."
+
+
+def test_small_maps_write_each_points_text_and_large_ones_do_not():
+    """A character map (98 points) is read without hovering: every point's text is drawn beside it; a map
+    of thousands stays markers only. Hover texts are the same either way."""
+    coords, rows, _, *_ = _points(m=98)
+    chars = ["\n", " ", "e"] + [f"c{i}" for i in range(95)]
+    (small,) = map_figure(coords, rows, chars).data
+    assert small.mode == "markers+text" and list(small.text[:3]) == ["⏎", "␣", "e"]
+    assert "<b>␣</b>" in small.hovertext[1]
+    coords, rows, texts, *_ = _points(m=500)
+    (large,) = map_figure(coords, rows, texts).data
+    assert large.mode == "markers" and large.text is None and large.hovertext is not None
