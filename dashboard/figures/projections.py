@@ -49,20 +49,22 @@ def marker_size(n: int, dims: int = 2) -> float:
     return float(np.clip(size * (0.75 if dims == 3 else 1.0), 2.0, 9.0))
 
 
-def display_texts(texts) -> np.ndarray:
-    """Texts for hover and labels: HTML-escaped, whitespace made visible (an all-space token shows as ␣)."""
+def display_texts(texts, escape: bool = True) -> np.ndarray:
+    """Texts for hover and labels: HTML-escaped (``escape``), whitespace made visible (an all-space token
+    shows as ␣)."""
     t = np.asarray(texts).astype(str)
     if not t.size:
         return t
-    for a, b in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-        t = np.strings.replace(t, a, b)
-    for a, b in VISIBLE.items():
-        t = np.strings.replace(t, a, b)
+    # room for every character to become "&amp;" before each replace: np.strings.replace narrows its result
+    # to the longest output and then cuts a later, longer replacement ("<" among 2-letter words: "&l")
+    wide = f"<U{5 * max(1, t.dtype.itemsize // 4)}"
+    for a, b in (*((("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")) if escape else ()), *VISIBLE.items()):
+        t = np.strings.replace(t.astype(wide), a, b)
     blank = np.strings.strip(t) == ""
     if blank.any():
         t = np.where(blank, np.strings.replace(np.where(blank, t, ""), " ", "␣"), t)
         t = np.where(t == "", "∅", t)
-    return t
+    return t.astype(str)  # trimmed to the longest
 
 
 def class_names(values: np.ndarray, classes: list[str] | None, none: str = "none") -> np.ndarray:
@@ -115,12 +117,13 @@ def _groups(colour_by: str, label, pred, classes) -> list[tuple[str, np.ndarray 
 
 
 def point_labels(texts, longest: int = 12) -> np.ndarray:
-    """Texts written beside the points of a small map: as :func:`display_texts`, cut to ``longest``.
+    """Texts written beside the points of a small map: as :func:`display_texts`, cut to ``longest``, not
+    HTML-escaped (WebGL text draws ``&lt;`` as it is written, not as ``<``).
 
-    >>> point_labels(["e", "\\n", " ", "supercalifragilistic"]).tolist()
-    ['e', '⏎', '␣', 'supercalifr…']
+    >>> point_labels(["e", "\\n", " ", "<", "supercalifragilistic"]).tolist()
+    ['e', '⏎', '␣', '<', 'supercalifr…']
     """
-    t = display_texts(texts)
+    t = display_texts(texts, escape=False)
     long = np.strings.str_len(t) > longest
     return np.where(long, np.strings.add(np.strings.slice(t, 0, longest - 1), "…"), t) if long.any() else t
 

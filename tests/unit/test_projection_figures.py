@@ -176,10 +176,10 @@ def test_small_maps_write_each_points_text_and_large_ones_do_not():
     """A character map (98 points) is read without hovering: every point's text is drawn beside it; a map
     of thousands stays markers only. Hover texts are the same either way."""
     coords, rows, _, *_ = _points(m=98)
-    chars = ["\n", " ", "e"] + [f"c{i}" for i in range(95)]
+    chars = ["\n", " ", "e", "<", "&"] + [f"c{i}" for i in range(93)]
     (small,) = map_figure(coords, rows, chars).data
-    assert small.mode == "markers+text" and list(small.text[:3]) == ["⏎", "␣", "e"]
-    assert "<b>␣</b>" in small.hovertext[1]
+    assert small.mode == "markers+text" and list(small.text[:5]) == ["⏎", "␣", "e", "<", "&"]  # drawn as typed
+    assert "<b>␣</b>" in small.hovertext[1] and "<b>&lt;</b>" in small.hovertext[3]  # hover is HTML: escaped
     coords, rows, texts, *_ = _points(m=500)
     (large,) = map_figure(coords, rows, texts).data
     assert large.mode == "markers" and large.text is None and large.hovertext is not None
