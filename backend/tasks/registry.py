@@ -206,7 +206,7 @@ MIN_PROJECTION_POINTS = 10
 def records_projections(info: TaskInfo) -> bool:
     """Whether built-in runs of this task get the embedding probe (the Projections page): classifiers
     and word2vec, and character language models whose vocabulary has enough characters to map
-    (code-lstm's 98; not brackets-lstm's 7).
+    (code-lstm's 98; not brackets-lstm's 8).
 
     >>> [records_projections(TASKS[t]) for t in ("digits-cnn", "code-lstm", "brackets-lstm", "natural-patches")]
     [True, True, False, False]

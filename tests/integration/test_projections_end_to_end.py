@@ -49,7 +49,7 @@ def test_sentiment_lstm_run_gets_stable_maps_and_neighbours(store):
 
 def test_a_character_language_model_maps_its_characters(store):
     """code-lstm (the demo's long run) records its 98 character embeddings for the Projections page, blanks
-    shown as ⏎ ␣ ⇥; brackets-lstm's 7 characters are too few for a map and record none."""
+    shown as ⏎ ␣ ⇥; brackets-lstm's 8 characters are too few for a map and record none."""
     spec = RunSpec.for_task("code-lstm", steps=60, probe_every=30, eval_every=30)
     run_id = store.create_run("chars", spec.task, spec.model_dump())
     assert run_training(store, run_id, device="cpu") == "completed"

@@ -27,7 +27,7 @@ def _probes(store, spec) -> list[SnapshotProbe]:
 
 @pytest.mark.parametrize("task, kinds", [
     ("code-lstm", 4),             # hidden states, gradient flow, text samples, character embeddings
-    ("brackets-lstm", 3),         # 7 characters: too few to map, no embedding probe
+    ("brackets-lstm", 3),         # 8 characters: too few to map, no embedding probe
     ("digits-cnn", 2),            # kernels, penultimate features
     ("sentiment-lstm", 1),        # embeddings and features
 ])
