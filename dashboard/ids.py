@@ -84,6 +84,7 @@ HS_SATURATION = "hs-saturation"
 HS_INTERVAL = "hs-interval"
 HS_VIEW = "hs-view"                      # dcc.Store: the view state mirrored into the URL
 HS_URL_SYNC = "hs-url-sync"
+HS_HOVER_SYNC = "hs-hover-sync"    # target of the clientside callback that marks the hovered token in both panels
 HS_SNAPSHOT_INFO = "hs-snapshot-info"
 HS_UPLOAD = "hs-upload"                  # dcc.Upload of a user's annotation track
 HS_UPLOAD_NAME = "hs-upload-name"

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import (ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html,
+                  no_update)
 
 from backend.spec import RECURRENT
 from backend.tasks.registry import TASKS
@@ -100,7 +101,7 @@ def layout(**query) -> html.Div:
                           dcc.Graph(id=ids.HS_SATURATION, config=PLAIN_CONFIG)], className="card"),
         ], className="two-col"),
         dcc.Store(id=ids.HS_STEPS), dcc.Store(id=ids.HS_SELECTED), dcc.Store(id=ids.HS_MATCH_DATA),
-        dcc.Store(id=ids.HS_VIEW), dcc.Store(id=ids.HS_URL_SYNC),
+        dcc.Store(id=ids.HS_VIEW), dcc.Store(id=ids.HS_URL_SYNC), dcc.Store(id=ids.HS_HOVER_SYNC),
         dcc.Store(id="hs-initial-step", data=view.step),
         dcc.Interval(id=ids.HS_INTERVAL, interval=max(2000, 4 * context.poll_ms)),
     ], className="hidden-page")
@@ -406,3 +407,7 @@ clientside_callback(
         return window.dash_clientside.no_update;
     }""",
     Output(ids.HS_URL_SYNC, "data"), Input(ids.HS_VIEW, "data"))
+
+# Side by side: the token under the pointer is marked in both panels (assets/pair_hover.js).
+clientside_callback(ClientsideFunction("deepscope", "pairHover"), Output(ids.HS_HOVER_SYNC, "data"),
+                    Input(ids.HS_TRACES, "figure"), State(ids.HS_TRACES, "id"))

@@ -9,6 +9,7 @@ the threshold line are real mouse drags, in the backward panel.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -232,6 +233,61 @@ def test_hsbi001_both_directions_side_by_side(dash_duo, runs):
     until(lambda: "layer 0 bwd" in (_layout(dash_duo, ".title.text") or ""), timeout=20,
           msg="reloading kept neither the backward direction nor its chart")
     assert "backward only" in js_text(dash_duo, f"#{ids.HS_DIR}")
+    assert dash_duo.get_logs() == []
+
+
+MARKS_JS = f"""
+return [...document.querySelectorAll('#{ids.HS_TRACES} .pair-hover-mark')].map(m => {{
+    const r = m.getBoundingClientRect();
+    return {{shown: getComputedStyle(m).display !== 'none', left: r.left, token: Number(m.dataset.token),
+             text: m.textContent}};
+}});"""
+
+
+def _move(dash_duo, x: float, y: float) -> None:
+    builder = ActionBuilder(dash_duo.driver)
+    builder.pointer_action.move_to_location(int(round(x)), int(round(y)))
+    builder.perform()
+
+
+@pytest.mark.timeout(240)
+def test_hsbi003_hovering_a_token_marks_it_in_both_panels(dash_duo, runs):
+    """A real pointer over the backward panel at one token: a line marks that token in both panels, at the
+    token's place in each; leaving the chart takes them away. One direction shown: no marks."""
+    from dashboard.app import create_app
+
+    data_dir, run = runs
+    dash_duo.start_server(create_app(data_dir))
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/hidden?run={run['bidir']}&pos={POS}", timeout=30)
+    until(lambda: _layout(dash_duo, ".xaxis2 && g.layout.xaxis2.ticktext"), timeout=30,
+          msg="the side-by-side chart never drew")
+    dash_duo.driver.execute_script(f"document.querySelector('{TRACES}').scrollIntoView({{block: 'center'}});")
+    token = POS + 17
+    target = _pixels(dash_duo, "x2", token, None)
+    until(lambda: (_move(dash_duo, *target), [m for m in dash_duo.driver.execute_script(MARKS_JS) if m["shown"]])[1],
+          timeout=10, msg="the pointer over the backward panel drew no mark")
+    marks = dash_duo.driver.execute_script(MARKS_JS)
+    assert [m["shown"] for m in marks] == [True, True] and {m["token"] for m in marks} == {token}
+    tokens = [visible(t) for t in _snapshot(data_dir, run["bidir"]).tokens(POS, POS + WIN)]
+    assert {m["text"] for m in marks} == {tokens[17]}  # the token itself, written at the top of each mark
+    where = [_pixels(dash_duo, a, token, None)[0] for a in ("x", "x2")]
+    assert [m["left"] for m in marks] == [pytest.approx(w, abs=1.5) for w in where]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    dash_duo.driver.save_screenshot(str(SHOTS / "hidden_bidir_hover.png"))
+    _move(dash_duo, *_pixels(dash_duo, "x", token - 5, None))  # over the forward panel: the marks follow
+    until(lambda: {m["token"] for m in dash_duo.driver.execute_script(MARKS_JS)} == {token - 5}, timeout=5,
+          msg="the marks did not follow the pointer into the forward panel")
+    _move(dash_duo, 5, 5)  # off the chart
+    until(lambda: not any(m["shown"] for m in dash_duo.driver.execute_script(MARKS_JS)), timeout=5,
+          msg="the marks stayed after the pointer left")
+
+    dash_duo.driver.execute_script("window.scrollTo(0, 0);")  # the menus, out from under the sticky header
+    dash_duo.select_dcc_dropdown(f"#{ids.HS_DIR}", value="forward only")
+    until(lambda: _layout(dash_duo, ".xaxis2") is None, timeout=15, msg="forward only: still two panels")
+    dash_duo.driver.execute_script(f"document.querySelector('{TRACES}').scrollIntoView({{block: 'center'}});")
+    _move(dash_duo, *_pixels(dash_duo, "x", token, None))
+    time.sleep(0.3)
+    assert not any(m["shown"] for m in dash_duo.driver.execute_script(MARKS_JS))
     assert dash_duo.get_logs() == []
 
 
