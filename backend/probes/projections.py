@@ -4,7 +4,8 @@ Sources (see ``backend/store/projections.py``):
 
 - ``tokens``: the weight of the model's token embedding (its first ``nn.Embedding``), one row per
   vocabulary entry (but the padding entry, always zero), with the token strings and their corpus
-  frequencies; for character language models the characters, blanks shown as ``⏎ ␣ ⇥``;
+  frequencies; for character language models the characters, blanks shown as ``⏎ ␣ ⇥``, labelled by
+  kind (:data:`~backend.tasks.text.CHAR_CLASSES`: letters, digits, brackets, quotes, blanks...);
 - ``penultimate``: what the output layer reads (the input of the model's last ``nn.Linear``, caught
   by a forward pre-hook) for up to ``MAX_INPUTS`` validation inputs, with labels and predictions;
   for recurrent classifiers that is the final hidden state, and the source is named
@@ -26,6 +27,7 @@ from torch import nn
 
 from ..spec import RECURRENT
 from ..store.projections import SOURCE_KIND, write_source_snapshot
+from ..tasks.text import CHAR_CLASSES, char_class
 from .hooks import PROBE_BUDGET, SnapshotProbe
 
 MAX_INPUTS = 2000
@@ -88,10 +90,15 @@ def capture_sources(model: nn.Module, data, family: str | None = None) -> dict[s
         keep = np.ones(len(vocab), dtype=bool)
         if emb.padding_idx is not None:  # the padding row is all zeros: no direction to compare by cosine
             keep[emb.padding_idx] = False
-        text = [t.translate(SHOWN) for t in np.array(vocab)[keep]]  # "⏎" and "␣", not an empty label
-        out["tokens"] = {"x": emb.weight.detach().float().cpu().numpy()[keep], "text": text,
-                         "freq": None if counts is None else np.asarray(counts, dtype=np.int64)[keep],
-                         "what": "character embeddings" if data.info.kind == "lm" else "token embeddings"}
+        kept = [t for t, k in zip(vocab, keep) if k]
+        tokens = {"x": emb.weight.detach().float().cpu().numpy()[keep],
+                  "text": [t.translate(SHOWN) for t in kept],  # "⏎" and "␣", not an empty label
+                  "freq": None if counts is None else np.asarray(counts, dtype=np.int64)[keep],
+                  "what": "token embeddings"}
+        if data.info.kind == "lm":  # characters, labelled by kind (letters, digits, brackets, ...) to colour by
+            tokens.update(what="character embeddings", classes=list(CHAR_CLASSES),
+                          label=np.array([char_class(t) for t in kept], dtype=np.int32))
+        out["tokens"] = tokens
     x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
     if x_val is not None and y_val is not None and data.info.kind in ("image", "text") and last_linear(model):
         n = min(MAX_INPUTS, len(x_val))

@@ -32,6 +32,32 @@ def encode_chars(text: str, vocab: Sequence[str] = CODE_VOCAB) -> np.ndarray:
     return out
 
 
+# what kind of character each entry of a character vocabulary is: the colours of a character-embedding map
+CHAR_CLASSES = ("lower-case letter", "upper-case letter", "digit", "bracket", "quote", "other symbol",
+                "blank", "unknown")
+
+
+def char_class(ch: str) -> int:
+    """The index in :data:`CHAR_CLASSES` of a character (a vocabulary entry).
+
+    >>> [CHAR_CLASSES[char_class(c)] for c in ("a", "Q", "7", "(", "'", "+", "\\n", "\\ufffd")]
+    ['lower-case letter', 'upper-case letter', 'digit', 'bracket', 'quote', 'other symbol', 'blank', 'unknown']
+    """
+    if ch == "\ufffd" or len(ch) != 1:
+        return 7
+    if ch.isspace():
+        return 6
+    if ch.isdigit():
+        return 2
+    if ch.isalpha():
+        return 1 if ch.isupper() else 0
+    if ch in "()[]{}<>":
+        return 3
+    if ch in "'\"`":
+        return 4
+    return 5
+
+
 def iter_stdlib_sources() -> Iterator[tuple[str, str]]:
     """(file name, text) of every readable top-level standard-library module, sorted by name."""
     root = Path(sysconfig.get_paths()["stdlib"])

@@ -57,6 +57,11 @@ def test_a_character_language_model_maps_its_characters(store):
     data = DashboardData(store)
     info = data.projections.sources(run_id)["tokens"]
     assert info["n"] == 98 and info["what"] == "character embeddings"
+    assert "label" in info["fields"] and info["classes"][:3] == ["lower-case letter", "upper-case letter", "digit"]
+    snap, _ = data.projections.open(run_id)
+    labels = dict(zip(snap.texts("tokens").tolist(), snap.column("tokens", "label").tolist()))
+    assert [info["classes"][labels[c]] for c in ("e", "Q", "7", "(", "␣")] == [
+        "lower-case letter", "upper-case letter", "digit", "bracket", "blank"]
 
     assert run_once(store) > 0
     keys = {r["meta"]["key"] for r in store.list_snapshots(run_id, PROJECTION_KIND)}
