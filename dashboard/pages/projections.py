@@ -37,9 +37,9 @@ projection_map.register()
 projection_panels.register()
 
 WHAT = ("Projections maps the points a model makes (its word or character embeddings, the final hidden state or "
-        "the features its output layer reads for each input) onto 2D or 3D with t-SNE or PCA, one map per training snapshot, "
-        "kept still from one snapshot to the next so you can watch the structure form. Click a point or type a "
-        "word for its nearest neighbours, or try an analogy.")
+        "the features its output layer reads for each input) onto 2D or 3D with t-SNE or PCA, one map per training "
+        "snapshot, kept still from one snapshot to the next so you can watch the structure form. Click a point or "
+        "type a word for its nearest neighbours, or try an analogy.")
 CONFIG = {"displaylogo": False, "scrollZoom": True,
           "modeBarButtonsToRemove": ["autoScale2d", "toImage", "resetCameraLastSave3d", "hoverClosest3d"]}
 PLAY_MS = 600  # Play: a snapshot every 0.6 s

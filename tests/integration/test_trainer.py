@@ -82,7 +82,8 @@ class Record(Hook):
             self.norms[step] = {k: v ** 0.5 for k, v in sq.items()}
 
     def on_step_end(self, trainer, out):
-        self.losses[out.step], self.correct[out.step], self.counts[out.step] = float(out.loss), int(out.correct), out.count
+        self.losses[out.step], self.correct[out.step] = float(out.loss), int(out.correct)
+        self.counts[out.step] = out.count
 
 
 def test_logged_loss_accuracy_and_layer_norms_are_those_of_the_steps(store):
