@@ -178,11 +178,7 @@ class JobManager:
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _wait_or_kill(proc, timeout)
 
     def shutdown(self, timeout: float = 15.0) -> list[str]:
         """Stop the runs this manager started (checkpointed, status ``stopped``) and its analysis worker;
@@ -207,12 +203,8 @@ class JobManager:
                 proc.terminate()
                 proc.wait(5)
                 self.store.set_status(rid, "stopped", error="terminated when the dashboard shut down")
-        if analysis is not None and analysis.poll() is None:
-            try:
-                analysis.wait(5)
-            except subprocess.TimeoutExpired:
-                analysis.kill()
-                analysis.wait(5)
+        if analysis is not None:  # terminated once, above: a second SIGTERM is not needed
+            _wait_or_kill(analysis, 5.0)
         return list(live)
 
     def start_reaper(self, interval: float = 5.0) -> threading.Thread:
@@ -240,6 +232,15 @@ class JobManager:
         """Wait for a run's process (started here) to exit; returns its exit code."""
         proc = self._procs.get(run_id)
         return proc.wait(timeout) if proc else None
+
+
+def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``proc`` (already asked to stop) to exit, then kill it."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _pid_alive(pid: int | None) -> bool:

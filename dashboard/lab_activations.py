@@ -30,7 +30,7 @@ from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.data import downsampled
 from dashboard.figures.lab_activations import clip_figure, hidden_time_figure, hidden_training_figure
-from dashboard.lab_runs import newest_launch, recurrent_lm_options, refreshed_options
+from dashboard.lab_runs import newest_launch, pick_step, recurrent_lm_options, refresh_run_options
 from dashboard.snapshot_slider import slider_marks, step_at
 
 PRESET_IDS = ("activations", "clipping")
@@ -61,11 +61,6 @@ CLIP_WHAT = ("What to look for: solid is the gradient's length as backpropagatio
              "threshold (dashed) and training goes on.")
 
 
-def run_options(runs: list[dict]) -> list[dict]:
-    """Runs that record hidden-state norms: recurrent language models (newest first)."""
-    return recurrent_lm_options(runs)
-
-
 def default_runs(runs: list[dict], known: set[str]) -> list[str]:
     """The newest launch of the activations or clipping preset (whichever is newer), in its order."""
     return newest_launch(runs, known, PRESET_IDS)
@@ -90,15 +85,6 @@ def stop_reason(run: dict) -> str | None:
         return None
     last = run["error"].strip().splitlines()[-1]
     return re.sub(r"^[A-Za-z_][\w.]*: ", "", last)
-
-
-def pick_step(steps: list[int], step: int | None) -> int | None:
-    """The newest of ``steps`` at or before ``step`` (the newest when ``step`` is None); None if none."""
-    ordered = sorted(int(s) for s in steps)
-    if step is None:
-        return ordered[-1] if ordered else None
-    i = bisect.bisect_right(ordered, int(step))
-    return ordered[i - 1] if i else None
 
 
 def _run_base(run: dict) -> dict:
@@ -171,7 +157,7 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
     """The view's card: ``asked`` runs (ids) if they are recurrent language models, else the newest
     launch of the activations or clipping preset."""
     context = current()
-    options = run_options(runs)
+    options = recurrent_lm_options(runs)  # the runs that record hidden-state norms
     known = {o["value"] for o in options}
     chosen = [r for r in asked if r in known] or default_runs(runs, known)
     return html.Div([
@@ -196,12 +182,6 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
         dcc.Store(id=ACT_STEPS), dcc.Store(id=ACT_TIME_SHOWN), dcc.Store(id=ACT_TRAIN_SHOWN),
         dcc.Interval(id=ACT_INTERVAL, interval=max(1500, 2 * context.poll_ms)),
     ], id="lab-activations", className="card lab-activations")
-
-
-def _options(_n, options, value):
-    """Keep the run choices current (new runs, statuses); chosen runs always stay listed."""
-    fresh = refreshed_options(current().data.list_runs(), options, value)
-    return no_update if fresh is None else fresh
 
 
 def slider_index(steps: list[int], known: list[int] | None, index: int | None) -> int:
@@ -287,7 +267,7 @@ def register() -> None:
     """Register the view's callbacks; the Lab page calls this. Dash runs a page module once per app but
     imports this module once per process, and a module-level ``@callback`` reaches only the first app."""
     callback(Output(ACT_RUNS, "options"), Input(ACT_INTERVAL, "n_intervals"), State(ACT_RUNS, "options"),
-             State(ACT_RUNS, "value"), prevent_initial_call=True)(_options)
+             State(ACT_RUNS, "value"), prevent_initial_call=True)(refresh_run_options)
     callback(Output(ACT_STEP, "max"), Output(ACT_STEP, "marks"), Output(ACT_STEP, "value"), Output(ACT_STEPS, "data"),
              Input(ACT_INTERVAL, "n_intervals"), Input(ACT_RUNS, "value"), State(ACT_STEPS, "data"),
              State(ACT_STEP, "value"))(_steps)

@@ -25,7 +25,7 @@ from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.data import downsampled
 from dashboard.figures.lab import MAX_PANELS, grad_norm_figure, gradflow_figure, layer_order, step_marker_shapes
-from dashboard.lab_runs import newest_launch, recurrent_lm_options, refreshed_options
+from dashboard.lab_runs import newest_launch, pick_step, recurrent_lm_options, refresh_run_options
 from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, step_at
 
 PRESET = "gradient-flow"
@@ -51,11 +51,6 @@ NORMS_WHAT = ("What to look for: the plain RNN's recurrent layer (rnn.l0) gets g
               "Every panel has the same log scale; when the slider is moved back, a dotted line marks its step.")
 
 
-def gradflow_run_options(runs: list[dict]) -> list[dict]:
-    """Runs that can have gradient-flow snapshots: recurrent language models (newest first)."""
-    return recurrent_lm_options(runs)
-
-
 def default_runs(runs: list[dict], known: set[str]) -> list[str]:
     """The newest launch of the gradient-flow preset: its runs in the preset's order."""
     return newest_launch(runs, known, (PRESET,))
@@ -69,15 +64,7 @@ def union_steps(steps_by_run: dict[str, list[int]]) -> list[int]:
 def pick_steps(steps_by_run: dict[str, list[int]], step: int | None) -> dict[str, int | None]:
     """Per run, its newest snapshot step at or before ``step`` (its newest when ``step`` is None);
     None for a run without one."""
-    out: dict[str, int | None] = {}
-    for rid, steps in steps_by_run.items():
-        ordered = sorted(int(s) for s in steps)
-        if step is None:
-            out[rid] = ordered[-1] if ordered else None
-        else:
-            i = bisect.bisect_right(ordered, int(step))
-            out[rid] = ordered[i - 1] if i else None
-    return out
+    return {rid: pick_step(steps, step) for rid, steps in steps_by_run.items()}
 
 
 def follow_index(steps: list[int], known: list[int] | None, index: int | None, follow: list | None) -> int:
@@ -96,7 +83,7 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
     """The view's layout: ``asked`` runs (ids) if they are recurrent language models, else the
     newest launch of the gradient-flow preset."""
     context = current()
-    options = gradflow_run_options(runs)
+    options = recurrent_lm_options(runs)  # the runs with gradient-flow snapshots
     known = {o["value"] for o in options}
     chosen = [r for r in asked if r in known] or default_runs(runs, known)
     return html.Div([
@@ -133,12 +120,6 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
         dcc.Interval(id=GF_NORMS_INTERVAL, interval=max(2000, 4 * context.poll_ms)),
         dcc.Interval(id=GF_TICK, interval=PLAY_MS, disabled=True),
     ], className="card lab-gradflow")
-
-
-def _options(_n, options, value):
-    """Keep the run choices current (new runs, statuses); chosen runs always stay listed."""
-    fresh = refreshed_options(current().data.list_runs(), options, value)
-    return no_update if fresh is None else fresh
 
 
 def _steps(_n, run_value, follow, known, index):
@@ -275,7 +256,8 @@ def register() -> None:
     a page module once per app, while a plain module's ``@callback`` would reach only the first
     app a process builds (tests build several)."""
     callback(Output(ids.LAB_GF_RUNS, "options"), Input(ids.LAB_GF_INTERVAL, "n_intervals"),
-             State(ids.LAB_GF_RUNS, "options"), State(ids.LAB_GF_RUNS, "value"), prevent_initial_call=True)(_options)
+             State(ids.LAB_GF_RUNS, "options"), State(ids.LAB_GF_RUNS, "value"),
+             prevent_initial_call=True)(refresh_run_options)
     callback(Output(GF_STEP, "max"), Output(GF_STEP, "marks"), Output(GF_STEP, "value"), Output(GF_STEPS, "data"),
              Input(ids.LAB_GF_INTERVAL, "n_intervals"), Input(ids.LAB_GF_RUNS, "value"), Input(GF_FOLLOW, "value"),
              State(GF_STEPS, "data"), State(GF_STEP, "value"))(_steps)

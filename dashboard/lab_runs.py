@@ -5,12 +5,18 @@ Example::
     options = recurrent_lm_options(data.list_runs())        # [{"label": "name  (id, status)", "value": id}]
     chosen = newest_launch(runs, {o["value"] for o in options}, ("activations", "clipping"))
     fresh = refreshed_options(data.list_runs(), options, chosen)   # or None when nothing changed
+    at = pick_step([0, 300], 200)                                 # 0: the newest snapshot at or before 200
 """
 from __future__ import annotations
+
+import bisect
+
+from dash import no_update
 
 from backend.lab.presets import PRESETS
 from backend.spec import RECURRENT
 from backend.tasks import TASKS
+from dashboard.context import current
 
 
 def recurrent_lm_options(runs: list[dict]) -> list[dict]:
@@ -46,3 +52,22 @@ def refreshed_options(runs: list[dict], options: list[dict] | None, value: list[
     have = {o["value"] for o in fresh}
     fresh += [o for o in (options or []) if o["value"] in (value or []) and o["value"] not in have]
     return None if fresh == options else fresh
+
+
+def refresh_run_options(_n, options, value):
+    """Callback body of both views' run dropdowns: current options, or no_update when nothing changed."""
+    fresh = refreshed_options(current().data.list_runs(), options, value)
+    return no_update if fresh is None else fresh
+
+
+def pick_step(steps: list[int], step: int | None) -> int | None:
+    """The newest of ``steps`` at or before ``step`` (the newest when ``step`` is None); None if none.
+
+    >>> pick_step([0, 300, 100], 200), pick_step([0, 300], None), pick_step([50], 10)
+    (100, 300, None)
+    """
+    ordered = sorted(int(s) for s in steps)
+    if step is None:
+        return ordered[-1] if ordered else None
+    i = bisect.bisect_right(ordered, int(step))
+    return ordered[i - 1] if i else None

@@ -96,9 +96,10 @@ def _no_snapshot_note(run: dict) -> html.Div:
     if info is not None and not records_projections(info) and run.get("source") != "client":
         why = (f"its {info.vocab_size} characters are too few points for a map" if info.kind == "lm"
                else "its model has no token embedding and no classifier features")
+        some = ", ".join(t for t, i in TASKS.items() if records_projections(i))
         return alert(f"Runs of the {info.name} task record no embeddings ({why}), so run {name} will have nothing "
-                     "to project. Choose a run without “(no projections)” in the list: digits-cnn, code-lstm, the "
-                     "sentiment tasks or prose-word2vec have some.", "info")
+                     f"to project. Choose a run without “(no projections)” in the list (runs of {some} have "
+                     "some).", "info")
     if run["status"] in ("queued", "running", "paused"):
         return alert(f"No embeddings snapshot yet in run {name} (status: {run['status']}). The embedding probe "
                      "records the first one when training starts; this page updates by itself.", "info")

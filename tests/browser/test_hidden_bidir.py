@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
@@ -26,6 +25,7 @@ from backend.training.worker import run_training
 from dashboard import ids
 from dashboard.figures.hidden import visible
 from dashboard.hidden_panels import HS_MATCH_ON
+from tests.browser.test_hidden_states import _query, _set_number
 from tests.browser.test_training_flow import js_text, until
 
 pytestmark = pytest.mark.browser
@@ -96,18 +96,6 @@ def _drag(dash_duo, start: tuple[float, float], end: tuple[float, float], steps:
     ActionChains(dash_duo.driver).reset_actions()
 
 
-def _set_text(dash_duo, cid: str, value) -> None:
-    elem = dash_duo.find_element(f"#{cid}")
-    elem.send_keys(Keys.CONTROL, "a")
-    elem.send_keys(Keys.BACKSPACE)
-    elem.send_keys(str(value))
-    elem.send_keys(Keys.TAB)
-
-
-def _query(dash_duo) -> dict:
-    return {k: v[0] for k, v in parse_qs(urlparse(dash_duo.driver.current_url).query).items()}
-
-
 def _layout(dash_duo, path: str):
     """``layout<path>`` of the traces plot (e.g. ".xaxis2.range"), or None where any part is missing."""
     return dash_duo.driver.execute_script(
@@ -165,7 +153,7 @@ def test_hsbi001_both_directions_side_by_side(dash_duo, runs):
     assert strips == ["".join(tokens)] * 2
 
     # brush in the backward panel: the same token range selects cells in both directions
-    _set_text(dash_duo, ids.HS_THRESHOLD, THRESHOLD)
+    _set_number(dash_duo, ids.HS_THRESHOLD, THRESHOLD)
     _drag(dash_duo, _pixels(dash_duo, "x2", start - 0.4, None), _pixels(dash_duo, "x2", stop - 0.6, None))
     until(lambda: dash_duo.find_element(f"#{ids.HS_SEL_START}").get_attribute("value") == str(start), timeout=15,
           msg=lambda: "brushing the backward panel did not set the range: "
@@ -203,7 +191,7 @@ def test_hsbi001_both_directions_side_by_side(dash_duo, runs):
     until(lambda: float(dash_duo.find_element(f"#{ids.HS_THRESHOLD}").get_attribute("value") or THRESHOLD)
           < THRESHOLD - 0.05, timeout=10, msg=lambda: "dragging the backward threshold line did nothing: "
           f"{dash_duo.find_element(f'#{ids.HS_THRESHOLD}').get_attribute('value')!r}")
-    _set_text(dash_duo, ids.HS_THRESHOLD, THRESHOLD)
+    _set_number(dash_duo, ids.HS_THRESHOLD, THRESHOLD)
 
     # the gate view shows both directions over the same tokens; the summary ranks both directions' cells
     until(lambda: dash_duo.driver.execute_script(

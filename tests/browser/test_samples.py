@@ -22,8 +22,9 @@ from backend.store import RunStore
 from backend.store.samples import samples_history, write_samples_snapshot
 from backend.tasks.registry import VOCABS
 from dashboard import samples_card as sc
-from dashboard.blank_runs import describe_blanks, split_blank_runs
+from dashboard.blank_runs import with_blank_runs
 from tests.browser.test_training_flow import until
+from tests.unit.test_samples_card import text_of
 
 pytestmark = pytest.mark.browser
 NEWEST = f"#{sc.BODY} .sample-newest"
@@ -55,8 +56,7 @@ def pick(dash_duo, radio_id: str, value) -> None:
 def stored_text(store: RunStore, run_id: str, step: int, temperature: float) -> str:
     """The stored sample as the card shows it: long blank runs as their markers (tests/unit/test_blank_runs.py)."""
     text = next(r for r in samples_history(store, run_id) if r.step == step).text(temperature)
-    return "".join(f"⟨{describe_blanks(p)}⟩" + ("\n" if "\n" in p else "") if long_run else p
-                   for p, long_run in split_blank_runs(text))
+    return text_of(with_blank_runs(text))
 
 
 @pytest.mark.timeout(300)

@@ -5,15 +5,11 @@ from backend.store.samples import Samples
 from dashboard.blank_runs import describe_blanks, split_blank_runs, with_blank_runs
 from dashboard.figures.try_input import generation_text
 from dashboard.samples_card import sample_box
+from tests.unit.test_samples_card import find
 
 
 def _markers(node) -> list[str]:
-    if isinstance(node, (list, tuple)):
-        return [m for n in node for m in _markers(n)]
-    if node is None or isinstance(node, str):
-        return []
-    here = [node.children] if "blank-run" in (getattr(node, "className", "") or "") else []
-    return here + _markers(getattr(node, "children", None))
+    return [m.children for m in find(node, "blank-run")]
 
 
 def test_pieces_join_back_to_the_text_and_only_long_runs_are_marked():

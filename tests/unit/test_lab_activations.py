@@ -18,6 +18,7 @@ from backend.store import RunStore
 from dashboard.figures.lab_activations import (ACT_COLORS, CLIP_COLORS, clip_figure, first_nonfinite,
                                                hidden_time_figure, hidden_training_figure, plot_values, run_colors,
                                                tanh_bound)
+from dashboard.lab_runs import recurrent_lm_options
 
 # -- figures -------------------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ def test_default_runs_are_the_newest_launch_of_either_preset(app_store):
     time.sleep(0.01)
     new = [_run(store, "clipping", i, [0]) for i in (0, 1)]
     runs = store.list_runs()
-    known = {o["value"] for o in v.run_options(runs)}
+    known = {o["value"] for o in recurrent_lm_options(runs)}
     assert known == set(old + new) and v.default_runs(runs, known) == new
     assert v.default_runs(runs, set(old)) == old and v.default_runs([], set()) == []
 
