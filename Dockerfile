@@ -7,7 +7,11 @@ COPY pyproject.toml README.md ./
 COPY backend backend
 COPY dashboard dashboard
 COPY assets assets
+COPY deepscope deepscope
 RUN pip install --no-cache-dir -e ".[deploy]"
 ENV DEEPSCOPE_DATA_DIR=/data
 EXPOSE 8050
-CMD ["deepscope", "serve", "--host", "0.0.0.0"]
+# Reachable from outside the container, so sign-in is on: mount an accounts file at
+# /run/secrets/deepscope_auth (`deepscope auth add NAME --role operator --auth-file auth.json`).
+ENV DEEPSCOPE_AUTH_FILE=/run/secrets/deepscope_auth
+CMD ["deepscope", "serve", "--host", "0.0.0.0", "--auth"]

@@ -8,6 +8,7 @@
     deepscope agent                      # start runs queued by dashboards elsewhere (GPU hosts)
     deepscope track RUN depth.csv        # attach your own per-token annotation to a run's hidden states
     deepscope import-lstmvis DIR         # an LSTMVis project (lstm.yml + HDF5 + dict) as a run
+    deepscope auth add ada --role operator   # an account for `deepscope serve --auth` (docs/security.md)
 
 The data folder is ``--data-dir``, else ``$DEEPSCOPE_DATA_DIR``, else ``./deepscope-data``.
 """
@@ -115,12 +116,15 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     (e.g. when a worker runs elsewhere on the same store). It stops with the dashboard, also under
     ``--keep-runs``.
     """
-    from dashboard.app import create_app
+    from dashboard.app import create_app, data_roots_from_env
 
     from .jobs import JobManager
     from .spec import RunSpec
     from .store import ACTIVE_STATUSES
 
+    security = _serve_security(args)
+    if security is None:
+        return 2
     store = _store(args)
     jobs = JobManager(store)
     jobs.reconcile()
@@ -141,7 +145,8 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
             run_id = jobs.start(RunSpec.for_task(DEMO_TASK, steps=args.steps), name="demo · code-lstm", threads=1)
             print(f"started demo runs {run_id} ({DEMO_TASK}, long), {short} (brackets-lstm, ~20 s) and {patches} "
                   "(natural-patches, ~10 s)")
-    app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs)
+    app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs, security=security,
+                     data_roots=tuple(args.data_root or ()) or data_roots_from_env())
     print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")
 
     def terminate(*_):  # run the cleanup below on `kill` too; a second `kill` must not cut it short
@@ -201,6 +206,61 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_security(args: argparse.Namespace):
+    """The dashboard's security settings from flags and environment, or None after saying what is wrong.
+
+    Serving on an address other than loopback without ``--auth`` is refused: anyone who reaches the
+    port could start runs and read every run.
+    """
+    from dashboard.security import is_loopback, make_security, on
+
+    auth = args.auth or on(os.environ.get("DEEPSCOPE_AUTH"))
+    host = str(args.host)
+    if not auth and not (is_loopback(host) or host == "localhost"):
+        print(f"refusing to serve on {host} without --auth: anyone who reaches the port could start and stop "
+              "runs. Add an account with `deepscope auth add NAME --role operator`, then start with "
+              f"`deepscope serve --auth --host {host} --allowed-host YOUR.HOST.NAME` (docs/security.md)",
+              file=sys.stderr)
+        return None
+    hosts = tuple(args.allowed_host or ()) or tuple(
+        h for h in os.environ.get("DEEPSCOPE_ALLOWED_HOSTS", "").split(",") if h.strip())
+    if host not in ("0.0.0.0", "::", ""):
+        hosts += (host,)  # the address it is bound to is a name people will use
+    elif not hosts:
+        print(f"note: serving on {host} but answering only Host names of loopback; add --allowed-host with the "
+              "name people type in their browser", file=sys.stderr)
+    try:
+        return make_security(auth, hosts, args.auth_file, args.cookie_secure or on(os.environ.get("DEEPSCOPE_COOKIE_SECURE")))
+    except ValueError as exc:
+        print(f"deepscope: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    """``deepscope auth add|remove|list``: the accounts of ``serve --auth`` (hashed, outside the data folder)."""
+    import getpass
+
+    from dashboard.accounts import AccountError, Accounts
+
+    try:
+        accounts = Accounts.load(args.auth_file)
+        if args.action == "list":
+            for name, user in sorted(accounts.users.items()):
+                print(f"{name:<24} {user['role']}")
+            print(f"({len(accounts.users)} account(s) in {accounts.path})")
+        elif args.action == "remove":
+            print("removed" if accounts.remove(args.name) else f"no account {args.name!r}")
+        else:
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(
+                f"password for {args.name}: ")
+            accounts.add(args.name, password, role=args.role)
+            print(f"{args.name} ({args.role}) saved in {accounts.path}")
+    except AccountError as exc:
+        print(f"deepscope auth: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepscope", description="Watch deep networks learn, live.")
     common = argparse.ArgumentParser(add_help=False)
@@ -212,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8050)
         p.add_argument("--keep-runs", action="store_true", help="leave runs started here training after exit")
+        p.add_argument("--auth", action="store_true", help="require sign-in (accounts: `deepscope auth add`); "
+                       "needed to serve on an address other than loopback; also $DEEPSCOPE_AUTH=on")
+        p.add_argument("--auth-file", help="accounts file (default $DEEPSCOPE_AUTH_FILE or ~/.config/deepscope/auth.json)")
+        p.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="a Host name the dashboard answers besides loopback (repeatable; "
+                            "$DEEPSCOPE_ALLOWED_HOSTS, comma-separated)")
+        p.add_argument("--data-root", action="append", metavar="FOLDER",
+                       help="a folder whose files the New run form may use by name (repeatable; none by default; "
+                            "$DEEPSCOPE_DATA_ROOTS)")
+        p.add_argument("--cookie-secure", action="store_true", help="send the session cookie over HTTPS only")
         if name == "demo":
             p.add_argument("--steps", type=int, default=20000, help="steps of the demo run")
     p = sub.add_parser("train", parents=[common], help="train a built-in task in this terminal")
@@ -231,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agent", parents=[common], help="start queued runs on this host (GPU trainer service)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     p.add_argument("--once", action="store_true", help="start what is queued now, then exit")
+    p = sub.add_parser("auth", help="accounts for `serve --auth`: add NAME --role viewer|operator, remove, list")
+    p.add_argument("action", choices=["add", "remove", "list"])
+    p.add_argument("name", nargs="?", default="")
+    p.add_argument("--role", choices=["viewer", "operator"], default="viewer")
+    p.add_argument("--auth-file", help="accounts file (default $DEEPSCOPE_AUTH_FILE or ~/.config/deepscope/auth.json)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     return parser
 
 
@@ -246,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_track(args)
     if args.command == "import-lstmvis":
         return cmd_import_lstmvis(args)
+    if args.command == "auth":
+        return cmd_auth(args)
     return cmd_serve(args, start_demo=args.command == "demo")
 
 

@@ -45,6 +45,7 @@ from .spec import RunSpec, format_errors, spec_info
 from .tasks.registry import VOCABS, TaskInfo
 from .tasks.sentiment import tokenize
 from .tasks.text import encode_chars
+from .training.checkpoint import CheckpointError, read_checkpoint
 
 MAX_CHARS = 500          # characters a character model reads in one request
 MAX_WORDS = 200          # words a word model reads: a bidirectional classifier re-reads every prefix, so its
@@ -188,7 +189,8 @@ def _checkpoint(run_dir: Path, name: str | None) -> Path | None:
 
 def _load(run_id: str, path: Path) -> LoadedRun:
     torch.set_num_threads(1)  # requests are small; the cores belong to the trainers
-    state = torch.load(path, map_location="cpu", weights_only=False)  # written by our own trainer
+    # weights_only: anyone who can write the data folder could plant this file; CheckpointError is a ValueError
+    state = read_checkpoint(path, map_location="cpu")
     try:
         spec = RunSpec.model_validate(state["spec"])
     except ValidationError as exc:
@@ -196,7 +198,11 @@ def _load(run_id: str, path: Path) -> LoadedRun:
     info = spec_info(spec)
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global RNG alone
         model = build_model(spec)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # weights of another shape, or not a state dict
+        raise CheckpointError(f"Checkpoint {path.name} does not fit its own spec: "
+                              f"{str(exc).strip().splitlines()[0][:300]}") from None
     model.eval()
     return LoadedRun(run_id=run_id, path=path, step=int(state.get("step", checkpoint_step(path))), spec=spec,
                      info=info, model=model, vocab=_vocab(spec))

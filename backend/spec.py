@@ -11,8 +11,9 @@ Example::
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -35,7 +36,7 @@ W2V_NEGATIVES, W2V_WINDOW = 5, 5  # skip-gram: negatives per pair, context words
 class ModelSpec(BaseModel):
     """The architecture. Fields a family does not use are ignored by it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN passes every range check
 
     family: Family = "cnn"
     layers: int = Field(1, ge=1, le=8, description="recurrent layers, or hidden layers of an MLP")
@@ -92,7 +93,7 @@ class ModelSpec(BaseModel):
 class RunSpec(BaseModel):
     """Everything a run needs: task, model, optimisation and cadence of logging."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN passes every range check
 
     task: str
     name: str | None = Field(None, max_length=200)
@@ -129,14 +130,16 @@ class RunSpec(BaseModel):
     def _readable_data_file(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None or not v.strip():
             return None
-        from .tasks.user_text import task_info
-
-        task_info(info.data.get("task", ""), v.strip())  # ValueError naming the file, the row and the problem
+        if "task" not in info.data:  # the task was refused; its own message says why
+            return v.strip()
+        with _file_messages(info):  # ValueError naming the file, the row and the problem
+            spec_info_for(info.data["task"], v.strip())
         return v.strip()
 
     @model_validator(mode="after")
-    def _fits_task_and_machine(self) -> "RunSpec":
-        info = spec_info(self)
+    def _fits_task_and_machine(self, context: ValidationInfo) -> "RunSpec":
+        with _file_messages(context):  # the file may have changed since the field was checked
+            info = spec_info(self)
         if self.model.family not in info.families:
             raise ValueError(f"model family {self.model.family!r} does not fit task {self.task!r}; "
                              f"choose one of {', '.join(info.families)}")
@@ -147,7 +150,8 @@ class RunSpec(BaseModel):
         if self.model.family == "textcnn" and max(self.model.kernel_sizes) > info.input_shape[0]:
             raise ValueError(f"kernel size {max(self.model.kernel_sizes)} is longer than the task's "
                              f"{info.input_shape[0]}-token inputs")
-        cost = estimate(self)
+        with _file_messages(context):
+            cost = estimate(self)
         if cost.params > MAX_PARAMS:
             raise ValueError(f"the model has {cost.params:,} parameters, more than the limit of "
                              f"{MAX_PARAMS:,}; make it smaller")
@@ -169,11 +173,31 @@ class RunSpec(BaseModel):
 
 def spec_info(spec: "RunSpec") -> TaskInfo:
     """What the run's task gives a model: the built-in description, or the one its ``data_file`` gives."""
-    if spec.data_file:
+    return spec_info_for(spec.task, spec.data_file)
+
+
+def spec_info_for(task: str, data_file: str | None) -> TaskInfo:
+    """:func:`spec_info` of a task name and data file: ``spec_info_for("digits-cnn", None).n_classes == 10``."""
+    if data_file:
         from .tasks.user_text import task_info
 
-        return task_info(spec.task, spec.data_file)
-    return get_task(spec.task)
+        return task_info(task, data_file)
+    return get_task(task)
+
+
+@contextmanager
+def _file_messages(info: ValidationInfo) -> Iterator[None]:
+    """Re-raise a data file's problem without quoting its content unless the caller may see it.
+
+    ``parse_spec(data, quote_content=False)``: the dashboard quotes only files the user uploaded.
+    """
+    from .tasks.sentiment_csv import SentimentFileError
+
+    try:
+        yield
+    except SentimentFileError as exc:
+        quote = (info.context or {}).get("quote_content", True)
+        raise ValueError(str(exc) if quote else exc.plain) from None
 
 
 def _check_cnn_shape(m: ModelSpec, info: TaskInfo) -> None:
@@ -288,10 +312,19 @@ def format_errors(exc: ValidationError) -> list[str]:
     return out
 
 
-def parse_spec(data: Mapping[str, Any]) -> tuple[RunSpec | None, list[str]]:
-    """Validate a mapping; return ``(spec, [])`` or ``(None, messages)``."""
+def parse_spec(data: Mapping[str, Any], quote_content: bool = True) -> tuple[RunSpec | None, list[str]]:
+    """Validate a mapping; return ``(spec, [])`` or ``(None, messages)``, for any JSON-like input.
+
+    ``quote_content=False``: messages about ``data_file`` do not quote the file (its columns,
+    labels), for a file the person asking did not supply.
+
+    >>> parse_spec({"task": "digits-cnn", "lr": float("nan")})[1]
+    ['lr: Input should be a finite number']
+    """
+    if not isinstance(data, Mapping):
+        return None, [f"a spec must map field names to values, not be a {type(data).__name__}"]
     try:
-        return RunSpec.model_validate(dict(data)), []
+        return RunSpec.model_validate(dict(data), context={"quote_content": quote_content}), []
     except ValidationError as exc:
         return None, format_errors(exc)
 

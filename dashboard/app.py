@@ -11,6 +11,7 @@ The dashboard never imports torch.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -23,33 +24,50 @@ from backend.store import RunStore
 from . import ids
 from .context import EXTENSION, DashboardContext
 from .data import DashboardData
+from .login import register_login
+from .security import SecurityConfig, current_user, install_guard, security_from_env
 
 ROOT = Path(__file__).resolve().parent
 PAGES_FOLDER = ROOT / "pages"
 ASSETS_FOLDER = ROOT.parent / "assets"
 DEFAULT_DATA_DIR = "./deepscope-data"
+log = logging.getLogger(__name__)
 
 
 def cache_config(data_dir: str | Path) -> dict:
     """flask-caching settings: a shared folder by default, Redis when the environment says so.
 
     ``DEEPSCOPE_CACHE_TYPE`` (e.g. ``RedisCache``) and ``DEEPSCOPE_REDIS_URL`` let
-    docker-compose point every gunicorn worker at one Redis.
+    docker-compose point every gunicorn worker at one Redis. Both use the backends of
+    :mod:`dashboard.safe_cache`, which never unpickle: whoever can write ``<data>/cache`` or
+    Redis must not run code in the dashboard. Other persistent types are refused.
+
+    >>> cache_config("/data")["CACHE_TYPE"]    # doctest: +SKIP
+    'dashboard.safe_cache.SafeFileSystemCache'
     """
-    cache_type = os.environ.get("DEEPSCOPE_CACHE_TYPE", "FileSystemCache")
-    config = {"CACHE_TYPE": cache_type, "CACHE_DEFAULT_TIMEOUT": 60}
-    if cache_type.lower() in ("filesystemcache", "filesystem"):
+    requested = os.environ.get("DEEPSCOPE_CACHE_TYPE", "FileSystemCache")
+    safe = {"filesystemcache": "SafeFileSystemCache", "filesystem": "SafeFileSystemCache",
+            "rediscache": "SafeRedisCache", "redis": "SafeRedisCache"}
+    name = safe.get(requested.lower().rsplit(".", 1)[-1].removeprefix("safe"))  # also takes full import paths
+    if name is None and requested not in ("SimpleCache", "NullCache"):  # in-process only: no one else writes them
+        raise ValueError(f"DEEPSCOPE_CACHE_TYPE={requested!r}: use FileSystemCache or RedisCache (stored "
+                         "without pickle), or SimpleCache / NullCache")
+    config = {"CACHE_TYPE": f"dashboard.safe_cache.{name}" if name else requested, "CACHE_DEFAULT_TIMEOUT": 60}
+    if name == "SafeFileSystemCache":
         config.update(CACHE_DIR=str(Path(data_dir).expanduser() / "cache"), CACHE_THRESHOLD=2000)
-    if "redis" in cache_type.lower():
+    if name == "SafeRedisCache":
         config["CACHE_REDIS_URL"] = os.environ.get("DEEPSCOPE_REDIS_URL", "redis://localhost:6379/0")
     return config
 
 
-def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int = 500, jobs=None) -> dash.Dash:
+def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int = 500, jobs=None,
+               data_roots=(), security: SecurityConfig | None = None) -> dash.Dash:
     """Build the dashboard for the store in ``data_dir`` (or at ``store_url``).
 
     ``jobs`` is a ``backend.jobs.JobManager``; without one the app makes its own the
     first time a run is started or restarted. ``poll_ms`` is the live-update period.
+    ``data_roots``: folders whose files the New run form may name (none by default; uploads always work).
+    ``security``: hosts, login and roles (default: no login, loopback names and clients only).
 
     >>> app = create_app("/tmp/deepscope-data")   # doctest: +SKIP
     >>> app.run(port=8050)                         # doctest: +SKIP
@@ -59,10 +77,15 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
         title="deepscope", update_title=None, suppress_callback_exceptions=True,
         serve_locally=True,  # no CDN: the dashboard must work without network
         compress=True,  # flask-compress: a live update shrinks ~5x, the first 100k-point figure ~4x
+        on_error=_callback_failed,
     )
+    install_guard(app.server, security or SecurityConfig())
+    register_login(app.server)
     cache = Cache(app.server, config=cache_config(data_dir))
     data = DashboardData(RunStore(data_dir, url=store_url), cache)
-    app.server.extensions[EXTENSION] = DashboardContext(data=data, poll_ms=int(poll_ms), _jobs=jobs)
+    roots = tuple(Path(r).expanduser().resolve() for r in data_roots)
+    app.server.extensions[EXTENSION] = DashboardContext(data=data, poll_ms=int(poll_ms), _jobs=jobs,
+                                                        data_roots=roots)
     app.layout = _shell
     _register_nav_callback(app)
     return app
@@ -74,11 +97,32 @@ def _nav_links() -> list:
             for p in pages if p.get("nav", True)]
 
 
+def _callback_failed(exc: Exception):
+    """Last line of defence: a callback that raised answers "no update" instead of HTTP 500.
+
+    Callbacks check their inputs themselves (``dashboard/inputs.py``); reaching this is a bug, so
+    it is logged with its traceback under a fixed prefix that ``bench/fuzz_http.py`` counts.
+    """
+    output = dash.callback_context.outputs_list if dash.callback_context else None
+    log.warning("callback raised, answered with no update: %r (outputs %s)", exc, output, exc_info=exc)
+
+
+def _who() -> html.Div | None:
+    """Who is signed in, with a sign-out link; for viewers, what they may not do."""
+    name, role = current_user()
+    if name is None:
+        return None
+    note = "Viewers look only: starting, stopping and uploading need an operator account." if role == "viewer" \
+        else "Operators may start, stop and re-tune runs and upload files."
+    return html.Div([html.Span(f"{name} · {role}", title=note), html.A("Sign out", href="/logout")],
+                    className="who", id="nav-who")
+
+
 def _shell() -> html.Div:
     """Nav bar and page container; a function so pages registered later still appear."""
     brand = dcc.Link([html.Span("◉", className="brand-mark"), "deepscope"], href="/", className="brand")
     return html.Div([
-        html.Header(html.Nav([brand, html.Div(_nav_links(), id=ids.NAV, className="nav-links")],
+        html.Header(html.Nav([brand, html.Div(_nav_links(), id=ids.NAV, className="nav-links"), _who()],
                              className="navbar-inner"), className="navbar"),
         html.Main(dash.page_container, className="page"),
     ])
@@ -96,7 +140,20 @@ def _register_nav_callback(app: dash.Dash) -> None:
 
 
 def server_from_env():
-    """WSGI server for gunicorn, configured by ``DEEPSCOPE_DATA_DIR`` and ``DEEPSCOPE_STORE_URL``."""
+    """WSGI server for gunicorn, configured by the environment.
+
+    ``DEEPSCOPE_DATA_DIR``, ``DEEPSCOPE_STORE_URL``, ``DEEPSCOPE_POLL_MS``; security as for
+    ``deepscope serve``: ``DEEPSCOPE_AUTH=on`` (accounts in ``DEEPSCOPE_AUTH_FILE``),
+    ``DEEPSCOPE_ALLOWED_HOSTS`` (comma-separated), ``DEEPSCOPE_COOKIE_SECURE=on`` behind TLS,
+    ``DEEPSCOPE_DATA_ROOTS`` (folders, separated by ``os.pathsep``). Without auth it answers loopback
+    clients only, whatever gunicorn binds.
+    """
     data_dir = os.environ.get("DEEPSCOPE_DATA_DIR", DEFAULT_DATA_DIR)
     poll_ms = int(os.environ.get("DEEPSCOPE_POLL_MS", "500"))
-    return create_app(data_dir, store_url=os.environ.get("DEEPSCOPE_STORE_URL") or None, poll_ms=poll_ms).server
+    return create_app(data_dir, store_url=os.environ.get("DEEPSCOPE_STORE_URL") or None, poll_ms=poll_ms,
+                      data_roots=data_roots_from_env(), security=security_from_env()).server
+
+
+def data_roots_from_env() -> tuple[str, ...]:
+    """Folders in ``DEEPSCOPE_DATA_ROOTS`` (separated by ``os.pathsep``); none when unset."""
+    return tuple(p for p in os.environ.get("DEEPSCOPE_DATA_ROOTS", "").split(os.pathsep) if p.strip())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -25,6 +26,9 @@ class DashboardContext:
     data: DashboardData
     poll_ms: int = 500
     _jobs: Any = field(default=None, repr=False)
+    # Folders whose regular files the New run form may name (``--data-root``; none by default).
+    # Uploaded files live content-addressed under ``<data folder>/uploads``.
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def jobs(self) -> Any:

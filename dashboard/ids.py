@@ -45,6 +45,8 @@ NEW_ERRORS = "new-errors"
 NEW_START = "new-start"
 NEW_ALERT = "new-alert"
 NEW_LOCATION = "new-location"
+NEW_UPLOAD = "new-upload"                # dcc.Upload of the data file
+NEW_UPLOAD_STATUS = "new-upload-status"  # what became of an upload
 NEW_WRAP = "new-wrap"                    # pattern-matching type: wrapper of one field (greyed when irrelevant)
 
 # Hidden-states page

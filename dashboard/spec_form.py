@@ -6,14 +6,20 @@ Example::
 
     values = form_values(RunSpec.for_task("digits-cnn"))
     result = validate_form("digits-cnn", values)   # result.spec, result.field_errors, result.cost
+
+Any JSON-like ``values`` give messages, never an exception. The data file comes from
+:class:`dashboard.uploads.FormFiles` (an upload, or a file in the operator's data roots).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
+from backend.datafiles import DataFileError
 from backend.spec import RunSpec, estimate, parse_spec
 from backend.tasks import TASKS, get_task
+from dashboard.uploads import UPLOAD_LIMIT, FormFiles
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,7 @@ class FormField:
 
     name: str
     label: str
-    kind: str  # "int" | "float" | "list" | "select" | "bool" | "text"
+    kind: str  # "int" | "float" | "list" | "select" | "bool" | "text" | "file"
     path: tuple[str, ...]
     options: tuple[str, ...] = ()
     help: str = ""
@@ -60,8 +66,9 @@ FIELDS: tuple[FormField, ...] = (
     FormField("probe_every", "Snapshots every", "int", ("probe_every",), optional=True,
               help="steps between snapshots (hidden states, kernels, embeddings); blank: automatic (about 10, "
                    "the probes under 1.5% of time)"),
-    FormField("data_file", "Your data (CSV file)", "text", ("data_file",), optional=True,
-              help="sentiment tasks: path of a CSV with text and label columns; blank: the generated reviews"),
+    FormField("data_file", "Your data (CSV file)", "file", ("data_file",), optional=True,
+              help=f"sentiment tasks: upload a CSV with text and label columns (up to {UPLOAD_LIMIT // 2**20} MiB) "
+                   "or pick one; blank: the generated reviews"),
     FormField("name", "Name", "text", ("name",), help="optional; shown in run lists", optional=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
@@ -93,36 +100,50 @@ def form_values(spec: RunSpec) -> dict[str, Any]:
             value = ", ".join(str(v) for v in value or [])
         elif f.kind == "bool":
             value = ["on"] if value else []
-        out[f.name] = "" if value is None and f.kind == "text" else value
+        out[f.name] = "" if value is None and f.kind == "text" else value  # a file: None, or the spec's path
     return out
 
 
 def _parse_value(f: FormField, raw: Any) -> tuple[Any, str | None]:
-    if raw is None or raw == "":
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None, (None if f.optional else "required")
     if f.kind == "list":
-        try:
+        try:  # int() of a 5000-digit string is a ValueError too
             return [int(p) for p in str(raw).replace(";", ",").split(",") if p.strip()], None
         except ValueError:
             return None, "use whole numbers separated by commas, e.g. 16, 32"
     if f.kind == "bool":
         return bool(raw), None
     if f.kind in ("int", "float"):
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            return None, "must be a number"
-        if f.kind == "int":
-            if not number.is_integer():
-                return None, "must be a whole number"
-            return int(number), None
-        return (raw if isinstance(raw, (int, float)) else number), None
+        return _parse_number(f.kind, raw)
+    if f.kind == "file" and not isinstance(raw, str):
+        return None, "choose a file: upload a CSV or pick one from the list"
     return raw, None
 
 
-def spec_from_form(task: str, values: dict[str, Any]) -> tuple[dict, dict[str, str]]:
+def _parse_number(kind: str, raw: Any) -> tuple[Any, str | None]:
+    """``("int", "12")`` -> ``(12, None)``; ``("float", "nan")`` -> ``(None, "must be a finite number")``."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return None, "must be a number"
+    if kind == "int" and isinstance(raw, int):
+        return raw, None  # exact, however large: the spec says what the limit is
+    try:
+        number = float(raw)
+    except OverflowError:  # an int beyond float range
+        return None, "is far too large"
+    except ValueError:
+        return None, "must be a number"
+    if not math.isfinite(number):  # NaN would pass every range check
+        return None, "must be a finite number"
+    if kind == "int":
+        return (int(number), None) if number.is_integer() else (None, "must be a whole number")
+    return number, None
+
+
+def spec_from_form(task: str, values: Mapping[str, Any]) -> tuple[dict, dict[str, str]]:
     """A spec dict from the task's defaults overlaid with the form; plus per-field parse errors."""
-    data = RunSpec.for_task(task).model_dump() if task in TASKS else {"task": task, "model": {}}
+    known = isinstance(task, str) and task in TASKS
+    data = RunSpec.for_task(task).model_dump() if known else {"task": task, "model": {}}
     errors: dict[str, str] = {}
     for f in FIELDS:
         value, err = _parse_value(f, values.get(f.name))
@@ -147,14 +168,33 @@ def _field_of(message: str) -> tuple[str | None, str]:
     return None, message
 
 
-def validate_form(task: str, values: dict[str, Any]) -> FormResult:
-    """Validate the form: spec (or None), messages per field and for the whole run, cost text."""
+def validate_form(task: str, values: Mapping[str, Any], files: FormFiles | None = None) -> FormResult:
+    """Validate the form: spec (or None), messages per field and for the whole run, cost text.
+
+    ``files``: where ``data_file`` may come from (the page passes the app's); by default nowhere.
+
+    >>> validate_form("sentiment-lstm", {"data_file": "/proc/self/environ"}).field_errors["data_file"]
+    '/proc/self/environ: not inside a data folder this server allows; upload the file instead'
+    """
+    if not isinstance(values, Mapping):
+        return FormResult(None, general_errors=["the form's values are not a mapping of fields"])
     data, field_errors = spec_from_form(task, values)
+    files = files or FormFiles()
+    path = None
+    if data.get("data_file") is not None and "data_file" not in field_errors:
+        try:
+            path = files.resolve(data["data_file"])
+            data["data_file"] = str(path)
+        except DataFileError as exc:
+            field_errors["data_file"] = str(exc)
     if field_errors:
         return FormResult(None, field_errors)
-    spec, messages = parse_spec(data)
+    # Only the person's own upload may be quoted back; a file in a data root is not theirs to read.
+    spec, messages = parse_spec(data, quote_content=path is None or files.is_upload(path))
     result = FormResult(spec)
     for message in messages:
+        if path is not None:
+            message = message.replace(str(path), files.label(path))  # no server paths in messages
         name, text = _field_of(message)
         if name and name not in result.field_errors:
             result.field_errors[name] = text
@@ -168,7 +208,8 @@ def validate_form(task: str, values: dict[str, Any]) -> FormResult:
 def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set[str]:
     """Fields that affect a run of this task, family and optimizer (the rest are greyed out)."""
     names = {f.name for f in FIELDS}
-    kind = get_task(task).kind if task in TASKS else "image"
+    known = isinstance(task, str) and task in TASKS
+    kind = get_task(task).kind if known else "image"
     if family not in ("cnn", "sparse-ae", "textcnn"):
         names -= {"channels", "kernel_sizes", "pooling"}
     if family in ("cnn", "sparse-ae", "textcnn"):
@@ -194,12 +235,12 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
 
 def family_options(task: str) -> list[str]:
     """Model families the task accepts."""
-    return list(get_task(task).families) if task in TASKS else []
+    return list(get_task(task).families) if isinstance(task, str) and task in TASKS else []
 
 
-def start_run(jobs, task: str, values: dict) -> tuple[bool, str]:
+def start_run(jobs, task: str, values: dict, files: FormFiles | None = None) -> tuple[bool, str]:
     """``(True, run_id)`` after ``jobs.start``, or ``(False, message)``."""
-    result = validate_form(task, values)
+    result = validate_form(task, values, files)
     if result.spec is None:
         problems = [f"{BY_NAME[k].label}: {v}" for k, v in result.field_errors.items()] + result.general_errors
         return False, "Not started: " + "; ".join(problems)

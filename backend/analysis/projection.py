@@ -50,7 +50,7 @@ Example::
     first = tsne_fit(acts[rows], perplexity=30, metric="cosine")        # ~13 s for 10k on 2 cores
     np.savez(path, rows=rows, **first.to_arrays())
     ...                                                                  # next snapshot, maybe another process
-    saved = np.load(path)
+    saved = np.load(path, allow_pickle=False)
     nxt = tsne_continue(acts_next[saved["rows"]], TSNEResult.from_arrays(saved))
     moved = mean_displacement(nxt.coords, saved["coords"])               # ~0.01-0.02 for a small step
 """

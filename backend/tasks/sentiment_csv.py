@@ -22,43 +22,69 @@ import io
 import re
 from pathlib import Path
 
+from ..datafiles import READ_LIMIT, DataFileError, read_data_file
+
 
 class SentimentFileError(ValueError):
-    """A sentiment CSV that cannot be used; the message says where and why."""
+    """A sentiment CSV that cannot be used; the message says where and why.
+
+    ``plain`` says the same without quoting the file's content (column names, labels, bytes), for
+    files the reader did not supply themselves: ``SentimentFileError("a.csv: only 'x'", plain="a.csv: one label")``.
+    """
+
+    def __init__(self, message: str, plain: str | None = None):
+        super().__init__(message)
+        self.plain = plain or message
 
 
-def load_sentiment_csv(path: str | Path, text_column: str = "text",
-                       label_column: str = "label") -> tuple[list[str], list[int], tuple[str, ...]]:
+def load_sentiment_csv(path: str | Path, text_column: str = "text", label_column: str = "label",
+                       limit: int = READ_LIMIT) -> tuple[list[str], list[int], tuple[str, ...]]:
     """(texts, label ids, label names) of a UTF-8 CSV file with a header row.
 
     Labels may be names ("pos"/"neg") or integers; ids index the sorted distinct names
     (integers sorted numerically), e.g. ``("neg", "pos")``. Blank lines are skipped;
-    texts and labels are stripped of surrounding spaces. Raises
+    texts and labels are stripped of surrounding spaces. Only a regular file of at most
+    ``limit`` bytes is read (:func:`backend.datafiles.read_data_file`). Raises
     :class:`SentimentFileError` naming the file, and the row where one is at fault.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SentimentFileError(f"{path}: no such file")
     try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise SentimentFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        content = read_data_file(path, limit=limit)
+    except DataFileError as exc:
+        raise SentimentFileError(str(exc)) from None
+    return parse_sentiment_csv(content, str(path), text_column, label_column)
+
+
+def parse_sentiment_csv(content: bytes, path: str, text_column: str = "text",
+                        label_column: str = "label") -> tuple[list[str], list[int], tuple[str, ...]]:
+    """:func:`load_sentiment_csv` of bytes already read; ``path`` names them in messages.
+
+    >>> parse_sentiment_csv(b"text,label\\ngood,pos\\nbad,neg\\n", "mine.csv")
+    (['good', 'bad'], [1, 0], ('neg', 'pos'))
+    """
+    nul = content.find(b"\x00")
+    if nul >= 0:  # a sparse or binary file: say so rather than let csv fail on line 1
+        raise SentimentFileError(f"{path}: binary data (a NUL byte at offset {nul}), not CSV text")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SentimentFileError(f"{path}: not UTF-8 text (byte 0x{content[exc.start]:02x} at offset "
-                                 f"{exc.start}); save it as UTF-8") from None
+                                 f"{exc.start}); save it as UTF-8",
+                                 plain=f"{path}: not UTF-8 text (at offset {exc.start}); save it as UTF-8") from None
     if not text.strip():
         raise SentimentFileError(f"{path}: the file is empty")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(row for row in reader if any(cell.strip() for cell in row))
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        if header is None:  # e.g. only empty quoted cells
+            raise SentimentFileError(f"{path}: the file is empty")
         columns = [cell.strip() for cell in header]
         missing = [c for c in (text_column, label_column) if c not in columns]
         if missing:
             hint = " (is it comma-separated?)" if len(columns) == 1 and re.search(r"[;\t|]", columns[0]) else ""
             raise SentimentFileError(f"{path}: no column {missing[0]!r}; the columns are "
-                                     f"{', '.join(repr(c) for c in columns)}{hint}")
+                                     f"{', '.join(repr(c) for c in columns)}{hint}",
+                                     plain=f"{path}: no column {missing[0]!r} in its first row "
+                                           f"({len(columns)} columns){hint}")
         ti, li = columns.index(text_column), columns.index(label_column)
         texts, raw = [], []
         for row in reader:
@@ -77,13 +103,14 @@ def load_sentiment_csv(path: str | Path, text_column: str = "text",
         raise SentimentFileError(f"{path}: line {reader.line_num}: {exc}") from None
     if not texts:
         raise SentimentFileError(f"{path}: the file has a header but no rows")
-    if all(re.fullmatch(r"[+-]?\d+", lab) for lab in raw):
+    if all(re.fullmatch(r"[+-]?\d{1,18}", lab) for lab in raw):  # bounded: int() refuses 4300+ digits
         raw = [str(int(lab)) for lab in raw]
         names = tuple(sorted(set(raw), key=int))
     else:
         names = tuple(sorted(set(raw)))
     if len(names) < 2:
         raise SentimentFileError(f"{path}: needs at least 2 distinct labels in {label_column!r}, "
-                                 f"found only {names[0]!r}")
+                                 f"found only {names[0]!r}",
+                                 plain=f"{path}: needs at least 2 distinct labels in {label_column!r}, found only one")
     ids = {name: i for i, name in enumerate(names)}
     return texts, [ids[lab] for lab in raw], names

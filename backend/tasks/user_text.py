@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from .registry import TaskInfo, get_task
+from ..datafiles import READ_LIMIT, DataFileError, check_data_file
+from .registry import TASKS, TaskInfo, get_task
 from .sentiment_csv import SentimentFileError, load_sentiment_csv
 from .words import build_vocab, encode, tokenize, word_counts
 
@@ -31,6 +33,9 @@ USER_VOCAB_MAX = 20_000
 USER_MAX_LEN = 128
 VAL_SHARE = 0.2
 MIN_ROWS = 10
+CACHE_SIZE = 8  # files read (or refused) recently; a few MB each
+_CACHE: OrderedDict[tuple, "UserText | _Refusal"] = OrderedDict()
+_LOCK = threading.Lock()  # Flask serves callbacks from several threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,20 +48,47 @@ class UserText:
     max_len: int
 
 
-def read_user_text(path: str | os.PathLike) -> UserText:
-    """The file, tokenised, with its vocabulary (cached while the file is unchanged).
-    Raises :class:`~backend.tasks.sentiment_csv.SentimentFileError` saying what is wrong and where."""
-    p = Path(path).expanduser()
+def read_user_text(path: str | os.PathLike, limit: int = READ_LIMIT) -> UserText:
+    """The file, tokenised, with its vocabulary; only a regular file of at most ``limit`` bytes.
+
+    Cached while the file is unchanged (path, mtime, size, inode), refusals too: the form
+    validates on every keystroke. Raises :class:`~backend.tasks.sentiment_csv.SentimentFileError`
+    saying what is wrong and where.
+
+    >>> read_user_text("/dev/zero")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    SentimentFileError: /dev/zero: not a regular file (a device, pipe or folder cannot be read as data)
+    """
     try:
-        st = p.resolve().stat()
-    except OSError:
-        raise SentimentFileError(f"{p}: no such file") from None
-    return _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
+        resolved = check_data_file(path, limit=limit)  # stat only: a FIFO or /dev/zero is refused unopened
+        st = resolved.stat()
+    except (DataFileError, OSError) as exc:
+        raise SentimentFileError(str(exc) if isinstance(exc, DataFileError) else f"{path}: cannot be read") from None
+    key = (str(resolved), st.st_mtime_ns, st.st_size, st.st_ino, limit)
+    with _LOCK:
+        hit = _CACHE.get(key)
+    if hit is None:
+        try:
+            hit = _read(str(resolved), limit)
+        except SentimentFileError as exc:
+            hit = _Refusal(str(exc), exc.plain)
+        with _LOCK:
+            _CACHE[key] = hit
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    if isinstance(hit, _Refusal):
+        raise SentimentFileError(hit.message, hit.plain)  # a fresh error: re-raising one object grows its traceback
+    return hit
 
 
-@lru_cache(maxsize=4)
-def _read(path: str, _mtime: int, _size: int) -> UserText:
-    texts, labels, classes = load_sentiment_csv(path)
+@dataclasses.dataclass(frozen=True)
+class _Refusal:
+    message: str
+    plain: str
+
+
+def _read(path: str, limit: int) -> UserText:
+    texts, labels, classes = load_sentiment_csv(path, limit=limit)
     if len(texts) < MIN_ROWS:
         raise SentimentFileError(f"{path}: {len(texts)} rows are too few to train and validate on; give at "
                                  f"least {MIN_ROWS}")
@@ -68,7 +100,15 @@ def _read(path: str, _mtime: int, _size: int) -> UserText:
 
 
 def task_info(task: str, data_file: str | None = None) -> TaskInfo:
-    """The task's description; with ``data_file``, the one its file gives (classes, vocabulary, length)."""
+    """The task's description; with ``data_file``, the one its file gives (classes, vocabulary, length).
+
+    Raises ValueError (a :class:`SentimentFileError` for the file's problems) with a readable message.
+
+    >>> task_info("sentiment-lstm").n_classes
+    2
+    """
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; built-in tasks: {', '.join(sorted(TASKS))}")
     info = get_task(task)
     if not data_file:
         return info

@@ -1,9 +1,23 @@
-"""Checkpoints: model, optimizer, scaler, step and sampler state, written atomically."""
+"""Checkpoints: model, optimizer, scaler, step and sampler state, written atomically.
+
+A checkpoint holds only tensors and plain Python values (dicts, lists, str, int, float, bool, None), so it
+is read with ``torch.load(..., weights_only=True)``: a file planted in the data folder cannot run code
+when a trainer resumes from it or the Try it page opens it (see docs/security.md).
+
+Example::
+
+    path = save_checkpoint(trainer, run_dir / "checkpoints")      # .../step-000001200.pt
+    state = read_checkpoint(path)                                  # dict; CheckpointError if unsafe/corrupt
+    load_checkpoint(trainer, path)                                 # 1200
+"""
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -11,6 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
 KEEP = 3
+REQUIRED = ("step", "model", "spec")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read safely (corrupt, truncated, or holding objects other than
+    tensors and plain values). A ValueError so that pages show its message as is."""
 
 
 def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
@@ -19,15 +39,15 @@ def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
     path = folder / f"step-{trainer.step:09d}.pt"
     tmp = folder / f".tmp-{path.name}"
     torch.save({
-        "step": trainer.step,
+        "step": int(trainer.step),
         "model": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "scaler": trainer.scaler.state_dict(),
         "generator": trainer.generator.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "perm": trainer._perm,
-        "pos": trainer._pos,
-        "spec": trainer.spec.model_dump(),
+        "perm": _as_tensor(trainer._perm),
+        "pos": int(trainer._pos),
+        "spec": trainer.spec.model_dump(mode="json"),  # plain JSON types: what weights_only allows
     }, tmp)
     os.replace(tmp, path)
     for old in sorted(folder.glob("step-*.pt"))[:-KEEP]:
@@ -35,19 +55,71 @@ def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
     return path
 
 
+def _as_tensor(perm: Any) -> torch.Tensor | None:
+    # the sampler's permutation is a tensor today; keep it one (weights_only refuses numpy arrays)
+    return None if perm is None else torch.as_tensor(perm)
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     found = sorted(Path(folder).glob("step-*.pt"))
     return found[-1] if found else None
 
 
+def read_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
+    """The dict in checkpoint ``path``, read with ``weights_only=True`` (never unsafe unpickling).
+
+    Raises CheckpointError naming the file when it is corrupt, is not a deepscope checkpoint, or needs
+    objects other than tensors and plain values (a planted pickle, or a file written by other code); there
+    is deliberately no fallback to ``weights_only=False``. FileNotFoundError passes through (the trainer
+    may have just deleted an old file).
+
+    Example::
+
+        read_checkpoint(run_dir / "checkpoints" / "step-000001200.pt")["step"]   # 1200
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as exc:  # what weights_only raises for anything not allowlisted, or garbage
+        raise CheckpointError(_refusal(Path(path).name, exc)) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
+            AttributeError, IndexError) as exc:  # truncated or garbled files fail in many ways
+        raise CheckpointError(f"Checkpoint {Path(path).name} is corrupt or not a checkpoint: "
+                              f"{_first_line(exc)}") from None
+    missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"Checkpoint {Path(path).name} is not a deepscope checkpoint "
+                              f"(missing {', '.join(missing)}).")
+    return state
+
+
+def _refusal(name: str, exc: pickle.UnpicklingError) -> str:
+    # torch's own message advises retrying with weights_only=False: never pass that advice on
+    wanted = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if wanted is None:
+        return f"Checkpoint {name} is corrupt or not a checkpoint: its data cannot be read."
+    return (f"Checkpoint {name} holds objects that deepscope will not load (it asks for {wanted.group(1)}; only "
+            "tensors and plain values are read, so files written by other code, or planted, are refused).")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 def load_checkpoint(trainer: "Trainer", path: Path) -> int:
-    """Restore ``trainer`` from ``path``; returns the step it continues from."""
-    state = torch.load(path, map_location=trainer.device, weights_only=False)
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.scaler.load_state_dict(state["scaler"])
-    trainer.generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    trainer._perm, trainer._pos = state["perm"], state["pos"]
-    trainer.step = int(state["step"])
+    """Restore ``trainer`` from ``path``; returns the step it continues from. CheckpointError when the file
+    cannot be read safely or does not fit the trainer's model."""
+    state = read_checkpoint(path, map_location=trainer.device)
+    try:
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scaler.load_state_dict(state["scaler"])
+        trainer.generator.set_state(state["generator"].cpu())  # generator states live on the CPU
+        torch.set_rng_state(state["torch_rng"].cpu())
+        trainer._perm, trainer._pos = state["perm"], int(state["pos"])
+        trainer.step = int(state["step"])
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"Checkpoint {Path(path).name} does not fit this run: {_first_line(exc)}") from None
     return trainer.step

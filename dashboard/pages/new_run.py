@@ -2,19 +2,28 @@
 
 Validation, parameter count and memory estimate update as the user types; Start stays
 disabled until the spec is valid, and a refused start shows its message. The form's
-logic is in :mod:`dashboard.spec_form`.
+logic is in :mod:`dashboard.spec_form`; where a data file may come from (an upload, or a
+file in the operator's data roots, nothing else) is :mod:`dashboard.uploads`'.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
+from backend.datafiles import DataFileError
 from backend.spec import RunSpec
 from backend.tasks import TASKS
 from dashboard import ids
 from dashboard.context import current
 from dashboard.spec_form import BY_NAME, FIELD_GROUPS, FormField, family_options, form_values, relevant_fields, \
     start_run, validate_form
+from dashboard.uploads import UPLOAD_LIMIT, FormFiles
+
+NEW_UPLOAD, NEW_UPLOAD_STATUS = ids.NEW_UPLOAD, ids.NEW_UPLOAD_STATUS
+DATA_FILE = {"type": ids.NEW_FIELD, "field": "data_file"}
 
 dash.register_page(__name__, path="/new", name="New run", order=20, title="New run · deepscope")
 
@@ -30,8 +39,30 @@ def _input(f: FormField, value) -> object:
         return dcc.Checklist(id=fid, options=[{"label": " yes", "value": "on"}], value=value)
     if f.kind in ("int", "float"):
         return dcc.Input(id=fid, type="number", value=value, step=f.step or 1, debounce=0.3, className="input")
+    if f.kind == "file":
+        return _file_input(fid, value)
     return dcc.Input(id=fid, type="text", value=value, debounce=0.3, className="input",
                      placeholder="e.g. wide cnn" if f.name == "name" else None)
+
+
+def _file_input(fid: dict, value) -> html.Div:
+    """A drop zone for the user's CSV, and a list of it plus the files of the operator's data roots."""
+    files = _files()
+    options = files.choices()
+    if value and not any(o["value"] == value for o in options):
+        options.append({"label": files.label(Path(value)), "value": value})
+    return html.Div([
+        dcc.Upload(id=NEW_UPLOAD, children=html.Div(["Drop a CSV file here or ", html.A("choose one")]),
+                   max_size=UPLOAD_LIMIT, accept=".csv,.tsv,.txt,text/csv,text/plain", multiple=False,
+                   className="upload-drop", className_reject="upload-drop upload-reject"),
+        dcc.Dropdown(id=fid, options=options, value=value, clearable=True, placeholder="the generated reviews"),
+        html.Div(id=NEW_UPLOAD_STATUS, className="field-error", role="status"),
+    ])
+
+
+def _files() -> FormFiles:
+    """Where this app's form may take data files from (its uploads folder and data roots)."""
+    return FormFiles.for_context(current())
 
 
 def _field(f: FormField, value) -> html.Div:
@@ -98,7 +129,7 @@ def _relevance(task, family, optimizer):
 def _validate(task, values):
     """Inline messages, size estimate and whether Start is allowed."""
     names = [i["id"]["field"] for i in ctx.inputs_list[1]]
-    result = validate_form(task, dict(zip(names, values)))
+    result = validate_form(task, dict(zip(names, values)), _files())
     feedback = [result.field_errors.get(o["id"]["field"], "") for o in ctx.outputs_list[0]]
     cost = result.cost or html.Span("fix the problems to see the size", className="muted")
     general = [html.Div(m, className="alert alert-danger") for m in result.general_errors]
@@ -111,8 +142,25 @@ def _validate(task, values):
 def _start(_clicks, task, values):
     """Start the run and open its training view; a refusal shows why."""
     names = [s["id"]["field"] for s in ctx.states_list[1]]
-    ok, text = start_run(current().jobs, task, dict(zip(names, values)))
+    ok, text = start_run(current().jobs, task, dict(zip(names, values)), _files())
     if not ok:
         return html.Div(text, className="alert alert-danger"), no_update
     return html.Div("Started; opening its training view...", className="alert alert-success"), f"/?run={text}"
 
+
+@callback(Output(DATA_FILE, "options"), Output(DATA_FILE, "value", allow_duplicate=True),
+          Output(NEW_UPLOAD_STATUS, "children"), Output(NEW_UPLOAD, "contents"),
+          Input(NEW_UPLOAD, "contents"), State(NEW_UPLOAD, "filename"), State(DATA_FILE, "options"),
+          prevent_initial_call=True)
+def _upload(contents, filename, options):
+    """Store an upload content-addressed and choose it; the drop zone is emptied so the bytes are sent once."""
+    if contents is None:
+        raise PreventUpdate
+    files = _files()
+    try:
+        path = files.store_upload(contents, filename)
+    except DataFileError as exc:
+        return no_update, no_update, str(exc), None
+    token = files.token(path)
+    options = [o for o in options or [] if isinstance(o, dict) and o.get("value") != token]
+    return options + [{"label": f"{files.label(path)} (uploaded)", "value": token}], token, "", None

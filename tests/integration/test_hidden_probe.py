@@ -44,7 +44,7 @@ def test_snapshot_holds_what_the_model_computes_at_that_step(store, tmp_path):
     run_id = _run(store, steps=12, probe_every=6)
     run_training(store, run_id)
     snap = HiddenSnapshot(store, store.list_snapshots(run_id, KIND)[-1])
-    ckpt = torch.load(sorted((store.run_dir(run_id) / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    ckpt = torch.load(sorted((store.run_dir(run_id) / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     model = build_model(tiny_spec("code-lstm"))
     model.load_state_dict(ckpt["model"])
     ids = torch.as_tensor(probe_corpus(get_task("code-lstm")).ids)

@@ -30,7 +30,7 @@ def test_cnn_run_records_weights_and_maps_at_start_cadence_and_end(store):
     first = KernelSnapshot(store, snaps[0]).weights("features.0")
     assert not np.allclose(first, snap.weights("features.0"))  # the kernels moved while training
 
-    ckpt = torch.load(sorted((store.run_dir(run_id) / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    ckpt = torch.load(sorted((store.run_dir(run_id) / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     np.testing.assert_array_equal(snap.weights("features.0"), ckpt["model"]["features.0.weight"].numpy())
 
 

@@ -14,6 +14,7 @@ from backend.tasks.sentiment import generate_sentiment
 from backend.tasks.user_text import task_info
 from backend.training.worker import run_training
 from dashboard.spec_form import form_values, validate_form
+from dashboard.uploads import FormFiles
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_a_bad_file_is_refused_with_its_problem(tmp_path, capsys, content, expec
 
     values = form_values(RunSpec.for_task("sentiment-lstm"))
     values["data_file"] = str(path)
-    result = validate_form("sentiment-lstm", values)
+    result = validate_form("sentiment-lstm", values, FormFiles(roots=(tmp_path,)))
     assert result.spec is None and expected in result.field_errors.get("data_file", ""), result
 
     data_dir = tmp_path / "store"

@@ -28,6 +28,11 @@ from backend.tasks import TASKS
     ({"task": "natural-patches", "model": {"family": "sparse-ae", "channels": [4], "kernel_sizes": [9], "top_k": 5}}, "top_k 5 keeps more responses than the 4"),
     ({"task": "natural-patches", "model": {"family": "sparse-ae", "channels": [8, 8]}}, "a sparse autoencoder has one layer of filters"),
     ({"task": "natural-patches", "model": {"family": "cnn"}}, "does not fit task 'natural-patches'"),
+    ({"task": "digits-cnn", "lr": float("nan")}, "lr: Input should be a finite number"),
+    ({"task": "digits-cnn", "model": {"dropout": float("inf")}}, "model.dropout: Input should be a finite number"),
+    ({"task": "nope", "data_file": "x.csv"}, "unknown task 'nope'"),
+    ({"task": "sentiment-lstm", "data_file": "/dev/zero"}, "data_file: /dev/zero: not a regular file"),
+    ({"task": "digits-cnn", "model": "junk"}, "model: Input should be a valid dictionary"),
 ])
 def test_bad_specs_get_a_readable_message(data, expected):
     spec, errors = parse_spec(data)
