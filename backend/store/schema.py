@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.heartbeat_at / attempt / resumes, status "interrupted", table leases
 
 # Run lifecycle. ``queued`` -> ``running`` <-> ``paused`` -> one of the final states.
-STATUSES = ("queued", "running", "paused", "stopped", "completed", "failed")
-FINAL_STATUSES = frozenset({"stopped", "completed", "failed"})
+# ``interrupted``: its process died (or lost the store for too long) without finishing; resumable.
+STATUSES = ("queued", "running", "paused", "stopped", "completed", "failed", "interrupted")
+FINAL_STATUSES = frozenset({"stopped", "completed", "failed", "interrupted"})
+RESUMABLE_STATUSES = frozenset({"stopped", "failed", "interrupted"})
 ACTIVE_STATUSES = frozenset({"queued", "running", "paused"})
 CONTROL_KINDS = ("pause", "resume", "stop", "set_lr")
 
@@ -41,7 +43,14 @@ runs = sa.Table(
     sa.Column("step", sa.Integer, nullable=False, default=0),
     sa.Column("source", sa.String(16), nullable=False, default="builtin"),
     sa.Column("schema_version", sa.Integer, nullable=False, default=SCHEMA_VERSION),
+    # liveness: the trainer (or the client script) writes this every few seconds while it lives
+    sa.Column("heartbeat_at", sa.Float, nullable=True),
+    # resumes: 0 for the first attempt; ``resumes`` lists {"step", "at", "attempt"} of each resume
+    sa.Column("attempt", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("resumes", sa.JSON, nullable=True),
 )
+# Columns added after schema 1, with the SQL type to add them to an older store.
+RUN_COLUMNS_V2 = {"heartbeat_at": "FLOAT", "attempt": "INTEGER NOT NULL DEFAULT 0", "resumes": "JSON"}
 
 # The autoincrement ``id`` is the live-update cursor: a page asks for rows with
 # id > cursor and so never misses or repeats a point, whatever the step order.
@@ -83,3 +92,13 @@ snapshots = sa.Table(
     sa.Column("schema_version", sa.Integer, nullable=False, default=SCHEMA_VERSION),
 )
 sa.Index("ix_snapshots_run_kind_step", snapshots.c.run_id, snapshots.c.kind, snapshots.c.step)
+
+# One holder per named role and store (e.g. the analysis worker), renewed while it lives; another
+# process takes the lease once ``expires_at`` has passed.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),  # host:pid:random
+    sa.Column("expires_at", sa.Float, nullable=False),
+)

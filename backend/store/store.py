@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from . import schema as S
 from .arrays import read_array, write_array
+from .lifecycle import LifecycleMixin
 
 ScalarRow = tuple[str, int, float, float]  # name, step, value, wall_time
 _NAN = float("nan")
@@ -45,7 +46,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class RunStore:
+class RunStore(LifecycleMixin):
     """Runs, scalars, controls and snapshots of one data folder.
 
     ``data_dir`` holds the array files (and the SQLite file unless ``url`` names
@@ -83,6 +84,12 @@ class RunStore:
                     f"this store was written by a newer deepscope (schema {row.value}, "
                     f"this version reads up to {S.SCHEMA_VERSION}); upgrade deepscope"
                 )
+            old = row is not None and int(row.value) < S.SCHEMA_VERSION
+        if old:
+            self._migrate_runs()
+            with self.engine.begin() as conn:
+                conn.execute(S.meta.update().where(S.meta.c.key == "schema_version").values(
+                    value=str(S.SCHEMA_VERSION)))
 
     def run_dir(self, run_id: str) -> Path:
         """Folder of a run's files (arrays, checkpoints, logs)."""
