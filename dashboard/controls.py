@@ -14,19 +14,25 @@ from typing import Any
 
 from backend.store import StoreError
 
+from .inputs import as_float, as_run_id
+
 log = logging.getLogger(__name__)
 ACTIONS = ("pause", "resume", "stop", "set_lr")
-RESUMABLE = frozenset({"stopped", "failed"})  # final runs that restart from their last checkpoint
+RESUMABLE = frozenset({"stopped", "failed", "interrupted"})  # final runs that restart from their last checkpoint
+MAX_LR = 10.0  # the most a run spec allows (backend.spec.RunSpec.lr)
 
 
 def apply_control(jobs: Any, store: Any, run_id: str | None, action: str, lr: float | None = None) -> tuple[bool, str]:
     """Ask ``run_id`` to ``action``; return ``(ok, message)`` for the user."""
     if not run_id:
         return False, "Choose a run first."
+    if as_run_id(run_id) is None:
+        return False, "That is not a run id."
     if action not in ACTIONS:
-        return False, f"Unknown action {action!r}."
-    if action == "set_lr" and (lr is None or not lr > 0):
-        return False, "Type a learning rate greater than 0, then Apply."
+        return False, f"Unknown action {str(action)[:40]!r}."
+    lr = as_float(lr)
+    if action == "set_lr" and (lr is None or not 0 < lr <= MAX_LR):
+        return False, f"Type a learning rate greater than 0 and at most {MAX_LR:g}, then Apply."
     run = store.get_run(run_id)
     if run is None:
         return False, f"No run with id {run_id}."
@@ -41,7 +47,7 @@ def apply_control(jobs: Any, store: Any, run_id: str | None, action: str, lr: fl
 
 def _dispatch(jobs: Any, store: Any, run: dict, action: str, lr: float | None) -> tuple[bool, str]:
     run_id, name = run["id"], run.get("name") or run["id"]
-    if run.get("source") not in (None, "builtin"):  # a user's own script (client API) or an import
+    if run.get("source") not in (None, "builtin", "cli"):  # a user's own script (client API) or an import
         return False, (f"{name} is trained by your own script (the deepscope client API) or was imported: the "
                        "dashboard can only watch it. Pause, stop or change its learning rate in your script.")
     if action == "resume" and run["status"] in RESUMABLE:

@@ -15,17 +15,21 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, State, callback, html, no_update
 
+from backend.store import StoreError
 from dashboard import ids
 from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.figures.hidden import cell_vs_track, gate_heatmap, saturation_figure, summary_figure
 from dashboard.figures.hidden_pair import SYMBOLS, pair_gate_heatmap
 from dashboard.hidden_data import ViewError, view_error_message
-from dashboard.hidden_view import BOTH, DIR_NAMES, shown_directions, state_label, window_start
+from dashboard.hidden_view import (BOTH, DIR_NAMES, DIRECTIONS, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS,
+                                   shown_directions, state_label, window_start)
+from dashboard.inputs import MAX_INDEX, as_choice, as_int, as_run_id, as_steps, as_str, option_values
 from dashboard.snapshot_slider import step_at
 
 HS_MATCH_ON = "hs-match-on"          # radio: match forward, backward or both directions' cells (side by side)
 HS_MATCH_ON_ROW = "hs-match-on-row"  # its row, shown only side by side
+UPLOAD_CHARS = 64 * 2**20 * 4 // 3 + 1024  # a 64 MiB file as a data: URL (the dcc.Upload's max_size)
 
 
 def both_correlations(r_by_dir: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
@@ -43,8 +47,16 @@ def _match_on_row(direction):
     return {} if direction == BOTH else {"display": "none"}
 
 
+def _view_args(run_id, index, steps, layer, direction, pos, win) -> tuple:
+    """The inputs every card shares, as the page sends them, checked (junk: the defaults)."""
+    return (as_run_id(run_id), as_int(index, 0, 0, MAX_INDEX), as_steps(steps, []), as_int(layer, 0, 0, MAX_LAYER),
+            as_choice(direction, DIRECTIONS), as_int(pos, 0, 0, MAX_INDEX), as_choice(as_int(win), WINDOWS, 80))
+
+
 def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
-    window_len, layer, state = int(win or 80), int(layer or 0), state or "h"
+    run_id, index, steps, layer, direction, pos, window_len = _view_args(run_id, index, steps, layer, direction,
+                                                                         pos, win)
+    state, track = as_str(state, STATE_LEN) or "h", as_str(track, NAME_LEN)
     if not steps or not track:
         return blank_figure("No annotation tracks yet."), None, blank_figure("")
     dirs = shown_directions(direction)
@@ -52,8 +64,11 @@ def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(run_id, step_at(steps, index))
+        missing = [k for k in keys.values() if not snap.has(k)]
+        if missing:  # a layer or state of another run (the choices follow the run a moment later)
+            raise ViewError(f"This snapshot has no {state_label(state)} for layer {layer} {missing[0].split('.')[1]}.")
         summ = {d: hidden.summary(run_id, snap, k) for d, k in keys.items()}
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:  # StoreError: a snapshot this version cannot read
         return blank_figure(view_error_message(exc)), None, blank_figure("")
     if any(track not in s["tracks"] for s in summ.values()):
         return blank_figure(f"No track “{track}” in this snapshot."), None, blank_figure("")
@@ -87,36 +102,40 @@ def _upload_track(contents, filename, name, run_id, options):
     """Attach an uploaded per-token track; errors are shown here and nothing is stored."""
     import base64
 
-    from backend.store import StoreError
     from backend.store.hidden import add_user_track
     from backend.tasks.user_tracks import TrackFileError, parse_track_file
 
+    contents, run_id = as_str(contents, UPLOAD_CHARS), as_run_id(run_id)
+    filename, name = as_str(filename, 255, "") or "", as_str(name, NAME_LEN, "")
     if not contents or not run_id:
         return no_update, no_update, no_update
     try:
         raw = base64.b64decode(contents.split(",", 1)[1])
         suggested, values = parse_track_file(raw, filename or "")
         track = (name or suggested).strip()
-        if track in [o["value"] for o in options or []]:
+        if track in option_values(options):
             raise StoreError(f"this run already has a track called “{track}”; give another name")
         add_user_track(current().data.store, run_id, track, values)
     except (ValueError, IndexError, TrackFileError, StoreError) as exc:
         return alert(f"Could not add the track from {filename}: {exc}", "danger"), no_update, no_update
     current().data.hidden.forget_tracks()
-    new_options = (options or []) + [{"label": f"{track} (yours)", "value": track}]
+    new_options = [o for o in (options if isinstance(options, list) else []) if isinstance(o, dict)] + \
+        [{"label": f"{track} (yours)", "value": track}]
     return alert(f"Added “{track}” ({len(values):,} values).", "success"), new_options, track
 
 
 def _gates(run_id, index, steps, layer, direction, pos, gate, win):
-    window_len = int(win or 80)
+    run_id, index, steps, layer, direction, pos, window_len = _view_args(run_id, index, steps, layer, direction,
+                                                                         pos, win)
+    gate = as_str(gate, STATE_LEN)
     if not steps or not gate:
         msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
         return blank_figure(msg), blank_figure(msg)
-    layer, dirs = int(layer or 0), shown_directions(direction)
+    dirs = shown_directions(direction)
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(run_id, step_at(steps, index))
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:  # StoreError: a snapshot this version cannot read
         return blank_figure(view_error_message(exc)), blank_figure(view_error_message(exc))
     keys = {d: f"l{layer}.{d}.{gate}" for d in dirs}
     if not all(snap.has(k) for k in keys.values()):

@@ -25,6 +25,7 @@ from dashboard.figures.hidden import token_strip, traces_figure, visible
 from dashboard.figures.hidden_pair import PANEL_TITLES, pair_traces_figure
 from dashboard.hidden_data import HiddenStates, Selection, ViewError
 from dashboard.hidden_view import BOTH, DIR_NAMES, View, state_label
+from dashboard.inputs import MAX_INDEX, as_dict, as_float, as_int, as_list, as_list_of, as_run_id, as_str
 
 SIDE_NOTE = ("Side by side: the range you brush (in either panel) selects cells in both directions at the one "
              "threshold. Backward reads right to left, so its “off before” margin is checked to the right of the "
@@ -105,6 +106,33 @@ def _summary_line(d: str, sel: Selection, text: str, view: View, thr: float, sid
     return html.P(lead + [html.Strong(f"{len(sel.cells)} cells"), f" are above {thr:g} at every token of ",
                           html.Code(visible(text)), f" (tokens {view.sel[0]:,}–{view.sel[1] - 1:,})" + outside,
                           html.Span(shown, className="mono")], className=f"sel-line sel-{d}")
+
+
+MAX_CELLS = 4096  # cells one selection can hold (a layer's width is far smaller)
+
+
+def read_payload(value) -> dict | None:
+    """The Match view's query as the page's store sends it back (:func:`_payload` wrote it), checked:
+    every group a state key and distinct cell numbers, the rest finite numbers; None when it is not one."""
+    p = as_dict(value)
+    if p is None:
+        return None
+    if "empty" in p:
+        empty = as_str(p["empty"], 500)
+        return {"empty": empty} if empty else None
+    raw = p.get("groups") if "groups" in p else [[p.get("key"), p.get("cells")]]
+    groups = []
+    for group in as_list(raw, 2, []):
+        cells = as_list_of(group[1], lambda c: as_int(c, None, 0, MAX_CELLS), MAX_CELLS) \
+            if isinstance(group, list) and len(group) == 2 else []
+        key = as_str(group[0], 64) if isinstance(group, list) and group else None
+        if key is None or len(cells) != len(as_list(group[1], MAX_CELLS, [None])):
+            return None
+        groups.append([key, list(dict.fromkeys(cells))])
+    out = {"run": as_run_id(p.get("run")), "step": as_int(p.get("step"), None, 0, MAX_INDEX),
+           "thr": as_float(p.get("thr")), "qlen": as_int(p.get("qlen"), None, 1, MAX_INDEX), "groups": groups,
+           "what": as_str(p.get("what"), 200), "note": as_str(p.get("note"), 500)}
+    return out if groups and None not in (out["run"], out["step"], out["thr"], out["qlen"]) else None
 
 
 def _payload(snap, view: View, key: dict, cells: dict, thr: float) -> dict | None:

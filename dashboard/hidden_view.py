@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from backend.probes.states import GATE_NAMES, GATES
+from dashboard.inputs import MAX_INDEX, Query, as_int
 
 WINDOWS = (40, 80, 160, 320)  # tokens the Select view can show ("zoom")
 DEFAULT_THRESHOLD = 0.3
@@ -68,37 +69,38 @@ class View:
         return out
 
 
-def _int(value: Any, default: int, lo: int = 0, hi: int = 10**9) -> int:
-    try:
-        return min(hi, max(lo, int(float(value))))
-    except (TypeError, ValueError):
-        return default
+MAX_LAYER = 64
+STATE_LEN = 2    # state names: h, c and the gates' one-letter names
+NAME_LEN = 200   # track and gate names
 
 
-def parse_view(query: Mapping[str, Any]) -> View:
-    """A View from URL parameters; unreadable values fall back to defaults."""
+def parse_view(query: Mapping[str, Any] | Query) -> View:
+    """A View from URL parameters; unreadable values fall back to defaults, numbers out of range are
+    clamped, and a :class:`~dashboard.inputs.Query` passed in remembers both for the page to say."""
+    q = query if isinstance(query, Query) else Query(query)
     v = View()
-    v.run = query.get("run") or None
-    v.step = _int(query["step"], 0) if query.get("step") not in (None, "") else None
-    v.layer = _int(query.get("layer"), 0, 0, 64)
-    v.dir = query.get("dir") if query.get("dir") in DIRECTIONS else None
-    v.state = str(query.get("state") or "h")[:2]
-    v.pos = _int(query.get("pos"), 0)
-    try:
-        v.thr = float(query.get("thr", DEFAULT_THRESHOLD))
-    except (TypeError, ValueError):
-        v.thr = DEFAULT_THRESHOLD
-    sel = str(query.get("sel") or "")
-    if "-" in sel:
+    v.run = q.run_id("run")
+    v.step = q.int("step", None, 0, MAX_INDEX)
+    v.layer = q.int("layer", 0, 0, MAX_LAYER)
+    v.dir = q.choice("dir", DIRECTIONS, None)
+    v.state = q.str("state", "h", STATE_LEN)
+    v.pos = q.int("pos", 0, 0, MAX_INDEX)
+    v.thr = q.float("thr", DEFAULT_THRESHOLD)
+    sel = q.str("sel", "", 40)
+    if sel:
         a, _, b = sel.partition("-")
-        start, stop = _int(a, -1, -1), _int(b, -1, -1)
+        start, stop = as_int(a, -1, -1, MAX_INDEX), as_int(b, -1, -1, MAX_INDEX)
         v.sel = (start, stop) if start >= 0 and stop > start else None
-    v.ob, v.oa = _int(query.get("ob"), 1, 0, 50), _int(query.get("oa"), 0, 0, 50)
-    v.track = query.get("track") or None
-    v.gate = query.get("gate") or None
-    win = _int(query.get("win"), 80)
+        if v.sel is None:
+            q.note("sel", sel, "not a range like 500-505")
+    v.ob, v.oa = q.int("ob", 1, 0, 50), q.int("oa", 0, 0, 50)
+    v.track = q.str("track", None, NAME_LEN)
+    v.gate = q.str("gate", None, NAME_LEN)
+    win = q.int("win", 80, 1, 10_000)
+    if win not in WINDOWS:
+        q.note("win", win, "not one of " + ", ".join(map(str, WINDOWS)))
     v.win = win if win in WINDOWS else 80
-    v.match = query.get("match") if query.get("match") in MATCH_ON else "both"
+    v.match = q.choice("match", MATCH_ON, "both")
     return v
 
 

@@ -21,12 +21,14 @@ import numpy as np
 from dash import Input, Output, callback, html
 
 from backend.analysis.gabor import MIN_SIZE, gabor, kernel_images
+from backend.store import StoreError
 from dashboard import ids
 from dashboard.components import alert
 from dashboard.context import current
 from dashboard.figures.hidden import heat_img
 from dashboard.figures.kernels import rgb_kernels, rgb_png
 from dashboard.hidden_data import ViewError, view_error_message
+from dashboard.inputs import MAX_INDEX, as_int, as_run_id, as_steps, as_str, first_point_int
 from dashboard.snapshot_slider import step_at
 
 
@@ -51,6 +53,8 @@ def kernel_labels(n: int, fit: dict) -> list[str]:
 
 def _detail(click, run_id, index, steps, layer):
     """The clicked kernel's card at the slider's snapshot; a warning where the snapshot cannot be read."""
+    run_id, index, steps, layer = as_run_id(run_id), as_int(index, 0, 0, MAX_INDEX), as_steps(steps, []), \
+        as_str(layer, 200)
     if not steps or not layer:
         return None
     k = clicked_kernel(click)
@@ -58,9 +62,9 @@ def _detail(click, run_id, index, steps, layer):
     try:
         snap, _ = kd.open(run_id, step_at(steps, index))
         weight = snap.weights(layer)
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:  # StoreError: a layer this snapshot lacks (another run's)
         return alert(view_error_message(exc), "warning")
-    k = min(k, len(weight) - 1)
+    k = max(0, min(k, len(weight) - 1))
     if weight.ndim != 4:
         chans, taps = weight.shape[1:]
         bound = float(np.abs(weight[k]).max()) or 1.0
@@ -106,16 +110,9 @@ def _detail(click, run_id, index, steps, layer):
 
 
 def clicked_kernel(click: dict | None) -> int:
-    """The kernel a click landed on (its customdata, or the customdata's first entry); 0 before any click."""
-    if not click or not click.get("points"):
-        return 0
-    custom = click["points"][0].get("customdata", 0)
-    if isinstance(custom, (list, tuple)):
-        custom = custom[0] if custom else 0
-    try:
-        return max(0, int(custom or 0))
-    except (TypeError, ValueError):
-        return 0
+    """The kernel a click landed on (its customdata, or the customdata's first entry); 0 before any click
+    (or for a click that names no kernel)."""
+    return first_point_int(click, "customdata", 0)
 
 
 def register() -> None:

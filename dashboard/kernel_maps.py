@@ -20,11 +20,13 @@ import numpy as np
 from dash import Input, Output, callback, html
 
 from backend.analysis.gabor import kernel_images
+from backend.store import StoreError
 from dashboard import ids
 from dashboard.components import alert
 from dashboard.context import current
 from dashboard.figures.hidden import heat_img
 from dashboard.hidden_data import ViewError, view_error_message
+from dashboard.inputs import MAX_INDEX, as_int, as_run_id, as_steps, as_str
 from dashboard.snapshot_slider import step_at
 
 MAX_MAPS = 16  # channels shown per layer
@@ -32,11 +34,13 @@ MAX_MAPS = 16  # channels shown per layer
 
 def _maps(run_id, index, steps, which, layer):
     """The card's content at the slider's snapshot: feature maps, or the n-gram table of a text model."""
+    run_id, index, steps = as_run_id(run_id), as_int(index, 0, 0, MAX_INDEX), as_steps(steps, [])
+    which, layer = as_int(which, 0, 0, MAX_INDEX), as_str(layer, 200)
     if not steps:
         return html.H3("Feature maps")
     try:
         snap, _ = current().data.kernels.open(run_id, step_at(steps, index))
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:  # StoreError: a snapshot this version cannot read
         return [html.H3("Feature maps"), alert(view_error_message(exc), "warning")]
     if snap.ngram_layers:
         return _ngram_table(snap, layer if layer in snap.ngram_layers else snap.ngram_layers[0])
@@ -44,7 +48,7 @@ def _maps(run_id, index, steps, which, layer):
     title = html.H3("Feature maps")
     if inputs is None or not len(inputs):
         return [title, html.P("This run has no probe inputs.", className="hint")]
-    i = min(int(which or 0), len(inputs) - 1)
+    i = min(which, len(inputs) - 1)
     x = inputs[i].astype(np.float32)
     rows = [html.Div([html.Strong("input"), heat_img(x.mean(0), float(x.min()), float(x.max()), diverging=False,
                                                      px=max(2, 192 // max(x.shape[1:])))], className="map-row")]

@@ -23,14 +23,15 @@ from __future__ import annotations
 import bisect
 import re
 
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, dcc, html, no_update
 
 from backend.lab.records import AFTER_CLIP, BEFORE_CLIP, gradflow_steps, hidden_norm_history, latest_gradflow
 from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.data import downsampled
 from dashboard.figures.lab_activations import clip_figure, hidden_time_figure, hidden_training_figure
-from dashboard.lab_runs import newest_launch, pick_step, recurrent_lm_options, refresh_run_options
+from dashboard.inputs import MAX_INDEX, as_int, as_run_ids, trigger_id
+from dashboard.lab_runs import newest_launch, pick_step, read_steps_store, recurrent_lm_options, refresh_run_options
 from dashboard.snapshot_slider import slider_marks, step_at
 
 PRESET_IDS = ("activations", "clipping")
@@ -195,15 +196,16 @@ def slider_index(steps: list[int], known: list[int] | None, index: int | None) -
 
 
 def _steps(_n, run_value, known, index):
-    return steps_view(run_value, known, index, polled=ctx.triggered_id == ACT_INTERVAL)
+    return steps_view(run_value, known, index, polled=trigger_id() == ACT_INTERVAL)
 
 
 def steps_view(run_value, known, index, polled: bool) -> tuple:
     """The chosen runs' snapshot steps (their union) and statuses as the slider's max, marks, value
     and store data; a poll that finds nothing new: no_update."""
+    known, index = read_steps_store(known), as_int(index, None, 0, MAX_INDEX)
     store = current().data.store
     runs = []
-    for rid in [r for r in (run_value or []) if r]:
+    for rid in as_run_ids(run_value):
         run = store.get_run(rid)
         if run is not None:
             runs.append([rid, gradflow_steps(store, rid), run["status"]])
@@ -218,6 +220,7 @@ def steps_view(run_value, known, index, polled: bool) -> tuple:
 def time_view(index, data, shown):
     """Figure 1 at the slider's step, and why a run stopped or has nothing to show; the same picture
     as ``shown``: nothing sent."""
+    index, data = as_int(index, 0, 0, MAX_INDEX), read_steps_store(data)
     runs = (data or {}).get("runs") or []
     if not runs:
         return blank_figure("Choose runs to draw (launch the activations or clipping preset above)."), None, None, ""
@@ -242,7 +245,7 @@ def time_view(index, data, shown):
 
 def training_view(_n, run_value, shown):
     """Figures 2 and 3; redrawn only when a run logged, snapshotted or changed status since ``shown``."""
-    run_ids = [r for r in (run_value or []) if r]
+    run_ids = as_run_ids(run_value)
     if not run_ids:
         blank = blank_figure("Choose runs to draw.")
         return blank, blank, None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 
-from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, Patch, State, callback, dcc, html, no_update
 
 from backend.lab.records import gradflow_steps, latest_gradflow
 from dashboard import ids
@@ -25,7 +25,8 @@ from dashboard.components import alert, blank_figure
 from dashboard.context import current
 from dashboard.data import downsampled
 from dashboard.figures.lab import MAX_PANELS, grad_norm_figure, gradflow_figure, layer_order, step_marker_shapes
-from dashboard.lab_runs import newest_launch, pick_step, recurrent_lm_options, refresh_run_options
+from dashboard.inputs import MAX_INDEX, as_dict, as_flags, as_int, as_run_ids, trigger_id
+from dashboard.lab_runs import newest_launch, pick_step, read_steps_store, recurrent_lm_options, refresh_run_options
 from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, step_at
 
 PRESET = "gradient-flow"
@@ -123,17 +124,18 @@ def section(runs: list[dict], asked: list[str]) -> html.Div:
 
 
 def _steps(_n, run_value, follow, known, index):
-    if ctx.triggered_id == GF_FOLLOW and "on" not in (follow or []):
+    if trigger_id() == GF_FOLLOW and "on" not in as_flags(follow):
         return no_update, no_update, no_update, no_update  # stopped following: the slider stays (and keeps focus)
-    return steps_view(run_value, follow, known, index, polled=ctx.triggered_id == ids.LAB_GF_INTERVAL)
+    return steps_view(run_value, follow, known, index, polled=trigger_id() == ids.LAB_GF_INTERVAL)
 
 
 def steps_view(run_value, follow, known, index, polled: bool) -> tuple:
     """The chosen runs' snapshot steps (and statuses) as the slider's max, marks, value and store
     data; the slider follows the newest or keeps its step. A poll that finds nothing new: no_update."""
+    follow, known, index = as_flags(follow), read_steps_store(known), as_int(index, None, 0, MAX_INDEX)
     store = current().data.store
     runs = []
-    for rid in [r for r in (run_value or []) if r]:
+    for rid in as_run_ids(run_value):
         run = store.get_run(rid)
         if run is not None:
             runs.append([rid, gradflow_steps(store, rid), run["status"]])
@@ -147,6 +149,7 @@ def steps_view(run_value, follow, known, index, polled: bool) -> tuple:
 
 def _follow(index, data, follow):
     """Moving the slider back stops following; bringing it to the right end follows again."""
+    index, data, follow = as_int(index, None, 0, MAX_INDEX), read_steps_store(data), as_flags(follow)
     steps = (data or {}).get("steps") or []
     if steps and index is not None and index >= len(steps) - 1:
         return no_update if "on" in (follow or []) else ["on"]
@@ -178,6 +181,7 @@ def _curves(store, runs: list, picks: dict, with_init: bool) -> tuple[list[dict]
 
 def _gradflow(index, data, init, shown):
     """Draw each chosen run at its newest snapshot at or before the slider's step; nothing new, nothing drawn."""
+    index, data, init = as_int(index, 0, 0, MAX_INDEX), read_steps_store(data), as_flags(init)
     runs = (data or {}).get("runs") or []
     if not runs:
         return blank_figure("Choose runs to draw (launch the gradient-flow preset above)."), None, None, ""
@@ -210,13 +214,18 @@ def grad_norm_series(store, run_id: str, max_points: int = NORM_POINTS) -> dict[
 
 
 def _norms(run_value, _n, index, data, shown):
-    return norms_view(run_value, index, data, shown, moved=ctx.triggered_id == GF_STEP)
+    return norms_view(run_value, index, data, shown, moved=trigger_id() == GF_STEP)
 
 
 def norms_view(run_value, index, data, shown, moved: bool) -> tuple:
     """Per-layer gradient norms of the chosen runs and what they show, the slider's step marked
     (not while it follows the newest); ``moved`` (only the slider changed) just moves the mark."""
-    run_ids = [r for r in (run_value or []) if r]
+    run_ids, index, data = as_run_ids(run_value), as_int(index, 0, 0, MAX_INDEX), read_steps_store(data)
+    shown = as_dict(shown)
+    if shown is not None:  # what this view stored; its key is only compared
+        shown = {"runs": as_run_ids(shown.get("runs")), "key": shown.get("key"),
+                 "marker": as_int(shown.get("marker"), None, 0),
+                 "panels": as_int(shown.get("panels"), 0, 0, MAX_PANELS)}
     if not run_ids:
         return blank_figure("Choose runs to draw their gradient norms."), None
     steps = (data or {}).get("steps") or []

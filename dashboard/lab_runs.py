@@ -17,6 +17,7 @@ from backend.lab.presets import PRESETS
 from backend.spec import RECURRENT
 from backend.tasks import TASKS
 from dashboard.context import current
+from dashboard.inputs import MAX_RUNS, as_dict, as_list, as_run_id, as_run_ids, as_steps, as_str
 
 
 def recurrent_lm_options(runs: list[dict]) -> list[dict]:
@@ -56,8 +57,24 @@ def refreshed_options(runs: list[dict], options: list[dict] | None, value: list[
 
 def refresh_run_options(_n, options, value):
     """Callback body of both views' run dropdowns: current options, or no_update when nothing changed."""
-    fresh = refreshed_options(current().data.list_runs(), options, value)
+    options = [o for o in as_list(options) if isinstance(o, dict) and as_run_id(o.get("value"))]
+    fresh = refreshed_options(current().data.list_runs(), options, as_run_ids(value))
     return no_update if fresh is None else fresh
+
+
+def read_steps_store(value) -> dict | None:
+    """Both views' steps store, ``{"steps": union, "runs": [[run id, steps, status], ...]}``, as the page
+    sends it back: checked, junk entries dropped; None when it is no such store."""
+    v = as_dict(value)
+    if v is None:
+        return None
+    runs = []
+    for entry in as_list(v.get("runs"), MAX_RUNS, []):
+        if isinstance(entry, list) and len(entry) == 3:
+            rid, steps, status = as_run_id(entry[0]), as_steps(entry[1]), as_str(entry[2], 32)
+            if None not in (rid, steps, status):
+                runs.append([rid, steps, status])
+    return {"steps": sorted(as_steps(v.get("steps"), [])), "runs": runs}
 
 
 def pick_step(steps: list[int], step: int | None) -> int | None:

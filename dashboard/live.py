@@ -19,6 +19,7 @@ from dash.exceptions import PreventUpdate
 
 from backend.store import ACTIVE_STATUSES
 
+from .inputs import as_dict, as_float, as_run_ids
 from .figures.metrics import (EMPTY_TEXT, PALETTE, PANEL_HEIGHT, PANELS, UNSMOOTHED, ema, metric_order,
                               metric_trace, panel_figure, panel_of)
 
@@ -120,10 +121,36 @@ def delta_to_patch(panel_delta: dict) -> Patch:
 
 
 def selected_runs(value: Any) -> list[str]:
-    """The run selector's value as a list of ids (Dash gives None, a string or a list)."""
-    if not value:
-        return []
-    return [value] if isinstance(value, str) else [v for v in value if v]
+    """The run selector's value as a list of ids (Dash gives None, a string or a list); junk entries dropped,
+    at most :data:`dashboard.inputs.MAX_RUNS`."""
+    return as_run_ids(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**53
+
+
+def checked_state(state: Any) -> dict | None:
+    """``state`` if it has the shape :func:`new_state` gives (a browser sends it back, and a crafted
+    request anything), else None: the figures are rebuilt from the store."""
+    state = as_dict(state)
+    parts = [as_dict((state or {}).get(k), None, 10_000) for k in ("key", "cursors", "traces", "counts", "labels")]
+    series = as_dict((state or {}).get("series"))
+    if state is None or None in parts or series is None:
+        return None
+    _key, cursors, traces, counts, _labels = parts
+    if any(set(c) != set(PANELS) or not all(map(_count, c.values())) for c in (counts, series)):
+        return None
+    if not all(map(_count, cursors.values())):
+        return None
+    for entry in traces.values():
+        ema_ = entry.get("ema") if isinstance(entry, dict) else None
+        if not (isinstance(entry, dict) and entry.get("panel") in PANELS and _count(entry.get("raw"))
+                and (entry.get("smooth") is None or _count(entry["smooth"]))
+                and isinstance(ema_, list) and len(ema_) == 2 and as_float(ema_[0]) is not None
+                and _count(ema_[1])):
+            return None
+    return state
 
 
 def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict | None) -> tuple[list, Any]:
@@ -132,7 +159,8 @@ def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict 
     The state goes back whole after a rebuild or when new series appeared, and otherwise as a
     ``Patch`` of the cursors and smoothing carry-over alone: a one-step update stays ~1 KB.
     """
-    run_ids, smoothing = selected_runs(run_value), float(smoothing or 0)
+    run_ids, smoothing = selected_runs(run_value), as_float(smoothing, 0.0, 0.0, 0.99)
+    state = checked_state(state)
     if not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}:
         figs, state = build_figures(data, run_ids, smoothing)
         return [figs[p] for p in PANELS], state

@@ -23,6 +23,7 @@ from backend.tasks.registry import TASKS, records_projections
 from dashboard import ids
 from dashboard.components import alert
 from dashboard.context import current
+from dashboard.inputs import as_choice, as_dict, as_float, as_int, as_run_id, as_str, trigger_id
 from dashboard.projection_data import COLOUR_FIELDS, colour_choices
 
 METHODS = [{"label": " t-SNE", "value": "tsne"}, {"label": " PCA", "value": "pca"}]
@@ -32,6 +33,25 @@ COLOUR_LABELS = {"label": "label", "prediction": "prediction", "correct": "corre
                  "none": "none"}
 SETTING_IDS = (ids.PJ_SOURCE, ids.PJ_METHOD, ids.PJ_DIMS, ids.PJ_PERPLEXITY, ids.PJ_POINTS, ids.PJ_METRIC)
 NO_SOURCE = "This run has no embeddings snapshot to draw."
+SOURCE_LEN = 64  # characters of a source or colouring name
+
+
+def read_settings(value) -> dict:
+    """The settings store (:func:`_settings` wrote it) as the page sends it back, checked:
+    ``{"run", "source", "key", "error"}`` plus ``"settings"`` (a dict ProjectionSettings accepts)
+    only when ``key`` is the key of those settings; otherwise ``key`` is None and nothing is drawn."""
+    v = as_dict(value, {})
+    out = {"run": as_run_id(v.get("run")), "source": as_str(v.get("source"), SOURCE_LEN), "key": None,
+           "error": as_str(v.get("error"), 2000)}
+    key = as_str(v.get("key"), 500)
+    if key and out["run"] and isinstance(v.get("settings"), dict):
+        try:
+            settings = ProjectionSettings.model_validate(v["settings"])
+        except (ValidationError, ValueError, TypeError):
+            return out
+        if settings.key() == key and settings.source == out["source"]:
+            out.update(key=key, settings=settings.model_dump())
+    return out
 
 
 def source_options(sources: dict) -> list[dict]:
@@ -72,6 +92,7 @@ def colour_options(fields, why: dict) -> list[dict]:
 
 
 def _run_controls(run_id, _n, shown):
+    run_id = as_run_id(run_id)
     data = current().data
     run = data.get_run(run_id) if run_id else None
     if run is None:
@@ -81,7 +102,7 @@ def _run_controls(run_id, _n, shown):
     note = None if snaps else _no_snapshot_note(run)
     init = initial_controls(pd, run_id)
     # the first call sets every control too: a callback whose inputs all come back as no_update never runs
-    if ctx.triggered_id == ids.PJ_INTERVAL:
+    if trigger_id() == ids.PJ_INTERVAL:
         if init["options"] == (shown or []):
             return (no_update,) * 8 + (note,)
         if shown:  # a new source appeared: keep the person's settings
@@ -109,6 +130,7 @@ def _no_snapshot_note(run: dict) -> html.Div:
 
 
 def _colour_choices(run_id, source, colour):
+    run_id, source, colour = as_run_id(run_id), as_str(source, SOURCE_LEN), as_str(colour, SOURCE_LEN)
     info = current().data.projections.sources(run_id).get(source) if run_id and source else None
     if info is None:
         why = {f: "no source chosen" for f in COLOUR_FIELDS if f != "none"} | {"none": None}
@@ -128,6 +150,9 @@ def _settings(source, method, dims, perplexity, n_points, metric, run_id, seed):
     A run change sets every control at once (``_run_controls``), so this fires after it with the new
     run's values; a person changes one control at a time, and only that asks the worker again for
     settings it was asked for before."""
+    source, method, metric = as_str(source, SOURCE_LEN), as_choice(method, ("tsne", "pca")), as_choice(metric, METRICS)
+    dims, perplexity, n_points = as_int(dims), as_float(perplexity), as_int(n_points)
+    run_id, seed = as_run_id(run_id), as_int(seed, 0, 0, 2**31 - 1)
     pca = method == "pca"
     extra = (pca, metric_options(method))
     base = {"run": run_id, "source": source, "key": None}
@@ -154,7 +179,7 @@ def _settings(source, method, dims, perplexity, n_points, metric, run_id, seed):
     n_maps, n_snaps = len(pd.maps(run_id, key)), len(pd.snapshots(run_id))
     if n_maps < n_snaps:
         asked_before = key in {s.key() for s in requested(pd.store, run_id)}
-        changed_one = len(ctx.triggered or []) == 1 and ctx.triggered_id in SETTING_IDS
+        changed_one = len(ctx.triggered or []) == 1 and trigger_id() in SETTING_IDS
         if changed_one or not asked_before:
             request_projection(pd.store, run_id, settings)
     return {**base, "key": key, "settings": settings.model_dump(), "error": None}, None, *extra

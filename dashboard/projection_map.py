@@ -14,7 +14,7 @@ Example::
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, callback, ctx, html, no_update
+from dash import Input, Output, State, callback, html, no_update
 
 from backend.store.projections import ProjectionSettings
 from dashboard import ids
@@ -22,17 +22,51 @@ from dashboard.components import alert
 from dashboard.context import current
 from dashboard.figures.projections import map_figure, message_figure
 from dashboard.hidden_data import ViewError, view_error_message
-from dashboard.projection_controls import NO_SOURCE
+from dashboard.inputs import MAX_INDEX, as_dict, as_flags, as_int, as_run_id, as_steps, as_str, trigger_id
+from dashboard.projection_controls import NO_SOURCE, SOURCE_LEN, read_settings
 from dashboard.projection_data import colour_choices, positions
 from dashboard.snapshot_slider import keeps_following, register_play, slider_marks, slider_value, step_at
 
 METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
+QUERY_LEN = 200  # characters of a looked-up word or text
 
 
 # -- maps: the step slider, progress, Play ----------------------------------------------------------------
 
+def read_steps(value) -> dict | None:
+    """The steps store (``{"key", "steps"}``, written by :func:`_map_steps`) as the page sends it back, checked."""
+    v = as_dict(value)
+    if v is None:
+        return None
+    return {"key": as_str(v.get("key"), 500), "steps": as_steps(v.get("steps"), [])}
+
+
+def read_focus(value) -> dict | None:
+    """The focus store: a clicked point ``{"row", "run", "source"}`` or a typed ``{"query"}``, checked; else None."""
+    v = as_dict(value)
+    if v is None:
+        return None
+    if v.get("row") is not None:
+        row, run, source = as_int(v["row"], None, 0, MAX_INDEX), as_run_id(v.get("run")), as_str(v.get("source"),
+                                                                                                   SOURCE_LEN)
+        return {"row": row, "run": run, "source": source} if None not in (row, run, source) else None
+    query = as_str(v.get("query"), QUERY_LEN)
+    return {"query": query} if query else None
+
+
+def read_analogy(value) -> dict | None:
+    """The analogy store ``{"a", "b", "c"}`` (words), checked; None when it is not one."""
+    v = as_dict(value)
+    if v is None:
+        return None
+    words = {k: as_str(v.get(k), QUERY_LEN, "") for k in "abc"}
+    return words if all(isinstance(v.get(k), str) for k in "abc") else None
+
+
 def _map_steps(_n, settings, follow, known, index):
-    key = (settings or {}).get("key")
+    settings, follow, known = read_settings(settings), as_flags(follow), read_steps(known)
+    index = as_int(index, None, 0, MAX_INDEX)
+    key = settings.get("key")
     if not key:
         empty = {"key": None, "steps": []}
         return (no_update,) * 5 + (None,) if known == empty else (0, {}, 0, empty, True, None)
@@ -45,7 +79,7 @@ def _map_steps(_n, settings, follow, known, index):
         progress = ("warning", view_error_message(exc))
     status = alert(_progress_text(progress[1]), progress[0]) if progress else None
     same_key = (known or {}).get("key") == key
-    if same_key and known.get("steps") == steps and ctx.triggered_id != ids.PJ_FOLLOW:
+    if same_key and known.get("steps") == steps and trigger_id() != ids.PJ_FOLLOW:
         return no_update, no_update, no_update, no_update, no_update, status
     if not steps:
         return 0, {}, 0, {"key": key, "steps": []}, True, status
@@ -60,6 +94,7 @@ def _progress_text(text: str) -> list:
 
 
 def _stop_following(index, steps, follow):
+    index, steps, follow = as_int(index, None, 0, MAX_INDEX), read_steps(steps), as_flags(follow)
     return no_update if keeps_following(index, (steps or {}).get("steps"), follow) else []
 
 
@@ -71,7 +106,8 @@ def page_step(steps: dict | None, index) -> int | None:
 
 
 def _map(steps, index, colour, focus, analogy, settings):
-    settings = settings or {}
+    settings, steps, index = read_settings(settings), read_steps(steps), as_int(index, 0, 0, MAX_INDEX)
+    colour, focus, analogy = as_str(colour, SOURCE_LEN), read_focus(focus), read_analogy(analogy)
     if settings.get("error") or not settings.get("key"):
         return message_figure(settings.get("error") or NO_SOURCE), ""
     key = settings["key"]

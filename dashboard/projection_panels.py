@@ -12,34 +12,38 @@ Example (what a click on the map gives the focus store)::
 """
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, callback, ctx, html, no_update
+from dash import ALL, Input, Output, State, callback, html, no_update
 
 from dashboard import ids
 from dashboard.components import alert
 from dashboard.context import current
 from dashboard.hidden_data import ViewError, view_error_message
 from dashboard.projection_data import positions
-from dashboard.projection_map import focus_query, page_step
+from dashboard.inputs import (MAX_INDEX, as_int, as_points, as_str, first_point_int, trigger_id,
+                              trigger_value)
+from dashboard.projection_controls import read_settings
+from dashboard.projection_map import QUERY_LEN, focus_query, page_step, read_analogy, read_focus, read_steps
 from dashboard.projection_search import a_noun
 
 N_MEMBERS = 100
+MAX_POINTS = 200_000  # the most points a map draws (ProjectionSettings.n_points)
 
 
 # -- nearest neighbours -------------------------------------------------------------------------------------
 
 def _focus(_sub, _go, click, _near, _clear, text, settings):
-    trig = ctx.triggered_id
-    settings = settings or {}
+    trig = trigger_id()
+    settings = read_settings(settings)
     if trig == ids.PJ_CLEAR:
         return None, ""
     if trig in (ids.PJ_QUERY, ids.PJ_QUERY_GO):
-        text = (text or "").strip()
+        text = (as_str(text, QUERY_LEN) or "").strip()
         return ({"query": text} if text else None), no_update
     row = None
     if isinstance(trig, dict) and trig.get("type") == ids.PJ_NEIGHBOUR:
-        if not (ctx.triggered and ctx.triggered[0].get("value")):
+        if not as_int(trigger_value(), 0):
             return no_update, no_update  # the buttons were (re)drawn, not clicked
-        row = int(trig["index"])
+        row = as_int(trig.get("index"), None, 0, MAX_INDEX)
     elif trig == ids.PJ_MAP:
         row = _clicked_row(click)
     if row is None or not settings.get("run") or not settings.get("source"):
@@ -53,19 +57,12 @@ def _focus(_sub, _go, click, _near, _clear, text, settings):
 
 def _clicked_row(click: dict | None) -> int | None:
     """The source row of a clicked point (its customdata), or None."""
-    if not click or not click.get("points"):
-        return None
-    custom = click["points"][0].get("customdata")
-    if isinstance(custom, (list, tuple)):
-        custom = custom[0] if custom else None
-    try:
-        return int(custom)
-    except (TypeError, ValueError):
-        return None
+    return first_point_int(click, "customdata", None)
 
 
 def _neighbours(focus, steps, index, settings):
-    settings = settings or {}
+    focus, steps, index, settings = read_focus(focus), read_steps(steps), as_int(index, 0, 0, MAX_INDEX), \
+        read_settings(settings)
     run_id, source = settings.get("run"), settings.get("source")
     if not run_id or not source:
         return html.P("Choose a run with embeddings snapshots.", className="hint")
@@ -114,13 +111,15 @@ def _frame_or_none(pd, settings: dict, steps, index) -> dict | None:
 # -- analogies ------------------------------------------------------------------------------------------------
 
 def _ask_analogy(_go, _a, _b, _c, _clear, a, b, c):
-    if ctx.triggered_id == ids.PJ_AN_CLEAR:
+    if trigger_id() == ids.PJ_AN_CLEAR:
         return None, "", "", ""
-    return {"a": (a or "").strip(), "b": (b or "").strip(), "c": (c or "").strip()}, no_update, no_update, no_update
+    words = {k: (as_str(w, QUERY_LEN) or "").strip() for k, w in zip("abc", (a, b, c))}
+    return words, no_update, no_update, no_update
 
 
 def _analogy(asked, steps, index, settings):
-    settings = settings or {}
+    asked, steps, index, settings = read_analogy(asked), read_steps(steps), as_int(index, 0, 0, MAX_INDEX), \
+        read_settings(settings)
     run_id, source = settings.get("run"), settings.get("source")
     if not asked:
         return html.P("a − b + c: the points nearest to it by cosine in the model's space, a, b and c excluded "
@@ -160,15 +159,15 @@ def _analogy(asked, steps, index, settings):
 # -- lasso / box selection --------------------------------------------------------------------------------------
 
 def _selection(selected, settings, steps, index):
-    settings = settings or {}
-    points = (selected or {}).get("points") or []
+    settings, steps, index = read_settings(settings), read_steps(steps), as_int(index, 0, 0, MAX_INDEX)
     rows = []
-    for p in points:
+    for p in as_points(selected, MAX_POINTS):  # a lasso over the largest map: every point
         custom = p.get("customdata")
         if isinstance(custom, (list, tuple)):
             custom = custom[0] if custom else None
-        if isinstance(custom, (int, float)) and not isinstance(custom, bool):
-            rows.append(int(custom))
+        row = as_int(custom, None, 0, MAX_INDEX) if not isinstance(custom, str) else None
+        if row is not None:
+            rows.append(row)
     rows = list(dict.fromkeys(rows))  # highlight rings repeat points: once each, in order
     if not rows:
         return html.P("Pick the lasso or box-select tool at the top right of the map and draw around points to list "

@@ -1,10 +1,13 @@
 """The Runs table: pure row building plus its HTML, used by ``pages/runs.py``."""
 from __future__ import annotations
 
+from itertools import islice
+
 from dash import dcc, html
 
 from . import ids
 from .components import format_params, format_time, status_badge
+from .inputs import MAX_ITEMS, MAX_RUNS, as_list, as_run_ids
 
 COLUMNS = ("", "Name", "Id", "Task", "Model", "Status", "Step", "Created", "Params")
 
@@ -24,8 +27,9 @@ def compare_href(selected: list[str]) -> str:
 
 
 def flatten_picks(values: list | None) -> list[str]:
-    """Run ids ticked in the per-row checklists, in table order."""
-    return [v for vs in (values or []) for v in (vs or [])]
+    """Run ids ticked in the per-row checklists, in table order (junk dropped, at most MAX_RUNS)."""
+    ticked = (v for vs in as_list(values, MAX_ITEMS) for v in as_list(vs, MAX_ITEMS))
+    return as_run_ids(list(islice(ticked, 4 * MAX_RUNS)))
 
 
 def _row(row: dict, picked: bool) -> html.Tr:

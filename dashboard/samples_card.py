@@ -27,6 +27,7 @@ from backend.tasks.registry import TASKS
 from dashboard import ids
 from dashboard.blank_runs import with_blank_runs
 from dashboard.context import current
+from dashboard.inputs import as_dict, as_float, as_int, as_run_id
 from dashboard.live import selected_runs
 
 CARD = "train-samples-card"
@@ -167,6 +168,8 @@ OUTPUTS = ("card_style", "run_field_style", "run_options", "run", "temp_options"
 
 
 def _update(_n, run_value, run_choice, temperature, compare, state):
+    run_choice, temperature, compare = as_run_id(run_choice), as_float(temperature), as_int(compare)
+    state = as_dict(state)
     data = current().data
     runs = [r for r in (data.get_run(rid) for rid in selected_runs(run_value)) if r]
     out = card_update(data.store, runs, run_choice, temperature, compare, state)

@@ -142,6 +142,10 @@ def _admit():
                             "Start it with `deepscope serve --auth` to share it.")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
         return _refuse(403, "cross-origin request refused")
+    if request.path.endswith(DISPATCH) and request.method == "POST":
+        problem = malformed_dispatch(request.get_json(silent=True, cache=True))
+        if problem:
+            return _refuse(400, f"malformed callback request: {problem}")
     if not config.auth or request.path in PUBLIC_PATHS:
         return None
     name, role = current_user()
@@ -153,6 +157,46 @@ def _admit():
     if request.path.endswith(DISPATCH) and role != "operator" and _changes_something(request):
         return _viewer_refusal(request, name)
     return None
+
+
+ROUTER_ID = "_pages_location"  # Dash's pages router reads these props; it fails on non-strings before our code
+
+
+def malformed_dispatch(body: Any) -> str | None:
+    """What is wrong with the shape of a Dash callback request, or None (values are the callbacks' business).
+
+    Dash itself raises (HTTP 500) on a body without ``output``, on inputs that are not
+    ``{"id", "property", "value"}`` objects, and in its pages router on a pathname or search that is
+    not a string; such requests are refused here with 400 instead.
+    """
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    if not isinstance(body.get("output"), str) or len(body["output"]) > 20_000:
+        return "no output"
+    for key in ("inputs", "state", "changedPropIds"):
+        if key in body and not isinstance(body[key], list):
+            return f"{key} is not a list"
+    if "inputs" not in body:
+        return "no inputs"
+    for item in [*body["inputs"], *body.get("state", [])]:
+        for dep in item if isinstance(item, list) else [item]:
+            if not isinstance(dep, dict) or not isinstance(dep.get("property"), str) or "id" not in dep:
+                return "an input is not an {id, property, value} object"
+            if not isinstance(dep["id"], (str, dict)):
+                return "an input id is neither a string nor an object"
+            if dep["id"] == ROUTER_ID and not _router_value_ok(dep["property"], dep.get("value")):
+                return f"{ROUTER_ID}.{dep['property']} is not a path"
+    if not all(isinstance(p, str) for p in body.get("changedPropIds", [])):
+        return "changedPropIds holds a non-string"
+    return None
+
+
+def _router_value_ok(prop: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    return value.startswith("/") if prop == "pathname" else True
 
 
 _HOST_RE = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2  # 2: runs.heartbeat_at / attempt / resumes, status "interrupted", table leases
+SCHEMA_VERSION = 2  # of the tables; 2: runs.heartbeat_at / attempt / resumes, status "interrupted", table leases
+RECORD_VERSION = 1  # of the records in runs and snapshots rows (their ``schema_version`` column)
 
 # Run lifecycle. ``queued`` -> ``running`` <-> ``paused`` -> one of the final states.
 # ``interrupted``: its process died (or lost the store for too long) without finishing; resumable.
@@ -42,7 +43,7 @@ runs = sa.Table(
     sa.Column("host", sa.String(255), nullable=True),  # where ``pid`` lives: only that host may reap it
     sa.Column("step", sa.Integer, nullable=False, default=0),
     sa.Column("source", sa.String(16), nullable=False, default="builtin"),
-    sa.Column("schema_version", sa.Integer, nullable=False, default=SCHEMA_VERSION),
+    sa.Column("schema_version", sa.Integer, nullable=False, default=RECORD_VERSION),
     # liveness: the trainer (or the client script) writes this every few seconds while it lives
     sa.Column("heartbeat_at", sa.Float, nullable=True),
     # resumes: 0 for the first attempt; ``resumes`` lists {"step", "at", "attempt"} of each resume
@@ -89,7 +90,7 @@ snapshots = sa.Table(
     sa.Column("wall_time", sa.Float, nullable=False),
     sa.Column("arrays", sa.JSON, nullable=False),  # {name: relative .npy path}
     sa.Column("meta", sa.JSON, nullable=False),
-    sa.Column("schema_version", sa.Integer, nullable=False, default=SCHEMA_VERSION),
+    sa.Column("schema_version", sa.Integer, nullable=False, default=RECORD_VERSION),
 )
 sa.Index("ix_snapshots_run_kind_step", snapshots.c.run_id, snapshots.c.kind, snapshots.c.step)
 

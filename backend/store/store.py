@@ -104,7 +104,7 @@ class RunStore(LifecycleMixin):
         with self.engine.begin() as conn:
             conn.execute(S.runs.insert().values(
                 id=run_id, name=name, task=task, spec=dict(spec), status=status, created_at=now,
-                updated_at=now, step=0, source=source, schema_version=S.SCHEMA_VERSION))
+                updated_at=now, step=0, source=source, schema_version=S.RECORD_VERSION))
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
@@ -286,7 +286,7 @@ class RunStore(LifecycleMixin):
         with self.engine.begin() as conn:
             res = conn.execute(S.snapshots.insert().values(
                 run_id=run_id, kind=kind, step=int(step), wall_time=time.time(), arrays=rel,
-                meta=dict(meta or {}), schema_version=S.SCHEMA_VERSION))
+                meta=dict(meta or {}), schema_version=S.RECORD_VERSION))
         return int(res.inserted_primary_key[0])
 
     def list_snapshots(self, run_id: str, kind: str | None = None) -> list[dict]:
@@ -299,6 +299,6 @@ class RunStore(LifecycleMixin):
 
     def load_arrays(self, snapshot: Mapping[str, Any], mmap: bool = True) -> dict[str, np.ndarray]:
         """The arrays of a snapshot row, memory-mapped."""
-        if int(snapshot.get("schema_version", 1)) > S.SCHEMA_VERSION:
+        if int(snapshot.get("schema_version", 1)) > S.RECORD_VERSION:
             raise StoreError("snapshot written by a newer deepscope; upgrade to read it")
         return {k: read_array(self.data_dir / p, mmap=mmap) for k, p in snapshot["arrays"].items()}

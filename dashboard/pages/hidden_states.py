@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import (ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html,
+from dash import (ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html,
                   no_update)
 
 from backend.spec import RECURRENT
+from backend.store import StoreError
 from backend.tasks.registry import TASKS
 from dashboard import ids
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.figures.hidden import match_table
 from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
+from dashboard.inputs import (MAX_INDEX, Query, as_choice, as_dict, as_flags, as_float, as_int, as_list, as_list_of,
+                              as_run_id, as_steps, as_str, option_values, trigger_id, trigger_prop)
 from dashboard import hidden_panels
 from dashboard.hidden_panels import HS_MATCH_ON, HS_MATCH_ON_ROW
-from dashboard.hidden_select import MATCH_LABELS, render_select
+from dashboard.hidden_select import MATCH_LABELS, read_payload, render_select
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
-from dashboard.hidden_view import BOTH, WINDOWS, View, window_start, default_dir, dir_options, gate_options, \
-    layer_options, parse_view, resolve_dir, run_directions, state_label, state_options
+from dashboard.hidden_view import BOTH, DIRECTIONS, MATCH_ON, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS, View, \
+    window_start, default_dir, dir_options, gate_options, layer_options, parse_view, resolve_dir, run_directions, \
+    state_label, state_options
 
 dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
 hidden_panels.register()  # here: Dash runs this module once per app, so every app gets the cards' callbacks
@@ -41,6 +45,7 @@ WHAT = ("Hidden states shows what each unit of a recurrent network (LSTM, GRU, R
 HOW = "Drag across the chart to brush a range of tokens. Drag the dashed line, or type a value, to set the threshold."
 GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False, "edits": {"shapePosition": True}}
 PLAIN_CONFIG = {"displaylogo": False, "displayModeBar": False}
+MAX_SEARCH = 200  # characters of a text search
 
 
 def recurrent_runs(runs: list[dict]) -> list[dict]:
@@ -50,9 +55,10 @@ def recurrent_runs(runs: list[dict]) -> list[dict]:
 def layout(**query) -> html.Div:
     context = current()
     runs = context.data.list_runs()
+    q = Query(query)
+    view = parse_view(q)
     if not runs:
-        return no_runs_state(WHAT)
-    view = parse_view(query)
+        return html.Div([q.notice(), no_runs_state(WHAT)])
     rec = recurrent_runs(runs)
     known = {r["id"]: r for r in runs}
     if view.run is None:
@@ -70,6 +76,7 @@ def layout(**query) -> html.Div:
     return html.Div([
         html.P(WHAT, className="page-intro"),
         _toolbar(view, options, choices),
+        q.notice(),
         html.Div(id=ids.HS_NOTE, role="status"),
         html.Div(id=ids.HS_MESSAGE, role="status"),
         html.Section([
@@ -197,13 +204,16 @@ def _navigation(view: View) -> html.Div:
           State(ids.HS_STEPS, "data"), State(ids.HS_STEP, "value"), State("hs-initial-step", "data"),
           State(ids.HS_DIR, "value"))
 def _snapshots(_n, run_id, follow, known, index, initial_step, direction):
+    run_id, follow, known = as_run_id(run_id), as_flags(follow), as_steps(known)
+    index, initial_step = as_int(index, None, 0, MAX_INDEX), as_int(initial_step, None, 0, MAX_INDEX)
+    direction = as_choice(direction, DIRECTIONS)
     out = _snapshot_choices(_n, run_id, follow, known, index, initial_step)
     if out[5] is no_update:  # nothing new: the direction stays
         return out + (no_update,)
     # another run: its default direction; the same run: the current one while the run has it
     offered = [o["value"] for o in out[5] if o["value"] != BOTH]
     dirs = offered or run_directions(current().data.get_run(run_id) if run_id else None)
-    new = default_dir(dirs) if ctx.triggered_id == ids.HS_RUN else resolve_dir(direction, dirs)
+    new = default_dir(dirs) if trigger_id() == ids.HS_RUN else resolve_dir(direction, dirs)
     return out + (no_update if new == direction else new,)
 
 
@@ -229,7 +239,7 @@ def _snapshot_choices(_n, run_id, follow, known, index, initial_step):
                    f"token are recorded for {lms}. A classifier's final hidden states are on Projections.")
         return (0, {}, 0, [], [], [], [], [], [], alert(msg, "info"))
     steps = [int(s["step"]) for s in snaps]
-    if steps == known and not ctx.triggered_id == ids.HS_FOLLOW:
+    if steps == known and not trigger_id() == ids.HS_FOLLOW:
         return (no_update,) * 10
     meta = snaps[-1]["meta"]
     value = slider_value(steps, known, index, follow, initial_step)
@@ -242,6 +252,7 @@ def _snapshot_choices(_n, run_id, follow, known, index, initial_step):
           State(ids.HS_FOLLOW, "value"), prevent_initial_call=True)
 def _stop_following(index, steps, follow):
     """Moving the slider away from the newest snapshot stops following it."""
+    index, steps, follow = as_int(index, None, 0, MAX_INDEX), as_steps(steps), as_flags(follow)
     return no_update if keeps_following(index, steps, follow) else []
 
 
@@ -249,8 +260,7 @@ def _stop_following(index, steps, follow):
           Input(ids.HS_TRACK, "options"), Input(ids.HS_GATE, "options"),
           State(ids.HS_TRACK, "value"), State(ids.HS_GATE, "value"))
 def _default_choices(track_opts, gate_opts, track, gate):
-    tvals = [o["value"] for o in track_opts or []]
-    gvals = [o["value"] for o in gate_opts or []]
+    tvals, gvals = option_values(track_opts), option_values(gate_opts)
     return (track if track in tvals else (tvals[0] if tvals else None),
             gate if gate in gvals else (gvals[0] if gvals else None))
 
@@ -261,15 +271,18 @@ def _default_choices(track_opts, gate_opts, track, gate):
           State(ids.HS_DIR, "value"), prevent_initial_call=True)
 def _brush(selected, relayout, _clear, direction):
     """A brush (in either panel when side by side: the same tokens) sets the range; a dragged line the threshold."""
-    if ctx.triggered_id == ids.HS_CLEAR:
+    if trigger_id() == ids.HS_CLEAR:
         return None, None, no_update
-    if ctx.triggered and ctx.triggered[0]["prop_id"].endswith("relayoutData"):
+    if trigger_prop().endswith("relayoutData"):
+        relayout = as_dict(relayout, {}, 1000)
         lines = (0, 1) if direction == BOTH else (0,)  # the threshold lines come first (then the brushed bands)
-        y = next((relayout[f"shapes[{i}].y0"] for i in lines if f"shapes[{i}].y0" in (relayout or {})), None)
-        return no_update, no_update, f"{float(y):.3g}" if y is not None else no_update
-    ranges = (selected or {}).get("range") or {}
-    rng = next((v for k, v in ranges.items() if k.startswith("x")), None)
-    if not rng:
+        y = next((relayout[f"shapes[{i}].y0"] for i in lines if f"shapes[{i}].y0" in relayout), None)
+        y = as_float(y)
+        return no_update, no_update, f"{y:.3g}" if y is not None else no_update
+    ranges = as_dict(as_dict(selected, {}).get("range"), {})
+    rng = next((v for k, v in ranges.items() if isinstance(k, str) and k.startswith("x")), None)
+    rng = as_list_of(rng, lambda x: as_float(x, None, -1.0, float(MAX_INDEX)), 2)
+    if len(rng) != 2:
         return no_update, no_update, no_update
     start, stop = int(np.ceil(min(rng))), int(np.floor(max(rng))) + 1  # tokens whose centre is inside
     return (start, stop, no_update) if stop > start else (no_update, no_update, no_update)
@@ -283,25 +296,39 @@ def _brush(selected, relayout, _clear, direction):
           State(ids.HS_RUN, "value"), State(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"),
           State(ids.HS_WINDOW, "value"), prevent_initial_call=True)
 def _navigate(_p, _n, _s, _sub, match_clicks, pos, text, matches, run_id, index, steps, win):
-    trig = ctx.triggered_id
-    pos, window_len = int(pos or 0), int(win or 80)
+    trig = trigger_id()
+    pos, window_len = as_int(pos, 0, 0, MAX_INDEX), as_choice(as_int(win), WINDOWS, 80)
+    run_id, index, steps = as_run_id(run_id), as_int(index, None, 0, MAX_INDEX), as_steps(steps)
     if isinstance(trig, dict) and trig.get("type") == ids.HS_MATCH:
-        if not any(match_clicks or []) or not matches or trig["index"] >= len(matches):
+        matches = as_list_of(matches, _token_range)
+        k = as_int(trig.get("index"), None, 0, MAX_INDEX)
+        if not any(as_list(match_clicks)) or k is None or k >= len(matches):
             return (no_update,) * 4
-        start, stop = matches[trig["index"]]
+        start, stop = matches[k]
         return max(0, start - window_len // 4), start, stop, None
     if trig == ids.HS_PREV:
         return max(0, pos - window_len), no_update, no_update, None
     if trig == ids.HS_NEXT:
-        return pos + window_len, no_update, no_update, None
+        return min(pos + window_len, MAX_INDEX), no_update, no_update, None
+    if isinstance(text, str) and len(text) > MAX_SEARCH:
+        return no_update, no_update, no_update, alert(f"Type up to {MAX_SEARCH} characters to find.", "warning")
+    text = as_str(text, MAX_SEARCH, "")
+    if not text:
+        return no_update, no_update, no_update, alert("Type some text to find, e.g. def.", "info")
     try:
         snap, _ = current().data.hidden.open(run_id, step_at(steps, index))
-        hit = current().data.hidden.find_text(snap, text or "", after=pos + window_len // 4)
-    except ViewError as exc:
+        hit = current().data.hidden.find_text(snap, text, after=pos + window_len // 4)
+    except (ViewError, StoreError) as exc:  # StoreError: a snapshot this version cannot read
         return no_update, no_update, no_update, alert(view_error_message(exc), "warning")
     if hit is None:
         return no_update, no_update, no_update, alert(f"“{text}” does not occur in the probe text.", "warning")
     return max(0, hit - window_len // 4), hit, hit + len(text), None
+
+
+def _token_range(value) -> list[int] | None:
+    """A match's ``[start, stop]`` tokens from the Match view's store, or None."""
+    pair = as_list_of(value, lambda x: as_int(x, None, 0, MAX_INDEX), 2)
+    return pair if len(pair) == 2 and pair[0] < pair[1] else None
 
 
 def parse_threshold(text) -> float | None:
@@ -324,20 +351,23 @@ def parse_threshold(text) -> float | None:
           Input(HS_MATCH_ON, "value"), State(ids.HS_FOLLOW, "value"))
 def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s0, s1, ob, oa, track, gate, win,
                  match_on, follow):
+    run_id, steps, index = as_run_id(run_id), as_steps(steps, []), as_int(index, 0, 0, MAX_INDEX)
+    s0, s1 = as_int(s0, None, 0, MAX_INDEX), as_int(s1, None, 0, MAX_INDEX)
     step = step_at(steps, index)
     thr = parse_threshold(thr_text)
-    view = View(run=run_id, step=None if "on" in (follow or []) else step, layer=int(layer or 0),
-                dir=direction or "fwd", state=state or "h", pos=int(pos or 0),
-                thr=thr if thr is not None else 0.3,
-                sel=(int(s0), int(s1)) if s0 is not None and s1 is not None else None,
-                ob=int(ob or 0), oa=int(oa or 0), track=track, gate=gate, win=int(win or 80),
-                match=match_on or "both")
+    view = View(run=run_id, step=None if "on" in as_flags(follow) else step, layer=as_int(layer, 0, 0, MAX_LAYER),
+                dir=as_choice(direction, DIRECTIONS, "fwd"), state=as_str(state, STATE_LEN) or "h",
+                pos=as_int(pos, 0, 0, MAX_INDEX), thr=thr if thr is not None else 0.3,
+                sel=(s0, s1) if s0 is not None and s1 is not None else None,
+                ob=as_int(ob, 0, 0, 50), oa=as_int(oa, 0, 0, 50), track=as_str(track, NAME_LEN),
+                gate=as_str(gate, NAME_LEN), win=as_choice(as_int(win), WINDOWS, 80),
+                match=as_choice(match_on, MATCH_ON, "both"))
     if not steps:
         return blank_figure("No hidden states to show yet."), None, None, None, view.to_query(), ""
     hidden = current().data.hidden
     try:
         snap, note = hidden.open(run_id, step)
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:  # StoreError: a snapshot this version cannot read
         return blank_figure(view_error_message(exc)), None, alert(view_error_message(exc), "warning"), None, \
             view.to_query(), ""
     directions = snap.meta.get("directions", ["fwd"])
@@ -351,7 +381,8 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
         msg = f"This snapshot has no {state_label(view.state)} for layer {view.layer} {where}."
         return blank_figure(msg), None, alert(msg, "warning"), None, view.to_query(), info
     if thr is None:
-        return no_update, no_update, alert(f"The threshold must be a number, e.g. 0.3, not “{thr_text}”.",
+        typed = thr_text if isinstance(thr_text, str) and len(thr_text) <= 40 else "that"
+        return no_update, no_update, alert(f"The threshold must be a number, e.g. 0.3, not “{typed}”.",
                                             "danger"), None, no_update, info
     n = snap.n_tokens
     x0 = window_start(view.pos, n, view.win)
@@ -366,6 +397,7 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
 # -- Match view ----------------------------------------------------------------------------
 @callback(Output(ids.HS_MATCHES, "children"), Output(ids.HS_MATCH_DATA, "data"), Input(ids.HS_SELECTED, "data"))
 def _matches(payload):
+    payload = read_payload(payload)
     if not payload:
         return html.P("Select cells first: brush a range where some cells are on.", className="hint"), []
     if payload.get("empty"):
@@ -376,7 +408,7 @@ def _matches(payload):
     try:
         snap, _ = hidden.open(payload["run"], payload["step"])
         found = hidden.match_groups(payload["run"], snap, groups, payload["thr"], payload["qlen"])
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:
         return alert(view_error_message(exc), "warning"), []
     what = payload.get("what") or f"{n_cells} cells"
     note = [alert(payload["note"][0].upper() + payload["note"][1:] + ".", "info")] if payload.get("note") else []

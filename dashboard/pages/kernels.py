@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, dcc, html, no_update
 
 from backend.analysis.gabor import MIN_SIZE, kernel_images
+from backend.store import StoreError
 from dashboard import ids, kernel_detail, kernel_maps
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.figures.kernels import gabor_curve_figure, kernel_mosaic, line_grid, orientation_rose, rgb_mosaic
 from dashboard.hidden_data import ViewError, view_error_message
+from dashboard.inputs import (MAX_INDEX, Query, as_choice, as_flags, as_int, as_run_id, as_steps, as_str,
+                              trigger_id)
 from dashboard.kernel_detail import kernel_labels, stripes_deg
 from dashboard.snapshot_slider import PLAY, keeps_following, register_play, slider_marks, slider_value, step_at
 
@@ -41,15 +44,18 @@ WHAT = ("Kernels shows the filters of a convolutional network as it trains: what
         "looks like, how many have become Gabor-like (oriented edge and grating detectors), and what each "
         "layer's feature maps make of an input.")
 CONFIG = {"displaylogo": False, "displayModeBar": False}
+LAYER_LEN = 200  # characters of a layer name (module paths such as "features.0")
 PLAY_MS = 500  # Play: about 2 snapshots a second
 HIDDEN = {"display": "none"}
 
 
-def layout(run: str | None = None, **_query) -> html.Div:
+def layout(**query) -> html.Div:
     context = current()
     runs = context.data.list_runs()
+    q = Query(query)
+    run = q.run_id("run")
     if not runs:
-        return no_runs_state(WHAT)
+        return html.Div([q.notice(), no_runs_state(WHAT)])
     cnn = _cnn_runs(runs)
     chosen = run or (cnn[0]["id"] if cnn else runs[0]["id"])
     options = [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in cnn]
@@ -75,6 +81,7 @@ def layout(run: str | None = None, **_query) -> html.Div:
                                 html.Span(id=ids.KN_INFO, className="muted")], className="step-info")],
                      className="field field-step"),
         ], className="toolbar kn-toolbar"),
+        q.notice(),
         html.Div(id=ids.KN_NOTE, role="status"),
         html.Div([
             html.Section([
@@ -121,6 +128,9 @@ def _cnn_runs(runs: list[dict]) -> list[dict]:
           State(ids.KN_STEPS, "data"), State(ids.KN_STEP, "value"), State(ids.KN_LAYER, "value"),
           State(ids.KN_INPUT, "value"))
 def _snapshots(_n, run_id, follow, known, index, layer, which):
+    run_id, follow, known = as_run_id(run_id), as_flags(follow), as_steps(known)
+    index = as_int(index, None, 0, MAX_INDEX)
+    layer, which = as_str(layer, LAYER_LEN), as_str(which, 12)
     context = current()
     run = context.data.get_run(run_id) if run_id else None
     if run is None:
@@ -136,7 +146,7 @@ def _snapshots(_n, run_id, follow, known, index, layer, which):
         return 0, {}, 0, [], [], None, [], None, HIDDEN, alert(
             f"No kernel snapshot yet (run status: {run['status']}); this page updates by itself.", "info")
     steps = [int(s["step"]) for s in snaps]
-    if steps == known and ctx.triggered_id != ids.KN_RUN:  # another run with the same steps still updates
+    if steps == known and trigger_id() != ids.KN_RUN:  # another run with the same steps still updates
         return (no_update,) * 10
     meta = snaps[-1]["meta"]
     layers = meta.get("conv_layers", [])
@@ -153,6 +163,7 @@ def _snapshots(_n, run_id, follow, known, index, layer, which):
 @callback(Output(ids.KN_FOLLOW, "value"), Input(ids.KN_STEP, "value"), State(ids.KN_STEPS, "data"),
           State(ids.KN_FOLLOW, "value"), prevent_initial_call=True)
 def _stop_following(index, steps, follow):
+    index, steps, follow = as_int(index, None, 0, MAX_INDEX), as_steps(steps), as_flags(follow)
     return no_update if keeps_following(index, steps, follow) else []
 
 
@@ -161,13 +172,15 @@ def _stop_following(index, steps, follow):
           Input(ids.KN_RUN, "value"), Input(ids.KN_STEP, "value"), Input(ids.KN_STEPS, "data"),
           Input(ids.KN_LAYER, "value"), Input(ids.KN_COLOUR, "value"))
 def _kernels_view(run_id, index, steps, layer, colour):
+    run_id, index, steps = as_run_id(run_id), as_int(index, 0, 0, MAX_INDEX), as_steps(steps, [])
+    layer, colour = as_str(layer, LAYER_LEN), as_choice(colour, ("rgb", "principal"), "rgb")
     if not steps or not layer:
         return blank_figure("No kernels to show yet."), blank_figure(""), "", HIDDEN
     kd = current().data.kernels
     try:
         snap, note = kd.open(run_id, step_at(steps, index))
         weight = snap.weights(layer)
-    except ViewError as exc:
+    except (ViewError, StoreError) as exc:  # StoreError: a layer this snapshot lacks (another run's)
         msg = view_error_message(exc)
         return blank_figure(msg), blank_figure(""), "", HIDDEN
     info = f"snapshot at step {snap.step:,}" + (f" · {note}" if note else "")
@@ -209,6 +222,7 @@ def _kernels_view(run_id, index, steps, layer, colour):
 @callback(Output(ids.KN_COMPARE, "options"), Output(ids.KN_COMPARE, "value"), Input(ids.KN_RUN, "value"),
           State(ids.KN_COMPARE, "value"))
 def _compare_options(run_id, compare):
+    run_id, compare = as_run_id(run_id), as_run_id(compare)
     runs = [r for r in _cnn_runs(current().data.list_runs()) if r["id"] != run_id]
     options = [{"label": f"{r['name']} ({r['id']})", "value": r["id"]} for r in runs]
     return options, compare if compare in {o["value"] for o in options} else None
@@ -217,7 +231,8 @@ def _compare_options(run_id, compare):
 @callback(Output(ids.KN_CURVE, "figure"), Input(ids.KN_RUN, "value"), Input(ids.KN_STEPS, "data"),
           Input(ids.KN_LAYER, "value"), Input(ids.KN_COMPARE, "value"))
 def _curve(run_id, steps, layer, compare):
-    if not steps or not layer:
+    run_id, steps, layer, compare = as_run_id(run_id), as_steps(steps, []), as_str(layer, LAYER_LEN), as_run_id(compare)
+    if not steps or not layer or not run_id:
         return blank_figure("")
     data = current().data
     run = data.get_run(run_id) or {"name": run_id}

@@ -17,12 +17,13 @@ from __future__ import annotations
 from typing import Callable
 
 import dash
-from dash import ALL, Input, Output, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, callback, clientside_callback, dcc, html, no_update
 
 from backend.lab.presets import PRESETS, Preset, start_preset
 from dashboard import ids, lab_activations, lab_gradflow
 from dashboard.components import alert
 from dashboard.context import current
+from dashboard.inputs import Query, as_choice, as_list, trigger_id
 
 dash.register_page(__name__, path="/lab", name="Lab", order=30, title="Lab · deepscope")
 lab_gradflow.register()
@@ -58,17 +59,19 @@ def view_order(landed: str | None, views=None) -> list[str]:
     return ([landed] if landed in order else []) + [v for v in order if v != landed]
 
 
-def layout(preset: str | None = None, run: str | None = None, **_query) -> html.Div:
+def layout(**query) -> html.Div:
     """The presets' cards, then the views (``?preset=``'s first, ``?run=`` shown in it)."""
     context = current()
     runs = context.data.list_runs()
-    asked_ids = [r for r in (run or "").split(",") if r]
+    q = Query(query)
+    preset, asked_ids = q.str("preset", None, 64), q.run_ids("run")
     # the run list is cached for a second: runs launched just now are read fresh
     listed = {r["id"] for r in runs}
     runs = [r for r in (context.data.get_run(rid) for rid in asked_ids if rid not in listed) if r] + runs
     landed = PRESETS.get(preset or "")
     unknown = alert(f"There is no preset {preset!r}; presets: {', '.join(PRESETS)}.", "warning") \
         if preset and landed is None else None
+    notice = q.notice()
     target = VIEW_OF.get(landed.id, landed.id) if landed is not None else None
     target = target if target in VIEWS else None
     # ?run= is meant for the landed preset's view; without ?preset= every view may show it
@@ -79,6 +82,7 @@ def layout(preset: str | None = None, run: str | None = None, **_query) -> html.
         html.Div(html.H2("Lab"), className="page-head"),
         html.P("Preset experiments for what lecture slides show: one click launches small runs (under 3 minutes "
                "on two cores) and opens the view where the effect appears.", className="muted"),
+        notice,
         html.Div(id=ids.LAB_ALERT, role="status",
                  children=alert(f"{landed.title}: {landed.explanation}", "info") if landed else unknown),
         dcc.Location(id=ids.LAB_LOCATION, refresh="callback-nav"),
@@ -92,13 +96,14 @@ def layout(preset: str | None = None, run: str | None = None, **_query) -> html.
           Input({"type": ids.LAB_LAUNCH, "preset": ALL}, "n_clicks"), prevent_initial_call=True)
 def _launch(clicks):
     """Start the clicked preset's runs and open its view; a refusal says why."""
-    trigger = ctx.triggered_id
-    if not isinstance(trigger, dict) or not any(clicks or []):
+    trigger = trigger_id()
+    name = as_choice(trigger.get("preset"), tuple(PRESETS)) if isinstance(trigger, dict) else None
+    if name is None or not any(as_list(clicks)):
         return no_update, no_update
-    ok, text, run_ids = start_preset(current().jobs, trigger["preset"])
+    ok, text, run_ids = start_preset(current().jobs, name)
     if not ok:
         return alert(text, "danger"), no_update
-    preset = PRESETS[trigger["preset"]]
+    preset = PRESETS[name]
     return alert([f"Started {len(run_ids)} runs of {preset.title}; opening ",
                   dcc.Link("its view", href=text), "..."], "success"), text
 

@@ -20,6 +20,7 @@ from dashboard import ids
 from dashboard.context import current
 from dashboard.spec_form import BY_NAME, FIELD_GROUPS, FormField, family_options, form_values, relevant_fields, \
     start_run, validate_form
+from dashboard.inputs import as_choice, as_str
 from dashboard.uploads import UPLOAD_LIMIT, FormFiles
 
 NEW_UPLOAD, NEW_UPLOAD_STATUS = ids.NEW_UPLOAD, ids.NEW_UPLOAD_STATUS
@@ -109,9 +110,29 @@ def layout(task: str | None = None, **_query) -> html.Div:
           Input(ids.NEW_TASK, "value"), prevent_initial_call=True)
 def _load_defaults(task):
     """A new task loads its default spec into every field."""
+    task = as_choice(task, TASKS)
+    if task is None:
+        raise PreventUpdate
     values = form_values(RunSpec.for_task(task))
-    names = [o["id"]["field"] for o in ctx.outputs_list[0]]
-    return [values[n] for n in names], family_options(task), TASKS[task].description
+    return ([values.get(n, no_update) for n in _names(ctx.outputs_list[0])], family_options(task),
+            TASKS[task].description)
+
+
+def _names(items) -> list[str]:
+    """The field names of pattern-matching ids as the request gave them; "" for anything not a name
+    (the ids come from the client, so a junk request can send lists or objects there)."""
+    out = []
+    for item in items if isinstance(items, list) else []:
+        ident = item.get("id") if isinstance(item, dict) else None
+        name = ident.get("field") if isinstance(ident, dict) else None
+        out.append(name if isinstance(name, str) and len(name) <= 64 else "")
+    return out
+
+
+def _form(names: list[str], values) -> dict:
+    """``{field: value}`` of the named fields (junk names dropped)."""
+    values = values if isinstance(values, list) else []
+    return {n: v for n, v in zip(names, values) if n}
 
 
 @callback(Output({"type": ids.NEW_WRAP, "field": ALL}, "className"),
@@ -119,8 +140,8 @@ def _load_defaults(task):
           Input({"type": ids.NEW_FIELD, "field": "optimizer"}, "value"))
 def _relevance(task, family, optimizer):
     """Grey out fields the chosen family or optimizer ignores."""
-    keep = relevant_fields(task, family, optimizer)
-    return ["field" if o["id"]["field"] in keep else "field irrelevant" for o in ctx.outputs_list]
+    keep = relevant_fields(as_str(task, 64), as_str(family, 64), as_str(optimizer, 64))
+    return ["field" if name in keep else "field irrelevant" for name in _names(ctx.outputs_list)]
 
 
 @callback(Output({"type": ids.NEW_FEEDBACK, "field": ALL}, "children"),
@@ -128,9 +149,8 @@ def _relevance(task, family, optimizer):
           Input(ids.NEW_TASK, "value"), Input({"type": ids.NEW_FIELD, "field": ALL}, "value"))
 def _validate(task, values):
     """Inline messages, size estimate and whether Start is allowed."""
-    names = [i["id"]["field"] for i in ctx.inputs_list[1]]
-    result = validate_form(task, dict(zip(names, values)), _files())
-    feedback = [result.field_errors.get(o["id"]["field"], "") for o in ctx.outputs_list[0]]
+    result = validate_form(as_str(task, 64, ""), _form(_names(ctx.inputs_list[1]), values), _files())
+    feedback = [result.field_errors.get(name, "") for name in _names(ctx.outputs_list[0])]
     cost = result.cost or html.Span("fix the problems to see the size", className="muted")
     general = [html.Div(m, className="alert alert-danger") for m in result.general_errors]
     return feedback, cost, general, result.spec is None
@@ -141,8 +161,8 @@ def _validate(task, values):
           State({"type": ids.NEW_FIELD, "field": ALL}, "value"), prevent_initial_call=True)
 def _start(_clicks, task, values):
     """Start the run and open its training view; a refusal shows why."""
-    names = [s["id"]["field"] for s in ctx.states_list[1]]
-    ok, text = start_run(current().jobs, task, dict(zip(names, values)), _files())
+    values = _form(_names(ctx.states_list[1]), values)
+    ok, text = start_run(current().jobs, as_str(task, 64, ""), values, _files())
     if not ok:
         return html.Div(text, className="alert alert-danger"), no_update
     return html.Div("Started; opening its training view...", className="alert alert-success"), f"/?run={text}"

@@ -27,6 +27,7 @@ from dashboard import ids, projection_controls, projection_map, projection_panel
 from dashboard.components import no_runs_state
 from dashboard.context import current
 from dashboard.figures.projections import message_figure
+from dashboard.inputs import Query
 from dashboard.projection_controls import DIMS, METHODS, colour_options, initial_controls, metric_options
 from dashboard.projection_data import COLOUR_FIELDS
 from dashboard.snapshot_slider import PLAY
@@ -47,11 +48,13 @@ PLAY_MS = 600  # Play: a snapshot every 0.6 s
 
 # -- layout -----------------------------------------------------------------------------------------
 
-def layout(run: str | None = None, **_query) -> html.Div:
+def layout(**query) -> html.Div:
     context = current()
     runs = context.data.list_runs()
+    q = Query(query)
+    run = q.run_id("run")
     if not runs:
-        return no_runs_state(WHAT)
+        return html.Div([q.notice(), no_runs_state(WHAT)])
     pd = context.data.projections
     with_maps = [r for r in runs if pd.has_snapshots(r["id"])]
     others = [r for r in runs if r not in with_maps]
@@ -97,6 +100,7 @@ def layout(run: str | None = None, **_query) -> html.Div:
                                 html.Span(id=ids.PJ_INFO, className="muted")], className="step-info")],
                      className="field field-step pj-step-field"),
         ], className="toolbar pj-toolbar"),
+        q.notice(),
         html.Div(id=ids.PJ_NOTE, role="status"),
         html.Div(id=ids.PJ_CHECK, role="status"),
         html.Div(id=ids.PJ_STATUS, role="status"),

@@ -8,6 +8,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import ids
 from dashboard.components import no_runs_state, status_badge
 from dashboard.context import current
+from dashboard.inputs import Query, as_run_id
 from dashboard.runs_table import compare_href, flatten_picks, run_row, runs_table
 
 dash.register_page(__name__, path="/runs", name="Runs", order=10, title="Runs · deepscope")
@@ -21,7 +22,7 @@ def _rows() -> list[dict]:
     return [run_row(r, data.run_summary(r)) for r in data.list_runs()]
 
 
-def layout(**_query) -> html.Div:
+def layout(**query) -> html.Div:
     """Table of runs and the Compare button."""
     rows = _rows()
     if not rows:
@@ -34,6 +35,7 @@ def layout(**_query) -> html.Div:
                  className="page-head"),
         html.P("Tick runs and press Compare to overlay their curves; a name opens that run's training view.",
                className="muted"),
+        Query(query).notice(),  # this page reads no parameter: say so when the address holds some
         html.Div(body, id=ids.RUNS_TABLE),
         dcc.Store(id=ids.RUNS_IDS, data=[r["id"] for r in rows]),
         dcc.Interval(id=ids.RUNS_INTERVAL, interval=REFRESH_MS),
@@ -58,10 +60,19 @@ def _refresh_table(_n, shown, picks):
 def _refresh_cells(_n):
     """Live status and step of the rows on screen."""
     by_id = {r["id"]: r for r in _rows()}
-    shown = [o["id"]["index"] for o in ctx.outputs_list[0]]
-    statuses = [status_badge(by_id[i]["status"]) if i in by_id else "gone" for i in shown]
-    steps = [by_id[i]["step"] if i in by_id else "" for i in shown]
+    status_cells, step_cells = (_row_ids(cells) for cells in ctx.outputs_list)  # each as the page has them
+    statuses = [status_badge(by_id[i]["status"]) if i in by_id else "gone" for i in status_cells]
+    steps = [by_id[i]["step"] if i in by_id else "" for i in step_cells]
     return statuses, steps
+
+
+def _row_ids(cells: list) -> list[str | None]:
+    """The run id of each output cell (its id's ``index``), None where it is no run id."""
+    out = []
+    for cell in cells if isinstance(cells, list) else []:
+        cid = cell.get("id") if isinstance(cell, dict) else None
+        out.append(as_run_id(cid.get("index")) if isinstance(cid, dict) else None)
+    return out
 
 
 @callback(Output(ids.RUNS_COMPARE, "href"), Output(ids.RUNS_COMPARE, "children"),

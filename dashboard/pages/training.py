@@ -7,13 +7,15 @@ callback is thin: the work is in :mod:`dashboard.live` and :mod:`dashboard.contr
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from dashboard import ids, samples_card
 from dashboard.components import no_runs_state, run_status_card
 from dashboard.context import current
 from dashboard.controls import RESUMABLE, apply_control
 from dashboard.figures.metrics import PANELS
+from dashboard.inputs import Query, trigger_id
 from dashboard.live import live_update, selected_runs
 from backend.store import ACTIVE_STATUSES
 
@@ -30,15 +32,16 @@ def run_options(runs: list[dict]) -> list[dict]:
     return [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in runs]
 
 
-def layout(run: str | None = None, **_query) -> html.Div:
+def layout(**query) -> html.Div:
     """The page for the runs named in ``?run=`` (default: the newest run)."""
     context = current()
     runs = context.data.list_runs()
-    asked = [r for r in (run or "").split(",") if r]
+    q = Query(query)
+    asked = q.run_ids("run")
     listed = {r["id"] for r in runs}  # the list is cached for a second: runs started just now are read fresh
     runs = [r for r in (context.data.get_run(rid) for rid in asked if rid not in listed) if r] + runs
     if not runs:
-        return no_runs_state(WHAT)
+        return html.Div([q.notice(), no_runs_state(WHAT)])
     known = {r["id"] for r in runs}
     chosen = [r for r in asked if r in known] or [runs[0]["id"]]
     missing = [r for r in asked if r not in known]
@@ -55,6 +58,7 @@ def layout(run: str | None = None, **_query) -> html.Div:
                                  marks={0: "0", 0.5: "0.5", 0.99: "0.99"},
                                  tooltip={"placement": "bottom"})], className="toolbar-smoothing"),
         ], className="toolbar"),
+        q.notice(),
         note,
         html.Div(id=ids.TRAIN_STATUS, className="status-area"),
         _controls(),
@@ -131,8 +135,11 @@ def _status(_n, run_value, options):
           Input(ids.TRAIN_STOP, "n_clicks"), Input(ids.TRAIN_LR_APPLY, "n_clicks"),
           State(ids.TRAIN_RUNS, "value"), State(ids.TRAIN_LR, "value"), prevent_initial_call=True)
 def _control(_p, _r, _s, _a, run_value, lr):
+    trig = trigger_id()
     action = {ids.TRAIN_PAUSE: "pause", ids.TRAIN_RESUME: "resume", ids.TRAIN_STOP: "stop",
-              ids.TRAIN_LR_APPLY: "set_lr"}[ctx.triggered_id]
+              ids.TRAIN_LR_APPLY: "set_lr"}.get(trig) if isinstance(trig, str) else None
+    if action is None:  # no button fired (a request naming none)
+        raise PreventUpdate
     context = current()
     runs = selected_runs(run_value)
     ok, message = apply_control(context.jobs, context.data.store, runs[0] if runs else None, action, lr)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 
 import dash
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, dcc, html, no_update
 
 from backend.inference_runs import EXAMPLES, example_text, is_language_model, run_label, tryable_runs
 from backend.probes.states import GATE_NAMES
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
+from dashboard.inputs import Query, as_bool, as_choice, as_dict, as_float, as_int, as_run_id, as_str, trigger_id
 from dashboard.figures.try_input import class_prediction, evolution_figure, generation_text, guesses_figure, \
     next_token_prediction, states_heatmap, teacher_forcing_strip, token_chips
 from dashboard.try_ids import (TRY_ANALYSE, TRY_DIR, TRY_EVOLUTION, TRY_EVOLUTION_CARD, TRY_EXAMPLE, TRY_GENERATE,
@@ -40,6 +41,17 @@ HOW_TO_REACH = ["Open it for any run at ", html.Code("/try?run=<run id>"),
                 " (language models and text classifiers with a checkpoint)."]
 PLAIN = {"displaylogo": False, "displayModeBar": False}
 HIDDEN, SHOWN = {"display": "none"}, {}
+TEXT_CHARS = 80_000  # characters of a text accepted at all; the model's own limit (20,000) says why above it
+
+
+def read_result(value) -> dict | None:
+    """The analysed text's store (written by :func:`_analyse`) as the page sends it back, checked."""
+    v = as_dict(value)
+    run, text = as_run_id((v or {}).get("run")), as_str((v or {}).get("text"), TEXT_CHARS)
+    if run is None or text is None:
+        return None
+    return {"run": run, "text": text, "checkpoint": as_str(v.get("checkpoint"), 255),
+            "words": as_bool(v.get("words")), "relu": as_bool(v.get("relu"))}
 
 
 def _run_options(runs: list[dict], keep: str | None, store) -> list[dict]:
@@ -51,12 +63,15 @@ def _run_options(runs: list[dict], keep: str | None, store) -> list[dict]:
     return options
 
 
-def layout(run: str | None = None, text: str | None = None, **_query) -> html.Div:
+def layout(**query) -> html.Div:
     context = current()
     store = context.data.store
     runs = context.data.list_runs()
+    q = Query(query)
+    run, text = q.run_id("run"), q.str("text", None, 20_000)
     if not runs and not run:
-        return no_runs_state(WHAT + " Train a language model (code-lstm, brackets-lstm) or a sentiment classifier.")
+        return html.Div([q.notice(), no_runs_state(WHAT + " Train a language model (code-lstm, brackets-lstm) or a "
+                                                          "sentiment classifier.")])
     options = _run_options(runs, run, store)
     value = run or (options[0]["value"] if options else None)
     chosen = store.get_run(value) if value else None
@@ -76,6 +91,7 @@ def layout(run: str | None = None, text: str | None = None, **_query) -> html.Di
                                   title="replace the text with an example for this run's task"),
                       html.Span(HOW_TO_REACH, className="muted")], className="try-actions"),
         ], className="toolbar try-toolbar"),
+        q.notice(),
         html.Div(id=TRY_MESSAGE, role="status"),
         html.Div(id=TRY_INFO, className="try-info muted"),
         dcc.Loading(html.Section([html.H3("Prediction"), html.Div(id=TRY_PREDICTION), html.Div(id=TRY_TOKENS)],
@@ -137,6 +153,7 @@ def _generation_card(show: bool) -> html.Section:
           State(TRY_RUN, "options"), prevent_initial_call=True)
 def _options(_n, value, options):
     """Runs that got their first checkpoint since the page opened join the list."""
+    value = as_run_id(value)
     data = current().data
     fresh = _run_options(data.list_runs(), value, data.store)
     return fresh if fresh != options else no_update
@@ -150,9 +167,11 @@ def _options(_n, value, options):
 def _request(run_id, clicks, _example, text):
     """What to analyse: on a new run its example (unless the user typed something of their own), on Analyse
     the text as typed. One callback, so the analysis never reads the text before the example replaced it."""
+    run_id, clicks = as_run_id(run_id), as_int(clicks, 0, 0)
+    text = text[:TEXT_CHARS] if isinstance(text, str) else ""  # longer is past the model's limit: it says so
     run = current().data.store.get_run(run_id) if run_id else None
     gen_style = SHOWN if run and is_language_model(run) else HIDDEN
-    trigger = ctx.triggered_id
+    trigger = trigger_id()
     if run is not None and (trigger == TRY_EXAMPLE or (trigger == TRY_RUN and _is_example(text))):
         text = example_text(run)
     clear = trigger == TRY_RUN  # generated text of another run would mislead
@@ -200,6 +219,10 @@ def _analyse(request, layer, direction, state):
     """Run the model on the text; every refusal is a message in the page."""
     empty = [None, None, None, None, None, no_update, HIDDEN, no_update, HIDDEN, no_update,
              [], None, [], None, [], None]
+    request = as_dict(request)
+    if request is not None:
+        request = {"run": as_run_id(request.get("run")), "text": as_str(request.get("text"), TEXT_CHARS, "")}
+    layer, direction, state = as_int(layer, None, 0, 64), as_choice(direction, ("fwd", "bwd")), as_str(state, 8)
     if not request or not request.get("run"):
         return [alert("Choose a run above. Try it reads language models (code-lstm, brackets-lstm, recall-lstm) and "
                       "text classifiers (sentiment-lstm, sentiment-cnn) once they have written a checkpoint.", "info"),
@@ -257,6 +280,8 @@ def _relu(store, run_id: str) -> bool:
           Input(TRY_RESULT, "data"), Input(TRY_LAYER, "value"), Input(TRY_DIR, "value"), Input(TRY_STATE, "value"))
 def _heatmap(stored, layer, direction, state):
     """The chosen state or gate of the analysed text (the analysis is cached: no second model run)."""
+    stored = read_result(stored)
+    layer, direction, state = as_int(layer, None, 0, 64), as_choice(direction, ("fwd", "bwd")), as_str(state, 8)
     if not stored:
         return blank_figure("Analyse a text to see its hidden states."), None
     if layer is None or direction is None or state is None:
@@ -289,6 +314,11 @@ def _heatmap(stored, layer, direction, state):
           State(TRY_TEACHER, "value"), prevent_initial_call=True)
 def _generate(_clicks, run_id, text, temperature, length, seed, teacher):
     """Free running (teacher forcing off) or teacher forced (on) text of the run's language model."""
+    run_id, text = as_run_id(run_id), as_str(text, TEXT_CHARS, "")
+    temperature, length = as_float(temperature, None), as_int(length, None)
+    seed, teacher = as_int(seed, None, 0, 2**63 - 1), as_choice(teacher, ("on", "off"), "off")
+    if run_id is None:
+        return None, alert("Choose a run above.", "warning")
     store = current().data.store
     try:
         from backend.inference import generate_text, load_run, teacher_force_text
@@ -305,8 +335,7 @@ def _generate(_clicks, run_id, text, temperature, length, seed, teacher):
             return html.Div([head, teacher_forcing_strip(tf.tokens, tf.guesses, tf.p_true)]), None
         if length is None:
             raise ValueError("Length must be a whole number from 1 to 1,000.")
-        gen = generate_text(loaded, text or "", int(length), float(temperature or 0.0),
-                            int(seed) if seed is not None else None)
+        gen = generate_text(loaded, text or "", length, 0.0 if temperature is None else temperature, seed)
     except ValueError as exc:
         return None, alert(str(exc), "danger")
     except Exception as exc:  # noqa: BLE001
