@@ -2,9 +2,10 @@
 
     deepscope demo                       # dashboard on http://127.0.0.1:8050 + code-lstm, brackets-lstm and
                                          # natural-patches runs
-    deepscope serve --port 8050          # dashboard only
+    deepscope serve --port 8050          # dashboard only; runs keep training when it stops (--stop-runs)
     deepscope train digits-cnn --set lr=0.01 --set model.channels=8,16
     deepscope runs                       # list runs in the data folder
+    deepscope resume RUN                 # continue a stopped or interrupted run from its checkpoint
     deepscope agent                      # start runs queued by dashboards elsewhere (GPU hosts)
     deepscope track RUN depth.csv        # attach your own per-token annotation to a run's hidden states
     deepscope import-lstmvis DIR         # an LSTMVis project (lstm.yml + HDF5 + dict) as a run
@@ -73,6 +74,9 @@ def _store(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .threads import configure_process
+
+    configure_process(say=print)  # first: OpenMP and BLAS read their settings when torch and numpy load
     from pydantic import ValidationError
 
     from .spec import RunSpec, estimate, format_errors
@@ -86,10 +90,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("deepscope train: invalid spec:\n  " + "\n  ".join(msgs), file=sys.stderr)
         return 2
     store = _store(args)
+    _sweep(store)
     run_id = store.create_run(args.name or spec.name or f"{spec.task} · {spec.model.family}", spec.task,
                               spec.model_dump(), source="cli")
     print(f"run {run_id}: {spec.task}, {spec.model.family}, {estimate(spec).describe()}; data in {store.data_dir}")
     status = run_training(store, run_id, extra_hooks=[ProgressHook()], device=args.device)
+    return _report_end(store, run_id, status)
+
+
+def _report_end(store, run_id: str, status: str) -> int:
+    """Say how a run trained in this terminal ended; the exit code of ``train`` and ``resume``."""
     run = store.require_run(run_id)
     print(f"run {run_id} {status} at step {run['step']}")
     if status == "failed":
@@ -97,30 +107,118 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if status != "failed" else 1
 
 
+def _sweep(store) -> None:
+    """Mark runs whose process is gone ``interrupted`` and delete temporary files killed writers left
+    (:func:`backend.liveness.startup_sweep`); say which runs."""
+    from .liveness import startup_sweep
+
+    for run_id in startup_sweep(store):
+        print(f"run {run_id}: its process is gone; marked interrupted (`deepscope resume {run_id}` continues it)",
+              file=sys.stderr)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue a stopped, failed or interrupted built-in run from its latest checkpoint, in this terminal."""
+    from .liveness import why_not_resumable
+    from .training.progress import ProgressHook
+    from .training.worker import run_training
+
+    store = _store(args)
+    _sweep(store)
+    run = store.get_run(args.run)
+    if run is None:
+        print(f"deepscope resume: no run with id {args.run!r} (`deepscope runs` lists them)", file=sys.stderr)
+        return 2
+    if run["status"] == "paused":  # its trainer is alive: ask it to go on
+        store.request_control(run["id"], "resume")
+        print(f"run {run['id']} was paused; asked its trainer (process {run['pid']} on {run['host']}) to go on")
+        return 0
+    why = why_not_resumable(store, run)
+    if why is not None:
+        print(f"deepscope resume: {why}", file=sys.stderr)
+        return 2
+    print(f"run {run['id']} ({run['name']}): {run['status']} at step {run['step']}; resuming from its latest "
+          f"checkpoint (what it logged after that is replaced); data in {store.data_dir}")
+    status = run_training(store, run["id"], resume=True, extra_hooks=[ProgressHook()], device=args.device)
+    return _report_end(store, run["id"], status)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = _store(args).list_runs()
+    store = _store(args)
+    _sweep(store)
+    runs = store.list_runs()
     if not runs:
         print("no runs yet: try `deepscope train digits-cnn` or `deepscope demo`")
         return 0
-    print(f"{'id':<11} {'status':<10} {'step':>8}  {'task':<12} name")
+    print(f"{'id':<11} {'status':<11} {'step':>8}  {'task':<12} name")
     for r in runs:
-        print(f"{r['id']:<11} {r['status']:<10} {r['step']:>8}  {r['task']:<12} {r['name']}")
+        print(f"{r['id']:<11} {r['status']:<11} {r['step']:>8}  {r['task']:<12} {r['name']}")
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
-    """The dashboard (``serve``; ``demo`` also starts the demo runs) and its analysis worker.
+# The demo's runs, oldest first (so code-lstm, the newest, is the one the Training page opens on): short
+# ones first: in ~10 s Kernels shows filters that became edge detectors, in ~20 s Hidden states a cell that
+# counts bracket depth. ``demo`` started again finds them by name.
+DEMO_RUNS = (("natural-patches", "demo · natural-patches (Gabor filters)"),
+             ("brackets-lstm", "demo · brackets-lstm (LSTMVis case study)"),
+             (DEMO_TASK, "demo · code-lstm"))
 
-    The analysis worker (``backend.analysis.projection_worker``, a process of its own at nice 10)
-    computes the projection maps; set ``DEEPSCOPE_ANALYSIS=off`` to run the dashboard without it
-    (e.g. when a worker runs elsewhere on the same store). It stops with the dashboard, also under
-    ``--keep-runs``.
+
+def demo_plan(runs: list[dict]) -> tuple[list[tuple[str, str]], list[str]]:
+    """What ``deepscope demo`` does with the runs already in the store: ``(to start, lines to print)``.
+
+    A demo run is found by its name (newest first, as ``list_runs`` gives them). One that is training
+    is left to train; one that ended (completed, stopped, failed, interrupted) is only shown (Resume on
+    the Training page continues a stopped or interrupted one); only a demo run that does not exist yet
+    is started, and none while another run trains (two cores would be shared three ways).
+
+    >>> to_start, lines = demo_plan([{"id": "r1", "name": "demo · code-lstm", "status": "running"}])
+    >>> [task for task, _ in to_start], lines
+    (['natural-patches', 'brackets-lstm'], ['demo run r1 (demo · code-lstm): still training; left as it is'])
+    """
+    from .store import ACTIVE_STATUSES
+
+    names = {name for _, name in DEMO_RUNS}
+    newest = {}
+    for run in runs:
+        if run["name"] in names:
+            newest.setdefault(run["name"], run)
+    lines = [f"demo run {r['id']} ({r['name']}): "
+             + ("still training; left as it is" if r["status"] in ACTIVE_STATUSES else f"{r['status']}; shown as it is")
+             for r in (newest[n] for _, n in DEMO_RUNS if n in newest)]
+    missing = [(task, name) for task, name in DEMO_RUNS if name not in newest]
+    other = next((r for r in runs if r["status"] in ACTIVE_STATUSES and r["name"] not in names), None)
+    if missing and other is not None:
+        lines.append(f"run {other['id']} ({other['name']}) is training; not starting "
+                     + ", ".join(name for _, name in missing))
+        missing = []
+    return missing, lines
+
+
+def _start_demo(jobs, steps: int) -> None:
+    """Start the demo runs that are missing, say what was reused (see :func:`demo_plan`)."""
+    from .spec import RunSpec
+
+    to_start, lines = demo_plan(jobs.store.list_runs())
+    for line in lines:
+        print(line)
+    for task, name in to_start:  # one torch thread each (JobManager._threads)
+        spec = RunSpec.for_task(task, steps=steps) if task == DEMO_TASK else RunSpec.for_task(task)
+        print(f"started demo run {jobs.start(spec, name=name, threads=1)} ({name})")
+
+
+def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
+    """The dashboard (``serve``; ``demo`` also starts the demo runs, or reuses them) and its analysis worker.
+
+    Runs started here keep training when the dashboard stops (``--stop-runs`` stops them, checkpointed);
+    a dashboard started later on the same store shows them live. The analysis worker
+    (``backend.analysis.projection_worker``, a process of its own at nice 10) computes the projection maps
+    and stops with the dashboard; set ``DEEPSCOPE_ANALYSIS=off`` to run the dashboard without it (e.g.
+    when a worker runs elsewhere on the same store; with several, one holds the store's lease).
     """
     from dashboard.app import create_app, data_roots_from_env
 
     from .jobs import JobManager
-    from .spec import RunSpec
-    from .store import ACTIVE_STATUSES
 
     security = _serve_security(args)
     if security is None:
@@ -132,22 +230,11 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     if os.environ.get("DEEPSCOPE_ANALYSIS", "on").strip().lower() != "off":
         jobs.start_analysis()
     if start_demo:
-        live = [r for r in store.list_runs() if r["status"] in ACTIVE_STATUSES]
-        if live:
-            print(f"a run is already training ({live[0]['id']}); not starting another")
-        else:
-            # short runs first: in ~10 s Kernels shows filters that became edge detectors, in ~20 s
-            # Hidden states a cell that counts bracket depth; one torch thread each (JobManager._threads)
-            patches = jobs.start(RunSpec.for_task("natural-patches"), name="demo · natural-patches (Gabor filters)",
-                                 threads=1)
-            short = jobs.start(RunSpec.for_task("brackets-lstm"), name="demo · brackets-lstm (LSTMVis case study)",
-                               threads=1)
-            run_id = jobs.start(RunSpec.for_task(DEMO_TASK, steps=args.steps), name="demo · code-lstm", threads=1)
-            print(f"started demo runs {run_id} ({DEMO_TASK}, long), {short} (brackets-lstm, ~20 s) and {patches} "
-                  "(natural-patches, ~10 s)")
+        _start_demo(jobs, args.steps)
     app = create_app(str(store.data_dir), store_url=store.url, jobs=jobs, security=security,
                      data_roots=tuple(args.data_root or ()) or data_roots_from_env())
-    print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C stops)")
+    leave = "stops it and the runs started here" if args.stop_runs else "stops it; runs keep training"
+    print(f"deepscope dashboard on http://{args.host}:{args.port}  (data in {store.data_dir}; Ctrl-C {leave})")
 
     def terminate(*_):  # run the cleanup below on `kill` too; a second `kill` must not cut it short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -159,12 +246,12 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if not args.keep_runs:
-            stopped = jobs.shutdown()
-            if stopped:
-                print(f"stopped {len(stopped)} run(s) started here (checkpointed; Resume continues them)")
-        else:
-            jobs.stop_analysis()
+        runs = jobs.shutdown(stop_runs=args.stop_runs)
+        if runs and args.stop_runs:
+            print(f"stopped {len(runs)} run(s) started here (checkpointed; Resume continues them)")
+        elif runs:
+            print(f"left {len(runs)} run(s) training: {', '.join(runs)} (stop them on the Training page, or "
+                  "next time start with --stop-runs)")
     return 0
 
 
@@ -271,7 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8050)
-        p.add_argument("--keep-runs", action="store_true", help="leave runs started here training after exit")
+        p.add_argument("--stop-runs", action="store_true",
+                       help="stop the runs started here when the dashboard stops (checkpointed; by default "
+                            "they keep training and a dashboard started later shows them)")
+        p.add_argument("--keep-runs", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
         p.add_argument("--auth", action="store_true", help="require sign-in (accounts: `deepscope auth add`); "
                        "needed to serve on an address other than loopback; also $DEEPSCOPE_AUTH=on")
         p.add_argument("--auth-file", help="accounts file (default $DEEPSCOPE_AUTH_FILE or ~/.config/deepscope/auth.json)")
@@ -288,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
     p.add_argument("--name")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p = sub.add_parser("resume", parents=[common],
+                       help="continue a stopped, failed or interrupted run from its latest checkpoint, here")
+    p.add_argument("run", help="run id (`deepscope runs` lists them)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     sub.add_parser("runs", parents=[common], help="list runs")
     p = sub.add_parser("track", parents=[common], help="attach a per-token annotation track to a run's hidden states")
@@ -316,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_train(args)
     if args.command == "runs":
         return cmd_runs(args)
+    if args.command == "resume":
+        return cmd_resume(args)
     if args.command == "agent":
         return cmd_agent(args)
     if args.command == "track":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,9 +21,10 @@ import time
 
 from .spec import RunSpec
 from .store import ACTIVE_STATUSES, RunStore, StoreError
+from .threads import ThreadChoice, explicit_threads, thread_choice, thread_env
+from .store.retry import Backoff, brief, is_transient, outage_clock
 
 log = logging.getLogger(__name__)
-START_GRACE_S = 120  # a queued run whose process never reported is failed after this
 ANALYSIS_LOG = "analysis-worker.log"  # in the data folder
 ANALYSIS_RESTART_S = 60  # the reaper restarts a crashed analysis worker at most this often
 
@@ -53,15 +53,20 @@ class JobManager:
         return run_id
 
     def resume(self, run_id: str) -> None:
-        """Continue a stopped or failed run from its latest checkpoint in a new process."""
+        """Continue a stopped, failed or interrupted run (built-in, or from ``deepscope train``) from its
+        latest checkpoint in a new process; ask a paused one to go on. StoreError says why not.
+
+        The new process supersedes what the run logged after that checkpoint before it logs again."""
+        from .liveness import why_not_resumable
+
         run = self.store.require_run(run_id)
-        if run["status"] in ACTIVE_STATUSES:
-            if run["status"] == "paused":
-                self.store.request_control(run_id, "resume")
-                return
-            raise StoreError(f"run {run_id} is already {run['status']}")
-        if not any((self.store.run_dir(run_id) / "checkpoints").glob("step-*.pt")):
-            raise StoreError(f"run {run_id} has no checkpoint to resume from")
+        if run["status"] == "paused":
+            self.store.request_control(run_id, "resume")
+            return
+        why = why_not_resumable(self.store, run)
+        if why is not None:
+            raise StoreError(why)
+        self._procs.pop(run_id, None)  # its last process has exited: not the one reconcile judges next
         self.store.set_status(run_id, "queued")
         if self.launch:
             self._spawn(run_id, resume=True)
@@ -71,7 +76,7 @@ class JobManager:
     def control(self, run_id: str, kind: str, value: float | None = None) -> None:
         """pause / resume / stop / set_lr. Resume on a finished run restarts it from its checkpoint."""
         run = self.store.require_run(run_id)
-        if kind == "resume" and run["status"] in ("stopped", "failed", "completed"):
+        if kind == "resume" and run["status"] not in ACTIVE_STATUSES:  # stopped, failed, interrupted...
             self.resume(run_id)
             return
         if kind == "stop" and run["status"] == "queued" and run_id in self._procs:
@@ -80,25 +85,59 @@ class JobManager:
             return
         self.store.request_control(run_id, kind, value)
 
-    def serve_queue(self, poll: float = 1.0, once: bool = False) -> None:
-        """Start every queued run that nobody has claimed (the ``deepscope agent`` loop)."""
+    def serve_queue(self, poll: float = 1.0, once: bool = False, stop: threading.Event | None = None) -> None:
+        """Start every queued run that nobody has claimed (the ``deepscope agent`` loop), until ``stop`` is set.
+
+        A store that is unreachable (restarting, locked) is waited out: the loop logs it once, asks again
+        with backoff (up to 30 s apart) and goes on; other errors are logged and retried the same way.
+        """
+        clock, backoff = outage_clock(self.store), Backoff(poll, max(poll, 30.0))
         while True:
-            while (run := self.store.claim_queued()) is not None:
-                resume = any((self.store.run_dir(run["id"]) / "checkpoints").glob("step-*.pt"))
-                self._spawn(run["id"], resume=resume)
-            self.reconcile()
+            delay = poll
+            try:
+                while (run := self.store.claim_queued()) is not None:
+                    resume = any((self.store.run_dir(run["id"]) / "checkpoints").glob("step-*.pt"))
+                    self._spawn(run["id"], resume=resume)
+                self.reconcile()
+            except Exception as exc:  # noqa: BLE001 - the agent outlives whatever one round met
+                delay = backoff.next()
+                if once and not is_transient(exc):
+                    raise
+                if not is_transient(exc):
+                    log.exception("the agent's round failed; trying again in %.0f s", delay)
+                elif clock.failed(exc):
+                    log.warning("the store is unreachable (%s); the agent keeps trying", brief(exc))
+            else:
+                backoff.reset()
+                if (lasted := clock.ok()) is not None:
+                    log.warning("the store is reachable again after %.0f s", lasted)
             if once:
                 return
-            time.sleep(poll)
+            if stop is not None:
+                if stop.wait(delay):
+                    return
+            else:
+                time.sleep(delay)
 
-    def _threads(self) -> int:
-        """Torch threads for a new trainer: the cores shared among the trainers alive here.
+    def _threads(self) -> ThreadChoice:
+        """Threads for a new trainer (:func:`backend.threads.thread_choice`: an explicit
+        ``DEEPSCOPE_TORCH_THREADS``, else from the cores and the load), equal for runs started together.
 
-        Two trainers with two threads each on two cores ran ~10x slower than one thread each
-        (OpenMP workers spin while they wait for a core).
+        A run started while another started here in the last minute still trains gets that run's count:
+        the load average has not seen the first run yet, and equal specs must train at equal speed (the
+        former ``cores // (alive + 1)`` gave two runs started together 2 and 1 threads; on 2 cores they
+        trained at 4-8 and 150-190 steps/s).
         """
-        alive = sum(1 for p in self._procs.values() if p.poll() is None)
-        return max(1, (os.cpu_count() or 1) // (alive + 1))
+        together_s = 60.0  # the horizon of the 1-minute load average
+        now = time.time()
+        given = self.__dict__.setdefault("_threads_given", {})  # run id -> (started at, choice)
+        for rid in [r for r, (at, _) in given.items() if now - at >= together_s]:
+            del given[rid]
+        for rid, (_, choice) in sorted(given.items(), key=lambda item: item[1][0], reverse=True):
+            proc = self._procs.get(rid)
+            if proc is not None and proc.poll() is None and explicit_threads() is None:
+                return choice  # with the reason it was chosen for, the same for the whole batch
+        return thread_choice()
 
     def _spawn(self, run_id: str, resume: bool, threads: int | None = None) -> None:
         log_path = self.store.run_dir(run_id) / "trainer.log"
@@ -109,50 +148,45 @@ class JobManager:
         if resume:
             cmd.append("--resume")
         env = os.environ.copy()
-        if threads or not env.get("DEEPSCOPE_TORCH_THREADS"):  # a user's explicit setting wins
-            env["DEEPSCOPE_TORCH_THREADS"] = str(threads or self._threads())
+        if threads and explicit_threads(env) is None:  # the user's DEEPSCOPE_TORCH_THREADS wins over the caller's
+            choice = ThreadChoice(threads, f"{threads} asked for by whoever started the run")
+        else:
+            choice = self._threads()
+            self.__dict__.setdefault("_threads_given", {})[run_id] = (time.time(), choice)
+        env.update(thread_env(choice, env))  # torch, OpenMP and BLAS pools alike; OpenMP waits passively
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=env)
         self._procs[run_id] = proc
         self.store.set_pid(run_id, proc.pid)
 
-    def reconcile(self) -> list[str]:
-        """Mark runs whose trainer process (or, for client-API runs, whose script) died without
-        reporting as failed; returns their ids."""
-        failed = []
-        for run in self.store.list_runs():
-            if run["status"] not in ACTIVE_STATUSES or run["source"] not in ("builtin", "client"):
-                continue
-            if run["pid"] is None or run["pid"] <= 0 or run["host"] != socket.gethostname():
-                continue  # not started (or only claimed) yet, or started elsewhere: not ours to judge
-            proc = self._procs.get(run["id"])
-            code = proc.poll() if proc is not None else None
-            alive = (code is None and proc is not None) or (proc is None and _pid_alive(run["pid"]))
-            stale = run["status"] == "queued" and time.time() - run["updated_at"] > START_GRACE_S
-            if run["source"] == "client" and not _pid_alive(run["pid"]):  # a user's script killed mid-run
-                self.store.set_status(run["id"], "failed", error=(
-                    f"the script that logged this run (process {run['pid']}) ended without finishing it: "
-                    "killed, or it exited before run.finish() and atexit could run"))
-                failed.append(run["id"])
-                continue
-            if run["source"] == "client":
-                continue
-            if not alive or stale:
-                log_path = self.store.run_dir(run["id"]) / "trainer.log"
-                self.store.set_status(run["id"], "failed", error=(
-                    f"the trainer process ended without reporting (exit code {code}); see {log_path}\n"
-                    + _tail(log_path)))
-                failed.append(run["id"])
-        return failed
+    def reconcile(self, stale_after_s: float | None = None) -> list[str]:
+        """Mark ``interrupted`` every active run whose process is gone: any source (dashboard, agent,
+        ``deepscope train``, client scripts), any host (see :mod:`backend.liveness`); returns their ids.
+
+        A trainer started here that exited without reporting is marked at once, others once their
+        heartbeat is ``stale_after_s`` old (default ``liveness.STALE_AFTER_S``). The first call also
+        deletes the temporary files killed writers left (:func:`backend.liveness.sweep_orphans`)."""
+        from .liveness import STALE_AFTER_S, sweep_interrupted, sweep_orphans
+
+        if not getattr(self, "_orphans_swept", False):
+            self._orphans_swept = True
+            try:
+                sweep_orphans(self.store)
+            except OSError as exc:
+                log.warning("could not sweep temporary files: %s", exc)
+        exited = {rid: (p.pid, p.returncode) for rid, p in list(self._procs.items()) if p.poll() is not None}
+        return sweep_interrupted(self.store, stale_after_s=STALE_AFTER_S if stale_after_s is None else stale_after_s,
+                                 exited=exited)
 
     def start_analysis(self) -> subprocess.Popen:
         """Start the analysis worker of this store (``backend.analysis.projection_worker``), or keep the live one.
 
         The worker computes projection maps of every run; it runs at nice 10 with one thread (it sets
         both itself), logs to ``analysis-worker.log`` in the data folder and exits when this process
-        is gone (``--parent-pid``). Called again after the worker died, it starts a new one. One worker
-        per data folder: a second one (another dashboard on the same folder) exits at once.
+        is gone (``--parent-pid``). Called again after the worker died, it starts a new one. Every
+        dashboard starts one; only the holder of the store's ``analysis`` lease works, the others stand
+        by and one of them takes over within 30 s after the holder dies (within 5 s after a clean exit).
         """
         if self._analysis is not None and self._analysis.poll() is None:
             return self._analysis
@@ -180,16 +214,23 @@ class JobManager:
         proc.terminate()
         _wait_or_kill(proc, timeout)
 
-    def shutdown(self, timeout: float = 15.0) -> list[str]:
-        """Stop the runs this manager started (checkpointed, status ``stopped``) and its analysis worker;
-        returns the run ids.
+    def shutdown(self, timeout: float = 15.0, stop_runs: bool = True) -> list[str]:
+        """Stop the analysis worker and, with ``stop_runs``, the runs this manager started (checkpointed,
+        status ``stopped``); returns the ids of those runs (stopped, or left training).
 
         Asks politely first (a stop control), then terminates what has not exited by ``timeout``.
+        ``stop_runs=False`` (what ``deepscope serve`` does by default) leaves the trainers training:
+        each is in a session of its own with its output in a file, so it outlives this process, and a
+        dashboard started later shows it live and steers it through the store.
         """
         analysis, self._analysis = self._analysis, None
         if analysis is not None and analysis.poll() is None:
             analysis.terminate()  # waited for below, after the trainers
         live = {rid: p for rid, p in self._procs.items() if p.poll() is None}
+        if not stop_runs:
+            if analysis is not None:
+                _wait_or_kill(analysis, 5.0)
+            return list(live)
         for rid in live:
             try:
                 self.control(rid, "stop")
@@ -241,22 +282,3 @@ def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _tail(path, n: int = 2000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""

@@ -59,7 +59,7 @@ def run_preset(preset_id: str, data_dir: Path, steps: int | None, timeout: float
             for rid in run_ids:
                 if rid not in done_at and jobs.store.get_run(rid)["status"] in FINAL_STATUSES:
                     done_at[rid] = time.time() - t0
-            jobs.reconcile()  # a trainer that died without reporting is marked failed
+            jobs.reconcile()  # a trainer that died without reporting is marked interrupted
             time.sleep(POLL_S)
     finally:
         jobs.shutdown(timeout=10)  # stops what is still alive (after a timeout); waits for exiting trainers

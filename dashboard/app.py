@@ -24,6 +24,7 @@ from backend.store import RunStore
 from . import ids
 from .context import EXTENSION, DashboardContext
 from .data import DashboardData
+from .health import register_health
 from .login import register_login
 from .security import SecurityConfig, current_user, install_guard, security_from_env
 
@@ -88,7 +89,30 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
                                                         data_roots=roots)
     app.layout = _shell
     _register_nav_callback(app)
+    register_health(app.server)
+    finish_dash_setup(app)
     return app
+
+
+def finish_dash_setup(app: dash.Dash) -> None:
+    """Do now what Dash 4.4.1 defers to the first request, so a fresh gunicorn worker is ready before it.
+
+    Dash registers two ``before_request`` hooks that set a "done" flag first and then do the work:
+    ``_setup_server`` (moves the ``dash.callback`` callbacks of the pages into the app, walks the assets)
+    and the pages router (``enable_pages.<locals>.router_sync``: registers the page-content callback). A
+    second thread's first request could see the flag set and the work half done: ``KeyError: Callback
+    function not found`` or ``dictionary changed size during iteration`` (measured under gunicorn
+    ``--threads 4``). Run here, in a request context (the layout reads the signed-in user), both hooks
+    find their flag set later and return at once. Call it after every callback is registered.
+    """
+    routers = [f for f in app.server.before_request_funcs.get(None, ())
+               if getattr(f, "__qualname__", "") == "Dash.enable_pages.<locals>.router_sync"]
+    with app.server.test_request_context("/"):
+        app._setup_server()  # noqa: SLF001 - Dash has no public way to finish its setup eagerly
+        for router in routers:
+            router()
+    if app.use_pages and not app._got_first_request.get("pages", True):  # noqa: SLF001
+        raise RuntimeError("Dash's pages router was not found: check finish_dash_setup against this Dash version")
 
 
 def _nav_links() -> list:
@@ -146,7 +170,8 @@ def server_from_env():
     ``deepscope serve``: ``DEEPSCOPE_AUTH=on`` (accounts in ``DEEPSCOPE_AUTH_FILE``),
     ``DEEPSCOPE_ALLOWED_HOSTS`` (comma-separated), ``DEEPSCOPE_COOKIE_SECURE=on`` behind TLS,
     ``DEEPSCOPE_DATA_ROOTS`` (folders, separated by ``os.pathsep``). Without auth it answers loopback
-    clients only, whatever gunicorn binds.
+    clients only, whatever gunicorn binds. The app is fully set up when this returns
+    (:func:`finish_dash_setup`), so the concurrent first requests of a fresh or respawned worker are safe.
     """
     data_dir = os.environ.get("DEEPSCOPE_DATA_DIR", DEFAULT_DATA_DIR)
     poll_ms = int(os.environ.get("DEEPSCOPE_POLL_MS", "500"))

@@ -9,7 +9,7 @@ from backend.spec import RECURRENT
 from backend.tasks import TASKS
 
 STATUS_CLASS = {"queued": "queued", "running": "running", "paused": "paused", "stopped": "stopped",
-                "completed": "completed", "failed": "failed"}
+                "completed": "completed", "failed": "failed", "interrupted": "interrupted"}
 
 
 def status_badge(status: str, **kwargs) -> html.Span:
@@ -64,6 +64,9 @@ def run_status_card(run: dict, summary: dict) -> html.Div:
     if run["status"] == "failed" and run.get("error"):
         parts.append(html.Details([html.Summary("This run failed: show the error"),
                                    html.Pre(run["error"], className="error-text")], open=True, className="run-error"))
+    elif run["status"] == "interrupted":
+        parts.append(html.Div([html.Strong("Interrupted: "), run.get("error") or "its process ended without finishing",
+                               ". Resume continues it from its last checkpoint."], className="run-interrupted"))
     return html.Div(parts, className="run-card")
 
 

@@ -13,6 +13,8 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -31,6 +33,9 @@ RUN_LIST_TTL = 1         # seconds: statuses must look live
 SERIES_TTL_LIVE = 5      # a stale start is harmless, the cursor streams what it missed
 SERIES_TTL_FINAL = 600
 SUMMARY_TTL = 60
+CACHE_RETRY_S = 5.0     # after a cache error, the store is read directly this long
+CACHE_WARN_S = 60.0     # at most one warning about a failing cache per this many seconds
+log = logging.getLogger(__name__)
 
 
 class DashboardData:
@@ -46,15 +51,40 @@ class DashboardData:
         self.kernels = KernelData(store, self._cached)
         self.projections = ProjectionData(store, self._cached)
 
+    # When the cache fails (Redis down, a full disk), reads go straight to the store for CACHE_RETRY_S
+    # before the cache is tried again, and the log says so at most once per CACHE_WARN_S.
+    _cache_down_until = 0.0
+    _cache_warned_at: float | None = None
+
     def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
-        if self.cache is None:
+        """``compute()``'s value, from the cache when it holds one; a cache that fails is bypassed, never
+        an error (the store is the truth, the cache only spares it reads)."""
+        if self.cache is None or time.monotonic() < self._cache_down_until:
             return compute()
         full = f"{self._prefix}:{key}"
-        value = self.cache.get(full)
+        try:
+            value = self.cache.get(full)
+        except Exception as exc:  # noqa: BLE001 - any backend error (redis ConnectionError, OSError, ...)
+            self._cache_failed(exc)
+            return compute()
+        if self._cache_warned_at is not None:
+            self._cache_warned_at = None
+            log.warning("the dashboard cache answers again")
         if value is None:
             value = compute()
-            self.cache.set(full, value, timeout=ttl)
+            try:
+                self.cache.set(full, value, timeout=ttl)
+            except Exception as exc:  # noqa: BLE001
+                self._cache_failed(exc)
         return value
+
+    def _cache_failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self._cache_down_until = now + CACHE_RETRY_S
+        if self._cache_warned_at is None or now - self._cache_warned_at >= CACHE_WARN_S:
+            self._cache_warned_at = now
+            log.warning("the dashboard cache failed (%s: %s); reading the store directly, trying the cache "
+                        "again every %.0f s", type(exc).__name__, exc, CACHE_RETRY_S)
 
     def list_runs(self) -> list[dict]:
         """All runs, newest first (cached for a second)."""
@@ -78,7 +108,8 @@ class DashboardData:
         """Every series of a run, downsampled, as lists ``{name: {"x", "y"}}``, and its cursor."""
         run = self.get_run(run_id)
         ttl = SERIES_TTL_FINAL if run and run["status"] in FINAL_STATUSES else SERIES_TTL_LIVE
-        return self._cached(f"series:{run_id}:{self.max_points}", ttl,
+        attempt = int((run or {}).get("attempt") or 0)  # a resume deleted points: never serve the old ones
+        return self._cached(f"series:{run_id}:{attempt}:{self.max_points}", ttl,
                             lambda: self._load_series(run_id))
 
     def _load_series(self, run_id: str) -> tuple[dict[str, dict[str, list]], int]:

@@ -21,7 +21,7 @@ from backend.store import ACTIVE_STATUSES
 
 from .inputs import as_dict, as_float, as_run_ids
 from .figures.metrics import (EMPTY_TEXT, PALETTE, PANEL_HEIGHT, PANELS, UNSMOOTHED, ema, metric_order,
-                              metric_trace, panel_figure, panel_of)
+                              metric_trace, panel_figure, panel_of, resume_marks)
 
 
 def new_state(run_ids: list[str], smoothing: float, labels: dict[str, str]) -> dict:
@@ -56,12 +56,18 @@ def add_series(state: dict, run_id: str, metric: str, x: list, y: list) -> tuple
 
 def build_figures(data: Any, run_ids: list[str], smoothing: float) -> tuple[dict[str, dict], dict]:
     """Whole figures of every panel for ``run_ids`` (downsampled history) and a fresh state."""
-    labels, live = {}, False
+    labels, live, attempts, resumes = {}, False, {}, []
     for rid in run_ids:
         run = data.get_run(rid) or {}
         labels[rid] = run.get("name") or rid
         live = live or run.get("status") in ACTIVE_STATUSES
+        attempts[rid] = attempt_of(run)
+        for r in run.get("resumes") or []:
+            if isinstance(r, dict) and isinstance(r.get("step"), int):
+                who = f"{labels[rid]}: " if len(run_ids) > 1 else ""
+                resumes.append((f"{who}resumed from step {r['step']:,}", r["step"]))
     state = new_state(run_ids, smoothing, labels)
+    state["attempts"] = attempts
     traces: dict[str, list[dict]] = {p: [] for p in PANELS}
     for rid in run_ids:
         series, cursor = data.initial_series(rid)
@@ -74,7 +80,19 @@ def build_figures(data: Any, run_ids: list[str], smoothing: float) -> tuple[dict
         empty = {p: "Choose one or more runs above" for p in PANELS}
     else:  # a finished run will log nothing more: do not say "waiting"
         empty = {p: EMPTY_TEXT.get(p, None if live else "Nothing was logged here") for p in PANELS}
-    return {p: panel_figure(p, traces[p], f"{p}:{uirev}", empty[p]) for p in PANELS}, state
+    figures = {p: panel_figure(p, traces[p], f"{p}:{uirev}", empty[p]) for p in PANELS}
+    shapes, notes = resume_marks(resumes)
+    for p, fig in figures.items():
+        if traces[p] and shapes:
+            fig["layout"]["shapes"] = shapes
+            fig["layout"]["annotations"] = list(fig["layout"]["annotations"]) + notes
+    return figures, state
+
+
+def attempt_of(run: dict) -> int:
+    """How many times a run was resumed from a checkpoint (0 before any resume)."""
+    value = run.get("attempt") if isinstance(run, dict) else None
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def stream_delta(data: Any, state: dict) -> tuple[dict[str, dict], dict]:
@@ -161,7 +179,8 @@ def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict 
     """
     run_ids, smoothing = selected_runs(run_value), as_float(smoothing, 0.0, 0.0, 0.99)
     state = checked_state(state)
-    if not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}:
+    if (not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}
+            or _resumed_since(data, state, run_ids)):
         figs, state = build_figures(data, run_ids, smoothing)
         return [figs[p] for p in PANELS], state
     delta, new_state_ = stream_delta(data, state)
@@ -169,6 +188,14 @@ def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict 
         raise PreventUpdate  # nothing new: send nothing
     figures = [delta_to_patch(delta[p]) if p in delta else no_update for p in PANELS]
     return figures, state_patch(state, new_state_)
+
+
+def _resumed_since(data: Any, state: dict, run_ids: list[str]) -> bool:
+    """Whether a run was resumed since ``state`` was built: its points after the checkpoint were deleted,
+    so the figures are rebuilt rather than extended (else the curve would draw back on itself)."""
+    seen = state.get("attempts")
+    seen = seen if isinstance(seen, dict) else {}
+    return any(attempt_of(data.get_run(rid) or {}) != seen.get(rid, 0) for rid in run_ids)
 
 
 def state_patch(old: dict, new: dict) -> Any:

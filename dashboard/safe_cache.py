@@ -284,6 +284,15 @@ class SafeRedisCache(RedisCache):
     """
 
     serializer = _SafeSerializerSlot(SafeRedisSerializer())
+    # redis-py waits forever by default: a Redis that stops answering (not refusing) would hang every
+    # request. With these a failing Redis raises within seconds and DashboardData reads the store instead.
+    CONNECTION_DEFAULTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+
+    @classmethod
+    def factory(cls, app: Any, config: dict, args: list, kwargs: dict) -> SafeRedisCache:
+        """flask-caching's factory with :data:`CONNECTION_DEFAULTS` under ``CACHE_OPTIONS`` (which win)."""
+        options = {**cls.CONNECTION_DEFAULTS, **(config.get("CACHE_OPTIONS") or {})}
+        return super().factory(app, {**config, "CACHE_OPTIONS": options}, args, kwargs)
 
     def set(self, key: str, value: Any, timeout: Any = None) -> Any:
         blob = self._encoded(key, value)

@@ -24,9 +24,12 @@ still being written, a store hiccup) is logged and retried after :data:`RETRY_S`
 
 Between maps the worker checks whether a page asked for something new (any run's requests file
 changed): if so it stops the current key and starts a new pass, so a request never waits behind a long
-run's defaults. One worker per data folder (a lock file, ``analysis-worker.lock``); a second exits.
-The process runs at nice 10 with one thread (OMP / OpenBLAS / MKL / numba set to 1 before numpy is
-imported) and never imports torch.
+run's defaults. One worker per store works at a time: it holds the store's ``analysis`` lease
+(:class:`AnalysisLease`, renewed every :data:`LEASE_RENEW_S`, expiring after :data:`LEASE_TTL_S`); every
+other worker (one per dashboard) stands by and takes the lease over within ``LEASE_TTL_S +
+LEASE_RENEW_S`` seconds once the holder dies, within ``LEASE_RENEW_S`` after a clean exit. The process runs at
+nice 10 with one thread (OMP / OpenBLAS / MKL / numba set to 1 before numpy is imported) and never
+imports torch.
 
 ``compute``, ``Stopped``, ``Progress`` and ``RESTRUCTURE_BELOW`` are re-exported from
 :mod:`~backend.analysis.projection_compute` for code written before the split; ``run_once`` calls
@@ -46,8 +49,11 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -67,7 +73,9 @@ MIN_POINTS = 10            # a source with fewer rows gets no default map
 DEFAULT_PERPLEXITY = 30
 RETRY_S = 60.0             # an unexpected error (not a ValueError) is retried after this
 NICE = 10
-LOCK_FILE = "analysis-worker.lock"
+LEASE_NAME = "analysis"
+LEASE_TTL_S = 20.0   # a holder that stops renewing (killed, store unreachable) loses the lease after this
+LEASE_RENEW_S = 5.0  # the holder renews this often; a standby worker tries to take it this often
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -261,19 +269,115 @@ def _renice(target: int = NICE) -> None:
         pass
 
 
-def _lock(data_dir) -> Any:
-    """An exclusive lock on the data folder's worker lock file, or None when another worker holds it."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        return object()
-    fh = open(os.path.join(data_dir, LOCK_FILE), "a")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        return None
-    return fh
+class AnalysisLease:
+    """The store's ``analysis`` lease for this process, renewed in a daemon thread while held.
+
+    A renewal that finds the lease taken by someone else, or that has not succeeded for ``ttl`` seconds
+    (the store was unreachable, so another worker may have taken it), marks it lost: :meth:`held`
+    turns False and the worker stops its current map and stands by again.
+
+    Example::
+
+        lease = AnalysisLease(store, ttl=20, renew_s=5)
+        if lease.wait(should_stop=lambda: False):   # blocks until this worker holds it
+            ...                                        # work while lease.held()
+        lease.release()
+    """
+
+    def __init__(self, store: RunStore, ttl: float = LEASE_TTL_S, renew_s: float = LEASE_RENEW_S,
+                 name: str = LEASE_NAME):
+        if not 0 < renew_s < ttl:
+            raise ValueError(f"renew the lease (every {renew_s} s) well within its ttl ({ttl} s)")
+        self.store, self.ttl, self.renew_s, self.name = store, ttl, renew_s, name
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._held = threading.Event()
+        self._renewed_at = 0.0
+        self._thread: threading.Thread | None = None
+
+    def held(self) -> bool:
+        """True while this process holds the lease (as far as its last renewal knows)."""
+        return self._held.is_set()
+
+    def try_acquire(self) -> bool:
+        """Take the lease if it is free or expired (one store call; a store error counts as "no")."""
+        try:
+            ok = self.store.acquire_lease(self.name, self.holder, ttl=self.ttl)
+        except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
+            log.warning("could not ask for the %s lease: %s", self.name, exc)
+            return False
+        if ok:
+            self._renewed_at = time.monotonic()
+            self._held.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._renew, name="analysis-lease", daemon=True)
+                self._thread.start()
+        return ok
+
+    def wait(self, should_stop: Callable[[], bool], poll: float | None = None) -> bool:
+        """Try every ``poll`` seconds (default ``renew_s``) until held (True) or ``should_stop()`` (False)."""
+        while not self.try_acquire():
+            if should_stop():
+                return False
+            time.sleep(self.renew_s if poll is None else poll)
+        return True
+
+    def release(self) -> None:
+        """Give the lease up so a standby worker takes over at once (a clean exit)."""
+        if not self._held.is_set():
+            return
+        self._held.clear()
+        try:
+            self.store.release_lease(self.name, self.holder)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself after ttl
+            log.warning("could not release the %s lease (it expires in %.0f s): %s", self.name, self.ttl, exc)
+
+    def _renew(self) -> None:
+        while self._held.is_set():
+            time.sleep(self.renew_s)
+            if not self._held.is_set():
+                return
+            try:
+                ok = self.store.acquire_lease(self.name, self.holder, ttl=self.ttl)
+            except Exception as exc:  # noqa: BLE001
+                ok = time.monotonic() - self._renewed_at < self.ttl  # still ours until it would expire
+                log.warning("could not renew the %s lease: %s", self.name, exc)
+            else:
+                self._renewed_at = time.monotonic() if ok else self._renewed_at
+            if not ok:
+                log.warning("lost the %s lease (another worker holds it now); standing by", self.name)
+                self._held.clear()
+
+
+def _serve(store: RunStore, args: argparse.Namespace, lease: AnalysisLease) -> int:
+    """The worker loop: stand by until this process holds the lease, work while it does."""
+    state = _STATES.setdefault(store.url, WorkerState())
+    parent_gone = (lambda: os.getppid() != args.parent_pid) if args.parent_pid else (lambda: False)
+    state.should_stop = lambda: parent_gone() or not lease.held()
+    log.info("analysis worker on %s (pid %d, nice %d)", store.url, os.getpid(), os.getpriority(os.PRIO_PROCESS, 0))
+    while True:
+        if not lease.held():
+            if not lease.try_acquire():
+                if args.once:
+                    log.info("another analysis worker holds the %s lease on %s; exiting", LEASE_NAME, store.url)
+                    return 0
+                log.info("standing by: another analysis worker holds the %s lease (it expires %.0f s after its "
+                         "holder stops renewing it)", LEASE_NAME, lease.ttl)
+                if not lease.wait(parent_gone):
+                    log.info("the dashboard that started this worker is gone; exiting")
+                    return 0
+            log.info("holding the %s lease as %s; computing maps", LEASE_NAME, lease.holder)
+        try:
+            written = run_once(store, state)
+        except Exception:  # the store itself failed (e.g. the database is briefly unavailable)
+            log.exception("pass failed; trying again")
+            written = 0
+        if args.once:
+            return 0
+        if parent_gone():
+            log.info("the dashboard that started this worker is gone; exiting")
+            return 0
+        if not written:
+            time.sleep(args.poll)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="one pass over all runs, then exit")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process (the dashboard that started the worker) is gone")
+    p.add_argument("--lease-ttl", type=float, default=LEASE_TTL_S,
+                   help="seconds the analysis lease lasts unrenewed (a standby worker takes over after it)")
+    p.add_argument("--lease-renew", type=float, default=LEASE_RENEW_S,
+                   help="seconds between renewals (and between a standby worker's tries)")
     return p
 
 
@@ -306,27 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         from backend.store import RunStore
 
         store = RunStore(args.data_dir, url=args.store_url)
-        lock = _lock(store.data_dir)
-        if lock is None:
-            log.info("another analysis worker serves %s; exiting", store.data_dir)
-            return 0
-        state = _STATES.setdefault(store.url, WorkerState())
-        if args.parent_pid:
-            state.should_stop = lambda: os.getppid() != args.parent_pid
-        log.info("analysis worker on %s (pid %d, nice %d)", store.url, os.getpid(), os.getpriority(os.PRIO_PROCESS, 0))
-        while True:
-            try:
-                written = run_once(store, state)
-            except Exception:  # the store itself failed (e.g. the database is briefly unavailable)
-                log.exception("pass failed; trying again")
-                written = 0
-            if args.once:
-                return 0
-            if state.should_stop():
-                log.info("the dashboard that started this worker is gone; exiting")
-                return 0
-            if not written:
-                time.sleep(args.poll)
+        lease = AnalysisLease(store, ttl=args.lease_ttl, renew_s=args.lease_renew)
+        try:
+            return _serve(store, args, lease)
+        finally:
+            lease.release()
     except KeyboardInterrupt:
         log.info("analysis worker stopped")
         return 0

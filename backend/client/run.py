@@ -4,7 +4,9 @@ Writing never holds the training step up: scalar rows go to the metrics hook's
 :class:`~backend.training.store_hooks.BackgroundWriter` (a queue committed every 0.2 s by a
 thread), and snapshot files to the probes' writer thread. Nothing here raises into the user's
 loop: a problem is reported once as a :class:`DeepscopeWarning` and training goes on. A store
-that cannot be opened gives a run that records nothing.
+that cannot be opened gives a run that records nothing; a store that becomes unreachable later
+only delays the writing (rows wait in memory, then in a spool file; the writer thread also keeps
+the run's heartbeat), and :meth:`Run.finish` waits for it up to the outage limit (docs/store.md).
 
 Example::
 
@@ -206,10 +208,13 @@ class Run:
             probes, trainer, summary = build_probes(
                 self.store, self.id, model, probe=probe, every=every, layers=layers, vocab=vocab, labels=labels,
                 task=self.task, total_steps=self.total_steps, warn=lambda m: self._warn(f"watch:{m}", m))
-            self._merge_spec({"model": summary})
         except Exception as exc:  # noqa: BLE001
             self._warn("watch", f"run.watch failed ({type(exc).__name__}: {exc}); nothing is recorded for it")
             return self
+        try:
+            self._merge_spec({"model": summary})
+        except Exception as exc:  # noqa: BLE001 - the summary is a nicety; the probes still record
+            self._warn("watch-summary", f"the model summary is not recorded ({type(exc).__name__}: {exc})")
         trainer.step = self.step
         for p in probes:
             try:
@@ -246,12 +251,17 @@ class Run:
     # -- closing ----------------------------------------------------------------------------
     def finish(self, status: str = "completed", error: str | None = None) -> None:
         """Take the final snapshots, write everything queued and mark the run ``status``
-        (``completed``, ``stopped`` or ``failed``, with ``error``, e.g. a traceback). Idempotent."""
+        (``completed``, ``stopped`` or ``failed``, with ``error``, e.g. a traceback). Idempotent.
+        While the store is unreachable it waits for it up to the outage limit (``$DEEPSCOPE_STORE_OUTAGE_S``,
+        10 minutes); past it the rows stay in the run's spool file and the status in ``status-note.json``."""
+        from ..store.retry import outage_clock
+
         with self._lock:
             if self.status != "running":
                 return
             self.status = status
         atexit.unregister(self._at_exit)
+        end = time.monotonic() + outage_clock(self.store).limit_s
         for probe in self._probes:
             if probe.enabled:
                 self._capture(probe, self.step)  # skipped when this step is already recorded
@@ -260,9 +270,19 @@ class Run:
                 closer()
             except Exception as exc:  # noqa: BLE001
                 self._warn("close", f"could not write everything ({exc})")
+        self._set_status(status, error, max(1.0, end - time.monotonic()))
+
+    def _set_status(self, status: str, error: str | None, wait_s: float) -> None:
+        """The final status, retried while the store is unreachable; past ``wait_s`` left in the run's folder."""
+        from ..store.retry import call_with_retry, is_transient, outage_clock
+        from ..store.spool import write_status_note
+
         try:
-            self.store.set_status(self.id, status, error=error)
+            call_with_retry(lambda: self.store.set_status(self.id, status, error=error), deadline_s=wait_s,
+                            clock=outage_clock(self.store))
         except Exception as exc:  # noqa: BLE001
+            if is_transient(exc):
+                write_status_note(self.store.run_dir(self.id), status, error)
             self._warn("status", f"could not mark run {self.id} {status} ({exc})")
 
     def __enter__(self) -> "Run":

@@ -7,7 +7,9 @@ model size (bench/overhead.py measures it). All of a run's snapshot probes share
 budget, :data:`PROBE_BUDGET` (1.5%), split by :func:`share_budget` in proportion to
 each kind's ``weight``. Capture runs in the training thread (it
 needs the weights of this very step); writing the files runs in a background thread
-at a lower priority.
+at a lower priority. A snapshot that cannot be indexed while the store is unreachable is
+tried again a few times, then skipped with a log line, and no snapshot is taken while the
+store is known to be unreachable: snapshots are samples, the next one comes at its cadence.
 
 Example::
 
@@ -24,6 +26,7 @@ import torch
 
 from ..store import RunStore
 from ..store.hidden import KIND, write_hidden_snapshot
+from ..store.retry import Backoff, brief, call_with_retry, is_transient, outage_clock
 from ..tasks.probe import ProbeCorpus
 from ..training.hooks import Hook
 from .hidden import SEGMENT, WARMUP, SnapshotWriterThread, adapt_every, capture_model, describe, find_recurrent
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 # (metrics, gradient norms, controls) take another 1-2% on 2 CPU cores, and the whole must stay within 3%
 # (bench/overhead.py). A probe alone gets all of it; share_budget() splits it between a run's probes.
 PROBE_BUDGET = 0.015
+SNAPSHOT_TRIES = 3  # writes of one snapshot while the store is unreachable (1 s, then 2 s apart), then skipped
+START_WAIT_S = 30.0  # how long a probe's start waits for the store to say which steps it has already
 
 
 def share_budget(probes: list["SnapshotProbe"], total: float = PROBE_BUDGET) -> list["SnapshotProbe"]:
@@ -79,7 +84,10 @@ class SnapshotProbe(Hook):
                  adaptive: bool = True):
         self.store, self.run_id = store, run_id
         self.every, self.budget, self.adaptive = every, budget, adaptive
-        self.writer = SnapshotWriterThread(self.write)
+        self.writer = SnapshotWriterThread(self._write_tolerant)
+        self.clock = outage_clock(store)
+        self._write_s = 0.0  # the latest successful write (waits for the store are not the probe's cost)
+        self._skipping = False
         self._done: set[int] = set()
         self._last_step, self._last_time = 0, 0.0
         self.enabled = True
@@ -104,8 +112,21 @@ class SnapshotProbe(Hook):
         if not self.enabled:
             return
         self.every = self.every or default_every(trainer.total_steps)
-        self._done = {int(s["step"]) for s in self.store.list_snapshots(self.run_id, self.kind)}
+        self._done = self._steps_done()
         self.capture(trainer)
+
+    def _steps_done(self) -> set[int]:
+        """Steps this run already has a snapshot of (a resumed run does not take them again)."""
+        try:
+            rows = call_with_retry(lambda: self.store.list_snapshots(self.run_id, self.kind),
+                                   deadline_s=min(START_WAIT_S, self.clock.limit_s))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("%s probe: the store is unreachable (%s); it may snapshot a step it has already",
+                        self.kind, brief(exc))
+            return set()
+        return {int(s["step"]) for s in rows}
 
     def on_step_end(self, trainer, out) -> None:
         if self.enabled and out.step % self.every == 0:
@@ -119,10 +140,17 @@ class SnapshotProbe(Hook):
         step = trainer.step
         if step in self._done:
             return
+        if self.clock.down:  # the writer would only wait for the store: skip this sample
+            if not self._skipping:
+                log.warning("the store is unreachable: no %s snapshots until it returns (from step %d)",
+                            self.kind, step)
+            self._skipping = True
+            return
+        self._skipping = False
         now = time.perf_counter()
         payload, meta = self.take(trainer)
         # cost of a probe: this capture plus the latest write (a background thread, but it shares the cores)
-        probe_s = time.perf_counter() - now + self.writer.last_write_s
+        probe_s = time.perf_counter() - now + self._write_s
         if self.adaptive and self._last_time and step > self._last_step:
             step_s = (now - self._last_time) / (step - self._last_step)
             new_every = adapt_every(self.every, probe_s, step_s, self.budget)
@@ -134,6 +162,33 @@ class SnapshotProbe(Hook):
         self._done.add(step)
         meta = dict(meta, task=trainer.spec.task, every=self.every, probe_ms=round(1000 * probe_s, 1))
         self.writer.put(step, payload, meta)
+
+    def _write_tolerant(self, step: int, payload, meta: dict) -> None:
+        """:meth:`write`, in the writer thread: tried again while the store is unreachable, then skipped."""
+        backoff = Backoff(1.0, 4.0, jitter=0.1)
+        for attempt in range(SNAPSHOT_TRIES):
+            started = time.monotonic()
+            try:
+                if attempt and self._indexed(step):  # the previous try's commit went through after all
+                    return
+                self.write(step, payload, meta)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # SnapshotWriterThread logs it; training goes on
+                self.clock.failed(exc, since=started)
+                if attempt + 1 < SNAPSHOT_TRIES:
+                    time.sleep(backoff.next())
+                    continue
+                log.warning("%s snapshot at step %d skipped: the store is unreachable (%s); snapshots are "
+                            "samples, the next one is taken at its cadence", self.kind, step, brief(exc))
+                self._done.discard(step)
+                return
+            self._write_s = time.monotonic() - started
+            self.clock.ok()
+            return
+
+    def _indexed(self, step: int) -> bool:
+        return any(int(s["step"]) == step for s in self.store.list_snapshots(self.run_id, self.kind))
 
     def flush(self) -> None:
         """Wait until every captured snapshot is on disk."""

@@ -3,15 +3,23 @@
 ``os.replace`` is atomic on POSIX filesystems, so a reader sees either no file
 or the whole file, never half of one. Readers memory-map the file so a page
 reading a window of a large snapshot never loads all of it.
+
+A writer killed between the two leaves its temporary file behind (``.tmp-*``): no reader
+ever opens one (index rows name only final files) and :func:`sweep_temp_files` deletes
+those old enough to have no live writer.
 """
 from __future__ import annotations
 
 import functools
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+
+TEMP_PREFIX = ".tmp-"  # temporary files of atomic writes (arrays, checkpoints, layouts): never read
 
 
 def write_array(path: Path, array: np.ndarray) -> Path:
@@ -25,7 +33,7 @@ def write_array(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         raise FileExistsError(f"array files are immutable and {path} already exists")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".npy")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
@@ -40,6 +48,8 @@ def write_array(path: Path, array: np.ndarray) -> Path:
 
 def read_array(path: Path, mmap: bool = True) -> np.ndarray:
     """Read an array written by :func:`write_array`, memory-mapped by default."""
+    if Path(path).name.startswith(TEMP_PREFIX):  # half-written, or left by a killed writer
+        raise ValueError(f"{path} is a temporary file of an unfinished write, not an array")
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
@@ -94,3 +104,31 @@ def read_row_ranges(path: Path, starts, stops) -> list[np.ndarray]:
     finally:
         os.close(fd)
     return out
+
+
+def sweep_temp_files(root: Path, prefixes: tuple[str, ...] = (TEMP_PREFIX,), older_than_s: float = 60.0,
+                     now: float | None = None) -> list[Path]:
+    """Delete the files under ``root`` whose name starts with one of ``prefixes`` and that nobody has
+    written to for ``older_than_s`` seconds; returns their paths.
+
+    A live writer keeps its temporary file's modification time fresh until it renames it, so only
+    files a killed writer left behind are old. Symbolic links are not followed.
+
+    >>> sweep_temp_files(Path(tempfile.mkdtemp()))
+    []
+    """
+    cutoff = (time.time() if now is None else now) - older_than_s
+    removed = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if not name.startswith(prefixes):
+                continue
+            path = Path(folder) / name
+            try:
+                st = path.lstat()
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:
+                continue  # renamed or removed meanwhile: its writer finished
+    return removed

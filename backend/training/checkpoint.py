@@ -21,10 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..store.arrays import TEMP_PREFIX
+
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
 KEEP = 3
+STEP_GLOB = "step-*.pt"  # what a finished checkpoint is named; its temporary file starts with TEMP_PREFIX
+_STEP_NAME = re.compile(r"step-(\d+)\.pt")
 REQUIRED = ("step", "model", "spec")
 
 
@@ -37,7 +41,7 @@ def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
     """Write ``step-XXXXXXXXX.pt`` under ``folder`` and keep the newest few."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{trainer.step:09d}.pt"
-    tmp = folder / f".tmp-{path.name}"
+    tmp = folder / f"{TEMP_PREFIX}{path.name}"  # never matched by STEP_GLOB; swept at start if a kill leaves it
     torch.save({
         "step": int(trainer.step),
         "model": trainer.model.state_dict(),
@@ -50,7 +54,7 @@ def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
         "spec": trainer.spec.model_dump(mode="json"),  # plain JSON types: what weights_only allows
     }, tmp)
     os.replace(tmp, path)
-    for old in sorted(folder.glob("step-*.pt"))[:-KEEP]:
+    for old in checkpoints(folder)[:-KEEP]:
         old.unlink(missing_ok=True)
     return path
 
@@ -60,8 +64,15 @@ def _as_tensor(perm: Any) -> torch.Tensor | None:
     return None if perm is None else torch.as_tensor(perm)
 
 
+def checkpoints(folder: Path) -> list[Path]:
+    """The finished checkpoints in ``folder``, oldest step first (temporary ``.tmp-step-*`` files never)."""
+    found = (p for p in Path(folder).glob(STEP_GLOB) if _STEP_NAME.fullmatch(p.name) and p.is_file())
+    return sorted(found, key=lambda p: int(_STEP_NAME.fullmatch(p.name).group(1)))
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
-    found = sorted(Path(folder).glob("step-*.pt"))
+    """The checkpoint of the highest step in ``folder``, or None."""
+    found = checkpoints(folder)
     return found[-1] if found else None
 
 

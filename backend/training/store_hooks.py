@@ -3,6 +3,9 @@
 The writer batches rows and commits them from a background thread, so the
 training step never waits on the database; control requests are read every
 step, so pause/stop/learning-rate changes take effect within one step.
+None of them lets a store outage end training (docs/store.md, "When the store is
+unreachable"): rows wait in memory or a spool file, controls are asked again later,
+and past the outage limit :class:`ControlHook` stops the run, which then ends ``interrupted``.
 A run whose training loss becomes NaN or infinite is stopped at the next log step
 (:class:`TrainingDiverged`: the run fails with a message that says so), after the
 non-finite row is written.
@@ -11,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
 import time
 
 import torch
@@ -20,61 +21,13 @@ import torch
 from ..lab.records import AFTER_CLIP
 from ..models import layer_key
 from ..store import RunStore
+from ..store.retry import Backoff, brief, is_transient, outage_clock, outage_reason
 from .checkpoint import save_checkpoint
 from .hooks import Hook, StepOutput
 from .optim import get_lr, set_lr
+from .writer import BackgroundWriter  # noqa: F401 - where callers have always found it
 
 log = logging.getLogger(__name__)
-MAX_WRITE_TRIES = 20  # about 4 s of retries at the default interval
-
-
-class BackgroundWriter:
-    """Commits queued scalar rows every ``interval`` seconds from a daemon thread."""
-
-    def __init__(self, store: RunStore, run_id: str, interval: float = 0.2):
-        self.store, self.run_id, self.interval = store, run_id, interval
-        self._queue: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
-        self._pending: list[tuple] = []
-        self._failures = 0
-        self._max_step = 0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="deepscope-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, rows: list[tuple], step: int) -> None:
-        self._queue.put((rows, step))
-
-    def flush(self) -> None:
-        """Commit everything queued so far, in the caller's thread."""
-        with self._lock:
-            while True:
-                try:
-                    rows, step = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                self._pending.extend(rows)
-                self._max_step = max(self._max_step, step)
-            if not self._pending:
-                return
-            try:
-                self.store.log_scalars(self.run_id, self._pending, step=self._max_step)
-                self._pending, self._failures = [], 0
-            except Exception as exc:  # keep rows for a few more tries; never kill training
-                self._failures += 1
-                log.warning("could not write %d metric rows (try %d): %s", len(self._pending), self._failures, exc)
-                if self._failures >= MAX_WRITE_TRIES:
-                    log.error("dropping %d metric rows after %d failed writes", len(self._pending), self._failures)
-                    self._pending, self._failures = [], 0
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.flush()
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,6 +65,7 @@ class MetricsHook(Hook):
 
     def on_train_start(self, trainer) -> None:
         self._reset(time.perf_counter())
+        self.writer.adopt_spools(trainer.step)  # rows a process of this run spooled before it ended
 
     def on_after_backward(self, trainer, step: int) -> None:
         if self.grad_norms and step % self.every == 0:
@@ -195,7 +149,13 @@ def global_grad_norm(model: torch.nn.Module) -> float:
 
 
 class ControlHook(Hook):
-    """Applies pause, resume, stop and learning-rate requests between steps."""
+    """Applies pause, resume, stop and learning-rate requests between steps.
+
+    A store that cannot be asked is asked again later (backoff up to 5 s, logged once per outage) and
+    training goes on; what could not be written (a status, handled marks) is written when it returns. Once
+    the outage has lasted past its limit (``$DEEPSCOPE_STORE_OUTAGE_S``) this hook stops the run and sets
+    ``trainer.stop_reason``: the run checkpoints and ends ``interrupted``.
+    """
 
     def __init__(self, store: RunStore, run_id: str, poll: float = 0.1, on_pause=None, check_every_s: float = 0.05):
         self.store, self.run_id, self.poll = store, run_id, poll
@@ -203,14 +163,20 @@ class ControlHook(Hook):
         # the store is asked at most every check_every_s (~60 us a query, 0.6% of a 10 ms step when asked every
         # step; bench/overhead.py --profile): a request waits at most that long plus one step
         self.check_every_s, self._next_check = check_every_s, 0.0
+        self.clock = outage_clock(store)
+        self._backoff = Backoff(0.1, 5.0)
+        self._handled: set[int] = set()  # applied here, not yet marked handled in the store
+        self._owed_status: str | None = None  # a status change the store has not taken yet
 
     def on_step_end(self, trainer, out: StepOutput) -> None:
         now = time.perf_counter()
         if now < self._next_check:
             return
         self._next_check = now + self.check_every_s
-        if self.store.has_pending_controls(self.run_id):  # cheap; the full read only when needed
-            self.apply(trainer, self.store.pending_controls(self.run_id))
+        if self.clock.exceeded():
+            self._stop_for_outage(trainer)
+        elif controls := self._poll():
+            self.apply(trainer, controls)
 
     def apply(self, trainer, controls: list[dict]) -> None:
         """Handle ``controls``; on pause, wait here (between steps) for resume or stop."""
@@ -225,16 +191,75 @@ class ControlHook(Hook):
                     if self.on_pause:
                         self.on_pause()
                     paused = was_paused = True
-                    self.store.set_status(self.run_id, "paused")
+                    self._owed_status = "paused"
                 elif c["kind"] == "resume":
                     paused = False
-            self.store.mark_handled(c["id"] for c in controls)
+            self._handled.update(c["id"] for c in controls)
+            self._try(self._settle)
             if not paused:
                 break
-            time.sleep(self.poll)
-            controls = self.store.pending_controls(self.run_id)
+            if self.clock.exceeded():
+                self._stop_for_outage(trainer)
+                break
+            time.sleep(max(self.poll, self._next_check - time.perf_counter()))
+            controls = self._poll() or []
         if was_paused and not trainer.should_stop:
-            self.store.set_status(self.run_id, "running")
+            self._owed_status = "running"
+            self._try(self._settle)
+
+    def on_train_end(self, trainer, status: str) -> None:
+        self._owed_status = None  # the run's final status is written by whoever ran it
+        self._try(self._settle)  # a stop left pending would stop the resumed run at once
+
+    def _poll(self) -> list[dict] | None:
+        """Unhandled requests, or None when the store cannot be asked now (asked again later)."""
+        try:
+            if self._owed_status or self._handled:
+                self._settle()
+            controls = []
+            if self.store.has_pending_controls(self.run_id):  # cheap; the full read only when needed
+                controls = [c for c in self.store.pending_controls(self.run_id) if c["id"] not in self._handled]
+        except Exception as exc:
+            self._outage(exc)
+            return None
+        self._backoff.reset()
+        return controls
+
+    def _settle(self) -> None:
+        """Write what the store owes: handled marks, then the latest status change."""
+        if not (self._handled or self._owed_status):
+            return
+        if self._handled:
+            self.store.mark_handled(sorted(self._handled))
+            self._handled.clear()
+        if self._owed_status:
+            self.store.set_status(self.run_id, self._owed_status)
+            self._owed_status = None
+        self.clock.ok()
+
+    def _try(self, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            self._outage(exc)
+
+    def _outage(self, exc: Exception) -> None:
+        """A store error: an outage is waited out (asked again after a backoff); anything else is raised."""
+        if not is_transient(exc):
+            raise exc
+        if self.clock.failed(exc):
+            log.warning("the store is unreachable (%s); training goes on, control requests are read "
+                        "when it returns", brief(exc))
+        self._next_check = time.perf_counter() + self._backoff.next()
+
+    def _stop_for_outage(self, trainer) -> None:
+        if trainer.should_stop:
+            return
+        trainer.should_stop = True
+        trainer.stop_reason = outage_reason(self.clock.limit_s, trainer.step)
+        log.error("the store has been unreachable for %.0f s (limit %.0f s): checkpointing and ending run %s "
+                  "at step %d; resume it when the store is back", self.clock.down_for(), self.clock.limit_s,
+                  self.run_id, trainer.step)
 
 
 class CheckpointHook(Hook):

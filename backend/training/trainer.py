@@ -42,6 +42,7 @@ class Trainer:
         self.step = 0
         self.total_steps = total_steps(spec, data.train_size)
         self.should_stop = False
+        self.stop_reason: str | None = None  # set by a hook that ends the run early for a reason (store outage)
         self._perm: torch.Tensor | None = None
         self._pos = 0
         self._after_step = getattr(self.model, "after_step", None)

@@ -9,10 +9,13 @@ import argparse
 import logging
 import os
 import sys
+import time
 import traceback
 
 from ..spec import RECURRENT, RunSpec, spec_info
 from ..store import RunStore
+from ..store.retry import call_with_retry, is_transient, outage_clock
+from ..store.spool import clear_status_note, write_status_note
 from ..tasks.data import load_task_data
 from ..tasks.registry import records_projections
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -62,13 +65,15 @@ def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks
                  device: str | None = None) -> str:
     """Train the run ``run_id`` to its end; returns its final status.
 
-    A crash marks the run ``failed`` with the traceback; whatever was logged stays.
+    A crash marks the run ``failed`` with the traceback; whatever was logged stays. Status writes wait out
+    a store outage (up to ``$DEEPSCOPE_STORE_OUTAGE_S``); a run stopped because the store stayed unreachable
+    longer than that ends ``interrupted``, checkpointed (docs/store.md, "When the store is unreachable").
     """
     run = store.require_run(run_id)
     trainer = None
     try:
         spec = RunSpec.model_validate(run["spec"])
-        store.set_status(run_id, "running", pid=os.getpid())
+        _set_status(store, run_id, "running", pid=os.getpid(), must=True)
         data = load_task_data(spec_info(spec), seed=spec.seed, data_file=spec.data_file)
         trainer = Trainer(spec, data, hooks=default_hooks(store, run_id, spec) + list(extra_hooks or []),
                           device=device)
@@ -76,24 +81,58 @@ def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks
             ckpt = latest_checkpoint(store.run_dir(run_id) / "checkpoints")
             if ckpt is None:
                 raise RuntimeError(f"run {run_id} has no checkpoint to resume from")
-            load_checkpoint(trainer, ckpt)
-        status = trainer.run()
-        trainer.close()
-        store.set_status(run_id, status)
-        return status
+            step = load_checkpoint(trainer, ckpt)
+            # before it logs step+1 again: drop what the last attempt logged after its checkpoint, so
+            # curves never run back on themselves (the resume is recorded in runs.resumes)
+            gone = store.supersede_after(run_id, step)
+            log.info("run %s resumes from step %d; superseded %d scalar rows and %d snapshots after it",
+                     run_id, step, gone["scalars"], gone["snapshots"])
+        return _finish(store, run_id, trainer, trainer.run())
     except KeyboardInterrupt:
         if trainer is not None:
             trainer.close()
             save_checkpoint(trainer, store.run_dir(run_id) / "checkpoints")
-        store.set_status(run_id, "stopped")
+        _set_status(store, run_id, "stopped")
         raise
     except BaseException as exc:
         if trainer is not None:
             trainer.close()  # flush what was logged before the crash
         msg = "".join(traceback.format_exception(exc))
-        store.set_status(run_id, "failed", error=msg)
+        _set_status(store, run_id, "failed", error=msg)
         log.error("run %s failed:\n%s", run_id, msg)
         return "failed"
+
+
+def _finish(store: RunStore, run_id: str, trainer: Trainer, status: str) -> str:
+    """The end of a run that returned: close its hooks (metrics written, or spooled once the store has been
+    unreachable past the outage limit), then write its final status within the same limit."""
+    end = time.monotonic() + outage_clock(store).limit_s
+    trainer.close()
+    error = None
+    if status == "stopped" and trainer.stop_reason:  # ControlHook: the store was unreachable for too long
+        status, error = "interrupted", trainer.stop_reason
+    _set_status(store, run_id, status, error=error, deadline_s=end - time.monotonic())
+    return status
+
+
+def _set_status(store: RunStore, run_id: str, status: str, error: str | None = None, pid: int | None = None,
+                deadline_s: float | None = None, must: bool = False) -> bool:
+    """``store.set_status``, retried while the store is unreachable, up to ``deadline_s`` (default: the
+    outage limit). Past it the status is left in the run's folder (``status-note.json``) for the next
+    process that sees the store, or raised when ``must``. Returns True when the store took it."""
+    clock = outage_clock(store)
+    wait = clock.limit_s if deadline_s is None else max(1.0, deadline_s)
+    try:
+        call_with_retry(lambda: store.set_status(run_id, status, error=error, pid=pid), deadline_s=wait,
+                        clock=clock)
+    except Exception as exc:
+        if must or not is_transient(exc):
+            raise
+        note = write_status_note(store.run_dir(run_id), status, error)
+        log.error("the store stayed unreachable: run %s could not be marked %s; left in %s", run_id, status, note)
+        return False
+    clear_status_note(store.run_dir(run_id))
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

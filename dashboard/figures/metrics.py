@@ -151,3 +151,21 @@ def panel_figure(panel: str, traces: list[dict], uirevision: str, empty_text: st
     if not traces and empty_text is None:
         empty_text = EMPTY_TEXT.get(panel, "Waiting for the first points...")
     return {"data": traces, "layout": panel_layout(panel, uirevision, None if traces else empty_text)}
+
+
+RESUME_COLOR = "#b54708"
+
+
+def resume_marks(resumes: list[tuple[str, int]]) -> tuple[list[dict], list[dict]]:
+    """Shapes and labels marking where runs resumed from a checkpoint: ``[(label, step), ...]``.
+
+    What a run logged after that step before it died was superseded (deleted), so the curve goes on
+    from the checkpoint; the dotted line says where the second attempt began.
+    """
+    shapes, notes = [], []
+    for label, step in resumes:
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": step, "x1": step, "y0": 0, "y1": 1,
+                       "line": {"color": RESUME_COLOR, "width": 1, "dash": "dot"}, "layer": "below"})
+        notes.append({"x": step, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                      "text": label, "font": {"size": 10, "color": RESUME_COLOR}})
+    return shapes, notes

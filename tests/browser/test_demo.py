@@ -42,7 +42,7 @@ def test_dm001_demo_shows_a_growing_curve_within_60s(tmp_path):
     t0 = time.monotonic()
     log = open(tmp_path / "demo.log", "w+")  # a file, not a pipe: an unread pipe would block the server
     demo = subprocess.Popen([sys.executable, "-m", "backend.cli", "demo", "--data-dir", str(data_dir),
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, text=True)
+                             "--port", str(port), "--stop-runs"], stdout=log, stderr=subprocess.STDOUT, text=True)
     driver = None
     try:
         driver = webdriver.Chrome(options=chrome_options(), service=Service(CHROMEDRIVER))

@@ -166,3 +166,22 @@ def test_streamed_state_is_a_small_patch_unless_series_appear(store, run_id):
     _log(store, run_id, ["val/loss"], [60])  # a new series: the whole state goes back
     _, whole = live_update(data, [run_id], 0.6, state)
     assert isinstance(whole, dict) and f"{run_id}|val/loss" in whole["traces"]
+
+
+def test_a_resume_rebuilds_the_curves_from_the_checkpoint_and_marks_it(store, run_id):
+    """Killed at 40 and resumed from a checkpoint at 20: an open page redraws instead of drawing back."""
+    data = DashboardData(store)
+    _, state = live_update(data, [run_id], 0, None)
+    store.supersede_after(run_id, 20)  # what the resumed trainer does first
+    _log(store, run_id, ["train/loss", "lr"], range(30, 60, 10))
+    figs, state2 = live_update(data, [run_id], 0, state)
+    loss = figs[PANELS.index("loss")]
+    assert isinstance(loss, dict)  # whole figures, not an extension of the old curve
+    xs = _trace(dict(zip(PANELS, figs)), "loss", "train/loss")["x"]
+    assert xs == [0, 10, 20, 30, 40, 50] and all(a < b for a, b in zip(xs, xs[1:]))
+    assert [s["x0"] for s in loss["layout"]["shapes"]] == [20]
+    assert any("resumed from step 20" in a["text"] for a in loss["layout"]["annotations"])
+    assert state2["attempts"] == {run_id: 1}
+    _log(store, run_id, ["train/loss"], [60])
+    patches, _ = live_update(data, [run_id], 0, state2)  # then it streams again
+    assert isinstance(patches[PANELS.index("loss")], Patch)

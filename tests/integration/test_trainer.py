@@ -148,7 +148,7 @@ def test_pause_resume_lr_and_stop_in_process(store):
 
 
 def test_job_manager_process_lifecycle(store):
-    """A real trainer process: pause, resume, stop; a killed one is marked failed."""
+    """A real trainer process: pause, resume, stop; a killed one is marked interrupted (resumable)."""
     jobs = JobManager(store)
     run_id = jobs.start(tiny_spec(steps=1_000_000))
     _wait(lambda: store.get_run(run_id)["status"] == "running" and store.get_run(run_id)["step"] > 10, 60)
@@ -165,7 +165,7 @@ def test_job_manager_process_lifecycle(store):
     jobs.wait(run_id, timeout=30)
     assert jobs.reconcile() == [run_id]
     run = store.get_run(run_id)
-    assert run["status"] == "failed" and "ended without reporting" in run["error"]
+    assert run["status"] == "interrupted" and "ended without reporting" in run["error"]
 
 
 def _wait(cond, timeout: float = 20.0) -> None:
