@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .store import ACTIVE_STATUSES, RESUMABLE_STATUSES, RunStore
+from .store import ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, RunStore
 from .store.arrays import TEMP_PREFIX, sweep_temp_files
 from .store.retry import HEARTBEAT_S
+from .store.spool import read_status_note
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ def sweep_interrupted(store: RunStore, now: float | None = None, stale_after_s: 
         fresh = store.get_run(run["id"])  # it may have been resumed since it was listed
         why = verdict(fresh, now, stale_after_s, exited) if fresh else None
         if why is None:
+            continue
+        note = read_status_note(store.run_dir(run["id"]))  # a trainer that gave up on the store said why
+        if note and note["status"] in FINAL_STATUSES:
+            store.set_status(run["id"], note["status"], error=note.get("error"))
+            log.warning("run %s: %s, as its process left it when the store was unreachable", run["id"], note["status"])
+            marked.append(run["id"])
             continue
         why += time.strftime(" (noticed %Y-%m-%d %H:%M:%S)")
         if fresh["source"] == "builtin":

@@ -218,3 +218,15 @@ def test_lv006_orphan_temp_files_are_swept_fresh_ones_kept_and_none_read(store):
     assert not any(p.exists() for p in old) and fresh.exists() and keep.exists()
     os.utime(fresh, (time.time() - 120, time.time() - 120))
     assert sweep_orphans(store) == [fresh]
+
+
+def test_a_status_note_left_during_an_outage_decides_the_status(store):
+    """A trainer that could not reach the store at its end leaves a note; the sweep writes it."""
+    from backend.liveness import sweep_interrupted
+    from backend.store.spool import write_status_note
+
+    run = store.create_run("note", "digits-cnn", {}, status="running")
+    store.set_pid(run, 2**22 + 12345)  # no such process
+    write_status_note(store.run_dir(run), "completed", None)
+    assert sweep_interrupted(store, stale_after_s=0) == [run]
+    assert store.get_run(run)["status"] == "completed"
