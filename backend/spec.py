@@ -28,7 +28,6 @@ RECURRENT = ("rnn", "gru", "lstm")
 # Limits that keep one run from exhausting a small machine: errors, not crashes.
 MAX_PARAMS = 50_000_000
 MAX_MEMORY_BYTES = 4 * 2**30
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adagrad": 1, "rmsprop": 1, "adadelta": 2}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 W2V_NEGATIVES, W2V_WINDOW = 5, 5  # skip-gram: negatives per pair, context words on each side
 
@@ -241,65 +240,64 @@ def _human_bytes(n: float) -> str:
 
 
 def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tuple[int, int]:
-    """Parameters of the model a spec builds, and floats of activation per sample.
+    """Parameters of the model a spec builds, and floats of activation a sample holds at a training step's
+    peak (:func:`backend.memory.activation_floats`; for a ``ModelSpec`` alone: 64-token sequences).
 
-    Equal to ``sum(p.numel() for p in build_model(spec).parameters())``
+    The parameters equal ``sum(p.numel() for p in build_model(spec).parameters())``
     (a test checks it for many random specs).
     """
+    from .memory import activation_floats
+
     m = spec.model if isinstance(spec, RunSpec) else spec
     info = info or spec_info(spec)  # type: ignore[arg-type]
-    seq = spec.seq_len if isinstance(spec, RunSpec) else 64
-    if m.family == "skipgram":  # word and context vectors; per pair: center, context and the negatives
-        return 2 * info.vocab_size * m.embedding_dim, (2 + W2V_NEGATIVES) * m.embedding_dim
-    if m.family == "textcnn":
-        n, emb, t = m.channels[0], m.embedding_dim, info.input_shape[0]
+    if m.family == "skipgram":  # word and context vectors
+        params = 2 * info.vocab_size * m.embedding_dim
+    elif m.family == "textcnn":
+        n, emb = m.channels[0], m.embedding_dim
         params = info.vocab_size * emb + sum(emb * n * k + n for k in m.kernel_sizes)
         params += n * len(m.kernel_sizes) * info.n_classes + info.n_classes
-        return params, t * emb + sum(2 * n * (t - k + 1) for k in m.kernel_sizes) + info.n_classes
-    if m.family in RECURRENT:
+    elif m.family in RECURRENT:
         dirs = 2 if m.bidirectional else 1
         g, h = GATES[m.family], m.hidden_size
         if info.kind in ("lm", "text"):
-            steps = seq if info.kind == "lm" else info.input_shape[0]
             n_in, params = m.embedding_dim, info.vocab_size * m.embedding_dim
         else:
-            c, hh, w = info.input_shape
-            n_in, steps, params = c * w, hh, 0
+            n_in, params = info.input_shape[0] * info.input_shape[2], 0
         for layer in range(m.layers):
             fan_in = n_in if layer == 0 else h * dirs
             params += dirs * (g * h * (fan_in + h) + 2 * g * h)
         params += h * dirs * info.n_outputs + info.n_outputs
-        acts = steps * (m.layers * dirs * (g + 2) * h + info.n_outputs + m.embedding_dim)
-        return params, acts
-    c, h, w = info.input_shape
-    if m.family == "sparse-ae":  # tied weights, no bias
-        k, n = m.kernel_sizes[0], m.channels[0]
-        return c * n * k * k, 2 * n * (h - k + 1) * (w - k + 1) + 2 * c * h * w
-    if m.family == "mlp":
-        fan_in, params, acts = c * h * w, 0, 0
+    elif m.family == "sparse-ae":  # tied weights, no bias
+        params = info.input_shape[0] * m.channels[0] * m.kernel_sizes[0] ** 2
+    elif m.family == "mlp":
+        c, h, w = info.input_shape
+        fan_in, params = c * h * w, 0
         for _ in range(m.layers):
             params += fan_in * m.hidden_size + m.hidden_size
-            fan_in, acts = m.hidden_size, acts + 2 * m.hidden_size
-        return params + fan_in * info.n_classes + info.n_classes, acts + info.n_classes
-    params, acts = 0, 0
-    for i, out_c in enumerate(m.channels):
-        k = m.kernel_for(i)
-        params += c * out_c * k * k + out_c
-        acts += 2 * out_c * h * w
-        c = out_c
-        if m.pooling != "none":
-            h, w = h // 2, w // 2
-    flat = c * h * w
-    return params + flat * info.n_classes + info.n_classes, acts + info.n_classes
+            fan_in = m.hidden_size
+        params += fan_in * info.n_classes + info.n_classes
+    else:
+        c, h, w = info.input_shape
+        params = 0
+        for i, out_c in enumerate(m.channels):
+            params += c * out_c * m.kernel_for(i) ** 2 + out_c
+            c = out_c
+            if m.pooling != "none":
+                h, w = h // 2, w // 2
+        params += c * h * w * info.n_classes + info.n_classes
+    return params, activation_floats(spec, info)
 
 
 def estimate(spec: RunSpec) -> Cost:
-    """Parameter count and rough bytes to train: weights, grads, optimizer state, activations."""
+    """Parameter count, and the memory training takes: the peak resident memory a run adds to its trainer
+    process on CPU (weights, gradients, optimizer state, and the larger of a training step's activations
+    and an evaluation pass, with the allocator's slack), within about 30 % of measured; the parts and what
+    each counts: :func:`backend.memory.memory_parts`."""
+    from .memory import memory_parts
+
     info = spec_info(spec)
-    params, acts = count_params(spec, info)
-    states = 2 + OPTIMIZER_STATES[spec.optimizer]
-    mem = 4 * params * states + 4 * 2 * acts * spec.batch_size
-    return Cost(params=params, memory_bytes=int(mem))
+    params, _ = count_params(spec, info)
+    return Cost(params=params, memory_bytes=memory_parts(spec, info, params).total)
 
 
 def format_errors(exc: ValidationError) -> list[str]:
