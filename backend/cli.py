@@ -119,6 +119,9 @@ def _sweep(store) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue a stopped, failed or interrupted built-in run from its latest checkpoint, in this terminal."""
+    from .threads import configure_process
+
+    configure_process(say=print)  # first, as in cmd_train: OpenMP and BLAS read their settings at load
     from .liveness import why_not_resumable
     from .training.progress import ProgressHook
     from .training.worker import run_training

@@ -1,11 +1,13 @@
 """Hidden-state probe: every K steps, replay a fixed probe corpus and record every state.
 
-The probe corpus (held-out text, >= 20,000 tokens) is cut into parallel segments of
-``segment`` tokens. Each segment is preceded by ``warmup`` tokens of the text before
-it (and, for bidirectional layers, followed by ``warmup`` tokens after it) whose
-outputs are discarded, so the states at a segment's first token carry the context
-of the text before it: states are continuous where the text is, and a whole corpus
-is one batched replay of ``segment + 2 * warmup`` steps.
+The probe corpus (held-out text, >= 20,000 tokens) is replayed as one continuous text
+from a zero state at its first token (its last, for backward layers): the state at every
+token carries everything before it, exactly as one pass of the model over the whole text
+(:func:`backend.probes.replay.replay_stream`; ``segment`` is only the length of the chunks
+that pass hands its state across). ``continuous=False`` keeps the former probe, parallel
+segments each from a zero state after ``warmup`` tokens, to measure what continuity changes:
+its states jump at every segment's first token wherever a cell remembers longer than the
+warm-up (tests/integration/test_probe_continuity.py).
 
 Example::
 
@@ -26,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .replay import family_of, replay
+from .replay import family_of, replay, replay_stream
 from .states import STATES
 
 log = logging.getLogger(__name__)
-SEGMENT, WARMUP = 256, 64
+SEGMENT = 256  # tokens per chunk of the continuous replay (and per segment of the former probe)
+WARMUP = 0  # the continuous replay needs none; the former segmented probe used 64
 StateKey = tuple[int, str, str]  # (layer, direction, state)
 
 
@@ -63,8 +66,14 @@ def segment_windows(n_tokens: int, segment: int, warmup: int, bidirectional: boo
 
 @torch.no_grad()
 def capture(rnn: nn.RNNBase, embed: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor,
-            segment: int = SEGMENT, warmup: int = WARMUP) -> dict[StateKey, np.ndarray]:
-    """All states of ``rnn`` at every token of ``ids`` (1-D), as float16 ``(n_tokens, hidden)``."""
+            segment: int = SEGMENT, warmup: int = WARMUP, continuous: bool = True) -> dict[StateKey, np.ndarray]:
+    """All states of ``rnn`` at every token of ``ids`` (1-D), as float16 ``(n_tokens, hidden)``: one
+    continuous replay of the whole text (``warmup`` unused), or with ``continuous=False`` parallel
+    segments of ``segment`` tokens, each from a zero state ``warmup`` tokens before it."""
+    if continuous:
+        streamed = replay_stream(rnn, embed(ids), chunk=segment)
+        return {(layer, d, name): arr.to(torch.float16).contiguous().cpu().numpy()
+                for (layer, d), by_state in streamed.items() for name, arr in by_state.items()}
     n = int(ids.shape[0])
     pos, reset_fwd, reset_bwd = segment_windows(n, segment, warmup, rnn.bidirectional)
     dev = ids.device
@@ -97,7 +106,8 @@ def describe(rnn: nn.RNNBase) -> dict:
     """What a snapshot of ``rnn`` holds (goes into the record's meta)."""
     family = family_of(rnn)
     return {"family": family, "layers": rnn.num_layers, "cells": rnn.hidden_size,
-            "directions": ["fwd", "bwd"] if rnn.bidirectional else ["fwd"], "states": list(STATES[family])}
+            "directions": ["fwd", "bwd"] if rnn.bidirectional else ["fwd"], "states": list(STATES[family]),
+            "continuous": True}  # one replay of the whole text (docs/hidden.md); absent: the former segments
 
 
 class SnapshotWriterThread:

@@ -8,11 +8,17 @@ time loop does one ``addmm`` and a few element-wise ops per step and writes ever
 activation straight into preallocated buffers. ``tests/unit/test_replay.py`` checks the result against
 the fused module to 1e-5.
 
+``replay_stream`` is what the probe uses on its one long text: the states of one continuous
+pass, from the fused kernels' own recurrence (``h`` at every step, ``c`` where a chunk starts)
+with the gates computed for all steps at once, so the time loop of 20,000 tokens runs in C++
+(tests/integration/test_probe_continuity.py checks it against stepping ``nn.LSTM``/``nn.GRU``).
+
 Example::
 
     lstm = torch.nn.LSTM(8, 16, num_layers=2, batch_first=True)
     states = replay(lstm, torch.randn(4, 50, 8))
     states[(1, "fwd")]["c"].shape   # (50, 4, 16): layer 1's cell state at every step, time first
+    replay_stream(lstm, torch.randn(5000, 8))[(1, "fwd")]["c"].shape   # (5000, 16): one continuous pass
 """
 from __future__ import annotations
 
@@ -124,3 +130,93 @@ def _run_direction(family: str, rnn: nn.RNNBase, w: dict[str, torch.Tensor], x: 
     elif family == "gru":
         states.update(zip("rzn", acts.chunk(3, 2)))
     return states
+
+
+_FUSED = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
+
+
+@torch.no_grad()
+def replay_stream(rnn: nn.RNNBase, x: torch.Tensor, chunk: int = 256) -> dict[Key, dict[str, torch.Tensor]]:
+    """Every state of every layer and direction of ``rnn`` over one continuous sequence ``x``
+    (``(time, features)``), from a zero state at its first step (its last, going backward).
+
+    Exact continuity needs one sequential pass over the whole text; the fused kernel does it (cuDNN
+    on a GPU, TF32 off) in chunks of ``chunk`` steps, handing each chunk's final state to the next.
+    The gates then follow from ``h`` of the step before for all steps at once, and the LSTM's ``c``
+    from a scan over the chunks in parallel, each starting from the ``c`` the fused pass carried in.
+    Returns ``{(layer, direction): {state: (time, hidden)}}`` in float32.
+    """
+    family = family_of(rnn)
+    dirs = ("fwd", "bwd") if rnn.bidirectional else ("fwd",)
+    out: dict[Key, dict[str, torch.Tensor]] = {}
+    layer_in = x.float()
+    for layer in range(rnn.num_layers):
+        for d in dirs:
+            w = _weights(rnn, layer, d)
+            seq = layer_in.flip(0) if d == "bwd" else layer_in  # backward: run forward over the reversed text
+            states = _stream_direction(family, rnn, w, seq, chunk)
+            out[(layer, d)] = {k: v.flip(0) for k, v in states.items()} if d == "bwd" else states
+        layer_in = torch.cat([out[(layer, d)]["h"] for d in dirs], dim=-1)
+    return out
+
+
+def _stream_direction(family: str, rnn: nn.RNNBase, w: dict[str, torch.Tensor], x: torch.Tensor,
+                      chunk: int) -> dict[str, torch.Tensor]:
+    hs, c_in = _fused_pass(family, rnn, w, x, chunk)
+    if family == "rnn":
+        return {"h": hs}
+    hid = rnn.hidden_size
+    h_prev = torch.cat([hs.new_zeros(1, hid), hs[:-1]])
+    if family == "lstm":
+        acts = torch.addmm(w["b_ih"] + w["b_hh"], x, w["w_ih"].t()).addmm_(h_prev, w["w_hh"].t())
+        acts[:, 2 * hid:3 * hid].tanh_()
+        acts[:, :2 * hid].sigmoid_()
+        acts[:, 3 * hid:].sigmoid_()
+        i, f, g, o = acts.chunk(4, 1)
+        return {"h": hs, "c": _scan_cell(f, i * g, c_in, chunk), "i": i, "f": f, "g": g, "o": o}
+    gx = torch.addmm(w["b_ih"], x, w["w_ih"].t())
+    gh = torch.addmm(w["b_hh"], h_prev, w["w_hh"].t())
+    r = torch.sigmoid(gx[:, :hid] + gh[:, :hid])
+    z = torch.sigmoid(gx[:, hid:2 * hid] + gh[:, hid:2 * hid])
+    n = torch.tanh(torch.addcmul(gx[:, 2 * hid:], r, gh[:, 2 * hid:]))
+    return {"h": hs, "r": r, "z": z, "n": n}
+
+
+def _fused_pass(family: str, rnn: nn.RNNBase, w: dict[str, torch.Tensor], x: torch.Tensor,
+                chunk: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``h`` at every step of one layer and direction, by the fused kernel in chunks carrying the state;
+    for an LSTM also the ``c`` each chunk starts from, ``(n_chunks, hidden)``."""
+    if family == "rnn":
+        family = "rnn_relu" if getattr(rnn, "nonlinearity", "tanh") == "relu" else "rnn_tanh"
+    fused = _FUSED[family]
+    params = [w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"]]
+    h = x.new_zeros(1, 1, rnn.hidden_size)
+    c = x.new_zeros(1, 1, rnn.hidden_size)
+    hs, c_in = [], []
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                     allow_tf32=False):  # TF32 would cost ~3 digits
+        for start in range(0, x.shape[0], chunk):
+            part = x[start:start + chunk, None]  # (time, batch 1, features)
+            if family == "lstm":
+                c_in.append(c[0, 0])
+                y, h, c = fused(part, (h, c), params, True, 1, 0.0, False, False, False)
+            else:
+                y, h = fused(part, h, params, True, 1, 0.0, False, False, False)
+            hs.append(y[:, 0])
+    return torch.cat(hs), (torch.stack(c_in) if c_in else None)
+
+
+def _scan_cell(f: torch.Tensor, u: torch.Tensor, c_in: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``c[t] = f[t] * c[t-1] + u[t]`` for all ``t`` of ``(time, hidden)`` arrays: the chunks side by side
+    as a batch, each from its carried ``c_in`` row, so the loop is ``chunk`` steps long, not ``time``."""
+    t_len, hid = f.shape
+    n_chunks = c_in.shape[0]
+    pad = n_chunks * chunk - t_len
+    f = torch.cat([f, f.new_ones(pad, hid)]).view(n_chunks, chunk, hid).transpose(0, 1)
+    u = torch.cat([u, u.new_zeros(pad, hid)]).view(n_chunks, chunk, hid).transpose(0, 1)
+    cs = f.new_empty(chunk, n_chunks, hid)
+    c = c_in
+    for t in range(chunk):
+        c = torch.addcmul(u[t], f[t], c, out=cs[t])
+    return cs.transpose(0, 1).reshape(n_chunks * chunk, hid)[:t_len]

@@ -1,10 +1,14 @@
-"""Device and mixed-precision choice: CUDA with autocast when present, else CPU."""
+"""Device and mixed-precision choice: CUDA with autocast when present, else CPU; torch's thread pools."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+from typing import Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -28,9 +32,23 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def configure_threads() -> int:
-    """Torch intra-op threads from ``DEEPSCOPE_TORCH_THREADS`` (default: all cores)."""
-    n = int(os.environ.get("DEEPSCOPE_TORCH_THREADS", "0") or 0)
-    if n > 0:
-        torch.set_num_threads(n)
+def configure_threads(say: Callable[[str], object] | None = None) -> int:
+    """Apply the thread policy (:mod:`backend.threads`) to torch in this process and say what was chosen;
+    returns the intra-op thread count.
+
+    ``DEEPSCOPE_TORCH_THREADS`` wins; a count the job manager passed keeps its reason; otherwise the count
+    follows the cores and the load. Sets both intra-op and inter-op pools; the inter-op pool can be sized
+    only before torch's first parallel work, so a later call leaves it as it is. ``say`` (default: log at
+    INFO) gets ``torch threads: 1 (2 cores, load 3.1: one thread on 2 cores or fewer)``.
+    OpenMP's wait policy is read when torch loads: :func:`backend.threads.configure_process` sets it first.
+    """
+    from ..threads import thread_choice
+
+    choice = thread_choice()
+    torch.set_num_threads(choice.threads)
+    try:
+        torch.set_num_interop_threads(choice.threads)
+    except RuntimeError:  # "cannot set number of interop threads after parallel work has started"
+        pass
+    (say or log.info)(choice.describe())
     return torch.get_num_threads()

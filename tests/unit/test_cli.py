@@ -35,21 +35,3 @@ def test_train_runs_and_lists(tmp_path, capsys):
     main(["runs", "--data-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "completed" in out and "30" in out
-
-
-def test_trainers_share_the_cores(tmp_path, monkeypatch):
-    """Each new trainer gets the cores divided among the trainers alive (oversubscribed OpenMP crawls)."""
-    from backend.jobs import JobManager
-    from backend.store import RunStore
-
-    class Alive:
-        def poll(self):
-            return None
-
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
-    jobs = JobManager(RunStore(tmp_path), launch=False)
-    assert jobs._threads() == 4
-    jobs._procs = {"a": Alive()}
-    assert jobs._threads() == 2
-    jobs._procs = {"a": Alive(), "b": Alive(), "c": Alive(), "d": Alive()}
-    assert jobs._threads() == 1
