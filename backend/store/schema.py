@@ -64,6 +64,8 @@ scalars = sa.Table(
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("wall_time", sa.Float, nullable=False),
     sa.Column("value", sa.Float, nullable=True),  # SQLite stores NaN as NULL; read back as NaN
+    # never reuse an id: a resume deletes the newest rows, and a reader's cursor must still see the new ones
+    sqlite_autoincrement=True,
 )
 sa.Index("ix_scalars_run_id_id", scalars.c.run_id, scalars.c.id)
 sa.Index("ix_scalars_run_name_step", scalars.c.run_id, scalars.c.name, scalars.c.step)

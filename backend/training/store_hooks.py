@@ -263,15 +263,26 @@ class ControlHook(Hook):
 
 
 class CheckpointHook(Hook):
-    """Saves a checkpoint every ``every`` steps and when training ends."""
+    """Saves a checkpoint every ``every`` steps and when training ends.
 
-    def __init__(self, store: RunStore, run_id: str, every: int = 1000):
+    ``before_save`` (the metrics writer's ``persist``) runs first, so every row logged up to the
+    checkpoint's step is durable before a resume could start from it (bench/faults.py lost up to 0.2 s
+    of rows per kill before).
+    """
+
+    def __init__(self, store: RunStore, run_id: str, every: int = 1000, before_save=None):
         self.folder = store.run_dir(run_id) / "checkpoints"
         self.every = every
+        self.before_save = before_save
 
     def on_step_end(self, trainer, out: StepOutput) -> None:
         if out.step % self.every == 0:
-            save_checkpoint(trainer, self.folder)
+            self._save(trainer)
 
     def on_train_end(self, trainer, status: str) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer) -> None:
+        if self.before_save is not None:
+            self.before_save()
         save_checkpoint(trainer, self.folder)

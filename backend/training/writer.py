@@ -77,6 +77,14 @@ class BackgroundWriter:
                 return not self._unwritten()
             return self._attempt()
 
+    def persist(self) -> None:
+        """Make every row queued so far durable: committed to the store or, while it is unreachable, in the
+        spool file. Called before a checkpoint: a resume starts after the checkpoint's step and never logs
+        the steps before it again, so rows still queued when the process dies there would be lost."""
+        if not self.flush():
+            with self._lock:
+                self._spill()
+
     def close(self, deadline_s: float | None = None) -> bool:
         """Stop the thread and write what is left, waiting up to ``deadline_s`` (default: the outage
         limit) for an unreachable store. Past it the rows stay in the spool file, written when the run

@@ -115,3 +115,23 @@ def test_lab_presets_smoke():
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "lab.py"), "--presets", "nope"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown preset(s) nope" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_faults_quick():
+    """bench/faults.py --quick: a 5 s store lock, a 4 s cache fault, 3 trainer kills (then resumes), a dashboard
+    killed and restarted, a second dashboard taking the analysis lease. Correctness, not timing: nothing lost,
+    nothing written twice, nothing stuck, no HTTP 500, no training ended by an outage (~3 min on 2 cores)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "faults.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("faults", "trainings_died", "rows_lost", "duplicate_steps", "stuck_running", "interrupted_detect_s",
+                "http_500", "contention_slowdown", "store", "lease_takeover_s"):
+        assert key in result, key
+    assert [f["fault"] for f in result["faults"]][:2] == ["store_locked", "cache_broken"]
+    assert result["kills_detected"] == result["kills"] == 3
+    assert result["store"] in ("sqlite", "postgresql") and result["lease_takeover_s"] is not None
+    problems = {k: result[k] for k in ("rows_lost", "duplicate_steps", "stuck_running", "http_500", "trainings_died")}
+    assert problems == dict.fromkeys(problems, 0), proc.stdout[-4000:]

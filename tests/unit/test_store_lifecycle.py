@@ -72,3 +72,13 @@ def test_one_lease_holder_until_it_expires(store):
     assert not store.acquire_lease("analysis", "h:1", ttl=5)
     store.release_lease("analysis", "h:2")
     assert store.acquire_lease("analysis", "h:1", ttl=5)
+
+
+def test_ids_are_not_reused_after_a_resume_deletes_the_newest_rows(store):
+    run = store.create_run("r", "digits-cnn", {}, status="running")
+    store.log_scalars(run, [("loss", s, 1.0, time.time()) for s in range(1, 11)])
+    _, cursor = store.scalars_after(run, 0)
+    store.supersede_after(run, 5)
+    store.log_scalars(run, [("loss", s, 2.0, time.time()) for s in range(6, 9)])
+    rows, _ = store.scalars_after(run, cursor)  # a reader that held the old cursor
+    assert [r[2] for r in rows] == [6, 7, 8]
