@@ -30,6 +30,7 @@ from .arrays import read_array, write_array
 from .lifecycle import LifecycleMixin
 
 ScalarRow = tuple[str, int, float, float]  # name, step, value, wall_time
+CONTROL_LOCK_TIMEOUT_MS = 200
 _NAN = float("nan")
 
 
@@ -257,8 +258,15 @@ class RunStore(LifecycleMixin):
         return row is not None
 
     def pending_controls(self, run_id: str) -> list[dict]:
-        """Unhandled control requests, oldest first."""
-        with self.engine.connect() as conn:
+        """Unhandled control requests, oldest first.
+
+        Trainers ask between steps; on PostgreSQL a locked table would hold the step for as long as the
+        lock, so the query gives up after ``CONTROL_LOCK_TIMEOUT_MS`` (an error the trainer treats as a
+        store outage: it keeps training and asks again later).
+        """
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {CONTROL_LOCK_TIMEOUT_MS}")
             rows = conn.execute(sa.select(S.controls).where(
                 S.controls.c.run_id == run_id, S.controls.c.handled_at.is_(None)).order_by(S.controls.c.id)).mappings().all()
         return [dict(r) for r in rows]

@@ -32,3 +32,20 @@ def test_postgres_round_trip_cursor_controls_and_claims(tmp_path):
     assert again is None or again["id"] != run_id  # claimed once
     store.add_snapshot(run_id, "k", 1, {"w": np.arange(3.0)})
     assert store.load_arrays(store.list_snapshots(run_id)[0])["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_locked_controls_table_does_not_hold_a_training_step(tmp_path):
+    """The per-step control poll gives up after CONTROL_LOCK_TIMEOUT_MS with an error the trainer rides out."""
+    import sqlalchemy as sa
+
+    from backend.store.retry import is_transient
+
+    store = RunStore(tmp_path, URL)
+    run_id = store.create_run("pg-lock", "digits-cnn", {})
+    with sa.create_engine(URL).connect() as other, other.begin():
+        other.exec_driver_sql("LOCK TABLE controls IN ACCESS EXCLUSIVE MODE")
+        t0 = time.time()
+        with pytest.raises(Exception) as caught:
+            store.pending_controls(run_id)
+        assert time.time() - t0 < 2 and is_transient(caught.value)
+    assert store.pending_controls(run_id) == []
