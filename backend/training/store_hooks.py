@@ -276,7 +276,13 @@ class CheckpointHook(Hook):
         self.before_save = before_save
 
     def on_step_end(self, trainer, out: StepOutput) -> None:
-        if out.step % self.every == 0:
+        if out.step % self.every == 0 and not _evaluates_at(trainer, out.step):
+            self._save(trainer)
+
+    def on_eval_end(self, trainer, step: int, metrics: dict[str, float]) -> None:
+        # at an evaluation step the checkpoint waits for the validation metrics: a resume starts after
+        # this step and never evaluates it again, so they must be durable before it is saved
+        if step % self.every == 0:
             self._save(trainer)
 
     def on_train_end(self, trainer, status: str) -> None:
@@ -286,3 +292,10 @@ class CheckpointHook(Hook):
         if self.before_save is not None:
             self.before_save()
         save_checkpoint(trainer, self.folder)
+
+
+def _evaluates_at(trainer, step: int) -> bool:
+    """Whether the trainer evaluates after ``step`` (its rule in ``Trainer.run``)."""
+    spec = getattr(trainer, "spec", None)
+    every = getattr(spec, "eval_every", None)
+    return bool(every) and (step % every == 0 or step == getattr(trainer, "total_steps", None))

@@ -52,7 +52,7 @@ def test_rs001_kill_shows_interrupted_and_resume_continues_without_drawing_back(
         dash_duo.find_element(f"#{ids.TRAIN_RESUME}").click()
         until(lambda: store.get_run(run_id)["resumes"], 30, "the run was not resumed")
         checkpoint = store.get_run(run_id)["resumes"][0]["step"]
-        assert checkpoint < killed_at and checkpoint % 100 == 0
+        assert checkpoint <= killed_at and checkpoint % 100 == 0  # equal: killed right after a checkpoint
         # the browser's curve: past the kill point again, strictly increasing, one resume mark
         xs = until(lambda: (x := dash_duo.driver.execute_script(LOSS_X_JS)) and max(x) > killed_at + 20 and x,
                    120, lambda: f"curve after resume: {dash_duo.driver.execute_script(LOSS_X_JS)}")
