@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from backend.liveness import pid_alive
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,20 +27,8 @@ def free_port() -> int:
 
 
 def alive(pid: int | None) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Whether ``pid`` is a live process (a zombie is not): the store's own liveness rule."""
+    return pid_alive(pid)
 
 
 def parent_of(pid: int) -> int | None:
