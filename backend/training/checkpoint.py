@@ -7,6 +7,8 @@ when a trainer resumes from it or the Try it page opens it (see docs/security.md
 Example::
 
     path = save_checkpoint(trainer, run_dir / "checkpoints")      # .../step-000001200.pt
+    pending = save_checkpoint(trainer, path.parent, pending=True)  # .../pending-step-000001200.pt, not used yet
+    promote_checkpoint(pending)                                    # once the rows up to its step are durable
     state = read_checkpoint(path)                                  # dict; CheckpointError if unsafe/corrupt
     load_checkpoint(trainer, path)                                 # 1200
 """
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KEEP = 3
 STEP_GLOB = "step-*.pt"  # what a finished checkpoint is named; its temporary file starts with TEMP_PREFIX
+PENDING_PREFIX = "pending-"  # a whole checkpoint waiting for its step's metric rows to be durable: never resumed from
 _STEP_NAME = re.compile(r"step-(\d+)\.pt")
 REQUIRED = ("step", "model", "spec")
 
@@ -37,10 +40,15 @@ class CheckpointError(ValueError):
     tensors and plain values). A ValueError so that pages show its message as is."""
 
 
-def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
-    """Write ``step-XXXXXXXXX.pt`` under ``folder`` and keep the newest few."""
+def save_checkpoint(trainer: "Trainer", folder: Path, pending: bool = False) -> Path:
+    """Write ``step-XXXXXXXXX.pt`` under ``folder`` and keep the newest few.
+
+    ``pending``: write ``pending-step-XXXXXXXXX.pt`` instead, which nothing resumes from until
+    :func:`promote_checkpoint` renames it. A resume from step S never logs the steps up to S again, so a
+    checkpoint may only count once every metric row up to S is durable; the trainer goes on meanwhile.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{trainer.step:09d}.pt"
+    path = folder / f"{PENDING_PREFIX if pending else ''}step-{trainer.step:09d}.pt"
     tmp = folder / f"{TEMP_PREFIX}{path.name}"  # never matched by STEP_GLOB; swept at start if a kill leaves it
     torch.save({
         "step": int(trainer.step),
@@ -54,9 +62,37 @@ def save_checkpoint(trainer: "Trainer", folder: Path) -> Path:
         "spec": trainer.spec.model_dump(mode="json"),  # plain JSON types: what weights_only allows
     }, tmp)
     os.replace(tmp, path)
+    if not pending:
+        _prune(folder)
+    return path
+
+
+def promote_checkpoint(pending: Path) -> Path | None:
+    """Make a pending checkpoint (from ``save_checkpoint(..., pending=True)``) a finished one; returns
+    its new path, or None when the file is gone (a resume of this run cleared it: nothing to do)."""
+    pending = Path(pending)
+    final = pending.with_name(pending.name[len(PENDING_PREFIX):])
+    try:
+        os.replace(pending, final)
+    except FileNotFoundError:
+        return None
+    _prune(final.parent)
+    return final
+
+
+def clear_pending(folder: Path) -> int:
+    """Delete the pending checkpoints of a process that ended before their rows were durable (called when
+    the run starts again: that process is gone). Returns how many."""
+    n = 0
+    for p in Path(folder).glob(f"{PENDING_PREFIX}{STEP_GLOB}"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def _prune(folder: Path) -> None:
     for old in checkpoints(folder)[:-KEEP]:
         old.unlink(missing_ok=True)
-    return path
 
 
 def _as_tensor(perm: Any) -> torch.Tensor | None:

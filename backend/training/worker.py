@@ -34,7 +34,7 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
     The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`)."""
     metrics = MetricsHook(store, run_id, every=spec.log_every)
     hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
-                         CheckpointHook(store, run_id, every=spec.checkpoint_every, before_save=metrics.writer.persist)]
+                         CheckpointHook(store, run_id, every=spec.checkpoint_every, writer=metrics.writer)]
     info = spec_info(spec)
     if info.kind == "lm" and spec.model.family in RECURRENT:
         from ..probes.hooks import HiddenStateProbe

@@ -5,11 +5,14 @@ The training step only queues rows (:meth:`BackgroundWriter.put`); a daemon thre
 the store is unreachable the thread keeps rows in memory (up to ``memory_rows``), appends what is beyond
 that to a spool file in the run's folder (:mod:`backend.store.spool`), and tries again with capped
 exponential backoff; when the store returns it writes the spool, then memory, in order, each row once.
+:meth:`BackgroundWriter.when_durable` runs a callback in that thread once every row queued before it is
+durable (committed, or spooled while the store is unreachable): how a checkpoint becomes resumable.
 
 Example::
 
     writer = BackgroundWriter(store, run_id)
     writer.put([("train/loss", 10, 0.5, time.time())], step=10)
+    writer.when_durable(lambda: promote_checkpoint(pending))   # after the step-10 rows are safe
     writer.close()      # waits up to the outage limit; past it, rows stay in the spool for the resume
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import queue
 import threading
 import time
 import uuid
+from typing import Callable
 
 from ..store import RunStore
 from ..store.retry import HEARTBEAT_S, Backoff, brief, is_transient, outage_clock
@@ -43,6 +47,9 @@ class BackgroundWriter:
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._memory: list[tuple] = []
+        self._appended = 0  # rows ever moved from the queue to memory: rows durable = this - len(memory)
+        self._waiting: list[tuple[int, Callable[[], object]]] = []  # (rows before it, callback), in order
+        self._closed = False
         self._max_step = 0
         self._spooled_done = 0  # rows at the head of the spool file already in the store
         self._adopt: int | None = None  # replay older spool files up to this step first
@@ -61,6 +68,18 @@ class BackgroundWriter:
     def put(self, rows: list[tuple], step: int) -> None:
         self._queue.put((rows, step))
 
+    def when_durable(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` (in the writer's thread) once every row put before this call is durable:
+        committed, or in the spool file while the store is unreachable. Never waits; exceptions from the
+        callback are logged. A writer already closed runs it now when nothing is left unwritten."""
+        if self._closed:
+            with self._lock:
+                self._drain()
+                self._waiting.append((self._appended, callback))
+                self._run_ready()
+            return
+        self._queue.put(_Durable(callback))
+
     def adopt_spools(self, upto_step: int) -> None:
         """Write the rows an earlier process of this run spooled (up to ``upto_step``, the step this one
         resumes from) before this writer's own; later ones are superseded by the resume."""
@@ -75,15 +94,9 @@ class BackgroundWriter:
             self._drain()
             if self.clock.down and time.monotonic() < self._retry_at:
                 return not self._unwritten()
-            return self._attempt()
-
-    def persist(self) -> None:
-        """Make every row queued so far durable: committed to the store or, while it is unreachable, in the
-        spool file. Called before a checkpoint: a resume starts after the checkpoint's step and never logs
-        the steps before it again, so rows still queued when the process dies there would be lost."""
-        if not self.flush():
-            with self._lock:
-                self._spill()
+            done = self._attempt()
+            self._run_ready()
+            return done
 
     def close(self, deadline_s: float | None = None) -> bool:
         """Stop the thread and write what is left, waiting up to ``deadline_s`` (default: the outage
@@ -91,15 +104,18 @@ class BackgroundWriter:
         resumes (or by :func:`~backend.store.spool.replay_spools`). Never raises; True when all is written."""
         self._stop.set()
         self._thread.join(timeout=5)
+        self._closed = True
         end = time.monotonic() + (self.clock.limit_s if deadline_s is None else deadline_s)
         while True:
             with self._lock:
                 self._drain()
                 if self._attempt():
+                    self._run_ready()
                     return True
                 if time.monotonic() >= end:
                     n = len(self._memory)
                     self._spill()
+                    self._run_ready()
                     log.error("the store stayed unreachable; %d metric rows of run %s wait in %s and are written "
                               "when the run resumes", n, self.run_id, self.spool.path)
                     return False
@@ -114,6 +130,9 @@ class BackgroundWriter:
                     self._drain()
                     if time.monotonic() >= self._retry_at:
                         self._attempt(heartbeat=True)
+                    if self._waiting and not self._ready() and time.monotonic() < self._retry_at:
+                        self._spill()  # the store is unreachable: the spool makes the rows durable now
+                    self._run_ready()
             except Exception:  # noqa: BLE001 - the thread must outlive any one tick; close() retries
                 log.exception("the metrics writer's tick failed")
             if self._stop.wait(self.interval):
@@ -122,18 +141,35 @@ class BackgroundWriter:
     def _drain(self) -> None:
         while True:
             try:
-                rows, step = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(item, _Durable):
+                self._waiting.append((self._appended, item.callback))
+                continue
+            rows, step = item
             for name, s, value, wall in rows:
                 try:  # a one-element tensor (client runs) becomes a float here, off the training thread
                     self._memory.append((name, int(s), float(value), float(wall)))
+                    self._appended += 1
                 except (TypeError, ValueError, RuntimeError) as exc:
                     log.warning("metric %r at step %s is not a number (%s); not recorded", name, s, exc)
             self._max_step = max(self._max_step, int(step))
         if len(self._memory) > self.memory_rows:
             log.warning("%d metric rows waiting for the store: moving them to %s", len(self._memory), self.spool.path)
             self._spill()
+
+    def _ready(self) -> bool:
+        """Whether the oldest waiting callback's rows are all durable."""
+        return bool(self._waiting) and self._waiting[0][0] <= self._appended - len(self._memory)
+
+    def _run_ready(self) -> None:
+        while self._ready():
+            _, callback = self._waiting.pop(0)
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - e.g. a full disk while renaming a checkpoint
+                log.exception("a callback waiting for the metric rows of run %s failed", self.run_id)
 
     def _spill(self) -> None:
         """Move every row in memory to the end of the spool file (all of them: the file stays older)."""
@@ -206,3 +242,12 @@ class BackgroundWriter:
             log.error("metric rows of run %s could not be written after %d tries; they are kept in %s",
                       self.run_id, self._failures, self.spool.path)
             self.spool, self._spooled_done, self._adopt, self._failures = self._new_spool(), 0, None, 0
+
+
+class _Durable:
+    """A callback in the writer's queue: its place there says which rows it waits for."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], object]):
+        self.callback = callback
