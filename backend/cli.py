@@ -122,7 +122,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from .threads import configure_process
 
     configure_process(say=print)  # first, as in cmd_train: OpenMP and BLAS read their settings at load
-    from .liveness import why_not_resumable
+    from .liveness import claim_resume, resumed_elsewhere, why_not_resumable
     from .training.progress import ProgressHook
     from .training.worker import run_training
 
@@ -139,6 +139,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     why = why_not_resumable(store, run)
     if why is not None:
         print(f"deepscope resume: {why}", file=sys.stderr)
+        return 2
+    if not claim_resume(store, run["id"], pid=os.getpid()):
+        print(f"deepscope resume: {resumed_elsewhere(run['id'])}", file=sys.stderr)
         return 2
     print(f"run {run['id']} ({run['name']}): {run['status']} at step {run['step']}; resuming from its latest "
           f"checkpoint (what it logged after that is replaced); data in {store.data_dir}")

@@ -57,7 +57,7 @@ class JobManager:
         latest checkpoint in a new process; ask a paused one to go on. StoreError says why not.
 
         The new process supersedes what the run logged after that checkpoint before it logs again."""
-        from .liveness import why_not_resumable
+        from .liveness import claim_resume, resumed_elsewhere, why_not_resumable
 
         run = self.store.require_run(run_id)
         if run["status"] == "paused":
@@ -66,8 +66,9 @@ class JobManager:
         why = why_not_resumable(self.store, run)
         if why is not None:
             raise StoreError(why)
+        if not claim_resume(self.store, run_id):
+            raise StoreError(resumed_elsewhere(run_id))
         self._procs.pop(run_id, None)  # its last process has exited: not the one reconcile judges next
-        self.store.set_status(run_id, "queued")
         if self.launch:
             self._spawn(run_id, resume=True)
         else:

@@ -18,6 +18,7 @@ Example::
     sweep_orphans(store)                  # at start: [Path(".../.tmp-3f2a.npy")]
     sweep_interrupted(store)              # ["a1b2c3d4e5"]: now `interrupted`, with why in `error`
     why_not_resumable(store, run)         # None, or a sentence for the user
+    claim_resume(store, run_id)           # True for exactly one of several resumers
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .store import ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, RunStore
+from .store import schema as S
 from .store.arrays import TEMP_PREFIX, sweep_temp_files
 from .store.retry import HEARTBEAT_S
 from .store.spool import read_status_note
@@ -206,3 +208,21 @@ def why_not_resumable(store: RunStore, run: Mapping) -> str | None:
     if not any((store.run_dir(rid) / "checkpoints").glob("step-*.pt")):  # backend.training.checkpoint naming
         return f"run {rid} has no checkpoint to resume from (it ended before its first one)"
     return None
+
+
+def claim_resume(store: RunStore, run_id: str, pid: int | None = None) -> bool:
+    """Move a resumable run to ``queued`` in one conditional update: of two resumers (two dashboards, a
+    button pressed twice, ``deepscope resume`` in two terminals) exactly one gets True and trains it.
+    ``pid``: the process that will train it (``deepscope resume`` itself), recorded with this host."""
+    values: dict = {"status": "queued", "updated_at": time.time()}
+    if pid is not None:
+        values["pid"], values["host"] = pid, socket.gethostname()
+    with store.engine.begin() as conn:
+        n = conn.execute(S.runs.update().where(S.runs.c.id == run_id, S.runs.c.status.in_(RESUMABLE_STATUSES))
+                         .values(**values)).rowcount
+    return n == 1
+
+
+def resumed_elsewhere(run_id: str) -> str:
+    """What a resumer that lost :func:`claim_resume` says."""
+    return f"run {run_id} is being resumed by another process already"

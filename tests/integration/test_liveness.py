@@ -21,7 +21,8 @@ import pytest
 
 from backend import cli
 from backend.jobs import JobManager
-from backend.liveness import STALE_AFTER_S, START_GRACE_S, sweep_interrupted, sweep_orphans, verdict
+from backend.liveness import (STALE_AFTER_S, START_GRACE_S, claim_resume, sweep_interrupted, sweep_orphans,
+                              verdict)
 from backend.store import RunStore, StoreError
 from backend.store.arrays import read_array, write_array
 from backend.training.checkpoint import latest_checkpoint
@@ -230,3 +231,27 @@ def test_a_status_note_left_during_an_outage_decides_the_status(store):
     write_status_note(store.run_dir(run), "completed", None)
     assert sweep_interrupted(store, stale_after_s=0) == [run]
     assert store.get_run(run)["status"] == "completed"
+
+
+def test_lv011_of_two_resumers_exactly_one_claims_the_run(store, monkeypatch, capsys):
+    run_id = store.create_run("r", "digits-cnn", tiny_spec().model_dump(), status="interrupted")
+    barrier, won = threading.Barrier(4), []
+
+    def resumer():
+        barrier.wait()
+        won.append(claim_resume(store, run_id))
+
+    threads = [threading.Thread(target=resumer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(won) == [False, False, False, True]
+    assert store.get_run(run_id)["status"] == "queued"
+    # a resumer that checked before the winner claimed is told why, and changes nothing
+    monkeypatch.setattr("backend.liveness.why_not_resumable", lambda store, run: None)
+    with pytest.raises(StoreError, match="being resumed by another process"):
+        JobManager(store, launch=False).resume(run_id)
+    assert cli.main(["resume", run_id, "--data-dir", str(store.data_dir)]) == 2
+    assert "being resumed by another process" in capsys.readouterr().err
+    assert store.get_run(run_id)["status"] == "queued" and store.get_run(run_id)["resumes"] in (None, [])
