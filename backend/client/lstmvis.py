@@ -65,16 +65,18 @@ def read_project(folder: str | Path, max_tokens: int | None = None) -> LSTMVisPr
     config_path = folder / "lstm.yml"
     if not config_path.is_file():
         raise LSTMVisError(f"{folder} has no lstm.yml: not an LSTMVis project folder")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = read_config(config_path, yaml)
     files = config.get("files") or {}
+    if not isinstance(files, dict):
+        raise LSTMVisError(f"lstm.yml: files: must map names to file paths, got {type(files).__name__}")
     for section in ("word_sequence", "states"):
         if not isinstance(config.get(section), dict):
             raise LSTMVisError(f"lstm.yml has no {section}: section")
 
     def path_of(ref: str) -> Path:
-        if ref not in files:
+        if not isinstance(ref, str) or ref not in files:
             raise LSTMVisError(f"lstm.yml names file {ref!r}, which files: does not list")
-        path = folder / files[ref]
+        path = folder / str(files[ref])
         if not path.is_file():
             raise LSTMVisError(f"{path} (file {ref!r} of lstm.yml) does not exist")
         return path
@@ -83,30 +85,62 @@ def read_project(folder: str | Path, max_tokens: int | None = None) -> LSTMVisPr
 
     def dataset(ref: str, path: str):
         if ref not in handles:
-            handles[ref] = h5py.File(path_of(ref), "r")
-        if path not in handles[ref]:
+            where = path_of(ref)
+            try:
+                handles[ref] = h5py.File(where, "r")
+            except OSError as exc:  # h5py's message does not name the file
+                raise LSTMVisError(f"{where.name} (file {ref!r} of lstm.yml) is not a readable HDF5 file: "
+                                   f"{str(exc).split(' (', 1)[0]}") from None
+        if not isinstance(path, str) or path not in handles[ref]:
             raise LSTMVisError(f"{files[ref]} has no dataset {path!r}")
         return handles[ref][path]
 
     try:
         ws = config["word_sequence"]
         words = dataset(ws["file"], ws["path"])
+        where = f"{ws['path']!r} in {files[ws['file']]}"
+        if len(words.shape) == 0 or len(words) == 0:
+            raise LSTMVisError(f"the word sequence {where} is empty")
         n = len(words) if max_tokens is None else min(len(words), int(max_tokens))
         ids = np.asarray(words[:n]).reshape(n, -1)[:, 0].astype(np.int64)
-        vocab = read_dict(path_of(ws["dict_file"])) if ws.get("dict_file") else []
-        if not vocab:  # no dict: tokens print as their ids
+        if ws.get("dict_file"):
+            vocab = read_dict(path_of(ws["dict_file"]))
+            bad = ids[(ids < 0) | (ids >= len(vocab))]
+            if len(bad):
+                raise LSTMVisError(f"the word sequence {where} has word id {int(bad[0])}, which "
+                                   f"{files[ws['dict_file']]} does not define (it has ids up to {len(vocab) - 1})")
+        else:  # no dict: tokens print as their ids
+            if ids.min() < 0:
+                raise LSTMVisError(f"the word sequence {where} has a negative word id ({int(ids.min())})")
             vocab = [str(i) for i in range(int(ids.max(initial=0)) + 1)]
-        states, layers = read_states(config["states"], dataset, n)
-        n = min([n] + [len(a) for a in states.values()])  # LSTMVis reads both by position
+        states, layers = read_states(config["states"], dataset, n, files)
         tracks = read_tracks(config.get("meta") or {}, dataset, n)
     except KeyError as exc:
         raise LSTMVisError(f"lstm.yml misses the entry {exc}") from exc
+    except (TypeError, AttributeError) as exc:  # a section of the wrong shape (a list where a mapping goes)
+        raise LSTMVisError(f"lstm.yml has an entry of the wrong kind: {exc}") from exc
     finally:
         for h in handles.values():
             h.close()
     return LSTMVisProject(name=str(config.get("name") or folder.name), description=str(config.get("description") or ""),
                           token_ids=ids[:n], vocab=vocab, states={k: v[:n] for k, v in states.items()},
                           tracks={k: v[:n] for k, v in tracks.items()}, layers=layers)
+
+
+def read_config(path: Path, yaml) -> dict:
+    """``lstm.yml`` as a mapping; LSTMVisError naming the problem when it is not valid YAML or not a mapping."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise LSTMVisError(f"{path.name} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    if config is None:
+        raise LSTMVisError(f"{path.name} is empty")
+    if not isinstance(config, dict):
+        raise LSTMVisError(f"{path.name} must be a mapping of sections (files:, word_sequence:, states:), "
+                           f"not a {type(config).__name__}")
+    return config
 
 
 def read_dict(path: Path) -> list[str]:
@@ -125,17 +159,25 @@ def read_dict(path: Path) -> list[str]:
     return vocab
 
 
-def read_states(section: dict, dataset, n: int) -> tuple[dict[tuple[int, str, str], np.ndarray], list[int]]:
+def read_states(section: dict, dataset, n: int, files: dict) -> tuple[dict[tuple[int, str, str], np.ndarray], list[int]]:
+    """The state types of ``section``, ``n`` tokens each (LSTMVis pairs states and words by position, so a
+    dataset with fewer rows than the word sequence is refused rather than silently cut)."""
     types = section.get("types") or []
-    if not types:
-        raise LSTMVisError("lstm.yml lists no states: types")
+    if not isinstance(types, list) or not types or not all(isinstance(t, dict) for t in types):
+        raise LSTMVisError("lstm.yml lists no states: types (a list of {type, layer, path} entries)")
     layers = sorted({int(t.get("layer", 1)) for t in types})
     states: dict[tuple[int, str, str], np.ndarray] = {}
     for t in types:
-        ds = dataset(t.get("file", section.get("file")), t["path"])
+        ref = t.get("file", section.get("file"))
+        ds = dataset(ref, t["path"])
         if len(ds.shape) != 2:
-            raise LSTMVisError(f"states {t['path']!r} has shape {ds.shape}; expected (tokens, cells)")
-        rows = min(n, ds.shape[0])
+            raise LSTMVisError(f"states {t['path']!r} in {files.get(ref)} has shape {ds.shape}; "
+                               "expected (tokens, cells)")
+        if ds.shape[0] < n:
+            raise LSTMVisError(f"states {t['path']!r} in {files.get(ref)} has {ds.shape[0]:,} rows but the word "
+                               f"sequence has {n:,} tokens; they must have one row per token "
+                               "(--max-tokens imports only the first ones)")
+        rows = n
         out = np.empty((rows, ds.shape[1]), dtype=np.float16)
         for r0 in range(0, rows, CHUNK):
             block = np.asarray(ds[r0:min(rows, r0 + CHUNK)], dtype=np.float32)
@@ -157,7 +199,10 @@ def read_tracks(meta: dict, dataset, n: int) -> dict[str, np.ndarray]:
                 or info.get("type", "general") != "general":
             continue
         values = np.asarray(dataset(info["file"], info["path"])[:n])
-        if values.ndim == 1 and len(values) >= n and np.issubdtype(values.dtype, np.number):
+        if values.ndim == 1 and np.issubdtype(values.dtype, np.number):
+            if len(values) < n:
+                raise LSTMVisError(f"meta {name!r} ({info['path']!r}) has {len(values):,} values but the word "
+                                   f"sequence has {n:,} tokens")
             tracks[str(name)[:60]] = values.astype(np.float32)
     return tracks
 

@@ -118,6 +118,15 @@ def test_lv002_max_tokens_and_name(tmp_path):
     ("missing-file", "does not exist"),
     ("bad-dict", "expected 'word id'"),
     ("cells-differ", "different numbers of cells"),
+    ("states-shorter", "'output2' in extra.h5 has 40 rows but the word sequence has 50 tokens"),
+    ("track-shorter", "meta 'depth' ('depth') has 30 values but the word sequence has 50 tokens"),
+    ("invalid-yaml", "lstm.yml is not valid YAML (line 3, column 1): expected ',' or ']'"),
+    ("yaml-list", "lstm.yml must be a mapping of sections"),
+    ("empty-yaml", "lstm.yml is empty"),
+    ("empty-words", "the word sequence 'word_ids' in train.h5 is empty"),
+    ("not-hdf5", "states.hdf5 (file 'states' of lstm.yml) is not a readable HDF5 file"),
+    ("id-outside-dict", "has word id 12, which words.dict does not define (it has ids up to 9)"),
+    ("types-not-list", "lstm.yml lists no states: types"),
 ])
 def test_lv003_broken_projects_are_refused_with_a_reason(tmp_path, capsys, breakage, message):
     folder = tmp_path / "p"
@@ -131,10 +140,30 @@ def test_lv003_broken_projects_are_refused_with_a_reason(tmp_path, capsys, break
         (folder / "extra.h5").unlink()
     elif breakage == "bad-dict":
         (folder / "words.dict").write_text("the 1\nnot-a-pair\n")
-    else:
+    elif breakage in ("cells-differ", "states-shorter"):
         with h5py.File(folder / "extra.h5", "a") as f:
             del f["output2"]
-            f["output2"] = np.zeros((50, 7), np.float32)
+            f["output2"] = np.zeros((50, 7) if breakage == "cells-differ" else (40, 12), np.float32)
+    elif breakage in ("track-shorter", "empty-words", "id-outside-dict"):
+        with h5py.File(folder / "train.h5", "a") as f:
+            if breakage == "track-shorter":
+                del f["depth"]
+                f["depth"] = np.zeros(30, np.int32)
+            elif breakage == "empty-words":
+                del f["word_ids"]
+                f["word_ids"] = np.zeros(0, np.int32)
+            else:
+                ids = f["word_ids"][:]
+                ids[17] = 12
+                f["word_ids"][:] = ids
+    elif breakage == "not-hdf5":
+        (folder / "states.hdf5").write_text("states,as,csv\n1,2,3\n")
+    else:
+        (folder / "lstm.yml").write_text({"invalid-yaml": "files:\n  states: [unclosed\n",
+                                          "yaml-list": "- files\n- states\n", "empty-yaml": "\n",
+                                          "types-not-list": LSTM_YML.split("states:\n  file")[0]
+                                          + "states:\n  file: states\n  types: states1\n"}[breakage])
     assert main(["import-lstmvis", str(folder), "--data-dir", str(tmp_path / "d")]) == 2
-    assert message in capsys.readouterr().err
-    assert all(r["status"] != "completed" for r in RunStore(tmp_path / "d").list_runs())
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1  # one line, naming the file and the problem
+    assert RunStore(tmp_path / "d").list_runs() == []  # nothing stored
