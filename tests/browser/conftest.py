@@ -27,6 +27,19 @@ CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-qui
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--disable-dev-shm-usage", "--disable-extensions", "--window-size=1400,1000")
 _PROFILES: list[str] = []
+PROFILE_PREFIX = "deepscope-chrome-"  # + the pid of the pytest process that made it
+
+
+def sweep_stale_profiles(tmp: Path | None = None) -> list[Path]:
+    """Remove Chromium profiles of pytest processes that are gone (killed by a timeout: no sessionfinish)."""
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*"):
+        pid = path.name[len(PROFILE_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def find_chromium() -> str | None:
@@ -77,7 +90,7 @@ def chrome_options():
         options.binary_location = CHROMIUM
     for arg in CHROME_ARGS:
         options.add_argument(arg)
-    profile = tempfile.mkdtemp(prefix="deepscope-chrome-")
+    profile = tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-")
     _PROFILES.append(profile)
     options.add_argument(f"--user-data-dir={profile}")
     return options
@@ -93,6 +106,9 @@ def _need_chromium(request):
     """Skip browser tests (before any browser starts) when Chromium is not installed."""
     if MISSING and request.node.get_closest_marker("browser"):
         pytest.skip(MISSING)
+
+
+sweep_stale_profiles()  # at load: a sub-folder conftest does not see pytest_sessionstart
 
 
 def pytest_sessionfinish(session, exitstatus):
