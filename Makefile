@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ./deepscope-data
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench browser-deps clean
+.PHONY: setup demo test test-fast bench browser-deps deploy-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,7 +27,15 @@ browser-deps:
 	  { apt-get update -q && apt-get install -y -q chromium chromium-driver; } || \
 	  { sudo apt-get update -q && sudo apt-get install -y -q chromium chromium-driver; }
 
-test: setup browser-deps
+# Debian's postgresql + redis-server for tests/deploy (the docker-compose topology, started natively),
+# installed when missing; PostgreSQL's binaries live in /usr/lib/postgresql/N/bin, off PATH.
+deploy-deps:
+	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } && \
+	  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
+	  { apt-get update -q && apt-get install -y -q postgresql redis-server; } || \
+	  { sudo apt-get update -q && sudo apt-get install -y -q postgresql redis-server; }
+
+test: setup browser-deps deploy-deps
 	$(BIN)/python -m pytest --headless $(PYTEST_ARGS)
 
 test-fast: setup
