@@ -7,6 +7,8 @@
     deepscope runs                       # list runs in the data folder
     deepscope resume RUN                 # continue a stopped or interrupted run from its checkpoint
     deepscope agent                      # start runs queued by dashboards elsewhere (GPU hosts)
+    deepscope worker                     # the analysis worker (projection maps) as a service of its own
+    deepscope health --url URL           # exit 0 when a service is healthy (docker-compose health checks)
     deepscope track RUN depth.csv        # attach your own per-token annotation to a run's hidden states
     deepscope import-lstmvis DIR         # an LSTMVis project (lstm.yml + HDF5 + dict) as a run
     deepscope auth add ada --role operator   # an account for `deepscope serve --auth` (docs/security.md)
@@ -80,14 +82,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from .spec import RunSpec, estimate, format_errors
+    from .training.distributed import check_processes
     from .training.progress import ProgressHook
     from .training.worker import run_training
 
+    if args.nproc is not None and (problem := check_processes(args.nproc, args.device)):
+        print(f"deepscope train: --nproc {args.nproc}: {problem}", file=sys.stderr)
+        return 2
     try:
-        spec = RunSpec.for_task(args.task, **parse_sets(args.set or []))
+        nproc = {} if args.nproc is None else {"processes": args.nproc}  # several: torchrun (training/distributed.py)
+        spec = RunSpec.for_task(args.task, **{**parse_sets(args.set or []), **nproc})
     except (ValidationError, ValueError, KeyError) as exc:
         msgs = format_errors(exc) if isinstance(exc, ValidationError) else [str(exc).strip("'\"")]
         print("deepscope train: invalid spec:\n  " + "\n  ".join(msgs), file=sys.stderr)
+        return 2
+    if spec.processes > 1 and (problem := check_processes(spec.processes, args.device)):
+        print(f"deepscope train: processes={spec.processes}: {problem}", file=sys.stderr)
         return 2
     store = _store(args)
     _sweep(store)
@@ -299,6 +309,32 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The analysis worker as a service (docker-compose's ``analysis``): see :mod:`backend.analysis.service`."""
+    from .analysis.service import run_worker
+
+    return run_worker(_data_dir(args), args.store_url or os.environ.get("DEEPSCOPE_STORE_URL"), args.poll,
+                      args.heartbeat)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when every check asked for passes (docker-compose health checks): see :mod:`backend.health`."""
+    from . import health
+
+    checks = []
+    if args.url:
+        checks.append(lambda: health.check_url(args.url, args.timeout))
+    if args.store:
+        checks.append(lambda: health.check_store(_data_dir(args), args.store_url or os.environ.get(
+            "DEEPSCOPE_STORE_URL"), args.timeout))
+    if args.heartbeat is not None:
+        checks.append(lambda: health.check_heartbeat(args.heartbeat, args.max_age))
+    if not checks:
+        print("deepscope health: name a check: --url URL, --store or --heartbeat [FILE]", file=sys.stderr)
+        return 2
+    return health.run_checks(checks)
+
+
 def _serve_security(args: argparse.Namespace):
     """The dashboard's security settings from flags and environment, or None after saying what is wrong.
 
@@ -385,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
     p.add_argument("--name")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes with torchrun (DistributedDataParallel: gloo on CPU, one GPU each "
+                        "with NCCL); the batch size is the global batch (same as --set processes=N)")
     p = sub.add_parser("resume", parents=[common],
                        help="continue a stopped, failed or interrupted run from its latest checkpoint, here")
     p.add_argument("run", help="run id (`deepscope runs` lists them)")
@@ -401,6 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agent", parents=[common], help="start queued runs on this host (GPU trainer service)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     p.add_argument("--once", action="store_true", help="start what is queued now, then exit")
+    heartbeat_env = os.environ.get("DEEPSCOPE_HEARTBEAT")
+    p = sub.add_parser("worker", parents=[common], help="the analysis worker (projection maps) as a service")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between passes when there was nothing to do")
+    p.add_argument("--heartbeat", default=heartbeat_env, metavar="FILE",
+                   help="write a heartbeat here every 5 s for `deepscope health --heartbeat` ($DEEPSCOPE_HEARTBEAT)")
+    p = sub.add_parser("health", parents=[common], help="exit 0 when a service is healthy (health checks)")
+    p.add_argument("--url", help="GET this URL; healthy on HTTP 200 (the dashboard: .../_deepscope/health)")
+    p.add_argument("--store", action="store_true", help="the store answers (--store-url or $DEEPSCOPE_STORE_URL)")
+    p.add_argument("--heartbeat", nargs="?", const=heartbeat_env or "", default=None, metavar="FILE",
+                   help="a service's heartbeat file is fresh (default file: $DEEPSCOPE_HEARTBEAT)")
+    p.add_argument("--max-age", type=float, default=30.0, help="seconds a heartbeat stays fresh")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the URL or the store")
     p = sub.add_parser("auth", help="accounts for `serve --auth`: add NAME --role viewer|operator, remove, list")
     p.add_argument("action", choices=["add", "remove", "list"])
     p.add_argument("name", nargs="?", default="")
@@ -420,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_resume(args)
     if args.command == "agent":
         return cmd_agent(args)
+    if args.command == "worker":
+        return cmd_worker(args)
+    if args.command == "health":
+        return cmd_health(args)
     if args.command == "track":
         return cmd_track(args)
     if args.command == "import-lstmvis":

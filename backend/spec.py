@@ -28,6 +28,7 @@ RECURRENT = ("rnn", "gru", "lstm")
 # Limits that keep one run from exhausting a small machine: errors, not crashes.
 MAX_PARAMS = 50_000_000
 MAX_MEMORY_BYTES = 4 * 2**30
+MAX_PROCESSES = 64  # training processes of one run (torchrun); the host's cores or GPUs bound it further
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 W2V_NEGATIVES, W2V_WINDOW = 5, 5  # skip-gram: negatives per pair, context words on each side
 
@@ -112,6 +113,9 @@ class RunSpec(BaseModel):
     checkpoint_every: int = Field(1000, ge=1, le=10_000_000)
     data_file: str | None = Field(None, max_length=4096,
                                   description="sentiment tasks: a CSV file of your own (text and label columns)")
+    processes: int = Field(1, ge=1, le=MAX_PROCESSES,
+                           description="training processes (torchrun, DistributedDataParallel; one GPU each on a "
+                                       "GPU host): each trains on batch_size / processes samples of every batch")
     probe_every: int | None = Field(None, ge=1, le=10_000_000,
                                     description="steps between probe snapshots (hidden states, kernels, "
                                                 "embeddings); empty: about ten per run, "
@@ -139,6 +143,9 @@ class RunSpec(BaseModel):
     def _fits_task_and_machine(self, context: ValidationInfo) -> "RunSpec":
         with _file_messages(context):  # the file may have changed since the field was checked
             info = spec_info(self)
+        if self.batch_size % self.processes:
+            raise ValueError(f"batch size {self.batch_size} does not divide among {self.processes} processes: each "
+                             "trains on an equal slice of every batch; choose a multiple of the process count")
         if self.model.family not in info.families:
             raise ValueError(f"model family {self.model.family!r} does not fit task {self.task!r}; "
                              f"choose one of {', '.join(info.families)}")

@@ -63,6 +63,9 @@ FIELDS: tuple[FormField, ...] = (
     FormField("batch_size", "Batch size", "int", ("batch_size",)),
     FormField("steps", "Steps", "int", ("steps",)),
     FormField("seed", "Seed", "int", ("seed",)),
+    FormField("processes", "Processes", "int", ("processes",),
+              help="training processes (torchrun, DistributedDataParallel; one GPU each on a GPU host); the batch "
+                   "size is split among them"),
     FormField("probe_every", "Snapshots every", "int", ("probe_every",), optional=True,
               help="steps between snapshots (hidden states, kernels, embeddings); blank: automatic (about 10, "
                    "the probes under 1.5% of time)"),
@@ -75,7 +78,7 @@ BY_NAME = {f.name: f for f in FIELDS}
 FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "channels", "kernel_sizes", "pooling", "activation",
                            "dropout", "top_k", "noise", "embedding_dim", "bidirectional")),
                 ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size")),
-                ("Run", ("steps", "seed", "probe_every", "data_file", "name")))
+                ("Run", ("steps", "seed", "processes", "probe_every", "data_file", "name")))
 
 
 @dataclass

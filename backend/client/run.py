@@ -52,14 +52,19 @@ def init(name: str | None = None, config: Mapping[str, Any] | Any = None, data_d
     as the run grows. Either way probes widen it while snapshots cost over their share of 1.5% of
     training time.
     When the store cannot be opened, this warns and returns a run that records nothing.
+    Under torchrun (``RANK``, else ``LOCAL_RANK``, set and not 0) it returns a run that records nothing
+    (``run.disabled``) and opens no store: only rank 0 records (docs/api.md, "Several processes").
 
     >>> run = init(name="try", config={"lr": 0.1}, data_dir=tmp)   # doctest: +SKIP
     """
     from ..store import RunStore
+    from ..training.distributed import env_rank
 
     data_dir = data_dir or os.environ.get("DEEPSCOPE_DATA_DIR") or DEFAULT_DATA_DIR
     store_url = store_url or os.environ.get("DEEPSCOPE_STORE_URL") or None
     name = name or Path(sys.argv[0] or "python").stem or "python"
+    if env_rank() != 0:
+        return Run(None, None, name, task or "custom", total_steps)
     try:
         store = RunStore(data_dir, store_url)
         run_id = store.create_run(name, task or "custom", _spec(config), source="client", status="running")

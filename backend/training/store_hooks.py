@@ -52,8 +52,9 @@ class MetricsHook(Hook):
     """
 
     def __init__(self, store: RunStore, run_id: str, every: int = 10, grad_norms: bool = True,
-                 stop_on_divergence: bool = True):
+                 stop_on_divergence: bool = True, ranks=None):
         self.every, self.grad_norms, self.stop_on_divergence = every, grad_norms, stop_on_divergence
+        self.ranks = ranks  # several processes (backend.training.distributed.Ranks): their sums at each log step
         self.writer = BackgroundWriter(store, run_id)
         self._reset(time.perf_counter())
         self._norms: dict[str, float] = {}
@@ -87,13 +88,13 @@ class MetricsHook(Hook):
         now, wall = time.perf_counter(), time.time()
         elapsed = max(now - self._t0, 1e-9)
         step = out.step
-        loss = _total(self._losses) / self._steps
+        loss, correct, count, samples = self._period()
         rows = [("train/loss", step, loss, wall)]
-        if self._count:  # a reconstruction task has no predictions to score
-            rows.append(("train/acc", step, _total(self._corrects) / self._count, wall))
+        if count:  # a reconstruction task has no predictions to score
+            rows.append(("train/acc", step, correct / count, wall))
         rows += [("lr", step, get_lr(trainer.optimizer), wall),
                  ("time/step_ms", step, 1000 * elapsed / self._steps, wall),
-                 ("throughput/samples_per_s", step, self._samples / elapsed, wall)]
+                 ("throughput/samples_per_s", step, samples / elapsed, wall)]
         rows += [(f"grad_norm/{k}", step, v, wall) for k, v in self._norms.items()]
         self.writer.put(rows, step)
         self._reset(now)
@@ -101,6 +102,15 @@ class MetricsHook(Hook):
         if self.stop_on_divergence and not math.isfinite(loss):
             raise TrainingDiverged(divergence_message(step, loss, get_lr(trainer.optimizer),
                                                       getattr(trainer.spec, "clip_norm", None)))
+
+    def _period(self) -> tuple[float, float, int, int]:
+        """The log period's mean loss, correct predictions, predictions and samples; with ``ranks``, over
+        every process (one all_reduce: each rank's mean loss counts alike, as DDP's gradient does)."""
+        totals = [_total(self._losses), _total(self._corrects), float(self._count), float(self._samples)]
+        ranks = 1
+        if self.ranks is not None and self.ranks.size > 1:
+            totals, ranks = self.ranks.sum(totals), self.ranks.size
+        return totals[0] / (self._steps * ranks), totals[1], int(totals[2]), int(totals[3])
 
     def on_eval_end(self, trainer, step: int, metrics: dict[str, float]) -> None:
         wall = time.time()
@@ -157,9 +167,11 @@ class ControlHook(Hook):
     ``trainer.stop_reason``: the run checkpoints and ends ``interrupted``.
     """
 
-    def __init__(self, store: RunStore, run_id: str, poll: float = 0.1, on_pause=None, check_every_s: float = 0.05):
+    def __init__(self, store: RunStore, run_id: str, poll: float = 0.1, on_pause=None, check_every_s: float = 0.05,
+                 on_wait=None):
         self.store, self.run_id, self.poll = store, run_id, poll
         self.on_pause = on_pause  # called before the run reports "paused" (e.g. flush metrics)
+        self.on_wait = on_wait  # called every poll while paused (several processes: the others wait on it)
         # the store is asked at most every check_every_s (~60 us a query, 0.6% of a 10 ms step when asked every
         # step; bench/overhead.py --profile): a request waits at most that long plus one step
         self.check_every_s, self._next_check = check_every_s, 0.0
@@ -201,6 +213,8 @@ class ControlHook(Hook):
             if self.clock.exceeded():
                 self._stop_for_outage(trainer)
                 break
+            if self.on_wait is not None:
+                self.on_wait()
             time.sleep(max(self.poll, self._next_check - time.perf_counter()))
             controls = self._poll() or []
         if was_paused and not trainer.should_stop:

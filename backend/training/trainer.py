@@ -5,6 +5,9 @@ Example::
     spec = RunSpec.for_task("digits-cnn", steps=200)
     trainer = Trainer(spec, load_task_data(get_task(spec.task)))
     trainer.run()   # "completed"
+
+Under torchrun (``ranks``, see :mod:`.distributed`) every process draws the global batch as one process
+would and trains on its own slice of it through DistributedDataParallel; only rank 0 evaluates.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from ..models import build_model
 from ..spec import W2V_NEGATIVES, W2V_WINDOW, RunSpec, total_steps
 from ..tasks.data import TaskData
 from .device import amp_dtype, autocast, pick_device
+from .distributed import Ranks
 from .hooks import Hook, StepOutput, fire
 from .metrics import classification_metrics
 from .optim import make_optimizer
@@ -27,12 +31,17 @@ class Trainer:
     """Runs ``spec`` on ``data`` from ``step`` to its total, firing ``hooks``."""
 
     def __init__(self, spec: RunSpec, data: TaskData, hooks: list[Hook] | None = None,
-                 device: torch.device | str | None = None, model: torch.nn.Module | None = None):
+                 device: torch.device | str | None = None, model: torch.nn.Module | None = None,
+                 ranks: Ranks | None = None):
         self.spec = spec
+        self.ranks = ranks if ranks is not None and ranks.size > 1 else None
         self.info = data.info
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
         torch.manual_seed(spec.seed)
         self.model = (model or build_model(spec)).to(self.device)
+        if self.ranks is not None:
+            self.ranks.seed(spec.seed, 0)  # the weights are equal (DDP broadcasts rank 0's); dropout is not
+        self._ddp: torch.nn.Module | None = None  # the DDP wrapper of the model, made in run()
         self.optimizer = make_optimizer(spec, self.model.parameters())
         self.data = data.to(self.device)
         self.hooks: list[Hook] = list(hooks or [])
@@ -51,22 +60,31 @@ class Trainer:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next training batch: an epoch permutation for images (the target of a
         reconstruction task is its input), random windows for text."""
-        b = self.spec.batch_size
+        b = self.spec.batch_size  # the global batch: with several processes, this one trains on its slice
         if self.info.kind == "w2v":
-            return self._pairs(self.data.train_ids, b, self.generator)
+            center, context = self._pairs(self.data.train_ids, b, self.generator)
+            return self._shard(center), self._shard(context)
         if self.info.kind == "lm":
             ids, t = self.data.train_ids, self.spec.seq_len
             starts = torch.randint(0, len(ids) - t - 1, (b,), generator=self.generator).to(self.device)
-            pos = starts[:, None] + torch.arange(t + 1, device=self.device)
+            pos = self._shard(starts)[:, None] + torch.arange(t + 1, device=self.device)
             window = ids[pos]
             return window[:, :-1], window[:, 1:]
         n = len(self.data.x_train)
         if self._perm is None or self._pos + b > n:
             self._perm, self._pos = torch.randperm(n, generator=self.generator), 0
-        idx = self._perm[self._pos:self._pos + b].to(self.device)
+        idx = self._shard(self._perm[self._pos:self._pos + b]).to(self.device)
         self._pos += b
         x = self.data.x_train[idx]
         return x, (x if self.info.kind == "recon" else self.data.y_train[idx])
+
+    @property
+    def _net(self) -> torch.nn.Module:
+        """What the training step calls: the DDP wrapper with several processes, else the model."""
+        return self._ddp if self._ddp is not None else self.model
+
+    def _shard(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch if self.ranks is None else self.ranks.shard(batch)
 
     def _pairs(self, ids: torch.Tensor, b: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Skip-gram ``(center, context)`` pairs: random positions, and a context word within a window
@@ -86,10 +104,11 @@ class Trainer:
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's output and the task's loss: cross-entropy (classification, language models),
         mean squared error (reconstruction) or the skip-gram loss (word2vec: no output to score)."""
-        if self.info.kind == "w2v":
-            loss = self.model.loss(x, y, self._negatives(len(x), self.generator)).float()
+        if self.info.kind == "w2v":  # negatives drawn for the global batch, as the pairs
+            negatives = self._shard(self._negatives(self.spec.batch_size, self.generator))
+            loss = (self._ddp(x, y, negatives) if self._ddp is not None else self.model.loss(x, y, negatives)).float()
             return loss, loss
-        logits = self.model(x)
+        logits = self._net(x)
         if self.info.kind == "recon":
             return logits, F.mse_loss(logits.float(), y.float())
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
@@ -97,7 +116,7 @@ class Trainer:
     def train_step(self) -> StepOutput:
         """One optimisation step; hooks see gradients before clipping."""
         x, y = self.next_batch()
-        self.model.train()
+        self._net.train()
         with autocast(self.device, self.amp):
             logits, loss = self._forward_loss(x, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -171,10 +190,14 @@ class Trainer:
     # -- loop -----------------------------------------------------------------
     def run(self) -> str:
         """Train until the total step count or a stop request; returns the final status."""
+        if self.ranks is not None and self._ddp is None:  # after a resume loaded the checkpoint
+            self._ddp = self.ranks.wrap(_Loss(self.model) if self.info.kind == "w2v" else self.model)
         fire(self.hooks, "on_train_start", self)
         while self.step < self.total_steps and not self.should_stop:
             out = self.train_step()
             fire(self.hooks, "on_step_end", self, out)
+            if self.ranks is not None and not self.ranks.is_main:
+                continue  # rank 0 evaluates; the others wait for it at the next step's gradient sync
             if self.step % self.spec.eval_every == 0 or self.step == self.total_steps:
                 metrics = self.evaluate()
                 fire(self.hooks, "on_eval_end", self, self.step, metrics)
@@ -185,3 +208,14 @@ class Trainer:
     def close(self) -> None:
         for hook in self.hooks:
             hook.close()
+
+
+class _Loss(torch.nn.Module):
+    """A word2vec model's ``loss`` as its ``forward``: DDP synchronises gradients of what ``forward`` computed."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(center, context, negatives)

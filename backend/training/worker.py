@@ -1,7 +1,9 @@
 """One training run in this process, recorded in the store. Also the trainer process entry.
 
 ``python -m backend.training.worker --data-dir D --run-id ID [--resume]`` is what the
-job manager spawns; ``run_training`` is what ``deepscope train`` calls in-process.
+job manager spawns; ``run_training`` is what ``deepscope train`` calls in-process. A run with
+``processes > 1`` is handed to torchrun (:func:`backend.training.distributed.launch`), which starts this
+module once per process: rank 0 records the run, the others only train (:func:`follow`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from ..tasks.data import load_task_data
 from ..tasks.registry import records_projections
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .device import configure_threads
+from .distributed import Ranks, under_torchrun
 from .hooks import Hook
 from .store_hooks import CheckpointHook, ControlHook, MetricsHook
 from .trainer import Trainer
@@ -27,13 +30,18 @@ from .trainer import Trainer
 log = logging.getLogger(__name__)
 
 
-def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
+def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | None = None) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
     hidden-state, gradient-flow and text-samples probes for recurrent language models, the kernel probe for conv
     models and the embedding probe (token embeddings, classifier features) for classifiers and word2vec.
-    The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`)."""
-    metrics = MetricsHook(store, run_id, every=spec.log_every)
-    hooks: list[Hook] = [metrics, ControlHook(store, run_id, on_pause=metrics.writer.flush),
+    The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`).
+    ``ranks`` (rank 0 of several processes): metrics summed over the ranks, controls broadcast to them."""
+    metrics = MetricsHook(store, run_id, every=spec.log_every, ranks=ranks)
+    control: Hook = ControlHook(store, run_id, on_pause=metrics.writer.flush)
+    if ranks is not None and ranks.size > 1:
+        from .rank_hooks import ControlSync
+        control = ControlSync(ranks, control)
+    hooks: list[Hook] = [metrics, control,
                          CheckpointHook(store, run_id, every=spec.checkpoint_every, writer=metrics.writer)]
     info = spec_info(spec)
     if info.kind == "lm" and spec.model.family in RECURRENT:
@@ -62,23 +70,39 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec) -> list[Hook]:
 
 
 def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks: list[Hook] | None = None,
-                 device: str | None = None) -> str:
+                 device: str | None = None, ranks: Ranks | None = None) -> str:
     """Train the run ``run_id`` to its end; returns its final status.
 
     A crash marks the run ``failed`` with the traceback; whatever was logged stays. Status writes wait out
     a store outage (up to ``$DEEPSCOPE_STORE_OUTAGE_S``); a run stopped because the store stayed unreachable
     longer than that ends ``interrupted``, checkpointed (docs/store.md, "When the store is unreachable").
+
+    A spec with ``processes > 1`` trains under torchrun, supervised from here (``extra_hooks`` cannot
+    follow it into those processes: a :class:`~backend.training.progress.ProgressHook` among them becomes
+    rank 0's progress bar); ``ranks`` is rank 0's place there.
     """
     run = store.require_run(run_id)
     trainer = None
     try:
         spec = RunSpec.model_validate(run["spec"])
+        if spec.processes > 1 and ranks is None:
+            from .distributed import DistributedError
+            from .torchrun import launch
+            try:
+                return launch(store, run_id, spec.processes, resume=resume, device=device,
+                              progress=_wants_progress(extra_hooks))
+            except DistributedError as exc:  # cannot start here (no torchrun, too few cores or GPUs): say why
+                _set_status(store, run_id, "failed", error=str(exc))
+                log.error("run %s cannot train here: %s", run_id, exc)
+                return "failed"
         _set_status(store, run_id, "running", pid=os.getpid(), must=True)
         data = load_task_data(spec_info(spec), seed=spec.seed, data_file=spec.data_file)
-        trainer = Trainer(spec, data, hooks=default_hooks(store, run_id, spec) + list(extra_hooks or []),
-                          device=device)
+        trainer = Trainer(spec, data, hooks=default_hooks(store, run_id, spec, ranks) + list(extra_hooks or []),
+                          device=ranks.device if ranks else device, ranks=ranks)
         if resume:
             ckpt = latest_checkpoint(store.run_dir(run_id) / "checkpoints")
+            if ranks is not None:
+                ranks.share(None if ckpt is None else str(ckpt))  # every rank resumes from this very file
             if ckpt is None:
                 raise RuntimeError(f"run {run_id} has no checkpoint to resume from")
             step = load_checkpoint(trainer, ckpt)
@@ -101,6 +125,37 @@ def run_training(store: RunStore, run_id: str, resume: bool = False, extra_hooks
         _set_status(store, run_id, "failed", error=msg)
         log.error("run %s failed:\n%s", run_id, msg)
         return "failed"
+
+
+def follow(store: RunStore, run_id: str, ranks: Ranks, resume: bool = False) -> str:
+    """A rank other than 0 of a multi-process run: train its slice of every batch, write nothing; returns
+    how training ended. Errors are raised (torchrun stops the other processes; rank 0 or the supervisor
+    records the run's end)."""
+    from .rank_hooks import ControlSync, FollowerMetricsHook
+
+    spec = RunSpec.model_validate(store.require_run(run_id)["spec"])
+    data = load_task_data(spec_info(spec), seed=spec.seed, data_file=spec.data_file)
+    hooks = [FollowerMetricsHook(ranks, every=spec.log_every), ControlSync(ranks)]
+    trainer = Trainer(spec, data, hooks=hooks, device=ranks.device, ranks=ranks)
+    if resume:
+        ckpt = ranks.share(None)  # rank 0's choice
+        if ckpt is None:
+            raise RuntimeError(f"run {run_id} has no checkpoint to resume from")
+        ranks.seed(spec.seed, load_checkpoint(trainer, ckpt))  # its own randomness, not rank 0's saved one
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+def _wants_progress(hooks: list[Hook] | None) -> bool:
+    from .progress import ProgressHook
+
+    others = [type(h).__name__ for h in hooks or [] if not isinstance(h, ProgressHook)]
+    if others:
+        raise ValueError(f"hooks of this process ({', '.join(others)}) cannot run in a multi-process run's "
+                         "processes; train with processes=1 to use them")
+    return len(hooks or []) > 0
 
 
 def _finish(store: RunStore, run_id: str, trainer: Trainer, status: str) -> str:
@@ -141,12 +196,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-url", default=None)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    parser.add_argument("--progress", action="store_true", help="a progress bar (rank 0 of a multi-process run)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     configure_threads()
     store = RunStore(args.data_dir, args.store_url)
-    status = run_training(store, args.run_id, resume=args.resume)
+    if under_torchrun():
+        return _rank_main(store, args)
+    status = run_training(store, args.run_id, resume=args.resume, device=args.device)
     return 0 if status != "failed" else 1
+
+
+def _rank_main(store: RunStore, args: argparse.Namespace) -> int:
+    """One process of a multi-process run, started by torchrun."""
+    from .distributed import close_ranks, init_ranks
+
+    ranks = init_ranks(args.device)
+    try:
+        if not ranks.is_main:
+            follow(store, args.run_id, ranks, resume=args.resume)
+            return 0
+        from .progress import ProgressHook
+        status = run_training(store, args.run_id, resume=args.resume, ranks=ranks,
+                              extra_hooks=[ProgressHook()] if args.progress else None)
+        return 0 if status != "failed" else 1
+    finally:
+        close_ranks()
 
 
 if __name__ == "__main__":
