@@ -305,7 +305,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     store = _store(args)
     print(f"deepscope agent: starting queued runs from {store.url} (Ctrl-C stops)")
-    JobManager(store, launch=True).serve_queue(poll=args.poll, once=args.once)
+    beat = None
+    if args.heartbeat:  # `deepscope health --heartbeat`: fresh while the loop's rounds reach the store
+        from .health import Heartbeat
+
+        beat = Heartbeat(args.heartbeat, lambda: {"role": "agent"})
+    try:
+        JobManager(store, launch=True).serve_queue(poll=args.poll, once=args.once,
+                                                   on_round=None if beat is None else beat.beat)
+    finally:
+        if beat is not None:
+            beat.path.unlink(missing_ok=True)
     return 0
 
 
@@ -441,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     p.add_argument("--once", action="store_true", help="start what is queued now, then exit")
     heartbeat_env = os.environ.get("DEEPSCOPE_HEARTBEAT")
+    p.add_argument("--heartbeat", default=heartbeat_env, metavar="FILE",
+                   help="write a heartbeat here after every round that reached the store, for "
+                        "`deepscope health --heartbeat` ($DEEPSCOPE_HEARTBEAT)")
     p = sub.add_parser("worker", parents=[common], help="the analysis worker (projection maps) as a service")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between passes when there was nothing to do")
     p.add_argument("--heartbeat", default=heartbeat_env, metavar="FILE",

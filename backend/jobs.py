@@ -86,11 +86,13 @@ class JobManager:
             return
         self.store.request_control(run_id, kind, value)
 
-    def serve_queue(self, poll: float = 1.0, once: bool = False, stop: threading.Event | None = None) -> None:
+    def serve_queue(self, poll: float = 1.0, once: bool = False, stop: threading.Event | None = None,
+                    on_round=None) -> None:
         """Start every queued run that nobody has claimed (the ``deepscope agent`` loop), until ``stop`` is set.
 
         A store that is unreachable (restarting, locked) is waited out: the loop logs it once, asks again
         with backoff (up to 30 s apart) and goes on; other errors are logged and retried the same way.
+        ``on_round()`` runs after every round that reached the store (the agent's health heartbeat).
         """
         clock, backoff = outage_clock(self.store), Backoff(poll, max(poll, 30.0))
         while True:
@@ -112,6 +114,8 @@ class JobManager:
                 backoff.reset()
                 if (lasted := clock.ok()) is not None:
                     log.warning("the store is reachable again after %.0f s", lasted)
+                if on_round is not None:
+                    on_round()
             if once:
                 return
             if stop is not None:
