@@ -71,8 +71,9 @@ class LifecycleMixin:
         with self.engine.begin() as conn:
             snaps = conn.execute(sa.select(S.snapshots.c.arrays).where(
                 S.snapshots.c.run_id == run_id, S.snapshots.c.step > step)).all()
-            n_scalars = conn.execute(S.scalars.delete().where(
-                S.scalars.c.run_id == run_id, S.scalars.c.step > step)).rowcount
+            run_series = sa.select(S.series.c.id).where(S.series.c.run_id == run_id).scalar_subquery()
+            n_scalars = conn.execute(S.points.delete().where(
+                S.points.c.series_id.in_(run_series), S.points.c.step > step)).rowcount
             n_snaps = conn.execute(S.snapshots.delete().where(
                 S.snapshots.c.run_id == run_id, S.snapshots.c.step > step)).rowcount
             run = conn.execute(sa.select(S.runs.c.attempt, S.runs.c.resumes).where(S.runs.c.id == run_id)).first()

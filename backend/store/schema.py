@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2  # of the tables; 2: runs.heartbeat_at / attempt / resumes, status "interrupted", table leases
+SCHEMA_VERSION = 3  # of the tables; 2: runs.heartbeat_at / attempt / resumes, status "interrupted", table leases;
+#                      3: scalars -> series + points (integer series ids, wall time in ms), a view ``scalars``
 RECORD_VERSION = 1  # of the records in runs and snapshots rows (their ``schema_version`` column)
 
 # Run lifecycle. ``queued`` -> ``running`` <-> ``paused`` -> one of the final states.
@@ -53,22 +54,43 @@ runs = sa.Table(
 # Columns added after schema 1, with the SQL type to add them to an older store.
 RUN_COLUMNS_V2 = {"heartbeat_at": "FLOAT", "attempt": "INTEGER NOT NULL DEFAULT 0", "resumes": "JSON"}
 
-# The autoincrement ``id`` is the live-update cursor: a page asks for rows with
-# id > cursor and so never misses or repeats a point, whatever the step order.
-scalars = sa.Table(
-    "scalars",
+# Scalar series (schema 3). A ``series`` row names one metric of one run; ``points`` holds its values,
+# ~42 bytes a point on SQLite where the schema-2 ``scalars`` table (run id and name strings on every row,
+# two string indexes) took ~112 (bench/storage.py).
+series = sa.Table(
+    "series",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("t0", sa.Float, nullable=False),  # points store wall time as integer ms after t0
+    # ``points.id`` of the newest point when the series was created: every point of the series is newer,
+    # so a cursor read of this run starts there instead of at the first point of the store
+    sa.Column("floor_id", sa.BigInteger, nullable=False, default=0),
+    sa.UniqueConstraint("run_id", "name", name="uq_series_run_name"),
+)
+
+# The autoincrement ``id`` is the live-update cursor: a page asks for a run's points with id > cursor and
+# so never misses or repeats one, whatever the step order. A rowid table: ids are appended in order, so its
+# pages fill; ``(series_id, step)`` serves whole-series reads, the resume supersede and the write-once check.
+points = sa.Table(
+    "points",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("series_id", sa.Integer, sa.ForeignKey("series.id"), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
-    sa.Column("wall_time", sa.Float, nullable=False),
+    sa.Column("wall_ms", sa.BigInteger, nullable=True),  # round((wall_time - series.t0) * 1000); NULL if not finite
     sa.Column("value", sa.Float, nullable=True),  # SQLite stores NaN as NULL; read back as NaN
-    # never reuse an id: a resume deletes the newest rows, and a reader's cursor must still see the new ones
+    # never reuse an id: a resume deletes the newest points, and a reader's cursor must still see the new ones
     sqlite_autoincrement=True,
 )
-sa.Index("ix_scalars_run_id_id", scalars.c.run_id, scalars.c.id)
-sa.Index("ix_scalars_run_name_step", scalars.c.run_id, scalars.c.name, scalars.c.step)
+sa.Index("ix_points_series_step", points.c.series_id, points.c.step)
+
+# Schema 2's table, kept as a view of the same name and columns for SQL written against it
+# (``SELECT name, step FROM scalars WHERE run_id = ...``); the store itself reads the tables.
+SCALARS_VIEW = ("CREATE VIEW scalars AS SELECT p.id AS id, s.run_id AS run_id, s.name AS name, p.step AS step, "
+                "s.t0 + p.wall_ms / 1000.0 AS wall_time, p.value AS value "
+                "FROM points p JOIN series s ON s.id = p.series_id")
 
 controls = sa.Table(
     "controls",

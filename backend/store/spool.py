@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-import sqlalchemy as sa
-
 from . import schema as S
 
 log = logging.getLogger(__name__)
@@ -100,19 +98,7 @@ def write_rows_once(store, run_id: str, rows: Sequence[Row], step: int | None = 
     """
     if not rows:
         return 0
-    c = S.scalars.c
-    names = sorted({r[0] for r in rows})
-    lo, hi = min(r[1] for r in rows), max(r[1] for r in rows)
-    with store.engine.begin() as conn:
-        have = {(n, int(s)) for n, s in conn.execute(sa.select(c.name, c.step).where(
-            c.run_id == run_id, c.name.in_(names), c.step >= lo, c.step <= hi))}
-        payload = [{"run_id": run_id, "name": n, "step": int(s), "value": float(v), "wall_time": float(w)}
-                   for n, s, v, w in rows if (n, int(s)) not in have]
-        if payload:
-            conn.execute(S.scalars.insert(), payload)
-        if step is not None:
-            conn.execute(S.runs.update().where(S.runs.c.id == run_id).values(step=int(step), updated_at=time.time()))
-    return len(payload)
+    return store._insert_points(run_id, list(rows), step, once=True)
 
 
 def spool_files(store, run_id: str) -> list[Path]:
