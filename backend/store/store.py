@@ -50,6 +50,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+SCHEMA_LOCK_KEY = 0x6465_6570_7363  # pg_advisory_lock key of schema creation and migration ("deepsc")
+
+
 class RunStore(ScalarsMixin, LifecycleMixin):
     """Runs, scalars, controls and snapshots of one data folder.
 
@@ -72,6 +75,20 @@ class RunStore(ScalarsMixin, LifecycleMixin):
 
     # -- schema -------------------------------------------------------------
     def _init_schema(self) -> None:
+        """Create or migrate the tables. On PostgreSQL under an advisory lock: processes starting together
+        on an empty database (compose's first ``up``: 4 gunicorn workers, the agent, the worker) raced in
+        ``CREATE TABLE`` (4-7 of 30 failed with duplicate ``pg_type`` rows or "relation already exists")."""
+        if self.engine.dialect.name != "postgresql":
+            self._create_and_migrate()
+            return
+        with self.engine.connect() as lock:
+            lock.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            try:
+                self._create_and_migrate()
+            finally:
+                lock.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+    def _create_and_migrate(self) -> None:
         try:
             S.metadata.create_all(self.engine)
         except sa.exc.OperationalError as exc:  # another process created it first

@@ -49,3 +49,30 @@ def test_a_locked_controls_table_does_not_hold_a_training_step(tmp_path):
             store.pending_controls(run_id)
         assert time.time() - t0 < 2 and is_transient(caught.value)
     assert store.pending_controls(run_id) == []
+
+
+def test_processes_starting_together_on_an_empty_database_all_open_it(tmp_path):
+    """compose's first `up` opens the store from 6+ processes at once: none may fail creating the tables."""
+    import subprocess
+    import sys
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"ds_race_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    try:
+        url = f"{URL}{'&' if '?' in URL else '?'}options=-csearch_path%3D{name}"
+        code = ("import sys, time; from backend.store import RunStore; time.sleep(float(sys.argv[2]) - time.time()); "
+                "RunStore(sys.argv[3], sys.argv[1]).list_runs()")
+        at = time.time() + 3.0  # every process is imported and waiting when the clock strikes
+        procs = [subprocess.Popen([sys.executable, "-c", code, url, str(at), str(tmp_path / f"d{i}")],
+                                  stderr=subprocess.PIPE, text=True) for i in range(8)]
+        errors = [(p.wait(60), p.stderr.read()) for p in procs]
+        assert all(rc == 0 for rc, _ in errors), [err.strip().splitlines()[-1] for rc, err in errors if rc]
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        admin.dispose()
