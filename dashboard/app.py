@@ -32,6 +32,11 @@ ROOT = Path(__file__).resolve().parent
 PAGES_FOLDER = ROOT / "pages"
 ASSETS_FOLDER = ROOT.parent / "assets"
 DEFAULT_DATA_DIR = "./deepscope-data"
+DEFAULT_POLL_MS = 500  # the other pages' timers are multiples of it (2-5 s for snapshots)
+# The Training page's one timer. Each tick is one request per viewer (answered from the shared run heads,
+# with no update when nothing is new), so a viewer costs ~1.2 requests/s; a point waits at most one period
+# plus the heads' age (dashboard/live_heads.py): lag p95 under 1 s (bench/live_update.py, bench/viewers.py).
+DEFAULT_TRAINING_POLL_MS = 850
 log = logging.getLogger(__name__)
 
 
@@ -61,12 +66,14 @@ def cache_config(data_dir: str | Path) -> dict:
     return config
 
 
-def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int = 500, jobs=None,
+def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int | None = None, jobs=None,
                data_roots=(), security: SecurityConfig | None = None) -> dash.Dash:
     """Build the dashboard for the store in ``data_dir`` (or at ``store_url``).
 
     ``jobs`` is a ``backend.jobs.JobManager``; without one the app makes its own the
-    first time a run is started or restarted. ``poll_ms`` is the live-update period.
+    first time a run is started or restarted. ``poll_ms`` is the live-update period (default: the Training
+    page's one timer every :data:`DEFAULT_TRAINING_POLL_MS`, the other pages' timers multiples of
+    :data:`DEFAULT_POLL_MS`; given, both are it).
     ``data_roots``: folders whose files the New run form may name (none by default; uploads always work).
     ``security``: hosts, login and roles (default: no login, loopback names and clients only).
 
@@ -85,7 +92,9 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
     cache = Cache(app.server, config=cache_config(data_dir))
     data = DashboardData(RunStore(data_dir, url=store_url), cache)
     roots = tuple(Path(r).expanduser().resolve() for r in data_roots)
-    app.server.extensions[EXTENSION] = DashboardContext(data=data, poll_ms=int(poll_ms), _jobs=jobs,
+    app.server.extensions[EXTENSION] = DashboardContext(data=data, poll_ms=int(poll_ms or DEFAULT_POLL_MS),
+                                                        training_poll_ms=int(poll_ms or DEFAULT_TRAINING_POLL_MS),
+                                                        _jobs=jobs,
                                                         data_roots=roots)
     app.layout = _shell
     _register_nav_callback(app)
@@ -174,7 +183,7 @@ def server_from_env():
     (:func:`finish_dash_setup`), so the concurrent first requests of a fresh or respawned worker are safe.
     """
     data_dir = os.environ.get("DEEPSCOPE_DATA_DIR", DEFAULT_DATA_DIR)
-    poll_ms = int(os.environ.get("DEEPSCOPE_POLL_MS", "500"))
+    poll_ms = int(os.environ.get("DEEPSCOPE_POLL_MS") or 0) or None
     return create_app(data_dir, store_url=os.environ.get("DEEPSCOPE_STORE_URL") or None, poll_ms=poll_ms,
                       data_roots=data_roots_from_env(), security=security_from_env()).server
 

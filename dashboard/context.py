@@ -24,7 +24,8 @@ class DashboardContext:
     """The store reader, plus the job manager once something needs it."""
 
     data: DashboardData
-    poll_ms: int = 500
+    poll_ms: int = 500            # the other pages' timers are multiples of it
+    training_poll_ms: int = 850   # the Training page's one timer (dashboard/app.py, DEFAULT_TRAINING_POLL_MS)
     _jobs: Any = field(default=None, repr=False)
     # Folders whose regular files the New run form may name (``--data-root``; none by default).
     # Uploaded files live content-addressed under ``<data folder>/uploads``.

@@ -25,6 +25,7 @@ from backend.store import FINAL_STATUSES, RunStore
 from .figures.series import downsample_indices, to_plot_list
 from .hidden_data import HiddenStates
 from .kernel_data import KernelData
+from .live_heads import RunHeads
 from .projection_data import ProjectionData
 
 MAX_POINTS = 2000        # per series in a figure's first draw
@@ -50,6 +51,7 @@ class DashboardData:
         self.hidden = HiddenStates(store, self._cached)
         self.kernels = KernelData(store, self._cached)
         self.projections = ProjectionData(store, self._cached)
+        self.heads = RunHeads(self)
 
     # When the cache fails (Redis down, a full disk), reads go straight to the store for CACHE_RETRY_S
     # before the cache is tried again, and the log says so at most once per CACHE_WARN_S.
@@ -59,24 +61,34 @@ class DashboardData:
     def _cached(self, key: str, ttl: int, compute: Callable[[], Any]) -> Any:
         """``compute()``'s value, from the cache when it holds one; a cache that fails is bypassed, never
         an error (the store is the truth, the cache only spares it reads)."""
+        value = self.cache_get(key)
+        if value is None:
+            value = compute()
+            self.cache_set(key, value, ttl)
+        return value
+
+    def cache_get(self, key: str) -> Any:
+        """The cached value under ``key`` (this store's), or None: missing, or the cache is failing."""
         if self.cache is None or time.monotonic() < self._cache_down_until:
-            return compute()
-        full = f"{self._prefix}:{key}"
+            return None
         try:
-            value = self.cache.get(full)
+            value = self.cache.get(f"{self._prefix}:{key}")
         except Exception as exc:  # noqa: BLE001 - any backend error (redis ConnectionError, OSError, ...)
             self._cache_failed(exc)
-            return compute()
+            return None
         if self._cache_warned_at is not None:
             self._cache_warned_at = None
             log.warning("the dashboard cache answers again")
-        if value is None:
-            value = compute()
-            try:
-                self.cache.set(full, value, timeout=ttl)
-            except Exception as exc:  # noqa: BLE001
-                self._cache_failed(exc)
         return value
+
+    def cache_set(self, key: str, value: Any, ttl: int) -> None:
+        """Cache ``value`` under ``key`` for ``ttl`` seconds; a failing cache is noted, never an error."""
+        if self.cache is None or time.monotonic() < self._cache_down_until:
+            return
+        try:
+            self.cache.set(f"{self._prefix}:{key}", value, timeout=ttl)
+        except Exception as exc:  # noqa: BLE001
+            self._cache_failed(exc)
 
     def _cache_failed(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -136,7 +148,9 @@ def group_rows(rows: list[tuple]) -> dict[str, dict[str, list]]:
     for _id, name, step, _wall, value in rows:
         s = out.setdefault(name, {"x": [], "y": []})
         s["x"].append(int(step))
-        s["y"].append(to_plot_list([value])[0])
+        s["y"].append(value)
+    for s in out.values():
+        s["y"] = to_plot_list(s["y"])  # once per series: per value it was most of a live update's time
     return out
 
 

@@ -1,6 +1,7 @@
 """Live training curves: build figures once, then stream only new points.
 
-``live_update`` is the body of the Training page's one live callback. It returns whole
+``live_update`` is the curves' part of the Training page's one live callback
+(:mod:`dashboard.training_tick`). It returns whole
 figures when the selection (runs, smoothing) differs from the one its state was built
 for, and otherwise ``Patch`` objects that extend each trace with the rows logged after
 the state's cursors, plus the new state, in the same response. Because the state says
@@ -12,13 +13,14 @@ The pure parts (``build_figures``, ``stream_delta``) return dicts so tests need 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from dash import Patch, no_update
 from dash.exceptions import PreventUpdate
 
-from backend.store import ACTIVE_STATUSES
+from backend.store import ACTIVE_STATUSES, FINAL_STATUSES
 
+from .data import SERIES_TTL_FINAL, SERIES_TTL_LIVE
 from .inputs import as_dict, as_float, as_run_ids
 from .figures.metrics import (EMPTY_TEXT, PALETTE, PANEL_HEIGHT, PANELS, UNSMOOTHED, ema, metric_order,
                               metric_trace, panel_figure, panel_of, resume_marks)
@@ -95,17 +97,20 @@ def attempt_of(run: dict) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def stream_delta(data: Any, state: dict) -> tuple[dict[str, dict], dict]:
+def stream_delta(data: Any, state: dict, fetch: Callable[[str, int], tuple[dict, int]] | None = None
+                 ) -> tuple[dict[str, dict], dict]:
     """What to add to each panel since the state's cursors, and the advanced state.
 
     Returns ``({panel: {"extend": [(trace_index, xs, ys)], "append": [trace dicts]}}, state)``
-    with only panels that change. ``state`` is not modified; a copy is returned.
+    with only panels that change. ``state`` is not modified; a copy is returned. ``fetch(run_id, cursor)``
+    gives the rows after a cursor (default ``data.scalars_since``: one store query).
     """
     state = copy.deepcopy(state)
     delta: dict[str, dict] = {}
     weight = state["key"]["smoothing"]
+    fetch = fetch or data.scalars_since
     for rid in state["key"]["runs"]:
-        new, state["cursors"][rid] = data.scalars_since(rid, state["cursors"].get(rid, 0))
+        new, state["cursors"][rid] = fetch(rid, state["cursors"].get(rid, 0))
         for name in metric_order(new):
             xs, ys = new[name]["x"], new[name]["y"]
             entry = state["traces"].get(f"{rid}|{name}")
@@ -171,30 +176,53 @@ def checked_state(state: Any) -> dict | None:
     return state
 
 
-def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict | None) -> tuple[list, Any]:
+def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict | None,
+                heads: dict[str, dict | None] | None = None) -> tuple[list, Any]:
     """Figures (or patches) for every panel, in ``PANELS`` order, and the state to store.
 
     The state goes back whole after a rebuild or when new series appeared, and otherwise as a
     ``Patch`` of the cursors and smoothing carry-over alone: a one-step update stays ~1 KB.
+    With ``heads`` (:meth:`dashboard.live_heads.RunHeads.heads` of the selected runs) nothing is read
+    from the store when the state's cursors are at the heads, new rows come from the range the heads
+    cached, and whole figures are built once per selection for every viewer (cached like the series).
     """
     run_ids, smoothing = selected_runs(run_value), as_float(smoothing, 0.0, 0.0, 0.99)
     state = checked_state(state)
     if (not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}
-            or _resumed_since(data, state, run_ids)):
-        figs, state = build_figures(data, run_ids, smoothing)
+            or _resumed_since(data, state, run_ids, heads)):
+        figs, state = build_figures(data, run_ids, smoothing) if heads is None else \
+            shared_figures(data, run_ids, smoothing, heads)
         return [figs[p] for p in PANELS], state
-    delta, new_state_ = stream_delta(data, state)
+    fetch = None
+    if heads is not None:
+        def fetch(rid: str, cursor: int) -> tuple[dict, int]:
+            head = heads.get(rid)
+            return data.heads.rows_between(rid, cursor, head) if head else ({}, cursor)
+    delta, new_state_ = stream_delta(data, state, fetch)
     if new_state_["cursors"] == state["cursors"]:
         raise PreventUpdate  # nothing new: send nothing
     figures = [delta_to_patch(delta[p]) if p in delta else no_update for p in PANELS]
     return figures, state_patch(state, new_state_)
 
 
-def _resumed_since(data: Any, state: dict, run_ids: list[str]) -> bool:
+def shared_figures(data: Any, run_ids: list[str], smoothing: float, heads: dict) -> tuple[dict, dict]:
+    """:func:`build_figures`, built once for every viewer of the same selection: cached per runs, smoothing
+    and attempts, as long as the series it starts from (the cursor streams what came after)."""
+    rows = [(heads.get(rid) or {}).get("run") or {} for rid in run_ids]
+    final = bool(rows) and all(r.get("status") in FINAL_STATUSES for r in rows)
+    key = "figs:" + ",".join(f"{rid}.{attempt_of(r)}" for rid, r in zip(run_ids, rows)) + f":{smoothing}"
+    figs, state = data._cached(key, SERIES_TTL_FINAL if final else SERIES_TTL_LIVE,  # noqa: SLF001
+                               lambda: build_figures(data, run_ids, smoothing))
+    return figs, state
+
+
+def _resumed_since(data: Any, state: dict, run_ids: list[str], heads: dict | None = None) -> bool:
     """Whether a run was resumed since ``state`` was built: its points after the checkpoint were deleted,
     so the figures are rebuilt rather than extended (else the curve would draw back on itself)."""
     seen = state.get("attempts")
     seen = seen if isinstance(seen, dict) else {}
+    if heads is not None:
+        return any(attempt_of((heads.get(rid) or {}).get("run") or {}) != seen.get(rid, 0) for rid in run_ids)
     return any(attempt_of(data.get_run(rid) or {}) != seen.get(rid, 0) for rid in run_ids)
 
 

@@ -6,29 +6,28 @@ step) beside the sample of an earlier step (default: the first, before training)
 temperature. The prompt is highlighted; the continuation is what the model wrote. Several overlaid
 runs get a run choice; runs of other tasks get no card.
 
-It updates with the page's existing poll (``ids.TRAIN_INTERVAL``): one small SQL read of the chosen
-run's snapshot index (the texts live in its meta, :mod:`backend.store.samples`), and nothing is sent
-to the browser unless the recorded steps or the choices changed.
+It has no callback of its own: the Training page's one live callback (:mod:`dashboard.training_tick`)
+calls :func:`update` when the run heads say the chosen run's sample snapshots changed (the texts live in
+the snapshot index's meta, :mod:`backend.store.samples`, listed once for every viewer) or the viewer
+picked something in the card; nothing is sent to the browser unless what the card shows changed.
 
-Example (in a page layout)::
+Example (in a page layout and its live callback)::
 
-    html.Div([..., samples_card.layout(), ...])    # callbacks are registered on import
+    html.Div([..., samples_card.layout(), ...])
+    callback(*live_outputs, *samples_card.outputs(), ..., *samples_card.inputs(), ...)
 """
 from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from backend.store import ACTIVE_STATUSES, StoreError
 from backend.store.samples import Samples, samples_history
 from backend.tasks.registry import TASKS
-from dashboard import ids
 from dashboard.blank_runs import with_blank_runs
-from dashboard.context import current
 from dashboard.inputs import as_dict, as_float, as_int, as_run_id
-from dashboard.live import selected_runs
 
 CARD = "train-samples-card"
 RUN = "train-samples-run"
@@ -167,24 +166,30 @@ OUTPUTS = ("card_style", "run_field_style", "run_options", "run", "temp_options"
            "compare_options", "compare", "body", "state")
 
 
-def _update(_n, run_value, run_choice, temperature, compare, state):
+def update(runs: list[dict], run_choice: Any, temperature: Any, compare: Any, state: Any, store: Any) -> list:
+    """The card's outputs in :data:`OUTPUTS` order for the chosen ``runs`` (rows); PreventUpdate when
+    nothing it shows changed. ``store`` lists the sample snapshots (the Training page passes one that
+    reads them from the run heads' cache, :class:`dashboard.live_heads.SnapshotsFromHeads`)."""
     run_choice, temperature, compare = as_run_id(run_choice), as_float(temperature), as_int(compare)
     state = as_dict(state)
-    data = current().data
-    runs = [r for r in (data.get_run(rid) for rid in selected_runs(run_value)) if r]
-    out = card_update(data.store, runs, run_choice, temperature, compare, state)
+    out = card_update(store, runs, run_choice, temperature, compare, state)
     if state and all(state.get(k) == out["state"].get(k) for k in ("runs", "run", "steps")):
         for key in ("run_options", "temp_options", "compare_options"):  # the browser has these lists already
             out[key] = no_update
     return [out[k] for k in OUTPUTS]
 
 
-def register() -> None:
-    """Register the card's callback; the Training page calls this. Dash runs a page module once per app
-    but imports this module once per process, and a module-level ``@callback`` reaches only the first
-    app (tests build several)."""
-    callback(Output(CARD, "style"), Output(RUN_FIELD, "style"), Output(RUN, "options"), Output(RUN, "value"),
-             Output(TEMPERATURE, "options"), Output(TEMPERATURE, "value"), Output(COMPARE, "options"),
-             Output(COMPARE, "value"), Output(BODY, "children"), Output(STATE, "data"),
-             Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"), Input(RUN, "value"),
-             Input(TEMPERATURE, "value"), Input(COMPARE, "value"), State(STATE, "data"))(_update)
+def outputs() -> list[Output]:
+    """The card's outputs, in :data:`OUTPUTS` order."""
+    return [Output(CARD, "style"), Output(RUN_FIELD, "style"), Output(RUN, "options"), Output(RUN, "value"),
+            Output(TEMPERATURE, "options"), Output(TEMPERATURE, "value"), Output(COMPARE, "options"),
+            Output(COMPARE, "value"), Output(BODY, "children"), Output(STATE, "data")]
+
+
+def inputs() -> list[Input]:
+    """What the viewer picks in the card (the Training page's one live callback takes them as inputs)."""
+    return [Input(RUN, "value"), Input(TEMPERATURE, "value"), Input(COMPARE, "value")]
+
+
+NO_UPDATE = [no_update] * len(OUTPUTS)
+CHOICES = (RUN, TEMPERATURE, COMPARE)  # component ids of the viewer's choices in the card

@@ -1,35 +1,30 @@
 """Training page (``/``): live curves of one or several runs, their status and controls, and for
 language models the text they write as they train (:mod:`dashboard.samples_card`).
 
-``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. The live
-callback is thin: the work is in :mod:`dashboard.live` and :mod:`dashboard.controls`.
+``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. One timer drives one
+live callback for the curves, the status and the samples card; it is thin: the work is in
+:mod:`dashboard.training_tick`, :mod:`dashboard.live` and :mod:`dashboard.controls`.
 """
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids, samples_card
-from dashboard.components import no_runs_state, run_status_card
+from dashboard.components import no_runs_state
 from dashboard.context import current
-from dashboard.controls import RESUMABLE, apply_control
+from dashboard.controls import apply_control
 from dashboard.figures.metrics import PANELS
 from dashboard.inputs import Query, trigger_id
-from dashboard.live import live_update, selected_runs
-from backend.store import ACTIVE_STATUSES
+from dashboard.live import selected_runs
+from dashboard.training_tick import run_options, tick
 
 dash.register_page(__name__, path="/", name="Training", order=0, title="Training · deepscope")
-samples_card.register()  # here: Dash runs this module once per app, so every app gets the card's callback
 
 WHAT = ("Training shows live loss, accuracy, learning rate, gradient norms and throughput "
         "of the runs you choose, and lets you pause, resume, stop or change the learning rate.")
 GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": "hover"}
-
-
-def run_options(runs: list[dict]) -> list[dict]:
-    """Selector options: run name, short id and status."""
-    return [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in runs]
 
 
 def layout(**query) -> html.Div:
@@ -66,10 +61,11 @@ def layout(**query) -> html.Div:
         # language-model runs: the text the model writes, under the loss and accuracy curves
         html.Div(graphs[:2] + [samples_card.layout()] + graphs[2:], className="graph-grid"),
         dcc.Store(id=ids.TRAIN_STATE),
+        dcc.Store(id=ids.TRAIN_SEEN),
         dcc.Store(id=ids.TRAIN_URL_SYNC),
-        # Off until the first figures arrive: a slow first build must not be re-requested every tick.
-        dcc.Interval(id=ids.TRAIN_INTERVAL, interval=context.poll_ms, disabled=True),
-        dcc.Interval(id=ids.TRAIN_STATUS_INTERVAL, interval=max(1000, context.poll_ms)),
+        # The page's one timer. Off until the first figures arrive: a slow first build must not be
+        # re-requested every tick.
+        dcc.Interval(id=ids.TRAIN_INTERVAL, interval=context.training_poll_ms, disabled=True),
     ])
 
 
@@ -98,36 +94,21 @@ def _controls() -> html.Div:
     ], className="controls")
 
 
+# The page's one live callback: one timer drives the curves, the status and the samples card, and a poll
+# with nothing new is answered from the shared run heads with no update (dashboard/training_tick.py).
 @callback([Output(ids.graph_id(p), "figure") for p in PANELS]
-          + [Output(ids.TRAIN_STATE, "data"), Output(ids.TRAIN_INTERVAL, "disabled")],
-          Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
-          Input(ids.TRAIN_SMOOTHING, "value"), State(ids.TRAIN_STATE, "data"))
-def _live(_n, run_value, smoothing, state):
-    figures, new_state = live_update(current().data, run_value, smoothing, state)
-    return [*figures, new_state, False if isinstance(new_state, dict) else no_update]
-
-
-@callback(Output(ids.TRAIN_STATUS, "children"), Output(ids.TRAIN_CONTROL_TARGET, "children"),
-          Output(ids.TRAIN_PAUSE, "disabled"), Output(ids.TRAIN_RESUME, "disabled"),
-          Output(ids.TRAIN_STOP, "disabled"), Output(ids.TRAIN_LR_APPLY, "disabled"),
-          Output(ids.TRAIN_RUNS, "options"),
-          Input(ids.TRAIN_STATUS_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
-          State(ids.TRAIN_RUNS, "options"))
-def _status(_n, run_value, options):
-    data = current().data
-    runs = [r for r in (data.get_run(rid) for rid in selected_runs(run_value)) if r]
-    cards = [run_status_card(r, data.run_summary(r)) for r in runs]
-    listed = data.list_runs()  # cached for a second: chosen runs it does not hold yet stay among the options
-    have = {r["id"] for r in listed}
-    fresh = run_options([r for r in runs if r["id"] not in have] + listed)
-    options_out = fresh if fresh != options else no_update
-    if not runs:
-        return cards, "Choose a run to control it.", True, True, True, True, options_out
-    first = runs[0]
-    status = first["status"]
-    target = ["Controls for ", html.Strong(first.get("name") or first["id"])]
-    return (cards, target, status not in ("running", "queued"), status not in ("paused", *RESUMABLE),
-            status not in ACTIVE_STATUSES, status not in ACTIVE_STATUSES, options_out)
+          + [Output(ids.TRAIN_STATE, "data"), Output(ids.TRAIN_INTERVAL, "disabled")]
+          + [Output(ids.TRAIN_STATUS, "children"), Output(ids.TRAIN_CONTROL_TARGET, "children"),
+             Output(ids.TRAIN_PAUSE, "disabled"), Output(ids.TRAIN_RESUME, "disabled"),
+             Output(ids.TRAIN_STOP, "disabled"), Output(ids.TRAIN_LR_APPLY, "disabled"),
+             Output(ids.TRAIN_RUNS, "options")]
+          + samples_card.outputs() + [Output(ids.TRAIN_SEEN, "data")],
+          [Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
+           Input(ids.TRAIN_SMOOTHING, "value"), *samples_card.inputs()],
+          [State(ids.TRAIN_STATE, "data"), State(samples_card.STATE, "data"), State(ids.TRAIN_SEEN, "data")])
+def _live(_n, run_value, smoothing, card_run, card_temperature, card_compare, state, card_state, seen):
+    return tick(current().data, trigger_id(), run_value, smoothing, (card_run, card_temperature, card_compare),
+                state, card_state, seen)
 
 
 @callback(Output(ids.TRAIN_ALERT, "children"),

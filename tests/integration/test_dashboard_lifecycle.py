@@ -49,10 +49,12 @@ def callback_body(client, output_part: str, inputs: list[dict], state: list | No
 # ----------------------------------------------------------------------------------------- cache outage
 
 def _status_body(client, run_id: str) -> dict:
-    return callback_body(client, f"{ids.TRAIN_STATUS}.children",
-                         [{"id": ids.TRAIN_STATUS_INTERVAL, "property": "n_intervals", "value": 1},
-                          {"id": ids.TRAIN_RUNS, "property": "value", "value": [run_id]}],
-                         [{"id": ids.TRAIN_RUNS, "property": "options", "value": []}])
+    """The Training page's live callback (it also answers the status), fired by its timer, as from a fresh page."""
+    deps = client.get("/_dash-dependencies", environ_base=LOCAL).get_json()
+    dep = next(d for d in deps if f"{ids.TRAIN_STATUS}.children" in d["output"])
+    values = {(ids.TRAIN_INTERVAL, "n_intervals"): 1, (ids.TRAIN_RUNS, "value"): [run_id]}
+    inputs = [{**d, "value": values.get((d["id"], d["property"]))} for d in dep["inputs"]]
+    return callback_body(client, f"{ids.TRAIN_STATUS}.children", inputs, [{**d, "value": None} for d in dep["state"]])
 
 
 def test_lc001_redis_down_status_callback_reads_the_store(tmp_path, monkeypatch, caplog):

@@ -51,10 +51,15 @@ def _bodies(tmp_path: Path) -> list[dict]:
     where = [{"id": "_pages_location", "property": "pathname", "value": "/runs"}]
     return [body(f"{ids.NAV}.children", where),
             body("_pages_content.children", where + [{"id": "_pages_location", "property": "search", "value": ""}]),
-            body(f"{ids.TRAIN_STATUS}.children",
-                 [{"id": ids.TRAIN_STATUS_INTERVAL, "property": "n_intervals", "value": 1},
-                  {"id": ids.TRAIN_RUNS, "property": "value", "value": []}],
-                 [{"id": ids.TRAIN_RUNS, "property": "options", "value": []}])]
+            body(f"{ids.TRAIN_STATUS}.children", *_live_values(deps))]
+
+
+def _live_values(deps: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Inputs and states of the Training page's live callback, as its timer fires it on an empty selection."""
+    dep = next(d for d in deps if f"{ids.TRAIN_STATUS}.children" in d["output"])
+    inputs = [{**d, "value": 1 if d["id"] == ids.TRAIN_INTERVAL else [] if d["id"] == ids.TRAIN_RUNS else None}
+              for d in dep["inputs"]]
+    return inputs, [{**d, "value": None} for d in dep["state"]]
 
 
 def _free_port() -> int:

@@ -1,0 +1,479 @@
+"""What viewers cost: N browsers on the Training page of live runs, replayed over HTTP, while 2 runs train.
+
+1. Two small runs train (``deepscope train``, one torch thread each, sessions of their own as from two
+   terminals): ``brackets-lstm`` (a language model: its page also shows the samples card) and ``digits-cnn``.
+2. ``deepscope serve`` serves their store (SQLite, the default flask-caching folder; ``DEEPSCOPE_ANALYSIS=off``
+   unless ``--analysis``, so the projection worker's bursts do not blur the training rates).
+3. **Capture**: headless Chromium (Debian's, through selenium) opens ``/?run=A`` and ``/?run=B`` and stays
+   ``--capture-s`` seconds on each; Chrome's performance log gives every ``_dash-update-component`` body
+   the page sent. The ones fired by a ``dcc.Interval`` (``changedPropIds`` all ``*.n_intervals``) are the
+   page's timers, each replayed at its own period (the median gap between its requests in the capture);
+   the others sent while the page loaded are its first requests, replayed once.
+4. **Replay**: ``--viewers`` threads per timer (half the viewers on each run) post those bodies at the
+   page's pace, with every input and state value taken from the answers that viewer got before (Dash
+   ``Patch`` answers applied, as :mod:`bench._faults_poll` does), and ``n_intervals`` counting up. A
+   callback whose input an answer set is posted next, as Dash chains callbacks. Closed loop: a timer's
+   next request waits for its previous answer (a browser would not, so an overloaded server looks better
+   here than it is).
+5. **Training slowdown**: blocks of ``--block-s`` seconds without and with viewers alternate (``--seconds``
+   of each in all; the pages wait between blocks and keep their state), so the machine's other load falls
+   on both alike. Each run's steps/s (its ``step`` in the store) per block; ``train_slowdown`` = 1 - median
+   with / median without, averaged over the two runs.
+
+``requests_per_viewer_s`` counts the requests of pages being watched (timers and what they chain), not the
+few that open a page (``page_open_requests_per_viewer``). Measured per request: wall time from send to the whole answer (``p50_ms``, ``p95_ms``), answers with no
+update (HTTP 204), errors (HTTP >= 400 other than 204, connection errors, timeouts, and ``callback raised``
+lines in the server log), bytes; the server process's CPU seconds per second
+without and with viewers, and this process's (the replaying client's: it competes with the runs too, where
+real viewers' browsers would not).
+
+Targets on the 2-core machine, one ``deepscope serve``: p95 <= 300 ms, 0 errors, training slowdown
+<= 5 %, <= 1.2 requests per viewer per second.
+
+    .venv/bin/python bench/viewers.py              # 20 viewers, 60 s (~3 min)
+    .venv/bin/python bench/viewers.py --quick      # 5 viewers, 20 s (smoke test, ~1.5 min)
+
+The last line of output is one JSON object (``viewers``, ``requests_per_viewer_s``, ``p50_ms``, ``p95_ms``,
+``errors``, ``train_slowdown``, ...). ``--check`` exits 1 when a target is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _faults_poll import PATCH_KEY, apply_patch  # noqa: E402
+from _harness import free_port, start_browser, stop_process  # noqa: E402
+
+DISPATCH = "/_dash-update-component"
+TARGETS = {"p95_ms": 300.0, "errors": 0, "train_slowdown": 0.05, "requests_per_viewer_s": 1.2}
+TASKS = ("brackets-lstm", "digits-cnn")
+LOSS_JS = ("const gd = document.querySelector('#train-graph-loss .js-plotly-plot');"
+           "return !!(gd && gd.data && gd.data.some(t => t.x && t.x.length));")
+
+
+# -- the runs and the server ---------------------------------------------------------------------------
+
+def deepscope_cmd() -> list[str]:
+    return [sys.executable, "-c", "import sys; from backend.cli import main; sys.exit(main())"]
+
+
+def start_runs(data_dir: Path, log_dir: Path) -> list[subprocess.Popen]:
+    """One ``deepscope train`` per task, each in its own session, one torch thread."""
+    env = dict(os.environ, DEEPSCOPE_TORCH_THREADS="1", PYTHONPATH=str(REPO))
+    procs = []
+    for task in TASKS:
+        log = open(log_dir / f"train-{task}.log", "ab")  # noqa: SIM115 - closed with the process
+        procs.append(subprocess.Popen([*deepscope_cmd(), "train", task, "--data-dir", str(data_dir),
+                                       "--set", "steps=10000000", "--name", f"bench {task}"],
+                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      cwd=str(REPO), env=env, start_new_session=True))
+    return procs
+
+
+def wait_for_runs(store, procs, timeout: float = 180) -> list[str]:
+    """Ids of the runs once each has logged a few steps, in :data:`TASKS` order."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a training run exited early; see train-*.log in the bench folder (--keep)")
+        runs = {r["task"]: r for r in store.list_runs()}
+        if all(t in runs and (runs[t]["step"] or 0) > 20 for t in TASKS):
+            return [runs[t]["id"] for t in TASKS]
+        time.sleep(0.5)
+    raise RuntimeError(f"the runs did not start training within {timeout:.0f} s")
+
+
+def start_serve(data_dir: Path, port: int, log_path: Path, analysis: bool) -> subprocess.Popen:
+    import requests
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), DEEPSCOPE_ANALYSIS="on" if analysis else "off")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([*deepscope_cmd(), "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(REPO),
+                                env=env, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"deepscope serve exited: {log_path.read_text()[-2000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/_dash-layout", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("deepscope serve did not answer within 90 s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- capture ---------------------------------------------------------------------------------------------
+
+def capture(driver, url: str, seconds: float, save: Path | None = None) -> tuple[list[dict], dict[str, dict]]:
+    """(first requests in order, {output: timer template with "period_s"}) of the page at ``url``."""
+    driver.get("about:blank")  # the previous page's timers stop here
+    driver.get_log("performance")  # drop what came before
+    opened = time.time()
+    driver.get(url)
+    deadline = time.monotonic() + 60
+    while not driver.execute_script(LOSS_JS):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the loss graph of {url} had no data after 60 s")
+        time.sleep(0.1)
+    time.sleep(seconds)
+    posts = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") != "Network.requestWillBeSent":
+            continue
+        req = msg["params"]["request"]
+        if DISPATCH in req["url"] and req.get("postData") and msg["params"].get("wallTime", opened) >= opened:
+            posts.append((msg["params"].get("wallTime", 0.0), json.loads(req["postData"])))
+    if save is not None:
+        save.write_text(json.dumps([[t, b] for t, b in posts], indent=1))
+    first, timers, times = [], {}, {}
+    for t, body in posts:
+        changed = body.get("changedPropIds") or []
+        if changed and all(c.endswith(".n_intervals") for c in changed):
+            timers.setdefault(body["output"], body)
+            times.setdefault(body["output"], []).append(t)
+        elif not timers:
+            first.append(body)
+    if not timers:
+        raise RuntimeError(f"no timer-driven callback was seen on {url} in {seconds:.0f} s")
+    for output, body in timers.items():
+        gaps = [b - a for a, b in zip(times[output], times[output][1:])]
+        body["period_s"] = round(statistics.median(gaps), 2) if gaps else 1.0
+    return first, timers
+
+
+# -- replay ----------------------------------------------------------------------------------------------
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ms: list[float] = []
+        self.requests = self.no_update = self.errors = self.bytes = self.opens = 0
+        self.by_output: dict[str, int] = {}
+        self.samples: list[str] = []
+
+    def add(self, output: str, ms: float, status: int | None, size: int, error: str | None, opening: bool) -> None:
+        with self.lock:
+            self.requests += 1
+            self.opens += opening
+            self.ms.append(ms)
+            self.bytes += size
+            self.no_update += status == 204
+            self.by_output[output] = self.by_output.get(output, 0) + 1
+            if error:
+                self.errors += 1
+                if len(self.samples) < 10:
+                    self.samples.append(error)
+
+
+def _pairs(body: dict, key: str):
+    for item in body.get(key, []):
+        for d in (item if isinstance(item, list) else [item]):
+            if isinstance(d, dict) and isinstance(d.get("id"), str):
+                yield d
+
+
+class Viewer:
+    """One open Training page: the values of its components and the page's callbacks to post."""
+
+    def __init__(self, base: str, first: list[dict], timers: dict[str, dict], stats: Stats, timeout: float):
+        import requests
+
+        self.base, self.first, self.timers, self.stats, self.timeout = base, first, timers, stats, timeout
+        self.templates = {b["output"]: b for b in [*first, *timers.values()]}
+        self.values: dict[tuple[str, str], object] = {}
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.requests = requests
+        for body in [*first, *timers.values()]:
+            for d in [*_pairs(body, "inputs"), *_pairs(body, "state")]:
+                self.values.setdefault((d["id"], d["property"]), d.get("value"))
+
+    def session(self):
+        if not hasattr(self.local, "s"):
+            self.local.s = self.requests.Session()
+        return self.local.s
+
+    def post(self, template: dict, changed: list[str] | None = None, depth: int = 0, opening: bool = False) -> None:
+        body = {k: v for k, v in template.items() if k != "period_s"}
+        body = copy.deepcopy(body)
+        with self.lock:
+            for d in [*_pairs(body, "inputs"), *_pairs(body, "state")]:
+                d["value"] = copy.deepcopy(self.values.get((d["id"], d["property"])))
+        if changed is not None:
+            body["changedPropIds"] = changed
+        t0 = time.perf_counter()
+        status, size, error, answer = None, 0, None, None
+        try:
+            resp = self.session().post(self.base + DISPATCH, data=json.dumps(body), timeout=self.timeout,
+                                       headers={"Content-Type": "application/json",
+                                                "Accept-Encoding": "gzip, deflate, br"})
+            status, size = resp.status_code, len(resp.content)
+            if status == 200:
+                answer = resp.json()
+            elif status != 204:
+                error = f"HTTP {status} for {template['output'][:60]}: {resp.text[:200]!r}"
+        except (self.requests.RequestException, ValueError) as exc:
+            error = f"{type(exc).__name__} for {template['output'][:60]}: {str(exc)[:200]}"
+        self.stats.add(template["output"], (time.perf_counter() - t0) * 1000, status, size, error, opening)
+        if answer is not None:
+            self.take(answer, template["output"], depth)
+
+    def take(self, answer: dict, output: str, depth: int) -> None:
+        response = answer.get("response") or {}
+        set_props = []
+        with self.lock:
+            for cid, props in response.items():
+                for prop, value in (props or {}).items():
+                    key = (cid, prop)
+                    if key not in self.values:
+                        continue  # never sent back (figures, children): not kept
+                    if isinstance(value, dict) and value.get(PATCH_KEY):
+                        value = apply_patch(self.values.get(key), value)
+                    self.values[key] = value
+                    set_props.append(f"{cid}.{prop}")
+        if depth > 3 or not set_props:
+            return
+        for out, template in self.timers.items():  # Dash fires the callbacks whose inputs an answer set
+            if out == output:
+                continue
+            ins = {f"{d['id']}.{d['property']}" for d in _pairs(template, "inputs")}
+            hit = [p for p in set_props if p in ins]
+            if hit:
+                self.post(template, hit, depth + 1)
+
+    def open_page(self) -> None:
+        for body in self.first:
+            self.post(body, opening=True)
+
+    def run_timer(self, output: str, halt: threading.Event, active: threading.Event, phase: float) -> None:
+        template = self.timers[output]
+        interval_inputs = [d for d in _pairs(template, "inputs") if d["property"] == "n_intervals"]
+        period, n, due = template["period_s"], 0, time.monotonic()
+        while not halt.is_set():
+            if not active.is_set():  # a block without viewers: the page waits (its state is kept)
+                active.wait(0.2)
+                due = time.monotonic() + phase * period  # its timer's own phase, as before the pause
+                continue
+            wait = due - time.monotonic()
+            if wait > 0 and halt.wait(wait):
+                break
+            if not active.is_set():
+                continue
+            n += 1
+            with self.lock:
+                for d in interval_inputs:
+                    self.values[(d["id"], "n_intervals")] = n
+            self.post(template)
+            due = max(due + period, time.monotonic())
+
+
+def start_viewers(pages: list[tuple[str, list, dict]], viewers: int, stats: Stats, halt: threading.Event,
+                  active: threading.Event, timeout: float) -> list[threading.Thread]:
+    """Threads of ``viewers`` pages (alternating over ``pages``): each opens its page once when ``active`` is
+    first set, then runs its timers while ``active`` is set, until ``halt``."""
+    threads = []
+    for i in range(viewers):
+        base, first, timers = pages[i % len(pages)]
+        viewer = Viewer(base, first, timers, stats, timeout)
+        phase = i / max(1, viewers)
+        delay = phase * min(t.get("period_s", 1.0) for t in timers.values())
+
+        def open_then_poll(v=viewer, delay=delay, phase=phase):
+            while not active.wait(0.2):
+                if halt.is_set():
+                    return
+            time.sleep(delay)  # spread the page opens over one period, as viewers arrive at different times
+            v.open_page()
+            inner = [threading.Thread(target=v.run_timer, args=(out, halt, active, phase), daemon=True)
+                     for out in v.timers]
+            for th in inner:
+                th.start()
+            for th in inner:
+                th.join()
+
+        threads.append(threading.Thread(target=open_then_poll, daemon=True))
+    for th in threads:
+        th.start()
+    return threads
+
+
+# -- phases -------------------------------------------------------------------------------------------------
+
+def steps_now(store, run_ids: list[str]) -> dict[str, tuple[float, int]]:
+    return {rid: (time.monotonic(), int((store.get_run(rid) or {}).get("step") or 0)) for rid in run_ids}
+
+
+def rates(before: dict, after: dict) -> dict[str, float]:
+    return {rid: (after[rid][1] - before[rid][1]) / max(1e-9, after[rid][0] - before[rid][0]) for rid in before}
+
+
+def block(store, run_ids, server_pid: int, seconds: float) -> tuple[dict, float, float, float]:
+    """(steps/s per run, server CPU seconds, this process's CPU seconds, wall seconds) over one block."""
+    s0, c0, p0, t0 = steps_now(store, run_ids), cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    time.sleep(seconds)
+    s1, c1, p1, t1 = steps_now(store, run_ids), cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    return rates(s0, s1), c1 - c0, p1 - p0, t1 - t0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="5 viewers, 20 s (smoke test)")
+    p.add_argument("--viewers", type=int, default=None, help="concurrent viewers (default 20, quick 5)")
+    p.add_argument("--seconds", type=float, default=None, help="seconds with viewers, and as many without "
+                   "(default 60, quick 20)")
+    p.add_argument("--block-s", type=float, default=5.0, help="seconds of each block; blocks without and "
+                   "with viewers alternate, --seconds of each in all")
+    p.add_argument("--capture-s", type=float, default=6.0, help="seconds on each page in Chromium")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
+    p.add_argument("--analysis", action="store_true", help="run the analysis worker beside the dashboard")
+    p.add_argument("--dir", default=None, help="parent folder of the temporary store")
+    p.add_argument("--keep", action="store_true", help="keep the temporary store and logs")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = p.parse_args(argv)
+    viewers = args.viewers or (5 if args.quick else 20)
+    seconds = args.seconds or (20.0 if args.quick else 60.0)
+
+    from backend.store import RunStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="deepscope-bench-viewers-", dir=args.dir))
+    data_dir = tmp / "data"
+    trainers, server, driver = [], None, None
+    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; folder {tmp}", flush=True)
+    try:
+        trainers = start_runs(data_dir, tmp)
+        store = RunStore(data_dir)
+        run_ids = wait_for_runs(store, trainers)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start_serve(data_dir, port, tmp / "serve.log", args.analysis)
+        print(f"runs {dict(zip(TASKS, run_ids))} training; deepscope serve on {base}", flush=True)
+
+        driver = start_browser(tmp / "chrome-profile")
+        pages = []
+        for rid in run_ids:
+            first, timers = capture(driver, f"{base}/?run={rid}", args.capture_s, tmp / f"capture-{rid}.json")
+            pages.append((base, first, timers))
+            print(f"captured /?run={rid}: {len(first)} first requests; timers "
+                  + ", ".join(f"{o[:50]}... every {t['period_s']:.2f} s" for o, t in timers.items()), flush=True)
+        console = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        driver.quit()
+        driver = None
+
+        # Blocks without and with viewers alternate, so the load of the machine's other work (and the
+        # runs' own phases) falls on both alike; the viewers' pages keep their state between blocks.
+        stats, halt, active = Stats(), threading.Event(), threading.Event()
+        threads = start_viewers(pages, viewers, stats, halt, active, args.timeout)
+        alone, withv = {rid: [] for rid in run_ids}, {rid: [] for rid in run_ids}
+        cpu, client, wall = {"alone": 0.0, "with": 0.0}, {"alone": 0.0, "with": 0.0}, {"alone": 0.0, "with": 0.0}
+        loads = []
+        for _ in range(max(1, round(seconds / args.block_s))):
+            for kind, on in (("alone", False), ("with", True)):
+                (active.set if on else active.clear)()
+                r, c, p, w = block(store, run_ids, server.pid, args.block_s)
+                client[kind] += p
+                for rid in run_ids:
+                    (withv if on else alone)[rid].append(r[rid])
+                cpu[kind] += c
+                wall[kind] += w
+            loads.append(os.getloadavg()[0])
+        active.clear()
+        halt.set()
+        for th in threads:
+            th.join(args.timeout + 5)
+        seconds = wall["with"]
+        log_text = (tmp / "serve.log").read_text(errors="replace")
+        raised = log_text.count("callback raised")
+    finally:
+        if driver is not None:
+            driver.quit()
+        stop_process(server)
+        for proc in trainers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in trainers:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    per_run = {}
+    for rid, task in zip(run_ids, TASKS):
+        a, w = statistics.median(alone[rid]), statistics.median(withv[rid])
+        per_run[task] = {"alone_steps_s": round(a, 1), "with_viewers_steps_s": round(w, 1),
+                         "slowdown": round(1 - w / a, 4) if a else None}
+    slowdowns = [r["slowdown"] for r in per_run.values() if r["slowdown"] is not None]
+    slowdown = statistics.mean(slowdowns) if slowdowns else float("nan")
+    load_in = statistics.median(loads)
+    errors = stats.errors + raised
+    result = {
+        "viewers": viewers, "seconds": seconds,
+        "requests_per_viewer_s": round((stats.requests - stats.opens) / viewers / seconds, 3),
+        "page_open_requests_per_viewer": round(stats.opens / viewers, 1),
+        "requests_s": round(stats.requests / seconds, 1),
+        "p50_ms": round(pct(stats.ms, 50), 1), "p95_ms": round(pct(stats.ms, 95), 1),
+        "p99_ms": round(pct(stats.ms, 99), 1), "max_ms": round(max(stats.ms, default=float("nan")), 1),
+        "no_update_share": round(stats.no_update / max(1, stats.requests), 3),
+        "bytes_per_request": round(stats.bytes / max(1, stats.requests)),
+        "errors": errors, "callback_raised": raised, "console_errors": len(console),
+        "train_slowdown": round(slowdown, 4), "runs": per_run,
+        "server_cpu_s_per_s": {k: round(cpu[k] / max(1e-9, wall[k]), 3) for k in cpu},
+        # the replaying viewers themselves (this process): real viewers' browsers run elsewhere
+        "client_cpu_s_per_s": {k: round(client[k] / max(1e-9, wall[k]), 3) for k in client},
+        "timers": {o[:60]: t["period_s"] for o, t in pages[0][2].items()},
+        "load_avg_during": round(load_in, 2), "load_avg_after": round(os.getloadavg()[0], 2),
+        "quick": bool(args.quick),
+    }
+    for msg in stats.samples:
+        print("error:", msg)
+    print(f"\n{viewers} viewers for {seconds:.0f} s: {stats.requests} requests, {stats.opens} of them opening "
+          f"the page ({result['requests_per_viewer_s']:.2f} per viewer per s while watching, "
+          f"{result['no_update_share']:.0%} no update); "
+          f"p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; "
+          f"errors {errors}")
+    print("  requests by callback: " + "; ".join(f"{o[:48]}: {n}" for o, n in stats.by_output.items()))
+    for task, r in per_run.items():
+        print(f"  {task}: {r['alone_steps_s']} steps/s alone, {r['with_viewers_steps_s']} with viewers "
+              f"(slowdown {r['slowdown']:.1%})")
+    print(f"  server CPU s/s: {result['server_cpu_s_per_s']}; the replaying client's: {result['client_cpu_s_per_s']}; "
+          f"load average during {load_in:.2f}")
+    missed = [k for k, limit in TARGETS.items() if not result[k] <= limit]
+    result["missed"] = missed
+    print(json.dumps(result))
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

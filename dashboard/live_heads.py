@@ -1,0 +1,267 @@
+"""Run heads: what is new in a run, known once for every viewer and every dashboard worker.
+
+A run's *head* is its row (status, step, attempt, name, error), its scalar cursor (the id of its newest
+scalar row) and, for language-model runs, the signature of its text-sample snapshots. Heads live in the
+dashboard's flask-caching cache (the shared folder by default, Redis in docker-compose), so a Training
+page whose state already shows a run's head is answered "no update" without touching the store or
+building anything (:mod:`dashboard.training_tick`).
+
+A head older than :data:`HEAD_MAX_AGE_S` is refreshed by whichever request meets it first: one primary-key
+read of the run row and one indexed read of the scalar rows after the previous head's cursor. The head
+carries the rows of its last :data:`WINDOW_S` seconds, so every page that polled in that window (all of
+them, in the steady state) gets what it lacks with the head instead of one store query each; a page
+further behind (e.g. its figures were built from a cached series) reads its range once for everyone at
+the same cursor (cached under the range). The sample snapshots of a
+language-model run are listed at most every :data:`SAMPLES_MAX_AGE_S` (they come every few hundred steps)
+and cached under their signature.
+
+Heads and the newest row ranges are also kept in this process: a worker's viewers read a fresh head
+without touching the cache either, and with no cache, or while the cache fails
+(:meth:`DashboardData.cache_get` answers None then), a refresh still starts from the last known cursor
+instead of reading the whole series again.
+
+Example::
+
+    heads = data.heads.heads(["a1b2c3"])          # {"a1b2c3": {"cursor": 812, "run": {...}, ...}}
+    rows, cursor = data.heads.rows_between("a1b2c3", 800, heads["a1b2c3"])
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import threading
+import time
+from typing import Any
+
+from backend.store import StoreError
+from backend.store.samples import KIND as SAMPLES_KIND
+from backend.tasks.registry import TASKS
+
+HEAD_MAX_AGE_S = 0.2     # a poll may see a head this old: the live lag grows by at most this much
+SAMPLES_MAX_AGE_S = 2.0  # text samples come every few hundred steps: listing them more often is waste
+RUNS_MAX_AGE_S = 1.0     # the run list (the selector's options), as cached by DashboardData.list_runs
+HEAD_TTL = 60            # cache lifetime of a head: the next refresh continues from its cursor
+RANGE_TTL = 30           # rows between two heads: every viewer takes them within a poll or two
+ROW_LIMIT = 50_000       # rows per refresh; the next refresh continues from there
+RANGES_KEPT = 64         # row ranges kept in this process besides the cache
+WINDOW_S = 3.0           # a head carries the rows of its refreshes this recent (> a poll period + HEAD_MAX_AGE_S)
+WINDOW_ROWS = 2000       # and at most about this many rows
+PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
+LONE_WRITE_S = 2.0       # ... to the shared cache at most this often
+
+
+class RunHeads:
+    """Heads of runs, shared through the cache of a :class:`dashboard.data.DashboardData`."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        self._local: dict[str, dict] = {}
+        self._ranges: dict[str, list] = {}  # the newest row ranges, in this process
+        self._me = f"{os.getpid()}:{id(self)}"
+        self._peer_seen_at = 0.0   # when a head another worker wrote was last read from the cache
+        self._written: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # -- heads -------------------------------------------------------------------------------------------
+    def heads(self, run_ids: list[str]) -> dict[str, dict | None]:
+        """``{run_id: head or None}`` (None: no such run), at most :data:`HEAD_MAX_AGE_S` old."""
+        now = time.time()
+        out = {}
+        for rid in run_ids:
+            head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
+            if head is None or now - head["at"] > HEAD_MAX_AGE_S:
+                head = self._refresh(rid, head, now)
+            out[rid] = head if head.get("run") else None
+        return out
+
+    def _known(self, key: str, now: float | None = None, max_age: float = 0.0) -> dict | None:
+        """The newer of the in-process and the cached value under ``key``; the cache is not read when the
+        in-process value is at most ``max_age`` old (a worker's viewers share it)."""
+        local = self._local.get(key)
+        if local is not None and now is not None and now - local["at"] <= max_age:
+            return local
+        cached = self.data.cache_get(key)
+        if not _well_formed(cached):  # whoever can write the cache is trusted with data, not with crashes
+            return local
+        if cached.get("by") != self._me and time.time() - cached["at"] < PEER_S:
+            self._peer_seen_at = time.time()  # another worker shares this cache: share every head
+        if local is None or cached["at"] > local["at"]:
+            with self._lock:
+                self._local[key] = cached
+            return cached
+        return local
+
+    def _keep(self, key: str, value: dict, ttl: int) -> None:
+        """Keep ``value`` here and in the shared cache. While no other worker has written to the cache for
+        :data:`PEER_S`, a head is written there at most every :data:`LONE_WRITE_S` (enough for a new worker
+        to find it, and to find us): a lone ``deepscope serve`` would only pay for writes nobody reads."""
+        value["by"] = self._me
+        with self._lock:
+            self._local[key] = value
+            now = time.time()
+            if now - self._peer_seen_at > PEER_S and now - self._written.get(key, 0.0) < LONE_WRITE_S:
+                return
+            self._written[key] = now
+        self.data.cache_set(key, value, ttl)
+
+    def _refresh(self, rid: str, prev: dict | None, now: float) -> dict:
+        run = self.data.store.get_run(rid)
+        if run is None:
+            head = {"at": now, "run": None}
+            self._keep(f"head:{rid}", head, HEAD_TTL)
+            return head
+        start = prev.get("cursor") if prev and prev.get("run") else None
+        if not isinstance(start, int):
+            _series, start = self.data.initial_series(rid)  # cached: only the rows since it are read
+        rows, cursor = self.data.store.scalars_after(rid, start, limit=ROW_LIMIT)
+        # The head carries the rows of its last WINDOW_S seconds of refreshes, so a page that polled any
+        # time in that window finds what it lacks in the head.
+        marks = [m for m in ((prev or {}).get("marks") or []) if m[0] >= now - WINDOW_S] + [[now, start]]
+        if _attempt(prev) != _attempt({"run": run}):
+            marks = [[now, start]]
+        window = _after(_columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
+        while len(marks) > 1 and len(window["id"]) > WINDOW_ROWS:  # a fast logger: a shorter window
+            marks.pop(0)
+            window = _after(window, marks[0][1])
+        head = {"at": now, "run": _plain(run), "cursor": cursor, "marks": marks, "rows": window,
+                "samples": (prev or {}).get("samples"), "samples_at": (prev or {}).get("samples_at", 0.0)}
+        if is_language_run(run) and (now - head["samples_at"] > SAMPLES_MAX_AGE_S
+                                     or _attempt(prev) != _attempt(head)):
+            head["samples"], head["samples_at"] = self._list_samples(rid), now
+        self._keep(f"head:{rid}", head, HEAD_TTL)
+        return head
+
+    # -- what a head points at ------------------------------------------------------------------------------
+    def rows_between(self, rid: str, cursor: int, head: dict) -> tuple[dict[str, dict[str, list]], int]:
+        """Scalar rows after ``cursor`` up to the head's cursor, grouped by name, and the cursor they end at.
+
+        A page one head behind (every page in the steady state) gets the rows the head carries; one
+        further behind gets them from the cache when another viewer read the same range, else from one
+        store query."""
+        head_cursor = head["cursor"]
+        if cursor >= head_cursor:
+            return {}, cursor
+        key = f"rows:{rid}:{cursor}:{head_cursor}"
+        value = self._ranges.get(key)  # the viewers of this worker at the same cursor group them once
+        marks = head.get("marks") or []
+        if value is None and marks and cursor >= marks[0][1] and isinstance(head.get("rows"), dict):
+            window = _after(head["rows"], cursor)
+            value = [_grouped(list(zip(window["id"], window["name"], window["step"], window["id"], window["value"]))),
+                     head_cursor]
+        if value is None:
+            value = self.data.cache_get(key)
+        if not (isinstance(value, list) and len(value) == 2):
+            rows, _ = self.data.store.scalars_after(rid, cursor, limit=ROW_LIMIT)
+            rows = [r for r in rows if r[0] <= head_cursor]
+            value = [_grouped(rows), rows[-1][0] if rows else cursor]
+            self.data.cache_set(key, value, RANGE_TTL)
+        self._remember_range(key, value)
+        return {name: {"x": list(v["x"]), "y": list(v["y"])} for name, v in value[0].items()}, value[1]
+
+    def _remember_range(self, key: str, value: list) -> None:
+        with self._lock:
+            self._ranges[key] = value
+            while len(self._ranges) > RANGES_KEPT:
+                self._ranges.pop(next(iter(self._ranges)))
+
+    def _list_samples(self, rid: str) -> str | None:
+        """Signature of the run's sample snapshots; their rows are cached under it."""
+        try:
+            rows = self.data.store.list_snapshots(rid, SAMPLES_KIND)
+        except StoreError:
+            return None
+        rows = [_plain(r) for r in rows]
+        sig = hashlib.sha1(json.dumps([[r.get("id"), r.get("step")] for r in rows]).encode()).hexdigest()[:16]
+        self._keep(f"samples:{rid}:{sig}", {"at": time.time(), "rows": rows}, HEAD_TTL)
+        return sig
+
+    def snapshot_rows(self, rid: str, head: dict | None) -> list[dict]:
+        """The sample snapshot rows the head's signature names (read again if the cache lost them)."""
+        sig = (head or {}).get("samples")
+        found = self._known(f"samples:{rid}:{sig}") if sig else None
+        if found is not None:
+            return found["rows"]
+        return [_plain(r) for r in self.data.store.list_snapshots(rid, SAMPLES_KIND)]
+
+    def runs_signature(self) -> str:
+        """Signature of the run list (ids, names, statuses), at most :data:`RUNS_MAX_AGE_S` old."""
+        now = time.time()
+        known = self._known("head:runs", now, RUNS_MAX_AGE_S)
+        if known is not None and now - known["at"] <= RUNS_MAX_AGE_S:
+            return known["sig"]
+        listed = self.data.list_runs()
+        sig = hashlib.sha1(json.dumps([[r["id"], r.get("name"), r.get("status")] for r in listed]).encode())
+        head = {"at": now, "sig": sig.hexdigest()[:16]}
+        self._keep("head:runs", head, HEAD_TTL)
+        return head["sig"]
+
+
+class SnapshotsFromHeads:
+    """Looks like a store to :func:`backend.store.samples.samples_history`, but lists the sample snapshots
+    the heads name (cached) instead of querying."""
+
+    def __init__(self, heads: RunHeads, by_run: dict[str, dict | None]):
+        self.run_heads, self.by_run = heads, by_run
+
+    def list_snapshots(self, run_id: str, kind: str | None = None) -> list[dict]:
+        if kind != SAMPLES_KIND:
+            return self.run_heads.data.store.list_snapshots(run_id, kind)
+        return self.run_heads.snapshot_rows(run_id, self.by_run.get(run_id))
+
+
+def _well_formed(value: Any) -> bool:
+    """Whether a cached value has the shape this module writes (a head, a run-list head, sample rows)."""
+    if not (isinstance(value, dict) and isinstance(value.get("at"), (int, float))):
+        return False
+    if not value.get("run"):
+        return True
+    marks, rows = value.get("marks"), value.get("rows")
+    return (isinstance(value["run"], dict) and isinstance(value.get("cursor"), int)
+            and isinstance(marks, list) and bool(marks)
+            and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], (int, float)) and isinstance(m[1], int)
+                    for m in marks)
+            and isinstance(rows, dict) and all(isinstance(rows.get(k), list) for k in ("id", "name", "step", "value"))
+            and len({len(rows[k]) for k in ("id", "name", "step", "value")}) == 1
+            and all(isinstance(i, int) for i in rows["id"]))
+
+
+def is_language_run(run: dict) -> bool:
+    return getattr(TASKS.get(run.get("task", "")), "kind", None) == "lm"
+
+
+def _attempt(head: dict | None) -> int:
+    return int(((head or {}).get("run") or {}).get("attempt") or 0)
+
+
+def _columns(rows: list[tuple], before: dict | None) -> dict[str, list]:
+    """Store rows ``(id, name, step, wall_time, value)`` after the window ``before`` as columns (plain lists:
+    the cache's serializer stores them ~5x faster than a list of rows)."""
+    before = before if isinstance(before, dict) else {}
+    out = {k: list(before.get(k) or []) for k in ("id", "name", "step", "value")}
+    if len({len(v) for v in out.values()}) != 1:  # not a window this module wrote
+        out = {k: [] for k in out}
+    for i, name, step, _wall, value in rows:
+        out["id"].append(i)
+        out["name"].append(name)
+        out["step"].append(step)
+        out["value"].append(value)
+    return out
+
+
+def _after(window: dict[str, list], cursor: int) -> dict[str, list]:
+    """The rows of a window with ids after ``cursor`` (ids ascend)."""
+    start = bisect.bisect_right(window["id"], cursor)
+    return {k: v[start:] for k, v in window.items()}
+
+
+def _grouped(rows: list[tuple]) -> dict[str, dict[str, list]]:
+    from .data import group_rows  # data imports this module
+
+    return group_rows(rows)
+
+
+def _plain(row: dict) -> dict:
+    """A store row as plain JSON types (the cache stores nothing else)."""
+    return {str(k): v for k, v in row.items()}

@@ -1,0 +1,259 @@
+"""What a Training-page viewer costs: one timer, one callback, polls with nothing new answered from the shared
+run heads (dashboard/live_heads.py, dashboard/training_tick.py) without touching the store."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from flask_caching import Cache
+from flask import Flask
+
+from backend.spec import RunSpec
+from backend.store import RunStore
+from dashboard import ids, live_heads
+from dashboard.live_heads import RunHeads
+from dashboard.app import create_app
+from dashboard.data import DashboardData
+from dashboard.safe_cache import SafeFileSystemCache  # noqa: F401 - the type the app configures
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
+ROWS = ("train/loss", "train/acc")
+
+
+def _log(store: RunStore, run_id: str, step: int) -> None:
+    store.log_scalars(run_id, [(n, step, 1.0 / step, time.time()) for n in ROWS], step=step)
+
+
+class CountingStore:
+    """A RunStore whose reads are counted (and can be made to fail)."""
+
+    def __init__(self, store: RunStore):
+        self._store, self.calls, self.fail = store, [], False
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            if self.fail:
+                raise AssertionError(f"the store was read: {name}")
+            return attr(*args, **kwargs)
+        return counted
+
+
+class Page:
+    """One Training page over HTTP: the live callback's body from /_dash-dependencies, answers carried forward."""
+
+    def __init__(self, client, run_id: str):
+        self.client = client
+        deps = client.get("/_dash-dependencies", environ_base=LOCAL).get_json()
+        self.dep = next(d for d in deps if f"{ids.TRAIN_STATE}.data" in d["output"])
+        self.outputs = [dict(zip(("id", "property"), o.rsplit(".", 1)))
+                        for o in self.dep["output"].strip(".").split("...")]
+        self.values = {(ids.TRAIN_RUNS, "value"): [run_id], (ids.TRAIN_SMOOTHING, "value"): 0.6}
+        self.n = 0
+
+    def poll(self, changed: str = f"{ids.TRAIN_INTERVAL}.n_intervals"):
+        from bench._faults_poll import PATCH_KEY, apply_patch
+
+        self.n += 1
+        value = lambda d: self.n if d["property"] == "n_intervals" else self.values.get((d["id"], d["property"]))  # noqa: E731
+        body = {"output": self.dep["output"], "outputs": self.outputs,
+                "inputs": [{**d, "value": value(d)} for d in self.dep["inputs"]],
+                "state": [{**d, "value": value(d)} for d in self.dep["state"]], "changedPropIds": [changed]}
+        answer = self.client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
+                                  environ_base=LOCAL)
+        assert answer.status_code in (200, 204), answer.get_data(as_text=True)[:500]
+        if answer.status_code == 204:
+            return None
+        response = answer.get_json()["response"]
+        for cid, props in response.items():
+            for prop, v in props.items():
+                if (cid, prop) in {(d["id"], d["property"]) for d in self.dep["inputs"] + self.dep["state"]}:
+                    old = self.values.get((cid, prop))
+                    self.values[(cid, prop)] = apply_patch(old, v) if isinstance(v, dict) and v.get(PATCH_KEY) else v
+        return response
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.05)
+    monkeypatch.setattr(live_heads, "RUNS_MAX_AGE_S", live_heads.RUNS_MAX_AGE_S)  # restored after the test
+    app = create_app(tmp_path / "data")
+    store = RunStore(tmp_path / "data")
+    run_id = store.create_run("viewers", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    for step in range(1, 30):
+        _log(store, run_id, step)
+    return app, store, run_id
+
+
+def test_vc001_one_timer_drives_curves_status_and_samples(served):
+    app, _store, _run_id = served
+    deps = app.server.test_client().get("/_dash-dependencies", environ_base=LOCAL).get_json()
+    timed = [d for d in deps if any(i["property"] == "n_intervals" and i["id"].startswith("train-")
+                                    for i in d["inputs"])]
+    assert len(timed) == 1, [d["output"] for d in timed]
+    for part in (f"{ids.TRAIN_STATE}.data", f"{ids.TRAIN_STATUS}.children", "train-samples-body.children"):
+        assert part in timed[0]["output"]
+
+
+def test_vc002_a_poll_with_nothing_new_reads_nothing(served):
+    app, store, run_id = served
+    data = app.server.extensions["deepscope"].data
+    counting = CountingStore(data.store)
+    data.store = counting
+    page = Page(app.server.test_client(), run_id)
+    first = page.poll(f"{ids.TRAIN_RUNS}.value")
+    assert "figure" in first[ids.graph_id("loss")] and "viewers" in json.dumps(first[ids.TRAIN_STATUS])
+    time.sleep(0.1)
+    _log(store, run_id, 30)
+    time.sleep(0.1)
+    streamed = page.poll()
+    assert streamed is not None and streamed[ids.graph_id("loss")]["figure"].get("__dash_patch_update")
+    assert page.values[(ids.TRAIN_STATE, "data")]["cursors"][run_id] == store.scalars_after(run_id, 0)[1]
+    live_heads.HEAD_MAX_AGE_S = live_heads.RUNS_MAX_AGE_S = 60.0  # the heads stay fresh from here on
+    page.poll()  # takes up what came between (the samples card's first answer, the status)
+    counting.fail = True
+    assert page.poll() is None  # 204: nothing new, answered from the head
+    assert page.poll() is None
+
+
+def test_vc003_viewers_share_one_head_refresh_and_its_rows(served):
+    app, store, run_id = served
+    data = app.server.extensions["deepscope"].data
+    pages = [Page(app.server.test_client(), run_id) for _ in range(5)]
+    for page in pages:
+        page.poll(f"{ids.TRAIN_RUNS}.value")
+    time.sleep(0.1)
+    _log(store, run_id, 30)
+    _log(store, run_id, 31)
+    counting = CountingStore(data.store)
+    data.store = counting
+    answers = [pages[0].poll()]  # its head is older than HEAD_MAX_AGE_S: refreshed
+    live_heads.HEAD_MAX_AGE_S = 60.0  # the other four take that head
+    answers += [page.poll() for page in pages[1:]]
+    assert all(a is not None and ids.graph_id("loss") in a for a in answers)
+    assert counting.calls.count("get_run") <= 1 and counting.calls.count("scalars_after") <= 1, counting.calls
+    extends = [op for op in answers[-1][ids.graph_id("loss")]["figure"]["operations"] if op["operation"] == "Extend"]
+    assert [30, 31] in [op["params"]["value"] for op in extends]
+
+
+def test_vc004_heads_survive_a_failing_cache(tmp_path):
+    """A cache that raises: heads are kept in the process, the store is read, nothing fails."""
+    class Broken:
+        def get(self, key):
+            raise ConnectionError("redis is gone")
+
+        def set(self, *a, **k):
+            raise ConnectionError("redis is gone")
+
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    data = DashboardData(store, Broken())
+    head = data.heads.heads([run_id])[run_id]
+    assert head["cursor"] == store.scalars_after(run_id, 0)[1] and head["run"]["id"] == run_id
+    _log(store, run_id, 2)
+    time.sleep(live_heads.HEAD_MAX_AGE_S + 0.05)
+    newer = data.heads.heads([run_id])[run_id]
+    rows, cursor = data.heads.rows_between(run_id, head["cursor"], newer)
+    assert rows["train/loss"]["x"] == [2] and cursor == newer["cursor"]
+
+
+def test_vc005_heads_are_shared_through_the_cache_between_workers(tmp_path, monkeypatch):
+    """Two DashboardData on one cache folder (two gunicorn workers): the second takes the first's head."""
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 30.0)
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    config = {"CACHE_TYPE": "dashboard.safe_cache.SafeFileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
+    workers = [DashboardData(store, Cache(Flask(f"w{i}"), config=config)) for i in range(2)]
+    head = workers[0].heads.heads([run_id])[run_id]
+    counting = CountingStore(store)
+    workers[1].store = counting
+    assert workers[1].heads.heads([run_id])[run_id]["cursor"] == head["cursor"]
+    assert counting.calls == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_vc006_viewers_bench_quick():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "viewers.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("viewers", "requests_per_viewer_s", "p50_ms", "p95_ms", "errors", "train_slowdown"):
+        assert key in result, key
+    assert result["viewers"] == 5 and result["errors"] == 0 and math.isfinite(result["p95_ms"])
+    assert result["requests_per_viewer_s"] <= 1.3  # one timer, one request per tick
+
+
+def test_vc007_a_page_several_heads_behind_takes_its_rows_from_the_head(tmp_path, monkeypatch):
+    """The head carries its last WINDOW_S seconds of rows: a page that polled a few refreshes ago needs no query."""
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    data = DashboardData(store, None)
+    behind = data.heads.heads([run_id])[run_id]["cursor"]
+    for step in (2, 3, 4):
+        _log(store, run_id, step)
+        head = data.heads.heads([run_id])[run_id]
+    counting = CountingStore(store)
+    data.store = counting
+    rows, cursor = data.heads.rows_between(run_id, behind, head)
+    assert rows["train/loss"]["x"] == [2, 3, 4] and rows["train/acc"]["y"] == [0.5, 0.333333, 0.25]
+    assert cursor == head["cursor"] and counting.calls == []
+    rows, _ = data.heads.rows_between(run_id, 0, head)  # before the window: one store query
+    assert rows["train/loss"]["x"] == [1, 2, 3, 4] and counting.calls == ["scalars_after"]
+
+
+def test_vc008_a_lone_worker_writes_its_heads_to_the_cache_seldom(tmp_path, monkeypatch):
+    """No other worker wrote a head: refreshes stay in the process (one shared write per LONE_WRITE_S);
+    once another worker's head is read, every refresh is shared."""
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    config = {"CACHE_TYPE": "dashboard.safe_cache.SafeFileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
+    caches = [Cache(Flask(f"w{i}"), config=config) for i in range(2)]
+    writes = []
+    monkeypatch.setattr(SafeFileSystemCache, "set", lambda self, key, *a, _set=SafeFileSystemCache.set, **k:
+                        (writes.append(key), _set(self, key, *a, **k))[1])
+    lone = DashboardData(store, caches[0])
+    for step in range(2, 7):
+        _log(store, run_id, step)
+        lone.heads.heads([run_id])
+    assert sum(f"head:{run_id}" in k for k in writes) == 1
+    other = DashboardData(store, caches[1])
+    other.heads.heads([run_id])  # reads the lone worker's head, then shares its own
+    lone.heads.heads([run_id])   # reads the other's: from now on it shares every refresh too
+    writes.clear()
+    for step in range(7, 10):
+        _log(store, run_id, step)
+        lone.heads.heads([run_id])
+    assert sum(f"head:{run_id}" in k for k in writes) == 3
+
+
+def test_vc009_a_malformed_cached_head_is_ignored(tmp_path, monkeypatch):
+    """A head in the cache that this module did not write (wrong shape) is a miss, not an error."""
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 30.0)
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    config = {"CACHE_TYPE": "dashboard.safe_cache.SafeFileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
+    data = DashboardData(store, Cache(Flask("w"), config=config))
+    for junk in ({"at": time.time(), "run": {"id": run_id}, "cursor": "x"},
+                 {"at": time.time(), "run": {"id": run_id}, "cursor": 1, "marks": [[1]], "rows": {}}, [1, 2], "head"):
+        data.cache_set(f"head:{run_id}", junk, 60)
+        head = RunHeads(data).heads([run_id])[run_id]
+        assert head["cursor"] == store.scalars_after(run_id, 0)[1]
