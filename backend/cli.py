@@ -465,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a service's heartbeat file is fresh (default file: $DEEPSCOPE_HEARTBEAT)")
     p.add_argument("--max-age", type=float, default=30.0, help="seconds a heartbeat stays fresh")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the URL or the store")
+    from . import export
+
+    export.add_parser(sub, common)
     p = sub.add_parser("auth", help="accounts for `serve --auth`: add NAME --role viewer|operator, remove, list")
     p.add_argument("action", choices=["add", "remove", "list"])
     p.add_argument("name", nargs="?", default="")
@@ -494,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_import_lstmvis(args)
     if args.command == "auth":
         return cmd_auth(args)
+    if args.command == "export":
+        from .export import cmd_export
+
+        return cmd_export(args, _store(args))
     return cmd_serve(args, start_demo=args.command == "demo")
 
 
