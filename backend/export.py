@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -69,23 +70,43 @@ def check_request(store: RunStore, run_id: str, fmt: str, series: Iterable[str] 
     return list(series)
 
 
+def metric_chunks(store: RunStore, run_id: str, fmt: str = "csv",
+                  series: Iterable[str] | None = None) -> Iterator[str]:
+    """The export as text chunks of about :data:`PAGE` rows each (the first one the CSV header), for a
+    file or an HTTP response that streams. Values keep full float precision (``repr``); NaN and
+    infinities are written as ``nan``/``inf`` (CSV) or ``null`` (JSON). Checks the request first."""
+    chosen = check_request(store, run_id, fmt, series)
+    return (text for text, _rows in _chunks(store, run_id, fmt, chosen))
+
+
+def _chunks(store: RunStore, run_id: str, fmt: str, chosen: list[str] | None) -> Iterator[tuple[str, int]]:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(COLUMNS)
+    n = 0
+    for name, step, value, wall in metric_rows(store, run_id, chosen):
+        if fmt == "csv":
+            writer.writerow((name, step, repr(value), repr(wall)))
+        else:
+            buf.write(json.dumps({"name": name, "step": step, "value": value if math.isfinite(value) else None,
+                                  "wall_time": wall}) + "\n")
+        n += 1
+        if n % PAGE == 0:
+            yield buf.getvalue(), PAGE
+            buf.seek(0)
+            buf.truncate()
+    if buf.tell():
+        yield buf.getvalue(), n % PAGE
+
+
 def write_metrics(store: RunStore, run_id: str, out: IO[str], fmt: str = "csv",
                   series: Iterable[str] | None = None) -> int:
-    """Write the run's points to the text stream ``out``; returns how many. Values keep full float
-    precision (``repr``); NaN and infinities are written as ``nan``/``inf`` (CSV) or ``null`` (JSON)."""
-    chosen = check_request(store, run_id, fmt, series)
+    """Write the run's points to the text stream ``out`` (see :func:`metric_chunks`); returns how many."""
     n = 0
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for name, step, value, wall in metric_rows(store, run_id, chosen):
-            writer.writerow((name, step, repr(value), repr(wall)))
-            n += 1
-        return n
-    for name, step, value, wall in metric_rows(store, run_id, chosen):
-        out.write(json.dumps({"name": name, "step": step, "value": value if math.isfinite(value) else None,
-                              "wall_time": wall}) + "\n")
-        n += 1
+    for text, rows in _chunks(store, run_id, fmt, check_request(store, run_id, fmt, series)):
+        out.write(text)
+        n += rows
     return n
 
 
@@ -124,7 +145,7 @@ def write_snapshots(store: RunStore, run_id: str, folder: Path) -> dict:
                         "meta": snap.get("meta") or {}})
     manifest = {"run": {k: run.get(k) for k in ("id", "name", "task", "status", "step", "source")},
                 "spec": run.get("spec"), "snapshots": entries,
-                "read_with": "numpy.load(file) (no pickles: allow_pickle stays False)"}
+                "read_with": "numpy.load(path, allow_pickle=False)"}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
     return manifest
 

@@ -125,3 +125,41 @@ def test_ex005_write_metrics_streams_pages(store):
     finally:
         export.PAGE = old
     assert pages and set(pages) == {25} and len(pages) >= len(rows) // 25
+
+
+def test_ex006_the_dashboard_streams_the_download_and_refuses_junk(store):
+    from dashboard.app import create_app
+    from dashboard.export_route import export_href
+
+    run_id, rows = _run_with_points(store)
+    client = create_app(store.data_dir).server.test_client()
+    got = client.get(export_href(run_id, "csv", ["val/acc"]))
+    assert got.status_code == 200 and got.is_streamed
+    assert got.headers["Content-Disposition"] == f'attachment; filename="{run_id}-metrics.csv"'
+    lines = got.get_data(as_text=True).splitlines()
+    assert lines[0] == "name,step,value,wall_time" and len(lines) == 1 + sum(1 for r in rows if r[0] == "val/acc")
+    got = client.get(export_href(run_id, "jsonl"))
+    assert got.status_code == 200 and len(got.get_data(as_text=True).splitlines()) == len(rows)
+    for url, status, says in ((export_href("nope0000"), 404, "no run with id"),
+                              (export_href(run_id, "xlsx"), 400, "format must be one of csv, jsonl"),
+                              (export_href(run_id, series=["no/such"]), 400, "has no series 'no/such'"),
+                              ("/_deepscope/export/a%20b;rm", 400, "is not a run id")):
+        answer = client.get(url)
+        assert answer.status_code == status and says in answer.get_data(as_text=True), (url, answer.status_code)
+
+
+def test_ex007_the_runs_table_links_each_runs_download():
+    from dashboard.runs_table import run_row, runs_table
+
+    row = run_row({"id": "a1b2c3d4e5", "name": "r", "status": "completed", "step": 10}, {})
+    links = [c for c in _walk(runs_table([row], set())) if getattr(c, "download", None)]
+    assert [c.href for c in links] == ["/_deepscope/export/a1b2c3d4e5?format=csv",
+                                       "/_deepscope/export/a1b2c3d4e5?format=jsonl"]
+
+
+def _walk(node):
+    yield node
+    children = getattr(node, "children", None)
+    for child in children if isinstance(children, list) else [children] if children is not None else []:
+        if hasattr(child, "to_plotly_json"):
+            yield from _walk(child)
