@@ -10,7 +10,7 @@ from .components import format_params, format_time, status_badge
 from .export_route import export_href
 from .inputs import MAX_ITEMS, MAX_RUNS, as_list, as_run_ids
 
-COLUMNS = ("", "Name", "Id", "Task", "Model", "Status", "Step", "Created", "Params", "Metrics")
+COLUMNS = ("", "Name", "Id", "Task", "Model", "Status", "Step", "Created", "Params", "Download")
 
 
 def run_row(run: dict, summary: dict) -> dict:
