@@ -30,7 +30,7 @@ from dashboard.inputs import (MAX_INDEX, Query, as_choice, as_dict, as_flags, as
                               as_run_id, as_steps, as_str, option_values, trigger_id, trigger_prop)
 from dashboard import hidden_panels
 from dashboard.hidden_panels import HS_MATCH_ON, HS_MATCH_ON_ROW
-from dashboard.hidden_select import MATCH_LABELS, read_payload, render_select
+from dashboard.hidden_select import MATCH_LABELS, read_payload, render_select, suggest_for
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
 from dashboard.hidden_view import BOTH, DIRECTIONS, MATCH_ON, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS, View, \
     window_start, default_dir, dir_options, gate_options, layer_options, parse_view, resolve_dir, run_directions, \
@@ -110,6 +110,8 @@ def layout(**query) -> html.Div:
         dcc.Store(id=ids.HS_STEPS), dcc.Store(id=ids.HS_SELECTED), dcc.Store(id=ids.HS_MATCH_DATA),
         dcc.Store(id=ids.HS_VIEW), dcc.Store(id=ids.HS_URL_SYNC), dcc.Store(id=ids.HS_HOVER_SYNC),
         dcc.Store(id="hs-initial-step", data=view.step),
+        # a threshold in the URL is the person's: a brush then keeps it instead of suggesting one
+        dcc.Store(id=ids.HS_THR_USER, data="thr" in query), dcc.Store(id=ids.HS_THR_SUGGESTED),
         dcc.Interval(id=ids.HS_INTERVAL, interval=max(2000, 4 * context.poll_ms)),
     ], className="hidden-page")
 
@@ -267,25 +269,51 @@ def _default_choices(track_opts, gate_opts, track, gate):
 
 # -- brushing, threshold dragging and navigation ---------------------------------------------
 @callback(Output(ids.HS_SEL_START, "value"), Output(ids.HS_SEL_STOP, "value"), Output(ids.HS_THRESHOLD, "value"),
+          Output(ids.HS_THR_SUGGESTED, "data"), Output(ids.HS_THR_USER, "data"),
           Input(ids.HS_TRACES, "selectedData"), Input(ids.HS_TRACES, "relayoutData"), Input(ids.HS_CLEAR, "n_clicks"),
-          State(ids.HS_DIR, "value"), prevent_initial_call=True)
-def _brush(selected, relayout, _clear, direction):
-    """A brush (in either panel when side by side: the same tokens) sets the range; a dragged line the threshold."""
+          State(ids.HS_DIR, "value"), State(ids.HS_THR_USER, "data"), State(ids.HS_RUN, "value"),
+          State(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"), State(ids.HS_LAYER, "value"),
+          State(ids.HS_STATE, "value"), State(ids.HS_OFF_BEFORE, "value"), State(ids.HS_OFF_AFTER, "value"),
+          prevent_initial_call=True)
+def _brush(selected, relayout, _clear, direction, user_thr, run_id, index, steps, layer, state, ob, oa):
+    """A brush (in either panel when side by side: the same tokens) sets the range, and the suggested threshold
+    unless the person has set one; a dragged line sets the threshold (theirs from then on)."""
     if trigger_id() == ids.HS_CLEAR:
-        return None, None, no_update
+        return None, None, no_update, no_update, no_update
     if trigger_prop().endswith("relayoutData"):
         relayout = as_dict(relayout, {}, 1000)
         lines = (0, 1) if direction == BOTH else (0,)  # the threshold lines come first (then the brushed bands)
         y = next((relayout[f"shapes[{i}].y0"] for i in lines if f"shapes[{i}].y0" in relayout), None)
         y = as_float(y)
-        return no_update, no_update, f"{y:.3g}" if y is not None else no_update
+        return (no_update, no_update, f"{y:.3g}", None, True) if y is not None else (no_update,) * 5
     ranges = as_dict(as_dict(selected, {}).get("range"), {})
     rng = next((v for k, v in ranges.items() if isinstance(k, str) and k.startswith("x")), None)
     rng = as_list_of(rng, lambda x: as_float(x, None, -1.0, float(MAX_INDEX)), 2)
     if len(rng) != 2:
-        return no_update, no_update, no_update
+        return (no_update,) * 5
     start, stop = int(np.ceil(min(rng))), int(np.floor(max(rng))) + 1  # tokens whose centre is inside
-    return (start, stop, no_update) if stop > start else (no_update, no_update, no_update)
+    if stop <= start:
+        return (no_update,) * 5
+    if user_thr is True:
+        return start, stop, no_update, None, no_update
+    view = View(run=as_run_id(run_id), layer=as_int(layer, 0, 0, MAX_LAYER), dir=as_choice(direction, DIRECTIONS, "fwd"),
+                state=as_str(state, STATE_LEN) or "h", sel=(start, stop), ob=as_int(ob, 0, 0, 50),
+                oa=as_int(oa, 0, 0, 50))
+    try:
+        snap, _ = current().data.hidden.open(view.run, step_at(as_steps(steps), as_int(index, 0, 0, MAX_INDEX)))
+        thr = suggest_for(current().data.hidden, snap, view)
+    except (ViewError, StoreError):  # the Select view says what is wrong
+        thr = None
+    if thr is None:
+        return start, stop, no_update, None, no_update
+    return start, stop, f"{thr:g}", {"thr": f"{thr:g}", "sel": [start, stop]}, no_update
+
+
+@callback(Output(ids.HS_THR_USER, "data", allow_duplicate=True), Input(ids.HS_THRESHOLD, "n_submit"),
+          Input(ids.HS_THRESHOLD, "n_blur"), prevent_initial_call=True)
+def _threshold_typed(_submit, _blur):
+    """A typed threshold is the person's: later brushes keep it instead of suggesting one."""
+    return True
 
 
 @callback(Output(ids.HS_POS, "value"), Output(ids.HS_SEL_START, "value", allow_duplicate=True),
@@ -348,9 +376,9 @@ def parse_threshold(text) -> float | None:
           Input(ids.HS_POS, "value"), Input(ids.HS_THRESHOLD, "value"), Input(ids.HS_SEL_START, "value"),
           Input(ids.HS_SEL_STOP, "value"), Input(ids.HS_OFF_BEFORE, "value"), Input(ids.HS_OFF_AFTER, "value"),
           Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"),
-          Input(HS_MATCH_ON, "value"), State(ids.HS_FOLLOW, "value"))
+          Input(HS_MATCH_ON, "value"), State(ids.HS_FOLLOW, "value"), State(ids.HS_THR_SUGGESTED, "data"))
 def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s0, s1, ob, oa, track, gate, win,
-                 match_on, follow):
+                 match_on, follow, suggested):
     run_id, steps, index = as_run_id(run_id), as_steps(steps, []), as_int(index, 0, 0, MAX_INDEX)
     s0, s1 = as_int(s0, None, 0, MAX_INDEX), as_int(s1, None, 0, MAX_INDEX)
     step = step_at(steps, index)
@@ -390,7 +418,9 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
     if view.pos != x0:
         parts.append(alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
                            f"showing its last {view.win} tokens.", "warning"))
-    fig, strip, selection, payload = render_select(hidden, snap, view, thr, x0)
+    suggested = as_dict(suggested, {}, 4)
+    is_suggested = suggested.get("thr") == thr_text and suggested.get("sel") == [s0, s1]
+    fig, strip, selection, payload = render_select(hidden, snap, view, thr, x0, suggested=is_suggested)
     return fig, strip, parts + selection, payload, view.to_query(), info
 
 
