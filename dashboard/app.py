@@ -24,6 +24,7 @@ from backend.store import RunStore
 from . import ids
 from .context import EXTENSION, DashboardContext
 from .data import DashboardData
+from .export_route import register_export
 from .health import register_health
 from .login import register_login
 from .security import SecurityConfig, current_user, install_guard, security_from_env
@@ -99,6 +100,7 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
     app.layout = _shell
     _register_nav_callback(app)
     register_health(app.server)
+    register_export(app.server, lambda: data.store)
     finish_dash_setup(app)
     return app
 

@@ -11,6 +11,7 @@ Example::
     hs = HiddenStates(store)                                  # or DashboardData(...).hidden (cached)
     snap = hs.open(run_id)                                    # newest snapshot
     sel = hs.select(snap, "l0.fwd.c", 500, 505, threshold=0.3)
+    hint = hs.suggest(snap, {"l0.fwd.h": (1, 0)}, 500, 505)   # Suggestion(threshold=0.21, cells=3, ...)
     found = hs.match(run_id, snap, "l0.fwd.c", sel.cells, 0.3, query_len=5)
     both = hs.match_groups(run_id, snap, [("l0.fwd.c", [3]), ("l0.bwd.c", [7])], 0.3, query_len=5)
 """
@@ -23,8 +24,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backend.analysis.cells import (Candidates, SelectionError, candidate_ranges, extra_cells, rank_candidates,
-                                    select_cells)
+from backend.analysis.cells import (Brushed, Candidates, SelectionError, Suggestion, candidate_ranges, extra_cells,
+                                    rank_candidates, select_cells, suggest_threshold)
 from backend.store import RunStore, StoreError
 from backend.store.hidden import KIND, TRACK_KIND, HiddenSnapshot, SnapshotUnavailable
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 N_MATCHES = 50
 EXTRA_CANDIDATES = 500  # candidates whose extra cells are counted (each is one small read)
 CONTEXT = 4             # tokens shown around a match
+SUGGEST_CONTEXT = 40    # tokens each side of a brushed range that the suggested threshold keeps the cells off
 SNAPSHOTS_TTL = 1
 RESULT_TTL = 600
 MAX_SEARCH_TOKENS = 5_000_000
@@ -127,6 +129,18 @@ class HiddenStates:
         w0, w1 = window or (start, stop)
         on = snap.window(key, w0, w1)[:, cells] > threshold if len(cells) else np.zeros((w1 - w0, 0), bool)
         return Selection(start, stop, cells.tolist(), on.sum(axis=1))
+
+    def suggest(self, snap: HiddenSnapshot, margins: dict[str, tuple[int, int]], start: int, stop: int,
+                context: int = SUGGEST_CONTEXT) -> Suggestion | None:
+        """The threshold at which the cells selected for ``[start, stop)`` are most off in the ``context``
+        tokens around it (see backend.analysis.cells.suggest_threshold); ``margins`` maps each state key
+        to its (off before, off after) tokens, left and right. None: no threshold >= 0 selects a cell."""
+        n = snap.n_tokens
+        if not 0 <= start < stop <= n:
+            return None
+        lo, hi = max(0, start - context), min(n, stop + context)
+        groups = [Brushed(snap.window(key, lo, hi), start - lo, stop - lo, ob, oa) for key, (ob, oa) in margins.items()]
+        return suggest_threshold(groups)
 
     # -- match ----------------------------------------------------------------------
     def match(self, run_id: str, snap: HiddenSnapshot, key: str, cells: list[int], threshold: float,

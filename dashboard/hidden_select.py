@@ -11,8 +11,12 @@ order*: to the left for forward, to the right for backward (which reads right to
 so a backward cell that switches on where the phrase starts (its right end) is selected.
 The Match view searches the cells of the direction(s) ``view.match`` names.
 
+A new brush gets a suggested threshold (:func:`suggest_for`) unless the person has set one;
+when a selection is empty, :func:`advice` says what would select cells, computed for the range.
+
 Example::
 
+    thr = suggest_for(hidden, snap, view)          # e.g. 0.21, or None
     fig, strip, parts, payload = render_select(hidden, snap, view, thr=0.3, x0=500)
 """
 from __future__ import annotations
@@ -43,7 +47,39 @@ def margins(direction: str, off_before: int, off_after: int) -> tuple[int, int]:
     return (off_after, off_before) if direction == "bwd" else (off_before, off_after)
 
 
-def render_select(hidden: HiddenStates, snap, view: View, thr: float, x0: int):
+def _margins_of(view: View, state: str | None = None, ob: int | None = None) -> dict[str, tuple[int, int]]:
+    ob = view.ob if ob is None else ob
+    return {f"l{view.layer}.{d}.{state or view.state}": margins(d, ob, view.oa) for d in view.directions}
+
+
+def suggest_for(hidden: HiddenStates, snap, view: View) -> float | None:
+    """The threshold suggested for the view's brushed range (one for all directions shown), or None."""
+    if view.sel is None or not all(snap.has(k) for k in view.keys):
+        return None
+    hint = hidden.suggest(snap, _margins_of(view), *view.sel)
+    return None if hint is None else hint.threshold
+
+
+def advice(hidden: HiddenStates, snap, view: View, thr: float) -> str:
+    """What would select cells for the brushed range, computed: the suggested threshold, then off before 0,
+    then the other of h and c (each at its own suggested threshold)."""
+    other = {"h": "c", "c": "h"}.get(view.state)
+    tries = [(view.state, view.ob, "")]
+    if view.ob:
+        tries.append((view.state, 0, "with “off before” 0, "))
+    if other and all(snap.has(k.replace(f".{view.state}", f".{other}")) for k in view.keys):
+        tries.append((other, view.ob, f"in the {state_label(other)} state (State: {other}), "))
+    for state, ob, how in tries:
+        hint = hidden.suggest(snap, _margins_of(view, state, ob), *view.sel)
+        if hint is not None and not (state == view.state and ob == view.ob and hint.threshold == thr):
+            n = f"{hint.cells} cell{'s' if hint.cells != 1 else ''}"
+            return (f"Try {how}threshold {hint.threshold:g}: {n} {'are' if hint.cells != 1 else 'is'} on over the "
+                    f"whole range there and off around it ({hint.contrast:.0%} of the 40 tokens each side).")
+    return ("No cell stays above 0 over the whole range in h or c: brush a shorter range, e.g. the first few "
+            "tokens of it.")
+
+
+def render_select(hidden: HiddenStates, snap, view: View, thr: float, x0: int, suggested: bool = False):
     """(figure, token strip, summary parts, match payload or None) of the Select view."""
     dirs = view.directions
     key = {d: f"l{view.layer}.{d}.{view.state}" for d in dirs}
@@ -65,7 +101,9 @@ def render_select(hidden: HiddenStates, snap, view: View, thr: float, x0: int):
             except ViewError as exc:  # the range itself is wrong: the same for every direction, said once
                 parts.append(alert(str(exc), "warning"))
                 break
-            parts.append(_summary_line(d, selections[d], text, view, thr, side=len(dirs) > 1))
+            parts.append(_summary_line(d, selections[d], text, view, thr, side=len(dirs) > 1, suggested=suggested))
+        if parts and not any(s.cells for s in selections.values()) and len(selections) == len(dirs):
+            parts.append(html.P(advice(hidden, snap, view, thr), className="hint hs-advice"))
     if len(dirs) > 1:
         parts.append(html.P(SIDE_NOTE, className="muted side-note"))
     cells = {d: s.cells for d, s in selections.items()}
@@ -89,7 +127,7 @@ def _strip(tokens, x0, sel: Selection | None, n: int, brushed):
     return token_strip(tokens, x0, on, len(sel.cells) if sel is not None else 0, brushed)
 
 
-def _summary_line(d: str, sel: Selection, text: str, view: View, thr: float, side: bool):
+def _summary_line(d: str, sel: Selection, text: str, view: View, thr: float, side: bool, suggested: bool = False):
     """One direction's selection in words (the single-direction wording is unchanged from before)."""
     lead = [html.Strong(f"{DIR_NAMES[d].capitalize()}: ")] if side else []
     if d == "bwd":
@@ -97,13 +135,13 @@ def _summary_line(d: str, sel: Selection, text: str, view: View, thr: float, sid
                    "the right): ")
     else:
         outside = f" and below it {view.ob} before / {view.oa} after: "
+    thr_text = f"{thr:g} (suggested for this range: type a threshold to use your own)" if suggested else f"{thr:g}"
     if not sel.cells:
         who = "no" if side else "No"
-        return alert(lead + [f"{who} cell is above {thr:g} at every token of “{visible(text)}” and below it just "
-                             "outside. Lower the threshold, brush a shorter range, or set the off margins to 0."],
-                     "warning")
+        return alert(lead + [f"{who} cell is above {thr_text} at every token of “{visible(text)}” and below it "
+                             "just outside."], "warning")
     shown = ", ".join(map(str, sel.cells[:40])) + (" …" if len(sel.cells) > 40 else "")
-    return html.P(lead + [html.Strong(f"{len(sel.cells)} cells"), f" are above {thr:g} at every token of ",
+    return html.P(lead + [html.Strong(f"{len(sel.cells)} cells"), f" are above {thr_text} at every token of ",
                           html.Code(visible(text)), f" (tokens {view.sel[0]:,}–{view.sel[1] - 1:,})" + outside,
                           html.Span(shown, className="mono")], className=f"sel-line sel-{d}")
 

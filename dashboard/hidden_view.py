@@ -21,7 +21,9 @@ from backend.probes.states import GATE_NAMES, GATES
 from dashboard.inputs import MAX_INDEX, Query, as_int
 
 WINDOWS = (40, 80, 160, 320)  # tokens the Select view can show ("zoom")
-DEFAULT_THRESHOLD = 0.3
+DEFAULT_THRESHOLD = 0.3   # until a range is brushed; a brush then suggests one (docs/hidden.md "Defaults")
+DEFAULT_STATE = "h"       # bounded (-1..1): one threshold means the same for every cell; c is not
+DEFAULT_OFF_BEFORE = 1
 BOTH = "both"
 DIRECTIONS = ("fwd", "bwd", BOTH)
 MATCH_ON = ("both", "fwd", "bwd")  # side by side: match forward and backward cells together, or one of them
@@ -34,11 +36,11 @@ class View:
     step: int | None = None      # None: follow the newest snapshot
     layer: int = 0
     dir: str | None = None       # None: the run's default (see default_dir)
-    state: str = "h"
+    state: str = DEFAULT_STATE
     pos: int = 0
     thr: float = DEFAULT_THRESHOLD
     sel: tuple[int, int] | None = None
-    ob: int = 1
+    ob: int = DEFAULT_OFF_BEFORE
     oa: int = 0
     track: str | None = None
     gate: str | None = None
@@ -83,7 +85,7 @@ def parse_view(query: Mapping[str, Any] | Query) -> View:
     v.step = q.int("step", None, 0, MAX_INDEX)
     v.layer = q.int("layer", 0, 0, MAX_LAYER)
     v.dir = q.choice("dir", DIRECTIONS, None)
-    v.state = q.str("state", "h", STATE_LEN)
+    v.state = q.str("state", DEFAULT_STATE, STATE_LEN)
     v.pos = q.int("pos", 0, 0, MAX_INDEX)
     v.thr = q.float("thr", DEFAULT_THRESHOLD)
     sel = q.str("sel", "", 40)
@@ -93,7 +95,7 @@ def parse_view(query: Mapping[str, Any] | Query) -> View:
         v.sel = (start, stop) if start >= 0 and stop > start else None
         if v.sel is None:
             q.note("sel", sel, "not a range like 500-505")
-    v.ob, v.oa = q.int("ob", 1, 0, 50), q.int("oa", 0, 0, 50)
+    v.ob, v.oa = q.int("ob", DEFAULT_OFF_BEFORE, 0, 50), q.int("oa", 0, 0, 50)
     v.track = q.str("track", None, NAME_LEN)
     v.gate = q.str("gate", None, NAME_LEN)
     win = q.int("win", 80, 1, 10_000)

@@ -7,9 +7,10 @@ from dash import dcc, html
 
 from . import ids
 from .components import format_params, format_time, status_badge
+from .export_route import export_href
 from .inputs import MAX_ITEMS, MAX_RUNS, as_list, as_run_ids
 
-COLUMNS = ("", "Name", "Id", "Task", "Model", "Status", "Step", "Created", "Params")
+COLUMNS = ("", "Name", "Id", "Task", "Model", "Status", "Step", "Created", "Params", "Download")
 
 
 def run_row(run: dict, summary: dict) -> dict:
@@ -42,6 +43,10 @@ def _row(row: dict, picked: bool) -> html.Tr:
         html.Td(status_badge(row["status"]), id={"type": ids.RUNS_STATUS_CELL, "index": rid}),
         html.Td(row["step"], id={"type": ids.RUNS_STEP_CELL, "index": rid}, className="num"),
         html.Td(row["created"], className="muted"), html.Td(row["params"], className="num"),
+        html.Td([html.A("CSV", href=export_href(rid, "csv"), download=f"{rid}-metrics.csv",
+                        title="every logged point of this run, full resolution"), " · ",
+                 html.A("JSONL", href=export_href(rid, "jsonl"), download=f"{rid}-metrics.jsonl",
+                        title="every logged point of this run as JSON Lines")], className="export-links"),
     ])
 
 

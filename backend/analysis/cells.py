@@ -12,9 +12,14 @@ is ranked (as LSTMVis does) by the number of selected cells on throughout it, th
 by the fewest extra cells (unselected cells also on throughout it), then by how close
 its length is to the brushed range's, then by position.
 
+Suggested threshold: the one at which the cells selected for a brushed range are most
+off around it (:func:`suggest_threshold`), so a first brush selects cells without a
+threshold chosen beforehand.
+
 Example::
 
     cells = select_cells(window, start=10, stop=15, threshold=0.3)
+    thr = suggest_threshold([Brushed(context_window, 40, 45, off_before=1)])
     found = candidate_ranges(columns_of_those_cells, threshold=0.3)
 """
 from __future__ import annotations
@@ -65,6 +70,65 @@ def select_cells(window: np.ndarray, start: int, stop: int, threshold: float,
     if len(after):
         keep &= ~after.any(axis=0)
     return np.flatnonzero(keep)
+
+
+SUGGEST_STEPS = 40  # thresholds tried between 0 and the highest value a cell keeps over the range
+
+
+@dataclass(frozen=True)
+class Brushed:
+    """One state's values around a brushed range: ``values`` is ``(tokens, cells)``, the range is
+    ``values[start:stop]``, the rest is context; margins in this state's reading order."""
+
+    values: np.ndarray
+    start: int
+    stop: int
+    off_before: int = 1
+    off_after: int = 0
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    threshold: float
+    cells: int        # cells selected at it, all groups together
+    contrast: float   # 1 - the share of context tokens at which those cells are on
+
+
+def suggest_threshold(groups: list[Brushed], steps: int = SUGGEST_STEPS) -> Suggestion | None:
+    """The threshold that best separates the brushed range from its context, or None when no
+    threshold >= 0 selects a cell (every cell dips to 0 or below somewhere in the range).
+
+    Tries ``steps`` thresholds from 0 up to the highest minimum a cell keeps over the range
+    (rounded to 2 significant digits). At each, the cells :func:`select_cells` picks (margins
+    included) are on throughout the range; the score is how rarely they are on in the context
+    (the tokens of ``values`` outside the range), i.e. the contrast inside vs outside. Ties go
+    to more cells. Several groups (both directions of a layer) share the one threshold.
+
+    >>> w = np.array([[0.0, 0.9], [0.6, 0.9], [0.7, 0.8], [0.0, 0.9]])   # cell 0 fires on tokens 1-2 only
+    >>> s = suggest_threshold([Brushed(w, 1, 3, off_before=1)])         # cell 1 is on before: never selected
+    >>> s.cells, s.contrast, s.threshold
+    (1, 1.0, 0.0)
+    """
+    f = [np.asarray(g.values, dtype=np.float32) for g in groups]
+    top = max((float(v[g.start:g.stop].min(axis=0).max()) for v, g in zip(f, groups) if g.stop > g.start),
+              default=0.0)
+    if not top > 0:
+        return None
+    grid = sorted({float(f"{t:.2g}") for t in np.linspace(0, top, steps, endpoint=False)})
+    best: Suggestion | None = None
+    for t in grid:
+        on, n = 0, 0
+        for v, g in zip(f, groups):
+            cells = select_cells(v, g.start, g.stop, t, g.off_before, g.off_after)
+            if len(cells):
+                ctx = np.concatenate([v[:g.start, cells], v[g.stop:, cells]])
+                on += int((ctx > t).sum()) / max(len(ctx), 1)
+                n += len(cells)
+        if n:
+            s = Suggestion(t, n, round(1 - on / n, 4))
+            if best is None or (s.contrast, s.cells) > (best.contrast, best.cells):
+                best = s
+    return best
 
 
 @dataclass(frozen=True)

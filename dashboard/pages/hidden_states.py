@@ -29,12 +29,12 @@ from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
 from dashboard.inputs import (MAX_INDEX, Query, as_choice, as_dict, as_flags, as_float, as_int, as_list, as_list_of,
                               as_run_id, as_steps, as_str, option_values, trigger_id, trigger_prop)
 from dashboard import hidden_panels
-from dashboard.hidden_panels import HS_MATCH_ON, HS_MATCH_ON_ROW
-from dashboard.hidden_select import MATCH_LABELS, read_payload, render_select
+from dashboard.hidden_layout import choices_of, match_on, navigation, toolbar, upload
+from dashboard.hidden_panels import HS_MATCH_ON
+from dashboard.hidden_select import read_payload, render_select, suggest_for
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
 from dashboard.hidden_view import BOTH, DIRECTIONS, MATCH_ON, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS, View, \
-    window_start, default_dir, dir_options, gate_options, layer_options, parse_view, resolve_dir, run_directions, \
-    state_label, state_options
+    default_dir, parse_view, resolve_dir, run_directions, state_label, window_start
 
 dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
 hidden_panels.register()  # here: Dash runs this module once per app, so every app gets the cards' callbacks
@@ -68,19 +68,19 @@ def layout(**query) -> html.Div:
     view.dir = resolve_dir(view.dir, directions)
     # the choices the run offers, from the start: a Dash 4 dropdown whose value is not among its options
     # (none yet) may clear it, and the URL's layer, direction, state, track or gate would be lost
-    choices = _choices(context, view.run, snaps[-1]["meta"] if snaps else {"directions": directions})
+    choices = choices_of(context, view.run, snaps[-1]["meta"] if snaps else {"directions": directions})
     options = [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in rec]
     if view.run in known and view.run not in {r["id"] for r in rec}:
         r = known[view.run]
         options.append({"label": f"{r['name']}  ({r['id']}, no recurrent layer)", "value": r["id"]})
     return html.Div([
         html.P(WHAT, className="page-intro"),
-        _toolbar(view, options, choices),
+        toolbar(view, options, choices),
         q.notice(),
         html.Div(id=ids.HS_NOTE, role="status"),
         html.Div(id=ids.HS_MESSAGE, role="status"),
         html.Section([
-            html.H3("Select"), html.P(HOW, className="muted"), _navigation(view),
+            html.H3("Select"), html.P(HOW, className="muted"), navigation(view),
             dcc.Graph(id=ids.HS_TRACES, config=GRAPH_CONFIG, className="panel"),
             html.Div(id=ids.HS_STRIP),
             html.Div(id=ids.HS_SELECTION, className="selection-summary"),
@@ -88,7 +88,7 @@ def layout(**query) -> html.Div:
         html.Section([html.H3("Match"), html.P("Places in the probe text where the selected cells are on together, "
                                                "ranked by cells in common, then fewest extra cells, then length. "
                                                "Click one to show it above.", className="muted"),
-                      _match_on(view), dcc.Loading(html.Div(id=ids.HS_MATCHES), type="dot")], className="card"),
+                      match_on(view), dcc.Loading(html.Div(id=ids.HS_MATCHES), type="dot")], className="card"),
         html.Div([
             html.Section([html.H3("Cell summary"),
                           html.Div([html.Label("Annotation", htmlFor=ids.HS_TRACK),
@@ -98,7 +98,7 @@ def layout(**query) -> html.Div:
                           html.P(id=ids.HS_SUMMARY_TEXT, className="summary-sentence"),
                           dcc.Graph(id=ids.HS_TOP_TRACE, config=PLAIN_CONFIG),
                           dcc.Graph(id=ids.HS_SUMMARY, config=PLAIN_CONFIG),
-                          _upload()], className="card"),
+                          upload()], className="card"),
             html.Section([html.H3("Gates"),
                           html.Div([html.Label("Gate", htmlFor=ids.HS_GATE),
                                     dcc.Dropdown(id=ids.HS_GATE, value=view.gate, options=choices["gate"],
@@ -110,89 +110,10 @@ def layout(**query) -> html.Div:
         dcc.Store(id=ids.HS_STEPS), dcc.Store(id=ids.HS_SELECTED), dcc.Store(id=ids.HS_MATCH_DATA),
         dcc.Store(id=ids.HS_VIEW), dcc.Store(id=ids.HS_URL_SYNC), dcc.Store(id=ids.HS_HOVER_SYNC),
         dcc.Store(id="hs-initial-step", data=view.step),
+        # a threshold in the URL is the person's: a brush then keeps it instead of suggesting one
+        dcc.Store(id=ids.HS_THR_USER, data="thr" in query), dcc.Store(id=ids.HS_THR_SUGGESTED),
         dcc.Interval(id=ids.HS_INTERVAL, interval=max(2000, 4 * context.poll_ms)),
     ], className="hidden-page")
-
-
-def _choices(context, run_id: str, meta: dict) -> dict[str, list[dict]]:
-    """Dropdown options of a snapshot's meta: layer, direction, state, track (with the user's own), gate."""
-    tracks = [{"label": t, "value": t} for t in meta.get("tracks", [])]
-    tracks += [{"label": f"{r['meta']['name']} (yours)", "value": r["meta"]["name"]}
-               for r in context.data.store.list_snapshots(run_id, "hidden-track")]
-    return {"layer": layer_options(meta), "dir": dir_options(meta), "state": state_options(meta), "track": tracks,
-            "gate": gate_options(meta)}
-
-
-def _toolbar(view: View, options: list[dict], choices: dict[str, list[dict]]) -> html.Div:
-    def field(label, cid, comp):
-        return html.Div([html.Label(label, htmlFor=cid), comp], className="field")
-    return html.Div([
-        field("Run", ids.HS_RUN, dcc.Dropdown(id=ids.HS_RUN, options=options, value=view.run, clearable=False)),
-        field("Layer", ids.HS_LAYER, dcc.Dropdown(id=ids.HS_LAYER, value=view.layer, options=choices["layer"],
-                                                  clearable=False)),
-        field("Direction", ids.HS_DIR, dcc.Dropdown(id=ids.HS_DIR, value=view.dir, options=choices["dir"],
-                                                    clearable=False)),
-        field("State", ids.HS_STATE, dcc.Dropdown(id=ids.HS_STATE, value=view.state, options=choices["state"],
-                                                  clearable=False)),
-        # text, parsed here: a number input ignores a typed value equal to its last typed one, even
-        # after the dragged line changed it (Dash 4.4); and "abc" deserves a message, not None
-        field("Threshold", ids.HS_THRESHOLD, dcc.Input(id=ids.HS_THRESHOLD, type="text", value=f"{view.thr:g}",
-                                                       inputMode="decimal", debounce=True, className="num")),
-        field("Off before", ids.HS_OFF_BEFORE, dcc.Input(id=ids.HS_OFF_BEFORE, type="number", value=view.ob,
-                                                         min=0, max=50, step=1, debounce=True, className="num")),
-        field("Off after", ids.HS_OFF_AFTER, dcc.Input(id=ids.HS_OFF_AFTER, type="number", value=view.oa,
-                                                       min=0, max=50, step=1, debounce=True, className="num")),
-        html.Div([html.Label("Training step", htmlFor=ids.HS_STEP),
-                  dcc.Slider(id=ids.HS_STEP, min=0, max=0, step=1, value=0, marks=None, included=False,
-                             allow_direct_input=False),
-                  html.Div([dcc.Checklist(id=ids.HS_FOLLOW, options=[{"label": " follow the newest", "value": "on"}],
-                                          value=[] if view.step is not None else ["on"], inline=True),
-                            html.Span(id=ids.HS_SNAPSHOT_INFO, className="muted")], className="step-info")],
-                 className="field field-step"),
-    ], className="toolbar hs-toolbar")
-
-
-def _match_on(view: View) -> html.Div:
-    """Side by side only: which direction's selected cells the Match view searches for."""
-    return html.Div([html.Label("Match on", htmlFor=HS_MATCH_ON),
-                     dcc.RadioItems(id=HS_MATCH_ON, value=view.match, inline=True, className="match-on",
-                                    options=[{"label": f" {v}", "value": k} for k, v in MATCH_LABELS.items()])],
-                    id=HS_MATCH_ON_ROW, className="match-on-row",
-                    style={} if view.dir == BOTH else {"display": "none"})
-
-
-def _upload() -> html.Details:
-    return html.Details([
-        html.Summary("Add your own annotation track"),
-        html.P("A file with one value per token of the probe text: .npy, one number per line, or CSV with a header "
-               "(first column). Its correlation with every cell appears above.", className="muted"),
-        html.Div([dcc.Input(id=ids.HS_UPLOAD_NAME, type="text", placeholder="track name (optional)", className="search"),
-                  dcc.Upload(html.Button("Choose file…", className="btn"), id=ids.HS_UPLOAD, multiple=False,
-                             max_size=64 * 2**20)], className="hs-nav"),
-        html.Div(id=ids.HS_UPLOAD_MSG, role="status"),
-    ], className="upload")
-
-
-def _navigation(view: View) -> html.Div:
-    sel = view.sel or (None, None)
-    return html.Div([
-        html.Button("◀", id=ids.HS_PREV, className="btn", title="previous window"),
-        html.Label("Window starts at token", htmlFor=ids.HS_POS),
-        dcc.Input(id=ids.HS_POS, type="number", value=view.pos, min=0, step=1, debounce=True, className="num"),
-        html.Button("▶", id=ids.HS_NEXT, className="btn", title="next window"),
-        html.Label("Tokens shown", htmlFor=ids.HS_WINDOW, className="range-label"),
-        dcc.Dropdown(id=ids.HS_WINDOW, options=[{"label": str(w), "value": w} for w in WINDOWS], value=view.win,
-                     clearable=False, className="win-select"),
-        dcc.Input(id=ids.HS_SEARCH, type="text", placeholder="find text, e.g. def ", debounce=True,
-                  className="search"),
-        html.Button("Find next", id=ids.HS_SEARCH_GO, className="btn"),
-        html.Label("Range", htmlFor=ids.HS_SEL_START, className="range-label"),
-        dcc.Input(id=ids.HS_SEL_START, type="number", value=sel[0], min=0, step=1, debounce=True, className="num",
-                  placeholder="from"),
-        dcc.Input(id=ids.HS_SEL_STOP, type="number", value=sel[1], min=0, step=1, debounce=True, className="num",
-                  placeholder="to (excl.)"),
-        html.Button("Clear", id=ids.HS_CLEAR, className="btn"),
-    ], className="hs-nav")
 
 
 # -- snapshots: step slider and the options the snapshot offers --------------------------
@@ -244,7 +165,7 @@ def _snapshot_choices(_n, run_id, follow, known, index, initial_step):
     meta = snaps[-1]["meta"]
     value = slider_value(steps, known, index, follow, initial_step)
     marks = slider_marks(steps)
-    c = _choices(context, run_id, meta)
+    c = choices_of(context, run_id, meta)
     return (len(steps) - 1, marks, value, steps, c["layer"], c["dir"], c["state"], c["track"], c["gate"], None)
 
 
@@ -267,25 +188,51 @@ def _default_choices(track_opts, gate_opts, track, gate):
 
 # -- brushing, threshold dragging and navigation ---------------------------------------------
 @callback(Output(ids.HS_SEL_START, "value"), Output(ids.HS_SEL_STOP, "value"), Output(ids.HS_THRESHOLD, "value"),
+          Output(ids.HS_THR_SUGGESTED, "data"), Output(ids.HS_THR_USER, "data"),
           Input(ids.HS_TRACES, "selectedData"), Input(ids.HS_TRACES, "relayoutData"), Input(ids.HS_CLEAR, "n_clicks"),
-          State(ids.HS_DIR, "value"), prevent_initial_call=True)
-def _brush(selected, relayout, _clear, direction):
-    """A brush (in either panel when side by side: the same tokens) sets the range; a dragged line the threshold."""
+          State(ids.HS_DIR, "value"), State(ids.HS_THR_USER, "data"), State(ids.HS_RUN, "value"),
+          State(ids.HS_STEP, "value"), State(ids.HS_STEPS, "data"), State(ids.HS_LAYER, "value"),
+          State(ids.HS_STATE, "value"), State(ids.HS_OFF_BEFORE, "value"), State(ids.HS_OFF_AFTER, "value"),
+          prevent_initial_call=True)
+def _brush(selected, relayout, _clear, direction, user_thr, run_id, index, steps, layer, state, ob, oa):
+    """A brush (in either panel when side by side: the same tokens) sets the range, and the suggested threshold
+    unless the person has set one; a dragged line sets the threshold (theirs from then on)."""
     if trigger_id() == ids.HS_CLEAR:
-        return None, None, no_update
+        return None, None, no_update, no_update, no_update
     if trigger_prop().endswith("relayoutData"):
         relayout = as_dict(relayout, {}, 1000)
         lines = (0, 1) if direction == BOTH else (0,)  # the threshold lines come first (then the brushed bands)
         y = next((relayout[f"shapes[{i}].y0"] for i in lines if f"shapes[{i}].y0" in relayout), None)
         y = as_float(y)
-        return no_update, no_update, f"{y:.3g}" if y is not None else no_update
+        return (no_update, no_update, f"{y:.3g}", None, True) if y is not None else (no_update,) * 5
     ranges = as_dict(as_dict(selected, {}).get("range"), {})
     rng = next((v for k, v in ranges.items() if isinstance(k, str) and k.startswith("x")), None)
     rng = as_list_of(rng, lambda x: as_float(x, None, -1.0, float(MAX_INDEX)), 2)
     if len(rng) != 2:
-        return no_update, no_update, no_update
+        return (no_update,) * 5
     start, stop = int(np.ceil(min(rng))), int(np.floor(max(rng))) + 1  # tokens whose centre is inside
-    return (start, stop, no_update) if stop > start else (no_update, no_update, no_update)
+    if stop <= start:
+        return (no_update,) * 5
+    if user_thr is True:
+        return start, stop, no_update, None, no_update
+    view = View(run=as_run_id(run_id), layer=as_int(layer, 0, 0, MAX_LAYER), dir=as_choice(direction, DIRECTIONS, "fwd"),
+                state=as_str(state, STATE_LEN) or "h", sel=(start, stop), ob=as_int(ob, 0, 0, 50),
+                oa=as_int(oa, 0, 0, 50))
+    try:
+        snap, _ = current().data.hidden.open(view.run, step_at(as_steps(steps), as_int(index, 0, 0, MAX_INDEX)))
+        thr = suggest_for(current().data.hidden, snap, view)
+    except (ViewError, StoreError):  # the Select view says what is wrong
+        thr = None
+    if thr is None:
+        return start, stop, no_update, None, no_update
+    return start, stop, f"{thr:g}", {"thr": f"{thr:g}", "sel": [start, stop]}, no_update
+
+
+@callback(Output(ids.HS_THR_USER, "data", allow_duplicate=True), Input(ids.HS_THRESHOLD, "n_submit"),
+          Input(ids.HS_THRESHOLD, "n_blur"), prevent_initial_call=True)
+def _threshold_typed(_submit, _blur):
+    """A typed threshold is the person's: later brushes keep it instead of suggesting one."""
+    return True
 
 
 @callback(Output(ids.HS_POS, "value"), Output(ids.HS_SEL_START, "value", allow_duplicate=True),
@@ -348,9 +295,9 @@ def parse_threshold(text) -> float | None:
           Input(ids.HS_POS, "value"), Input(ids.HS_THRESHOLD, "value"), Input(ids.HS_SEL_START, "value"),
           Input(ids.HS_SEL_STOP, "value"), Input(ids.HS_OFF_BEFORE, "value"), Input(ids.HS_OFF_AFTER, "value"),
           Input(ids.HS_TRACK, "value"), Input(ids.HS_GATE, "value"), Input(ids.HS_WINDOW, "value"),
-          Input(HS_MATCH_ON, "value"), State(ids.HS_FOLLOW, "value"))
+          Input(HS_MATCH_ON, "value"), State(ids.HS_FOLLOW, "value"), State(ids.HS_THR_SUGGESTED, "data"))
 def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s0, s1, ob, oa, track, gate, win,
-                 match_on, follow):
+                 match_on, follow, suggested):
     run_id, steps, index = as_run_id(run_id), as_steps(steps, []), as_int(index, 0, 0, MAX_INDEX)
     s0, s1 = as_int(s0, None, 0, MAX_INDEX), as_int(s1, None, 0, MAX_INDEX)
     step = step_at(steps, index)
@@ -390,7 +337,9 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
     if view.pos != x0:
         parts.append(alert(f"Token {view.pos:,} is past the end of the probe text ({n:,} tokens); "
                            f"showing its last {view.win} tokens.", "warning"))
-    fig, strip, selection, payload = render_select(hidden, snap, view, thr, x0)
+    suggested = as_dict(suggested, {}, 4)
+    is_suggested = suggested.get("thr") == thr_text and suggested.get("sel") == [s0, s1]
+    fig, strip, selection, payload = render_select(hidden, snap, view, thr, x0, suggested=is_suggested)
     return fig, strip, parts + selection, payload, view.to_query(), info
 
 

@@ -39,10 +39,10 @@ def _input(f: FormField, value) -> object:
     if f.kind == "bool":
         return dcc.Checklist(id=fid, options=[{"label": " yes", "value": "on"}], value=value)
     if f.kind in ("int", "float"):
-        return dcc.Input(id=fid, type="number", value=value, step=f.step or 1, debounce=0.3, className="input")
+        return dcc.Input(id=fid, type="number", value=value, step=f.step or 1, debounce=False, className="input")
     if f.kind == "file":
         return _file_input(fid, value)
-    return dcc.Input(id=fid, type="text", value=value, debounce=0.3, className="input",
+    return dcc.Input(id=fid, type="text", value=value, debounce=False, className="input",
                      placeholder="e.g. wide cnn" if f.name == "name" else None)
 
 

@@ -44,6 +44,9 @@ def test_kn001_grid_follows_new_snapshots_hover_and_click_show_the_fit(dash_duo,
     until(lambda: dash_duo.driver.execute_script(
         f"const g = document.querySelector('{MOSAIC}'); return !!g && !!g.data && g.data.length === 1;"),
         timeout=20, msg="the kernel grid never drew")
+    # opened by link, the probe-input dropdown of the feature-maps card is filled and shows its choice
+    until(lambda: "input 1" in (js_text(dash_duo, f"#{ids.KN_INPUT}") or ""), timeout=20,
+          msg=lambda: f"probe input dropdown: {js_text(dash_duo, f'#{ids.KN_INPUT}')!r}")
 
     # live: a new snapshot arrives while the page is open
     store = RunStore(data_dir)

@@ -161,3 +161,13 @@ def test_side_by_side_select_mirrors_the_margins_for_the_backward_direction(stor
     view.dir = "fwd"
     fig, *_ = render_select(hs, snap, view, 0.5, x0=1280)
     assert "xaxis2" not in fig.to_plotly_json()["layout"] and "layer 0 fwd" in fig.layout.title.text
+
+
+def test_suggested_threshold_selects_the_planted_cells(snap_store):
+    store, run_id = snap_store
+    hs = HiddenStates(store)
+    snap, _ = hs.open(run_id)
+    hint = hs.suggest(snap, {"l0.fwd.h": (1, 0)}, 1700, 1706)
+    assert hint is not None and hint.cells == 3 and hint.contrast == 1.0
+    assert hs.select(snap, "l0.fwd.h", 1700, 1706, hint.threshold).cells == [3, 5, 8]
+    assert hs.suggest(snap, {"l0.fwd.h": (1, 0)}, N - 2, N + 5) is None  # outside the text: nothing to suggest

@@ -28,6 +28,14 @@ def test_the_marker_counts_what_the_run_holds():
     assert with_blank_runs("no long run here") == "no long run here"
 
 
+def test_line_breaks_and_indentation_show_as_written():
+    # issue 17: "(1 line break, 24 spaces)" markers hid ordinary code layout
+    code = "class A:\n    def f(self):\n" + " " * 24 + "return 1\n\n\n" + "x = 2\t\t# done"
+    assert with_blank_runs(code) == code
+    assert split_blank_runs(code) == [(code, False)]
+    assert _markers(generation_text("def f():", code)) == []
+
+
 def test_the_samples_card_and_try_it_show_the_marker():
     rec = Samples(step=2000, prompt='def getcontext():\n    """Returns', texts={0.5: " the return\n" + " " * 180},
                   meta={})

@@ -115,3 +115,22 @@ def test_above_on_float16_bits_equals_float_comparison(seed):
     values[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
     for threshold in [0.0, 0.3, 1 / 3, 0.1, 2.5, 1e-6, 70000.0, float(rng.random()), -0.2]:
         np.testing.assert_array_equal(above(values, threshold), values.astype(np.float64) > threshold)
+
+
+def test_suggested_threshold_keeps_the_selected_cells_off_around_the_range():
+    from backend.analysis.cells import Brushed, suggest_threshold
+
+    rng = np.random.default_rng(3)
+    w = rng.uniform(-1, 0.2, size=(90, 16)).astype(np.float32)  # noise: rarely above 0.2
+    w[40:45, [2, 7]] = 0.8                                       # two cells fire over the brushed range only
+    w[:, 9] = 0.95                                               # one is on everywhere
+    s = suggest_threshold([Brushed(w, 40, 45, off_before=1)])  # off before 1 (the default) leaves it out
+    assert s is not None and s.contrast == 1.0 and 0.2 <= s.threshold < 0.8
+    assert select_cells(w, 40, 45, s.threshold, 1, 0).tolist() == [2, 7] and s.cells == 2
+    # off before 0: one threshold cannot leave it out, so the best contrast is lower
+    assert suggest_threshold([Brushed(w, 40, 45, off_before=0)]).contrast < 1
+    # both directions share one threshold; their cells add up
+    both = suggest_threshold([Brushed(w, 40, 45, 1, 0), Brushed(w[::-1], 45, 50, 1, 0)])
+    assert both.cells == 4 and both.threshold == s.threshold
+    # nothing stays above 0 over the range: no suggestion
+    assert suggest_threshold([Brushed(-np.abs(w), 40, 45)]) is None
