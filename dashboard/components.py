@@ -61,6 +61,7 @@ def run_status_card(run: dict, summary: dict) -> html.Div:
     links = view_links(run)
     if links:
         parts.append(html.Div(["Look inside: ", *links], className="run-links muted"))
+    parts.append(download_links(run["id"]))
     if run["status"] == "failed" and run.get("error"):
         parts.append(html.Details([html.Summary("This run failed: show the error"),
                                    html.Pre(run["error"], className="error-text")], open=True, className="run-error"))
@@ -68,6 +69,16 @@ def run_status_card(run: dict, summary: dict) -> html.Div:
         parts.append(html.Div([html.Strong("Interrupted: "), run.get("error") or "its process ended without finishing",
                                ". Resume continues it from its last checkpoint."], className="run-interrupted"))
     return html.Div(parts, className="run-card")
+
+
+def download_links(run_id: str) -> html.Div:
+    """Every logged point of the run, at full resolution (``/_deepscope/export``; ``deepscope export`` in a terminal)."""
+    from .export_route import export_href
+
+    return html.Div(["Download metrics: ",
+                     html.A("CSV", href=export_href(run_id, "csv"), download=f"{run_id}-metrics.csv"), " · ",
+                     html.A("JSON Lines", href=export_href(run_id, "jsonl"), download=f"{run_id}-metrics.jsonl")],
+                    className="run-links muted", title="every logged point, not the downsampled curve")
 
 
 def view_links(run: dict) -> list:

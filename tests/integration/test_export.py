@@ -164,3 +164,13 @@ def _walk(node):
     for child in children if isinstance(children, list) else [children] if children is not None else []:
         if hasattr(child, "to_plotly_json"):
             yield from _walk(child)
+
+
+def test_ex008_the_training_page_status_card_links_the_download():
+    from dashboard.components import run_status_card
+
+    card = run_status_card({"id": "a1b2c3d4e5", "name": "r", "status": "running", "step": 5, "task": "digits-cnn",
+                            "source": "client"}, {})
+    links = [c for c in _walk(card) if getattr(c, "download", None)]
+    assert [c.href for c in links] == ["/_deepscope/export/a1b2c3d4e5?format=csv",
+                                       "/_deepscope/export/a1b2c3d4e5?format=jsonl"]
