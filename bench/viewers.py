@@ -119,10 +119,55 @@ def start_serve(data_dir: Path, port: int, log_path: Path, analysis: bool) -> su
     raise RuntimeError("deepscope serve did not answer within 90 s")
 
 
+def start_gunicorn(data_dir: Path, port: int, log_path: Path, tmp: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The compose dashboard as docker-compose.yml runs it: gunicorn 4 workers x 4 threads on
+    ``dashboard.app:server_from_env()``, flask-caching on a Redis server of its own (``redis-server``)."""
+    import requests
+
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO), DEEPSCOPE_DATA_DIR=str(data_dir), DEEPSCOPE_CACHE_TYPE="RedisCache",
+               DEEPSCOPE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([gunicorn, "--workers", "4", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+                                 "dashboard.app:server_from_env()"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=str(REPO), env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-2000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/_dash-layout", timeout=2).status_code == 200:
+                return proc, redis
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("gunicorn did not answer within 120 s")
+
+
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of a process and its children (gunicorn's workers), in seconds (Linux /proc)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a worker that just exited
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 # -- capture ---------------------------------------------------------------------------------------------
@@ -357,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capture-s", type=float, default=6.0, help="seconds on each page in Chromium")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
     p.add_argument("--analysis", action="store_true", help="run the analysis worker beside the dashboard")
+    p.add_argument("--gunicorn", action="store_true",
+                   help="serve as docker-compose does: gunicorn 4x4 with a Redis cache (redis-server on PATH)")
     p.add_argument("--dir", default=None, help="parent folder of the temporary store")
     p.add_argument("--keep", action="store_true", help="keep the temporary store and logs")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -368,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="deepscope-bench-viewers-", dir=args.dir))
     data_dir = tmp / "data"
-    trainers, server, driver = [], None, None
+    trainers, server, driver, redis = [], None, None, None
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; folder {tmp}", flush=True)
     try:
         trainers = start_runs(data_dir, tmp)
@@ -376,8 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         run_ids = wait_for_runs(store, trainers)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = start_serve(data_dir, port, tmp / "serve.log", args.analysis)
-        print(f"runs {dict(zip(TASKS, run_ids))} training; deepscope serve on {base}", flush=True)
+        if args.gunicorn:
+            server, redis = start_gunicorn(data_dir, port, tmp / "serve.log", tmp)
+        else:
+            server = start_serve(data_dir, port, tmp / "serve.log", args.analysis)
+        print(f"runs {dict(zip(TASKS, run_ids))} training; {'gunicorn 4x4 + Redis' if args.gunicorn else 'deepscope serve'} "
+              f"on {base}", flush=True)
 
         driver = start_browser(tmp / "chrome-profile")
         pages = []
@@ -418,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         if driver is not None:
             driver.quit()
         stop_process(server)
+        if redis is not None:
+            stop_process(redis)
         for proc in trainers:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -438,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     slowdown = statistics.mean(slowdowns) if slowdowns else float("nan")
     load_in = statistics.median(loads)
     errors = stats.errors + raised
-    result = {
+    result = {"server": "gunicorn 4x4 + Redis" if args.gunicorn else "deepscope serve", 
         "viewers": viewers, "seconds": seconds,
         "requests_per_viewer_s": round((stats.requests - stats.opens) / viewers / seconds, 3),
         "page_open_requests_per_viewer": round(stats.opens / viewers, 1),
