@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= ./deepscope-data
+PORT ?= 8050
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-fast bench browser-deps deploy-deps clean
@@ -19,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/deepscope demo --data-dir $(DATA_DIR)
+	$(BIN)/deepscope demo --data-dir $(DATA_DIR) --port $(PORT)
 
 # Debian's chromium + chromium-driver for the browser tests, installed when missing.
 browser-deps:
