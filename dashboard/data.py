@@ -113,7 +113,8 @@ class DashboardData:
 
     def run_summary(self, run: dict) -> dict:
         """Spec summary of a run (task, family, sizes, optimizer, lr, params), cached per run."""
-        return self._cached(f"summary:{run['id']}", SUMMARY_TTL,
+        lr = (run.get("spec") or {}).get("lr")  # changed from the Training page: a new summary
+        return self._cached(f"summary:{run['id']}:{lr}", SUMMARY_TTL,
                             lambda: spec_summary(run.get("task", ""), run.get("spec") or {}))
 
     def initial_series(self, run_id: str) -> tuple[dict[str, dict[str, list]], int]:

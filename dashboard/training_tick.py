@@ -113,5 +113,8 @@ def status_outputs(data: Any, runs: list[dict], with_options: bool = True) -> li
     first = runs[0]
     status = first["status"]
     target = ["Controls for ", html.Strong(first.get("name") or first["id"])]
+    lr = (first.get("spec") or {}).get("lr")
+    if isinstance(lr, (int, float)):
+        target.append(html.Span(f" · learning rate now {lr:g}", className="muted"))
     return [cards, target, status not in ("running", "queued"), status not in ("paused", *RESUMABLE),
             status not in ACTIVE_STATUSES, status not in ACTIVE_STATUSES, options]

@@ -179,6 +179,7 @@ class ControlHook(Hook):
         self._backoff = Backoff(0.1, 5.0)
         self._handled: set[int] = set()  # applied here, not yet marked handled in the store
         self._owed_status: str | None = None  # a status change the store has not taken yet
+        self._owed_lr: float | None = None  # a rate set here, for the run's spec (what its page shows)
 
     def on_step_end(self, trainer, out: StepOutput) -> None:
         now = time.perf_counter()
@@ -197,6 +198,7 @@ class ControlHook(Hook):
             for c in controls:
                 if c["kind"] == "set_lr" and c["value"]:
                     set_lr(trainer.optimizer, float(c["value"]))
+                    self._owed_lr = float(c["value"])
                 elif c["kind"] == "stop":
                     trainer.should_stop, paused = True, False
                 elif c["kind"] == "pause" and not trainer.should_stop and not paused:
@@ -241,8 +243,13 @@ class ControlHook(Hook):
 
     def _settle(self) -> None:
         """Write what the store owes: handled marks, then the latest status change."""
-        if not (self._handled or self._owed_status):
+        if not (self._handled or self._owed_status or self._owed_lr is not None):
             return
+        if self._owed_lr is not None:  # the spec's lr is the run's rate now: its page and a resume read it
+            run = self.store.get_run(self.run_id)
+            if run is not None:
+                self.store.update_spec(self.run_id, {**(run.get("spec") or {}), "lr": self._owed_lr})
+            self._owed_lr = None
         if self._handled:
             self.store.mark_handled(sorted(self._handled))
             self._handled.clear()

@@ -136,6 +136,7 @@ def test_pause_resume_lr_and_stop_in_process(store):
         store.request_control(run_id, "resume")
         _wait(lambda: store.get_run(run_id)["status"] == "running")
         _wait(lambda: any(r[1] == "lr" and r[4] == pytest.approx(0.0123) for r in store.scalars_after(run_id, c1)[0]))
+        assert store.get_run(run_id)["spec"]["lr"] == pytest.approx(0.0123)  # what the run's page shows now
         store.request_control(run_id, "stop")
         thread.join(30)
     finally:

@@ -257,3 +257,18 @@ def test_vc009_a_malformed_cached_head_is_ignored(tmp_path, monkeypatch):
         data.cache_set(f"head:{run_id}", junk, 60)
         head = RunHeads(data).heads([run_id])[run_id]
         assert head["cursor"] == store.scalars_after(run_id, 0)[1]
+
+
+def test_vc010_the_control_line_names_the_runs_rate_now():
+    from dashboard.training_tick import status_outputs
+
+    class Data:
+        def run_summary(self, run):
+            return {}
+
+        def list_runs(self):
+            return []
+
+    run = {"id": "a1b2c3d4e5", "name": "r", "status": "running", "step": 3, "spec": {"lr": 0.004}}
+    target = status_outputs(Data(), [run], with_options=False)[1]
+    assert "learning rate now 0.004" in str(target)
