@@ -26,8 +26,8 @@ TITLES = {
 }
 EMPTY_TEXT = {
     "accuracy": "No accuracy logged (language models log loss only)",
-    "quality": "Appears after the first validation pass (classifiers: precision, recall, F1; "
-               "language models: perplexity)",
+    "quality": "Appears after the first validation pass<br>(classifiers: precision, recall, F1; "
+               "language models: perplexity)",  # two lines: one was cut off in a half-width panel
     "other": "Metrics with other names, logged from your own scripts, show here",
 }
 # Panels whose curves are not smoothed: a learning-rate schedule is exact, not noisy.
@@ -127,7 +127,8 @@ def panel_layout(panel: str, uirevision: str, empty_text: str | None = None) -> 
                   # learning rates span decades (warm-up, decay); log also frames a constant lr sensibly
                   "type": "log" if panel == "lr" else "linear",
                   # full numbers (0.002, 0.005, 0.01) instead of plotly's bare "2" and "5" between decades
-                  **({"tickformat": "~g"} if panel == "lr" else {})},
+                  # and few ticks: within one decade every minor tick got a label and they overlapped
+                  **({"tickformat": "~g", "nticks": 4} if panel == "lr" else {})},
         "legend": {"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0, "font": {"size": 11}},
         "hovermode": "x unified",
         "showlegend": True,
@@ -150,7 +151,25 @@ def panel_figure(panel: str, traces: list[dict], uirevision: str, empty_text: st
     """Figure dict of one panel; with no traces it says why it is empty."""
     if not traces and empty_text is None:
         empty_text = EMPTY_TEXT.get(panel, "Waiting for the first points...")
-    return {"data": traces, "layout": panel_layout(panel, uirevision, None if traces else empty_text)}
+    layout = panel_layout(panel, uirevision, None if traces else empty_text)
+    legend_rows = legend_rows_of(traces)
+    if legend_rows > 1:  # compared runs x layers: the legend grows, the plot keeps its height
+        layout["height"] += LEGEND_ROW_PX * (legend_rows - 1)
+    return {"data": traces, "layout": layout}
+
+
+LEGEND_ROW_PX = 22
+LEGEND_PER_ROW = 3  # entries of a horizontal legend per row in a half-width panel (names like "a · conv1")
+
+
+def legend_rows_of(traces: list[dict]) -> int:
+    """Rows the horizontal legend below a panel takes (about :data:`LEGEND_PER_ROW` entries a row).
+
+    >>> legend_rows_of([{"name": "a"}] * 7), legend_rows_of([{"name": "a", "showlegend": False}] * 7)
+    (3, 0)
+    """
+    shown = sum(1 for t in traces if t.get("showlegend", True))
+    return -(-shown // LEGEND_PER_ROW)
 
 
 RESUME_COLOR = "#b54708"

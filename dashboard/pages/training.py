@@ -89,7 +89,7 @@ def _controls() -> html.Div:
         html.Button("Resume", id=ids.TRAIN_RESUME, className="btn"),
         html.Button("Stop", id=ids.TRAIN_STOP, className="btn btn-danger"),
         html.Label("Learning rate", htmlFor=ids.TRAIN_LR, className="lr-label"),
-        dcc.Input(id=ids.TRAIN_LR, type="number", min=0, step="any", placeholder="new rate", className="lr-input"),
+        dcc.Input(id=ids.TRAIN_LR, type="number", min=0, step="any", placeholder="rate", className="lr-input"),
         html.Button("Apply", id=ids.TRAIN_LR_APPLY, className="btn"),
     ], className="controls")
 

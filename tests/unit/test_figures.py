@@ -171,3 +171,15 @@ def test_side_by_side_gates_stack_the_directions_over_the_same_tokens():
                             {"f.fwd": "circle", "f.bwd": "x-thin-open"})
     assert [(t.name, t.marker.symbol, t.marker.color) for t in sat.data] == [
         ("forget gate · forward", "circle", "#d62728"), ("forget gate · backward", "x-thin-open", "#d62728")]
+
+
+def test_a_long_legend_grows_the_panel_and_the_lr_axis_keeps_few_ticks():
+    # issue 17: two compared runs' per-layer gradient norms squeezed their plot into a strip; within one
+    # decade every learning-rate tick got a label and they overlapped
+    from dashboard.figures.metrics import LEGEND_ROW_PX, PANEL_HEIGHT, panel_figure
+
+    one = panel_figure("grad", [{"name": "a · global", "x": [1], "y": [1]}], "u")
+    many = panel_figure("grad", [{"name": f"{r} · layer{i}", "x": [1], "y": [1]} for r in "ab" for i in range(6)], "u")
+    assert one["layout"]["height"] == PANEL_HEIGHT
+    assert many["layout"]["height"] == PANEL_HEIGHT + 3 * LEGEND_ROW_PX  # 12 entries: 4 rows of 3
+    assert panel_figure("lr", [{"name": "lr", "x": [1], "y": [0.003]}], "u")["layout"]["yaxis"]["nticks"] == 4
