@@ -46,9 +46,11 @@ def spec_line(summary: dict) -> html.Div:
     """One line of spec facts: task, family, sizes, optimizer, lr, params."""
     facts = [("task", summary.get("task")), ("model", summary.get("family")), ("sizes", summary.get("sizes")),
              ("optimizer", summary.get("optimizer")), ("lr", summary.get("lr")),
-             ("batch", summary.get("batch_size")), ("params", format_params(summary.get("params")))]
+             ("batch", summary.get("batch_size")),
+             ("params", None if summary.get("params") is None else format_params(summary.get("params")))]
+    # an unknown fact is left out rather than shown as "?" or "-" (runs of users' own scripts)
     return html.Div([html.Span([html.Span(k, className="fact-key"), str(v)], className="fact")
-                     for k, v in facts if v not in (None, "")], className="facts")
+                     for k, v in facts if v not in (None, "", "?")], className="facts")
 
 
 def run_status_card(run: dict, summary: dict) -> html.Div:

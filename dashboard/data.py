@@ -161,8 +161,10 @@ def spec_summary(task: str, spec: dict) -> dict:
     model = spec.get("model") or {}
     family = model.get("family", "?")
     summary = {"task": task, "family": family, "sizes": _sizes(family, model),
-               "optimizer": spec.get("optimizer", "?"), "lr": spec.get("lr"),
-               "batch_size": spec.get("batch_size"), "steps": spec.get("steps"), "params": None}
+               # unknown facts are left out (a client run's header said "optimizer ?" and "params -")
+               "optimizer": spec.get("optimizer"), "lr": spec.get("lr"),
+               "batch_size": spec.get("batch_size"), "steps": spec.get("steps"),
+               "params": model.get("params") if isinstance(model.get("params"), int) else None}
     if parsed is not None:
         cost = estimate(parsed)
         summary.update(params=cost.params, memory=cost.describe())
@@ -184,7 +186,9 @@ def _sizes(family: str, model: dict) -> str:
         chans = ",".join(str(c) for c in model.get("channels", []))
         kern = ",".join(str(k) for k in model.get("kernel_sizes", []))
         return f"channels {chans}, kernels {kern}, {model.get('pooling', 'max')} pool"
-    layers, hidden = model.get("layers", 1), model.get("hidden_size", "?")
+    if model.get("hidden_size") is None:  # a model of a user's own script: its class, if known
+        return str(model.get("class") or "")
+    layers, hidden = model.get("layers", 1), model.get("hidden_size")
     text = f"{layers} x {hidden} units"
     if family in ("rnn", "gru", "lstm"):
         text += f", embedding {model.get('embedding_dim', '?')}"

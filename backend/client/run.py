@@ -186,7 +186,7 @@ class Run:
     # -- probes -----------------------------------------------------------------------------
     def watch(self, model: torch.nn.Module, probe: Any = None, every: int | None = None,
               layers: str | Sequence[str] | None = None, vocab: Sequence[str] | None = None,
-              labels: Any = None) -> "Run":
+              labels: Any = None, optimizer: Any = None) -> "Run":
         """Record what ``model`` learns with the built-in probes, snapshot now and at the cadence.
 
         - ``nn.LSTM``/``GRU``/``RNN``: hidden states, gates included, at every token of ``probe`` (1-D
@@ -195,6 +195,7 @@ class Run:
           (token-id rows: each filter's top n-grams).
         - ``nn.Embedding`` with ``vocab``: the token embeddings; with ``labels`` (one per ``probe``
           input): the features the output layer reads. Both feed the Projections page.
+        - ``optimizer``: its kind and learning rate go in the run's header on the Training page.
 
         Layers are found by type; ``layers`` (names, or parent names) keeps some. ``every``: snapshot
         cadence in steps, kept as given (default: as :func:`init` says, widened while the snapshots cost
@@ -216,8 +217,14 @@ class Run:
         except Exception as exc:  # noqa: BLE001
             self._warn("watch", f"run.watch failed ({type(exc).__name__}: {exc}); nothing is recorded for it")
             return self
+        facts: dict = {"model": summary}
+        if optimizer is not None:  # the run's header: "optimizer adam  lr 0.001"
+            facts["optimizer"] = type(optimizer).__name__.lower()
+            groups = getattr(optimizer, "param_groups", None) or [{}]
+            if isinstance(groups[0].get("lr"), (int, float)):
+                facts["lr"] = float(groups[0]["lr"])
         try:
-            self._merge_spec({"model": summary})
+            self._merge_spec(facts)
         except Exception as exc:  # noqa: BLE001 - the summary is a nicety; the probes still record
             self._warn("watch-summary", f"the model summary is not recorded ({type(exc).__name__}: {exc})")
         trainer.step = self.step

@@ -342,3 +342,22 @@ def test_a_killed_script_leaves_its_run_interrupted_not_running(tmp_path):
         assert after["status"] == "interrupted" and "is gone" in after["error"]
     finally:
         proc.kill()
+
+
+def test_cl020_a_client_runs_header_names_its_optimizer_and_size(tmp_path):
+    # issue 17: the Training page's header of a script's run said "optimizer ?" and "params -"
+    from dashboard.components import spec_line
+
+    model = TinyLM()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.004)
+    with deepscope.init(name="mine", data_dir=tmp_path) as run:
+        run.watch(model, optimizer=opt)
+        run.log({"loss": float(train_step(model, opt))}, step=1)
+    store = RunStore(tmp_path)
+    summary = DashboardData(store).run_summary(only_run(store))
+    params = sum(p.numel() for p in model.parameters())
+    assert summary["optimizer"] == "adamw" and summary["lr"] == 0.004 and summary["params"] == params
+    text = str(spec_line(summary))
+    assert "?" not in text and f"{params:,}" in text
+    bare = DashboardData(store).run_summary({"id": "x", "task": "custom", "spec": {}})
+    assert "?" not in str(spec_line(bare)) and "–" not in str(spec_line(bare))  # unknown facts are left out
