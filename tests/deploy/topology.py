@@ -174,7 +174,17 @@ def leftovers(topo: Topology, service: str) -> list[str]:
     items = [("command", a) for a in topo.command(service)]
     declared = topo.services[service].get("environment") or {}
     items += [(k, v) for k, v in topo.env(service).items() if k in declared or k in topo.image_env]
-    return [f"{k}={v}" for k, v in items if CONTAINER_ONLY.search(v.replace(str(topo.base), "<here>"))]
+    # the places this machine put there (the test's folder, the checkout and its virtualenv) may lie under
+    # /tmp themselves (a fresh clone in /tmp failed here): only what is left after them counts
+    own = [d for d in topo.bin_dirs if d not in ("/usr/bin", "/bin", "/usr/local/bin")]
+    here = sorted({str(topo.base), str(topo.root), *own}, key=len, reverse=True)
+
+    def mapped_out(value: str) -> str:
+        for place in here:
+            value = value.replace(place, "<here>")
+        return value
+
+    return [f"{k}={v}" for k, v in items if CONTAINER_ONLY.search(mapped_out(v))]
 
 
 def _seconds(text: str) -> float:
