@@ -103,8 +103,12 @@ def _chunks(store: RunStore, run_id: str, fmt: str, chosen: list[str] | None) ->
 def write_metrics(store: RunStore, run_id: str, out: IO[str], fmt: str = "csv",
                   series: Iterable[str] | None = None) -> int:
     """Write the run's points to the text stream ``out`` (see :func:`metric_chunks`); returns how many."""
+    return _write(store, run_id, out, fmt, check_request(store, run_id, fmt, series))
+
+
+def _write(store: RunStore, run_id: str, out: IO[str], fmt: str, chosen: list[str] | None) -> int:
     n = 0
-    for text, rows in _chunks(store, run_id, fmt, check_request(store, run_id, fmt, series)):
+    for text, rows in _chunks(store, run_id, fmt, chosen):
         out.write(text)
         n += rows
     return n
@@ -167,15 +171,18 @@ def cmd_export(args, store: RunStore) -> int:
     import sys
 
     out_path = args.out or f"{args.run}-metrics.{args.format}"
+    tmp = Path(out_path).with_name(f".tmp-{Path(out_path).name}")
     try:
-        check_request(store, args.run, args.format, args.series)
+        chosen = check_request(store, args.run, args.format, args.series)  # before any file is made
         if out_path == "-":
-            n = write_metrics(store, args.run, sys.stdout, args.format, args.series)
+            n = _write(store, args.run, sys.stdout, args.format, chosen)
         else:
-            tmp = Path(out_path).with_name(f".tmp-{Path(out_path).name}")
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                n = write_metrics(store, args.run, fh, args.format, args.series)
-            tmp.replace(out_path)
+            try:
+                with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                    n = _write(store, args.run, fh, args.format, chosen)
+                tmp.replace(out_path)  # a reader never sees half an export under the real name
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves nothing behind
         manifest = write_snapshots(store, args.run, Path(args.snapshots)) if args.snapshots else None
     except (ExportError, OSError) as exc:
         print(f"deepscope export: {exc}", file=sys.stderr)

@@ -48,28 +48,27 @@ class Heartbeat:
         self._failing = False
 
     def beat(self) -> bool:
-        """Write the file once (atomically: a reader never sees half of it); True when written."""
+        """Write the file once (atomically: a reader never sees half of it); True when written. Never
+        raises: a status that does not answer, or a full or read-only disk, leaves the file stale (said
+        once until it is written again), so the caller (the agent's queue loop) goes on."""
         try:
             record = {**self.status(), "time": time.time(), "pid": os.getpid(), "host": socket.gethostname()}
-        except Exception as exc:  # noqa: BLE001 - whatever stops the status from answering makes it stale
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, self.path)
+        except Exception as exc:  # noqa: BLE001 - whatever stops the beat makes the file stale
             if not self._failing:
-                log.warning("heartbeat not written: %s", exc)
+                log.warning("heartbeat not written to %s: %s", self.path, exc)
             self._failing = True
             return False
         self._failing = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.path)
         return True
 
     def start(self) -> Heartbeat:
         def loop() -> None:
             while not self._stop.is_set():
-                try:
-                    self.beat()
-                except OSError as exc:  # a full or read-only disk: stale, and said once a beat
-                    log.warning("heartbeat not written to %s: %s", self.path, exc)
+                self.beat()
                 self._stop.wait(self.every)
 
         self._thread = threading.Thread(target=loop, name="deepscope-heartbeat", daemon=True)

@@ -8,6 +8,8 @@ from dash import dcc, html
 from backend.spec import RECURRENT
 from backend.tasks import TASKS
 
+from .export_route import export_href
+
 STATUS_CLASS = {"queued": "queued", "running": "running", "paused": "paused", "stopped": "stopped",
                 "completed": "completed", "failed": "failed", "interrupted": "interrupted"}
 
@@ -75,8 +77,6 @@ def run_status_card(run: dict, summary: dict) -> html.Div:
 
 def download_links(run_id: str) -> html.Div:
     """Every logged point of the run, at full resolution (``/_deepscope/export``; ``deepscope export`` in a terminal)."""
-    from .export_route import export_href
-
     return html.Div(["Download metrics: ",
                      html.A("CSV", href=export_href(run_id, "csv"), download=f"{run_id}-metrics.csv"), " · ",
                      html.A("JSON Lines", href=export_href(run_id, "jsonl"), download=f"{run_id}-metrics.jsonl")],

@@ -7,6 +7,7 @@ import json
 from backend import cli
 from backend.health import check_heartbeat
 from backend.jobs import JobManager
+from backend.store import RunStore
 from tests.integration.test_store_outage import Outage
 
 
@@ -34,3 +35,16 @@ def test_ah002_deepscope_agent_heartbeat_file(tmp_path, monkeypatch):
     (record, (ok, _why)), = seen
     assert record["role"] == "agent" and ok
     assert not path.exists()  # a stopped agent is not healthy
+
+
+def test_ah003_a_heartbeat_that_cannot_be_written_does_not_stop_the_agent(tmp_path):
+    from backend.health import Heartbeat
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the heartbeat's folder should be")
+    beat = Heartbeat(blocker / "hb.json", lambda: {"role": "agent"})
+    assert beat.beat() is False  # said once in the log, no exception
+    rounds = []
+    JobManager(RunStore(tmp_path / "d"), launch=False).serve_queue(
+        once=True, on_round=lambda: rounds.append(beat.beat()))
+    assert rounds == [False]
