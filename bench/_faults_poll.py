@@ -13,7 +13,6 @@ Example::
 """
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
@@ -29,7 +28,7 @@ PATCH_KEY = "__dash_patch_update"
 
 def apply_patch(target: Any, patch: dict) -> Any:
     """``target`` after Dash's ``Patch`` operations (Assign, Extend, Append, Merge, Delete) in ``patch``."""
-    target = copy.deepcopy(target) if target is not None else {}
+    target = json.loads(json.dumps(target)) if target is not None else {}  # a copy: JSON in, JSON out
     for op in patch.get("operations", []):
         *path, last = op["location"] or [None]
         node = target

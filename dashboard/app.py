@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import dash
+import plotly.io.json as plotly_json
 from dash import Input, Output, dcc, html
 from flask_caching import Cache
 
@@ -81,6 +82,9 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
     >>> app = create_app("/tmp/deepscope-data")   # doctest: +SKIP
     >>> app.run(port=8050)                         # doctest: +SKIP
     """
+    # Dash answers with plotly's JSON encoder. With orjson installed plotly's "auto" engine picks orjson, whose
+    # pass over every list item in Python made a live update 2.5x slower to encode (0.43 vs 0.17 ms measured).
+    plotly_json.config.default_engine = "json"
     app = dash.Dash(
         __name__, use_pages=True, pages_folder=str(PAGES_FOLDER), assets_folder=str(ASSETS_FOLDER),
         title="deepscope", update_title=None, suppress_callback_exceptions=True,

@@ -48,6 +48,8 @@ ROW_LIMIT = 50_000       # rows per refresh; the next refresh continues from the
 RANGES_KEPT = 64         # row ranges kept in this process besides the cache
 WINDOW_S = 3.0           # a head carries the rows of its refreshes this recent (> a poll period + HEAD_MAX_AGE_S)
 WINDOW_ROWS = 2000       # and at most about this many rows
+TAIL_S = 20.0            # this process keeps the rows of the heads it saw this long (a page back from a pause)
+TAIL_ROWS = 20_000       # and at most about this many rows per run
 PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
 LONE_WRITE_S = 2.0       # ... to the shared cache at most this often
 
@@ -59,9 +61,11 @@ class RunHeads:
         self.data = data
         self._local: dict[str, dict] = {}
         self._ranges: dict[str, list] = {}  # the newest row ranges, in this process
+        self._tails: dict[str, dict] = {}   # per run: the rows of the heads seen in the last TAIL_S seconds
         self._me = f"{os.getpid()}:{id(self)}"
         self._peer_seen_at = 0.0   # when a head another worker wrote was last read from the cache
-        self._written: dict[str, float] = {}
+        self._written: dict[str, float] = {}  # when each key was last written to the cache
+        self._read: dict[str, float] = {}     # and read from it
         self._lock = threading.Lock()
 
     # -- heads -------------------------------------------------------------------------------------------
@@ -73,8 +77,36 @@ class RunHeads:
             head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
             if head is None or now - head["at"] > HEAD_MAX_AGE_S:
                 head = self._refresh(rid, head, now)
+            if head.get("run"):
+                self._extend_tail(rid, head, now)
             out[rid] = head if head.get("run") else None
         return out
+
+    def _extend_tail(self, rid: str, head: dict, now: float) -> None:
+        """Add a head's new rows to the run's tail in this process. Consecutive heads overlap (each carries
+        its last WINDOW_S seconds), so the tail stays gapless; one that does not join it starts it anew.
+        A page that paused (a hidden tab, a viewer back after a while) finds its rows here, not in the store."""
+        with self._lock:
+            tail = self._tails.get(rid)
+            if tail is not None and tail["to"] >= head["cursor"] and tail["attempt"] == _attempt(head):
+                return  # nothing newer than what the tail holds
+            start = head["marks"][0][1]
+            if tail is None or tail["attempt"] != _attempt(head) or start > tail["to"]:
+                tail = {"from": start, "to": start, "attempt": _attempt(head), "marks": [],
+                        "cols": {k: [] for k in ("id", "name", "step", "value")}}
+            new = _after(head["rows"], tail["to"])
+            for k, v in new.items():
+                tail["cols"][k].extend(v)
+            tail["marks"].append([now, tail["to"]])
+            tail["to"] = head["cursor"]
+            # trimmed once it is a quarter over its bounds, not at every head: a trim copies the tail
+            if tail["marks"] and (tail["marks"][0][0] < now - 1.25 * TAIL_S
+                                  or len(tail["cols"]["id"]) > 1.25 * TAIL_ROWS):
+                while len(tail["marks"]) > 1 and (tail["marks"][0][0] < now - TAIL_S
+                                                  or len(tail["cols"]["id"]) > TAIL_ROWS):
+                    _t, tail["from"] = tail["marks"].pop(0)
+                    tail["cols"] = _after(tail["cols"], tail["from"])
+            self._tails[rid] = tail
 
     def _known(self, key: str, now: float | None = None, max_age: float = 0.0) -> dict | None:
         """The newer of the in-process and the cached value under ``key``; the cache is not read when the
@@ -82,6 +114,8 @@ class RunHeads:
         local = self._local.get(key)
         if local is not None and now is not None and now - local["at"] <= max_age:
             return local
+        if local is not None and self._lone(key, self._read):
+            return local  # alone: the cache holds at best what this process wrote
         cached = self.data.cache_get(key)
         if not _well_formed(cached):  # whoever can write the cache is trusted with data, not with crashes
             return local
@@ -100,11 +134,19 @@ class RunHeads:
         value["by"] = self._me
         with self._lock:
             self._local[key] = value
-            now = time.time()
-            if now - self._peer_seen_at > PEER_S and now - self._written.get(key, 0.0) < LONE_WRITE_S:
-                return
-            self._written[key] = now
-        self.data.cache_set(key, value, ttl)
+        if not self._lone(key, self._written):
+            self.data.cache_set(key, value, ttl)
+
+    def _lone(self, key: str, last: dict[str, float]) -> bool:
+        """Whether to skip a cache read or write of ``key`` (``last``: when each key was last read or written).
+        While no other worker's head was read for :data:`PEER_S`, only one every :data:`LONE_WRITE_S` goes
+        through: enough for a new worker to find this one's heads, and for this one to find the newcomer's."""
+        now = time.time()
+        with self._lock:
+            if now - self._peer_seen_at > PEER_S and now - last.get(key, 0.0) < LONE_WRITE_S:
+                return True
+            last[key] = now
+            return False
 
     def _refresh(self, rid: str, prev: dict | None, now: float) -> dict:
         run = self.data.store.get_run(rid)
@@ -147,9 +189,9 @@ class RunHeads:
         value = self._ranges.get(key)  # the viewers of this worker at the same cursor group them once
         marks = head.get("marks") or []
         if value is None and marks and cursor >= marks[0][1] and isinstance(head.get("rows"), dict):
-            window = _after(head["rows"], cursor)
-            value = [_grouped(list(zip(window["id"], window["name"], window["step"], window["id"], window["value"]))),
-                     head_cursor]
+            value = [_grouped(_zipped(_after(head["rows"], cursor))), head_cursor]
+        if value is None:
+            value = self._from_tail(rid, cursor, head_cursor)
         if value is None:
             value = self.data.cache_get(key)
         if not (isinstance(value, list) and len(value) == 2):
@@ -159,6 +201,18 @@ class RunHeads:
             self.data.cache_set(key, value, RANGE_TTL)
         self._remember_range(key, value)
         return {name: {"x": list(v["x"]), "y": list(v["y"])} for name, v in value[0].items()}, value[1]
+
+    def _from_tail(self, rid: str, cursor: int, head_cursor: int) -> list | None:
+        """``[grouped rows, head_cursor]`` from this process's tail of the run, or None when it does not
+        reach back to ``cursor`` or on to ``head_cursor``."""
+        with self._lock:
+            tail = self._tails.get(rid)
+            if tail is None or not tail["from"] <= cursor < head_cursor <= tail["to"]:
+                return None
+            cols = tail["cols"]
+            lo, hi = bisect.bisect_right(cols["id"], cursor), bisect.bisect_right(cols["id"], head_cursor)
+            window = {k: v[lo:hi] for k, v in cols.items()}
+        return [_grouped(_zipped(window)), head_cursor]
 
     def _remember_range(self, key: str, value: list) -> None:
         with self._lock:
@@ -254,6 +308,11 @@ def _after(window: dict[str, list], cursor: int) -> dict[str, list]:
     """The rows of a window with ids after ``cursor`` (ids ascend)."""
     start = bisect.bisect_right(window["id"], cursor)
     return {k: v[start:] for k, v in window.items()}
+
+
+def _zipped(window: dict[str, list]) -> list[tuple]:
+    """Window columns as store rows ``(id, name, step, wall_time, value)`` (the id stands in for the time)."""
+    return list(zip(window["id"], window["name"], window["step"], window["id"], window["value"]))
 
 
 def _grouped(rows: list[tuple]) -> dict[str, dict[str, list]]:

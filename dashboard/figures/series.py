@@ -54,3 +54,34 @@ def to_plot_list(values: np.ndarray | list) -> list:
     scale = 10.0 ** (SIGNIFICANT_DIGITS - 1 - mags)
     rounded = np.round(arr * scale) / scale
     return [float(v) if ok else None for v, ok in zip(rounded.tolist(), finite.tolist())]
+
+
+
+def thin_indices(x: list, y: list, spacing: float) -> list[int]:
+    """Indices of the points of a short chunk to draw at one point pair per ``spacing`` steps: the smallest
+    and the largest value in each ``spacing``-wide slice of x, every gap (None), and the last point.
+
+    A live page adds new points at the resolution its history was first drawn with (MinMax-LTTB keeps a
+    pair per slice too), so a long run's tail is not drawn ten times denser than its past, and the updates of
+    a run that logs many points between two draws stay small. Every point stays in the store (export).
+
+    >>> thin_indices([10, 20, 30, 40, 50, 60], [0, 5, 1, 4, 2, 3], 40)
+    [0, 1, 3, 4, 5]
+    """
+    n = len(y)
+    if n <= 2 or spacing <= 0:
+        return list(range(n))
+    keep = {n - 1}
+    lo = 0
+    while lo < n:
+        bucket = x[lo] // spacing
+        hi = lo + 1
+        while hi < n and x[hi] // spacing == bucket:
+            hi += 1
+        finite = [i for i in range(lo, hi) if y[i] is not None]
+        keep.update(i for i in range(lo, hi) if y[i] is None)
+        if finite:
+            keep.add(min(finite, key=y.__getitem__))
+            keep.add(max(finite, key=y.__getitem__))
+        lo = hi
+    return sorted(keep)

@@ -236,6 +236,10 @@ def test_vc008_a_lone_worker_writes_its_heads_to_the_cache_seldom(tmp_path, monk
     assert sum(f"head:{run_id}" in k for k in writes) == 1
     other = DashboardData(store, caches[1])
     other.heads.heads([run_id])  # reads the lone worker's head, then shares its own
+    lone.heads.heads([run_id])   # alone, it reads the cache at most every LONE_WRITE_S: not yet
+    assert lone.heads._peer_seen_at == 0.0  # noqa: SLF001
+    monkeypatch.setattr(live_heads, "LONE_WRITE_S", 0.2)
+    time.sleep(0.25)
     lone.heads.heads([run_id])   # reads the other's: from now on it shares every refresh too
     writes.clear()
     for step in range(7, 10):
@@ -272,3 +276,61 @@ def test_vc010_the_control_line_names_the_runs_rate_now():
     run = {"id": "a1b2c3d4e5", "name": "r", "status": "running", "step": 3, "spec": {"lr": 0.004}}
     target = status_outputs(Data(), [run], with_options=False)[1]
     assert "learning rate now 0.004" in str(target)
+
+
+def test_vc010_a_page_back_from_a_pause_takes_its_rows_from_the_process_tail(tmp_path, monkeypatch):
+    """Heads carry a short window; the process keeps the rows of every head it saw for TAIL_S seconds, so a
+    page further behind than one head's window (a hidden tab, a viewer back after a while) needs no query."""
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    monkeypatch.setattr(live_heads, "WINDOW_S", 0.0)  # each head carries only its own refresh's rows
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    data = DashboardData(store, None)
+    behind = data.heads.heads([run_id])[run_id]["cursor"]
+    for step in (2, 3, 4, 5):
+        _log(store, run_id, step)
+        head = data.heads.heads([run_id])[run_id]
+    assert head["marks"][0][1] > behind  # the head alone no longer reaches back to the page
+    counting = CountingStore(store)
+    data.store = counting
+    rows, cursor = data.heads.rows_between(run_id, behind, head)
+    assert rows["train/loss"]["x"] == [2, 3, 4, 5] and cursor == head["cursor"] and counting.calls == []
+    monkeypatch.setattr(live_heads, "TAIL_S", -1.0)  # the tail forgets: the next head starts it anew
+    _log(store, run_id, 6)
+    data.store = store
+    head = data.heads.heads([run_id])[run_id]
+    data.store = counting
+    rows, _ = data.heads.rows_between(run_id, behind, head)
+    assert rows["train/loss"]["x"] == [2, 3, 4, 5, 6] and counting.calls == ["scalars_after"]
+
+
+def test_vc011_a_long_run_s_updates_are_drawn_at_its_history_s_resolution(tmp_path):
+    """A run at step ~80k logs 400 points of a curve between two draws: the update sends a min-max pair per
+    1/PAIRS_PER_RUN of the steps (the resolution of the figure's first draw), with the chunk's extremes and
+    its newest point; the smoothing carries over every point. An early run's updates keep every point."""
+    from dashboard.figures.metrics import ema
+    from dashboard.live import PAIRS_PER_RUN, build_figures, stream_delta
+
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    store.log_scalars(run_id, [("train/loss", 0, 1.0, time.time())], step=0)
+    data = DashboardData(store, None)
+    _figs, state = build_figures(data, [run_id], 0.6)
+    early = [(s, 1.0 / s) for s in range(10, 210, 10)]  # step 200: a pair per 0.2 steps, every point kept
+    store.log_scalars(run_id, [("train/loss", s, v, time.time()) for s, v in early], step=200)
+    delta, state = stream_delta(data, state)
+    assert delta["loss"]["extend"][0][1] == [s for s, _ in early]
+    steps = list(range(76_000, 80_000, 10))
+    values = [math.sin(s / 30.0) + (5.0 if s == 77_370 else 0.0) - (4.0 if s == 78_610 else 0.0) for s in steps]
+    store.log_scalars(run_id, [("train/loss", s, v, time.time()) for s, v in zip(steps, values)], step=steps[-1])
+    delta, new = stream_delta(data, state)
+    entry = state["traces"][f"{run_id}|train/loss"]
+    (raw_i, xs, ys), (smooth_i, sxs, sys_) = delta["loss"]["extend"]
+    assert (raw_i, smooth_i) == (entry["raw"], entry["smooth"]) and xs == sxs
+    spacing = steps[-1] / PAIRS_PER_RUN  # ~80 steps: 8 logged points per slice, 2 kept
+    assert len(xs) <= 2 * (4_000 / spacing + 2) < len(steps) / 3 and xs == sorted(xs) and xs[-1] == steps[-1]
+    assert 77_370 in xs and 78_610 in xs and max(ys) == pytest.approx(max(values), rel=1e-5)
+    whole, _ = ema([1.0] + [v for _, v in early] + values, 0.6)
+    assert sys_[-1] == pytest.approx(whole[-1], rel=1e-5)
+    assert new["traces"][f"{run_id}|train/loss"]["ema"][1] == 1 + len(early) + len(steps)
