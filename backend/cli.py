@@ -95,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = RunSpec.for_task(args.task, **{**parse_sets(args.set or []), **nproc})
     except (ValidationError, ValueError, KeyError) as exc:
         msgs = format_errors(exc) if isinstance(exc, ValidationError) else [str(exc).strip("'\"")]
-        print("deepscope train: invalid spec:\n  " + "\n  ".join(msgs), file=sys.stderr)
+        sep = " " if len(msgs) == 1 else "\n  "  # one problem: one line
+        print("deepscope train: invalid spec:" + sep + "\n  ".join(msgs), file=sys.stderr)
         return 2
     if spec.processes > 1 and (problem := check_processes(spec.processes, args.device)):
         print(f"deepscope train: processes={spec.processes}: {problem}", file=sys.stderr)

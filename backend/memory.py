@@ -44,12 +44,13 @@ FLOAT = 4
 MIB = 2**20
 # code of the kernels the first steps run and their buffers (oneDNN generates convolution and recurrent kernels)
 RUNTIME_BYTES = {"mlp": 10 * MIB, "skipgram": 10 * MIB, "cnn": 20 * MIB, "textcnn": 20 * MIB,
-                 "sparse-ae": 24 * MIB, "recurrent": 24 * MIB, "packed": 12 * MIB}
+                 "sparse-ae": 24 * MIB, "recurrent": 24 * MIB, "packed": 12 * MIB,
+                 "transformer": 40 * MIB}  # measured: its first evaluation adds 20-40 MiB whatever the size
 MMAP_MIN = 32 * MIB  # glibc's largest dynamic mmap threshold: smaller blocks come from the heap
 # Peak RSS over live bytes of heap-sized tensors, measured: a feed-forward net's many equal-sized
 # activations and gradients fragment the heap most
 HEAP_SLACK = {"mlp": 2.8, "cnn": 1.6, "textcnn": 1.5, "sparse-ae": 1.3, "skipgram": 1.3, "recurrent": 1.3,
-              "packed": 1.3}
+              "packed": 1.3, "transformer": 1.3}
 MAPPED_SLACK = 1.05  # peaks creep up over the first steps
 
 # Training-set and validation-set sizes of the built-in tasks whose batches come from a fixed set
@@ -79,6 +80,11 @@ PACKED_EVAL = {"lstm": 6.0, "gru": 2.5, "rnn": 2.0}
 PACKED_INPUT = 1.45  # the packed embeddings (and their gradient), a token and embedding unit
 MAXPOOL_SAVED, AVGPOOL_SAVED = 0.75, 0.25  # pooled output (and int64 indices) a conv-output element
 CNN_TRANSIENT = 2.6  # gradients of a conv layer's output in its backward pass, per output element
+# Transformer blocks, floats a token and d_model unit: what a block saves for its backward pass (its input,
+# the norms' outputs, q k v, attention output and its contiguous copy, projection, the MLP's 4 d twice, ...)
+TF_LAYER = 19.0
+TF_DROPOUT = 6.0    # with dropout: three masks and outputs a block
+TF_ATTN_SAVED = 3.0  # with dropout the fused kernel is not used: scores, weights and mask, a token, head and key
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,8 @@ def _activations(spec: "RunSpec", info: "TaskInfo") -> tuple[list[Tensors], list
     m, b, eb = spec.model, train_batch(spec, info), _eval_batch(spec, info)
     if m.family == "skipgram":
         return _skipgram(spec, info)
+    if m.family == "transformer":
+        return _transformer(m, info, b, spec.seq_len)
     if m.family in RECURRENT:
         if info.kind == "lm":
             return _language_model(m, info, b, spec.seq_len)
@@ -209,6 +217,21 @@ def _language_model(m: "ModelSpec", info: "TaskInfo", b: int, t: int) -> tuple[l
     e_tokens = LM_EVAL_BATCH * t
     evaluation = [Tensors(e_tokens * (m.embedding_dim + 2 * _dirs(m) * m.hidden_size + LM_TOKEN),
                           e_tokens * _dirs(m) * m.hidden_size),
+                  Tensors(e_tokens * 3 * info.vocab_size, e_tokens * info.vocab_size)]
+    return train, evaluation
+
+
+def _transformer(m: "ModelSpec", info: "TaskInfo", b: int, t: int) -> tuple[list[Tensors], list[Tensors]]:
+    """Transformer language model: every block's saved tensors, and the logits (as :func:`_language_model`)."""
+    d, tokens = m.hidden_size, b * t
+    per_layer = d * (TF_LAYER + (TF_DROPOUT if m.dropout > 0 else 0.0))
+    if m.dropout > 0:
+        per_layer += TF_ATTN_SAVED * m.heads * t
+    train = [Tensors(tokens * (m.layers * per_layer + 3 * d), tokens * 4 * d),
+             Tensors(tokens * (LM_LOGITS * info.vocab_size + d), tokens * info.vocab_size),
+             Tensors(tokens * LM_TOKEN, tokens * 2)]
+    e_tokens = LM_EVAL_BATCH * t
+    evaluation = [Tensors(e_tokens * (8 * d + LM_TOKEN), e_tokens * 4 * d),
                   Tensors(e_tokens * 3 * info.vocab_size, e_tokens * info.vocab_size)]
     return train, evaluation
 
@@ -309,6 +332,9 @@ def largest_tensor(spec: "RunSpec", info: "TaskInfo") -> int:
         return info.vocab_size * m.embedding_dim
     if m.family == "sparse-ae":
         return info.input_shape[0] * m.channels[0] * m.kernel_sizes[0] ** 2
+    if m.family == "transformer":  # the MLP's two matrices, or a table
+        d = m.hidden_size
+        return max(4 * d * d, info.vocab_size * d, getattr(spec, "seq_len", 64) * d)
     if m.family == "textcnn":
         n = m.channels[0]
         return max(info.vocab_size * m.embedding_dim, m.embedding_dim * n * max(m.kernel_sizes),

@@ -17,11 +17,13 @@ from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .tasks import get_task
 from .tasks.registry import TASKS, TaskInfo
 
-Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae", "textcnn", "skipgram"]
+Family = Literal["mlp", "cnn", "rnn", "gru", "lstm", "sparse-ae", "textcnn", "skipgram",
+                 "transformer"]
 Optimizer = Literal["sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta"]
 RECURRENT = ("rnn", "gru", "lstm")
 
@@ -31,6 +33,8 @@ MAX_MEMORY_BYTES = 4 * 2**30
 MAX_PROCESSES = 64  # training processes of one run (torchrun); the host's cores or GPUs bound it further
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 W2V_NEGATIVES, W2V_WINDOW = 5, 5  # skip-gram: negatives per pair, context words on each side
+TRANSFORMER_MLP = 4  # a transformer block's MLP width over d_model (backend.models.transformer.MLP_RATIO)
+BIDIRECTIONAL_LM = "a bidirectional language model would see the token it must predict"
 
 
 class ModelSpec(BaseModel):
@@ -53,6 +57,17 @@ class ModelSpec(BaseModel):
     bidirectional: bool = False
     top_k: int = Field(3, ge=1, le=1024, description="sparse autoencoder: filter responses kept per patch")
     noise: float = Field(0.0, ge=0.0, le=10.0, description="sparse autoencoder: sd of the noise added to its input")
+    # -- transformer (hidden_size is d_model; embedding_dim is not used) --
+    heads: int = Field(4, ge=1, le=64, description="transformer: attention heads; hidden_size must divide by it")
+
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide_width(cls, v: int, info: ValidationInfo) -> int:
+        d = info.data.get("hidden_size")
+        if info.data.get("family") == "transformer" and d is not None and d % v:
+            raise ValueError(f"hidden size {d} (d_model) does not divide among {v} heads: each head reads an "
+                             f"equal slice; choose heads that divide {d}")
+        return v
 
     @field_validator("channels")
     @classmethod
@@ -149,6 +164,8 @@ class RunSpec(BaseModel):
         if self.model.family not in info.families:
             raise ValueError(f"model family {self.model.family!r} does not fit task {self.task!r}; "
                              f"choose one of {', '.join(info.families)}")
+        if info.kind == "lm" and self.model.bidirectional:
+            raise _field_error(("model", "bidirectional"), BIDIRECTIONAL_LM, True)
         if info.kind == "image" and self.model.family == "cnn":
             _check_cnn_shape(self.model, info)
         if self.model.family == "sparse-ae":
@@ -175,6 +192,13 @@ class RunSpec(BaseModel):
         model.update(overrides.pop("model", {}) or {})
         data.update(overrides)
         return cls(task=task, model=model, **data)
+
+
+def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    """A validation error of the field at ``loc`` from a check of the whole spec, so that the form shows
+    it next to that field (a plain ValueError here would belong to no field)."""
+    return ValidationError.from_exception_data("RunSpec", [InitErrorDetails(
+        type=PydanticCustomError("value_error", message), loc=loc, input=value)])
 
 
 def spec_info(spec: "RunSpec") -> TaskInfo:
@@ -274,6 +298,9 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
             fan_in = n_in if layer == 0 else h * dirs
             params += dirs * (g * h * (fan_in + h) + 2 * g * h)
         params += h * dirs * info.n_outputs + info.n_outputs
+    elif m.family == "transformer":
+        context = spec.seq_len if isinstance(spec, RunSpec) else 64
+        params = _transformer_params(info.vocab_size, m.hidden_size, m.layers, context)
     elif m.family == "sparse-ae":  # tied weights, no bias
         params = info.input_shape[0] * m.channels[0] * m.kernel_sizes[0] ** 2
     elif m.family == "mlp":
@@ -293,6 +320,17 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
                 h, w = h // 2, w // 2
         params += c * h * w * info.n_classes + info.n_classes
     return params, activation_floats(spec, info)
+
+
+def _transformer_params(vocab: int, d: int, layers: int, context: int) -> int:
+    """Parameters of ``backend.models.transformer.TransformerLM`` (kept torch-free here for the form).
+
+    >>> _transformer_params(8, 32, 2, 128)  # tokens, positions, 2 blocks, final LayerNorm, output layer
+    30088
+    """
+    f = TRANSFORMER_MLP * d
+    block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d)  # norms, attention, MLP
+    return vocab * d + context * d + layers * block + 2 * d + (d * vocab + vocab)
 
 
 def estimate(spec: RunSpec) -> Cost:

@@ -47,8 +47,8 @@ LARGER: dict[str, list[tuple[str, dict]]] = {
     ],
     "code-lstm": [
         ("lstm 32 b1024 T512", {"model": {"hidden_size": 32}, "batch_size": 1024, "seq_len": 512}),
-        ("lstm 2x128 bi b64 T256", {"model": {"hidden_size": 128, "layers": 2, "bidirectional": True},
-                                    "batch_size": 64, "seq_len": 256}),
+        ("transformer 2x256 h8 b64 T256", {"model": {"family": "transformer", "hidden_size": 256, "layers": 2,
+                                                     "heads": 8}, "batch_size": 64, "seq_len": 256}),
     ],
     "brackets-lstm": [
         ("gru 96 b256 T768", {"model": {"family": "gru", "hidden_size": 96}, "batch_size": 256, "seq_len": 768}),

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from .projection_data import SourceData
 
 N_NEIGHBOURS = 10
+# The analogy the page offers as placeholders: words of the built-in word2vec run's vocabulary (pydoc's
+# topics have no "king" or "queen"; a test checks these are there). a - b + c: functions - function + class
+# ~ classes (plural minus singular, plus another singular).
+ANALOGY_EXAMPLE = ("functions", "function", "class")
+EXAMPLE_WORD = "function"
 N_ANSWERS = 5
 N_SUGGESTIONS = 5
 

@@ -38,9 +38,11 @@ class FormField:
 
 FIELDS: tuple[FormField, ...] = (
     FormField("family", "Model family", "select", ("model", "family"),
-              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae", "textcnn", "skipgram")),
-    FormField("layers", "Layers", "int", ("model", "layers"), help="recurrent or MLP hidden layers"),
-    FormField("hidden_size", "Hidden size", "int", ("model", "hidden_size"), help="units per layer"),
+              ("cnn", "mlp", "rnn", "gru", "lstm", "sparse-ae", "textcnn", "skipgram", "transformer")),
+    FormField("layers", "Layers", "int", ("model", "layers"), help="recurrent, MLP or transformer layers"),
+    FormField("hidden_size", "Hidden size", "int", ("model", "hidden_size"),
+              help="units per layer (a transformer's width, d_model)"),
+    FormField("heads", "Attention heads", "int", ("model", "heads"), help="transformer: hidden size must divide by it"),
     FormField("channels", "Conv channels", "list", ("model", "channels"), help="comma list, e.g. 16, 32"),
     FormField("kernel_sizes", "Kernel sizes", "list", ("model", "kernel_sizes"), help="one, or one per conv layer"),
     FormField("pooling", "Pooling", "select", ("model", "pooling"), ("max", "avg", "none")),
@@ -75,7 +77,7 @@ FIELDS: tuple[FormField, ...] = (
     FormField("name", "Name", "text", ("name",), help="optional; shown in run lists", optional=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
-FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "channels", "kernel_sizes", "pooling", "activation",
+FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "heads", "channels", "kernel_sizes", "pooling", "activation",
                            "dropout", "top_k", "noise", "embedding_dim", "bidirectional")),
                 ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size")),
                 ("Run", ("steps", "seed", "processes", "probe_every", "data_file", "name")))
@@ -225,8 +227,12 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
         names -= {"layers", "hidden_size", "activation", "dropout"}
     else:
         names -= {"top_k", "noise"}
-    if family not in ("rnn", "gru", "lstm"):
+    if family not in ("rnn", "gru", "lstm") or kind == "lm":  # a language model must not read ahead
         names -= {"bidirectional"}
+    if family != "transformer":
+        names -= {"heads"}
+    else:  # its token embedding is d_model wide; its MLP's activation is GELU
+        names -= {"embedding_dim", "activation"}
     if kind not in ("lm", "text", "w2v"):
         names -= {"embedding_dim"}
     if optimizer not in ("momentum", "rmsprop"):

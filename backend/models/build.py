@@ -19,6 +19,7 @@ from torch import nn
 
 from ..spec import RECURRENT, ModelSpec, RunSpec, spec_info
 from ..tasks import TaskInfo
+from .transformer import TransformerLM
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 RNN_CLASSES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -230,6 +231,8 @@ def build_model(spec: RunSpec) -> nn.Module:
         return RecurrentLM(m, info) if info.kind == "lm" else RecurrentClassifier(m, info)
     if m.family == "skipgram":
         return SkipGram(m, info)
+    if m.family == "transformer":  # language models only (the task registry's families say so)
+        return TransformerLM(info.vocab_size, m.hidden_size, m.heads, m.layers, spec.seq_len, m.dropout)
     if m.family == "sparse-ae":
         return SparseAutoencoder(m, info)
     if m.family == "textcnn":

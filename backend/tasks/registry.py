@@ -71,7 +71,7 @@ TASKS: dict[str, TaskInfo] = {
         kind="lm",
         description=("Character-level language model over Python's standard-library sources: predict the next "
                      "character. Train/validation split by file."),
-        families=("lstm", "gru", "rnn"),
+        families=("lstm", "gru", "rnn", "transformer"),
         vocab_size=len(CODE_VOCAB),
         defaults={
             "model": {"family": "lstm", "layers": 1, "hidden_size": 128, "embedding_dim": 32, "dropout": 0.0},
@@ -85,7 +85,7 @@ TASKS: dict[str, TaskInfo] = {
         description=("Generated text of nested brackets and filler letters, like 'a(b(()c)d)': predict the next "
                      "character. A ')' gets likelier the deeper the nesting, is impossible at depth 0 and certain "
                      "at depth 8, so the model must count open brackets; look for a cell that tracks the depth."),
-        families=("lstm", "gru", "rnn"),
+        families=("lstm", "gru", "rnn", "transformer"),
         vocab_size=len(BRACKET_VOCAB),
         defaults={
             "model": {"family": "lstm", "layers": 1, "hidden_size": 32, "embedding_dim": 8, "dropout": 0.0},
@@ -100,7 +100,7 @@ TASKS: dict[str, TaskInfo] = {
                      f"where the letter after '?' repeats the key (A-D) seen {RECALL_GAP + 1} characters earlier. "
                      "Only a model that carries the key that far predicts it; a plain tanh RNN's gradient fades "
                      "long before, an LSTM's or GRU's reaches back (the Lab's gradient-flow preset)."),
-        families=("lstm", "gru", "rnn"),
+        families=("lstm", "gru", "rnn", "transformer"),
         vocab_size=len(RECALL_VOCAB),
         defaults={
             "model": {"family": "lstm", "layers": 1, "hidden_size": 32, "embedding_dim": 8, "dropout": 0.0},

@@ -30,6 +30,7 @@ from dashboard.figures.projections import message_figure
 from dashboard.inputs import Query
 from dashboard.projection_controls import DIMS, METHODS, colour_options, initial_controls, metric_options
 from dashboard.projection_data import COLOUR_FIELDS
+from dashboard.projection_search import ANALOGY_EXAMPLE, EXAMPLE_WORD
 from dashboard.snapshot_slider import PLAY
 
 dash.register_page(__name__, path="/projections", name="Projections", order=3, title="Projections · deepscope")
@@ -113,7 +114,7 @@ def layout(**query) -> html.Div:
             html.Div([
                 html.Section([
                     html.H3("Nearest neighbours"),
-                    html.Div([dcc.Input(id=ids.PJ_QUERY, type="text", placeholder="a word or text, e.g. king",
+                    html.Div([dcc.Input(id=ids.PJ_QUERY, type="text", placeholder=f"a word or text, e.g. {EXAMPLE_WORD}",
                                         debounce=False, className="search pj-query", n_submit=0),
                               html.Button("Find", id=ids.PJ_QUERY_GO, className="btn", n_clicks=0),
                               html.Button("Clear", id=ids.PJ_CLEAR, className="btn", n_clicks=0)],
@@ -121,13 +122,13 @@ def layout(**query) -> html.Div:
                     html.Div(id=ids.PJ_NEIGHBOURS, className="pj-list")], className="card"),
                 html.Section([
                     html.H3("Analogy"),
-                    html.Div([dcc.Input(id=ids.PJ_AN_A, type="text", placeholder="king", className="search pj-word",
+                    html.Div([dcc.Input(id=ids.PJ_AN_A, type="text", placeholder=ANALOGY_EXAMPLE[0], className="search pj-word",
                                         n_submit=0),
                               html.Span("−", className="pj-op"),
-                              dcc.Input(id=ids.PJ_AN_B, type="text", placeholder="man", className="search pj-word",
+                              dcc.Input(id=ids.PJ_AN_B, type="text", placeholder=ANALOGY_EXAMPLE[1], className="search pj-word",
                                         n_submit=0),
                               html.Span("+", className="pj-op"),
-                              dcc.Input(id=ids.PJ_AN_C, type="text", placeholder="woman", className="search pj-word",
+                              dcc.Input(id=ids.PJ_AN_C, type="text", placeholder=ANALOGY_EXAMPLE[2], className="search pj-word",
                                         n_submit=0)], className="pj-row"),
                     html.Div([html.Button("Solve", id=ids.PJ_AN_GO, className="btn btn-primary", n_clicks=0),
                               html.Button("Clear", id=ids.PJ_AN_CLEAR, className="btn", n_clicks=0)],

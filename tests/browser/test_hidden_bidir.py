@@ -1,8 +1,11 @@
 """Hidden-states page for a bidirectional LSTM in headless Chromium: both directions side by side.
 
-A real dashboard on a store holding a trained bidirectional ``brackets-lstm`` run and a
-one-directional one (probe snapshots written by the real trainer). Brushing and dragging
-the threshold line are real mouse drags, in the backward panel.
+A real dashboard on a store holding a trained bidirectional ``sentiment-lstm`` run (a text classifier:
+reading both ways is legitimate there, while the spec refuses a bidirectional language model, which
+would see the token it must predict) and a one-directional ``brackets-lstm`` run, probe snapshots
+written by the real trainer. Built-in runs of a classifier record no hidden states per token (no probe
+text), so the test gives its run the hidden-state probe over held-out reviews, one after the other.
+Brushing and dragging the threshold line are real mouse drags, in the backward panel.
 
     .venv/bin/python -m pytest --headless tests/browser/test_hidden_bidir.py
 """
@@ -12,15 +15,20 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.keys import Keys
 
 from backend.analysis.cells import select_cells
+from backend.probes.hooks import HiddenStateProbe
 from backend.spec import RunSpec
 from backend.store import RunStore
 from backend.store.hidden import KIND, HiddenSnapshot
+from backend.tasks import get_task
+from backend.tasks.data import load_task_data
+from backend.tasks.probe import ProbeCorpus
 from backend.training.worker import run_training
 from dashboard import ids
 from dashboard.figures.hidden import visible
@@ -35,17 +43,30 @@ POS, WIN = 100, 80
 SHOTS = Path("/tmp/shots")
 
 
+def review_corpus(n_tokens: int = 3000) -> ProbeCorpus:
+    """Held-out reviews of sentiment-lstm one after the other (word ids, padding dropped), with each
+    word's position in its review as a track."""
+    data = load_task_data(get_task("sentiment-lstm"), seed=0)
+    rows = [[i for i in row if i] for row in data.x_val.tolist()]
+    ids = [i for row in rows for i in row][:n_tokens]
+    where = [float(k) for row in rows for k in range(len(row))][:n_tokens]
+    return ProbeCorpus(ids=np.asarray(ids, dtype=np.int64), vocab=tuple(data.vocab),
+                       tracks={"position in review": np.asarray(where, dtype=np.float32)},
+                       source="held-out generated reviews, one after the other")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A bidirectional and a one-directional brackets-lstm run, trained briefly (small hidden size)."""
+    """A bidirectional sentiment-lstm run and a one-directional brackets-lstm run, trained briefly."""
     data_dir = tmp_path_factory.mktemp("hsbi") / "data"
     store = RunStore(data_dir)
     out = {}
-    for name, bi, steps in (("bidir", True, 60), ("onedir", False, 20)):
-        spec = RunSpec.for_task("brackets-lstm", steps=steps, probe_every=steps,
-                                model={"bidirectional": bi, "hidden_size": 32})
+    for name, task, bi, steps in (("bidir", "sentiment-lstm", True, 60), ("onedir", "brackets-lstm", False, 20)):
+        spec = RunSpec.for_task(task, steps=steps, probe_every=steps, model={"bidirectional": bi, "hidden_size": 32})
         out[name] = store.create_run(name, spec.task, spec.model_dump())
-        assert run_training(store, out[name], device="cpu") == "completed"
+        extra = [HiddenStateProbe(store, out[name], review_corpus(), every=steps, adaptive=False)] if bi else []
+        assert run_training(store, out[name], device="cpu", extra_hooks=extra) == "completed"
+    assert store.list_snapshots(out["bidir"], KIND)[-1]["meta"]["directions"] == ["fwd", "bwd"]
     return data_dir, out
 
 

@@ -24,6 +24,16 @@ def test_train_with_bad_spec_explains_and_stores_nothing(tmp_path, capsys):
     assert "no runs yet" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("task", ["code-lstm", "brackets-lstm", "recall-lstm"])
+def test_a_bidirectional_language_model_is_refused_in_one_line(tmp_path, capsys, task):
+    code = main(["train", task, "--data-dir", str(tmp_path), "--set", "model.bidirectional=true"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == ("deepscope train: invalid spec: model.bidirectional: a bidirectional language model would see "
+                   "the token it must predict\n")
+    assert main(["runs", "--data-dir", str(tmp_path)]) == 0 and "no runs yet" in capsys.readouterr().out
+
+
 def test_train_unknown_task_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "imagenet", "--data-dir", str(tmp_path)]) == 2
     assert "unknown task 'imagenet'" in capsys.readouterr().err

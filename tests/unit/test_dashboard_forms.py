@@ -33,7 +33,7 @@ def test_family_that_does_not_fit_the_task_is_a_general_error():
     values = form_values(RunSpec.for_task("code-lstm")) | {"family": "cnn"}
     result = validate_form("code-lstm", values)
     assert result.spec is None and any("does not fit" in m for m in result.general_errors)
-    assert family_options("code-lstm") == ["lstm", "gru", "rnn"]
+    assert family_options("code-lstm") == ["lstm", "gru", "rnn", "transformer"]
 
 
 def test_missing_required_number_is_named():
@@ -44,8 +44,32 @@ def test_missing_required_number_is_named():
 def test_irrelevant_fields_follow_family_and_optimizer():
     cnn = relevant_fields("digits-cnn", "cnn", "adam")
     assert "channels" in cnn and "bidirectional" not in cnn and "momentum" not in cnn
-    lstm = relevant_fields("code-lstm", "lstm", "momentum")
-    assert {"bidirectional", "embedding_dim", "momentum"} <= lstm and "channels" not in lstm
+    lstm = relevant_fields("sentiment-lstm", "lstm", "momentum")
+    assert {"bidirectional", "embedding_dim", "momentum"} <= lstm and "channels" not in lstm and "heads" not in lstm
+    lm = relevant_fields("code-lstm", "lstm", "adam")
+    assert "embedding_dim" in lm and "bidirectional" not in lm  # a language model must not read ahead
+    transformer = relevant_fields("code-lstm", "transformer", "adam")
+    assert {"layers", "hidden_size", "heads", "dropout"} <= transformer
+    assert not {"embedding_dim", "bidirectional", "channels", "activation"} & transformer
+
+
+def test_transformer_from_the_form_with_heads_checked_on_their_field():
+    values = form_values(RunSpec.for_task("brackets-lstm")) | {"family": "transformer", "heads": 2}
+    result = validate_form("brackets-lstm", values)
+    assert result.spec is not None and result.spec.model.heads == 2 and "parameters" in result.cost
+    bad = validate_form("brackets-lstm", values | {"hidden_size": 30, "heads": 4})
+    assert bad.spec is None and "divide" in bad.field_errors["heads"]
+
+
+@pytest.mark.parametrize("task", ["code-lstm", "brackets-lstm", "recall-lstm"])
+def test_a_bidirectional_language_model_is_refused_next_to_its_field(task):
+    values = form_values(RunSpec.for_task(task)) | {"bidirectional": ["on"]}
+    result = validate_form(task, values)
+    assert result.spec is None and not result.general_errors
+    assert result.field_errors == {"bidirectional": "a bidirectional language model would see the token it must predict"}
+    # a text classifier may read both ways
+    ok = validate_form("sentiment-lstm", form_values(RunSpec.for_task("sentiment-lstm")) | {"bidirectional": ["on"]})
+    assert ok.spec is not None and ok.spec.model.bidirectional
 
 
 class FakeJobs:

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.models.build import build_model
+from backend.models.build import RecurrentLM, build_model
 from backend.models.generate import generate, teacher_forced
-from backend.spec import RunSpec
+from backend.spec import ModelSpec, RunSpec
+from backend.tasks import TASKS
 
 
 def _model(family="lstm", **model):
@@ -54,8 +55,13 @@ def test_teacher_forced_guesses_and_probabilities():
 
 
 def test_refusals():
-    with pytest.raises(ValueError, match="bidirectional"):
-        generate(_model(bidirectional=True), [1], 3)
+    # the spec refuses a bidirectional language model (it would see the token it must predict): build one directly
+    bidi = RecurrentLM(ModelSpec(family="lstm", hidden_size=16, embedding_dim=8, bidirectional=True),
+                       TASKS["brackets-lstm"])
+    with pytest.raises(ValueError, match="one-directional model: a bidirectional one reads the future"):
+        generate(bidi, [1], 3)
+    with pytest.raises(ValueError, match="needs a recurrent language model"):
+        generate(_model("transformer", heads=4), [1], 3)
     with pytest.raises(ValueError, match="temperature"):
         generate(_model(), [1], 3, temperature=-1)
     with pytest.raises(ValueError, match="two tokens"):

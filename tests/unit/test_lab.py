@@ -13,8 +13,9 @@ from backend.lab.presets import CLIP_NORM, NO_JOBS, OPTIMIZER_LRS, PRESETS, get_
 from backend.lab.records import AFTER_CLIP, BEFORE_CLIP, KIND, GradFlow, hidden_norm_history, latest_gradflow
 from backend.models import build_model
 from backend.probes.gradflow import gradient_through_time, probe_sequences, through_time
-from backend.spec import RunSpec
-from backend.tasks import get_task
+from backend.models.build import RecurrentLM
+from backend.spec import ModelSpec, RunSpec
+from backend.tasks import TASKS, get_task
 from backend.tasks.data import load_task_data
 from backend.tasks.recall import (RECALL_GAP, RECALL_KEYS, RECALL_VOCAB, episode_length, generate_recall,
                                   recall_probe_batch, recall_tracks)
@@ -231,8 +232,8 @@ def test_recorded_norms_are_gradient_through_time_of_the_model():
     assert all(v.shape == (RECALL_GAP + 2,) for v in arrays.values())
     assert meta["family"] == "lstm" and meta["n_sequences"] == 64 and "activation" not in meta
     assert meta["hidden_size"] == 8
-    t.model = build_model(RunSpec.for_task("recall-lstm", model={"family": "gru", "bidirectional": True,
-                                                                 "hidden_size": 4}))
+    # the spec refuses a bidirectional language model; the user's own may still be one
+    t.model = RecurrentLM(ModelSpec(family="gru", bidirectional=True, hidden_size=4), TASKS["recall-lstm"])
     with pytest.raises(ValueError, match="one-directional"):
         probe.setup(t)
     probe.close()

@@ -6,7 +6,8 @@ import pytest
 
 from backend.models.generate import generate_many
 from backend.probes.samples import TEMPERATURES, SamplesProbe, sample_prompt
-from backend.spec import RunSpec, spec_info
+from backend.models.build import RecurrentLM
+from backend.spec import ModelSpec, RunSpec, spec_info
 from backend.store.samples import KIND, decode, latest_samples, samples_history, write_samples_snapshot
 from backend.tasks.data import load_task_data
 from backend.tasks.registry import VOCABS
@@ -75,10 +76,13 @@ def test_samples_at_every_cadence_step_equal_generate_with_the_same_seed(store):
 
 
 def test_a_bidirectional_model_gets_no_samples(store):
-    spec, data = _brackets(steps=5, bidirectional=True)
+    """The spec refuses a bidirectional language model; one of the user's own (a model passed in) is
+    trained, and the probe turns itself off."""
+    spec, data = _brackets(steps=5)
     run_id = store.create_run("b", spec.task, spec.model_dump())
     probe = SamplesProbe(store, run_id, every=5, adaptive=False, length=5)
-    trainer = Trainer(spec, data, hooks=[probe], device="cpu")
+    bidi = RecurrentLM(ModelSpec(family="lstm", hidden_size=16, embedding_dim=8, bidirectional=True), data.info)
+    trainer = Trainer(spec, data, hooks=[probe], device="cpu", model=bidi)
     trainer.run()
     trainer.close()
     assert not probe.enabled and store.list_snapshots(run_id, KIND) == []
@@ -95,7 +99,7 @@ def test_default_hooks_attach_the_probe_to_unidirectional_language_models_only(s
 
     assert has_probe(RunSpec.for_task("code-lstm"))
     assert has_probe(RunSpec.for_task("recall-lstm", model={"family": "rnn"}))
-    assert not has_probe(RunSpec.for_task("code-lstm", model={"bidirectional": True}))
+    assert not has_probe(RunSpec.for_task("code-lstm", model={"family": "transformer"}))
     assert not has_probe(RunSpec.for_task("digits-cnn"))
     assert not has_probe(RunSpec.for_task("sentiment-lstm"))
 
