@@ -59,6 +59,11 @@ class ModelSpec(BaseModel):
                                 "(Bahdanau), multiplicative (Luong's general score) or none (the decoder starts "
                                 "from the encoder's final state and sees nothing else)")
 
+    @field_validator("attention", mode="before")
+    @classmethod
+    def _no_attention(cls, v: Any) -> Any:
+        return "none" if v is None else v  # `--set attention=none` reads as None on the command line
+
     @field_validator("channels")
     @classmethod
     def _channels_positive(cls, v: list[int]) -> list[int]:

@@ -214,8 +214,8 @@ TASKS.update({
         defaults={
             "model": {"family": "gru", "layers": 1, "hidden_size": 64, "embedding_dim": 32, "bidirectional": True,
                       "attention": "additive", "dropout": 0.0},
-            "optimizer": "adam", "lr": 0.005, "batch_size": 64, "steps": 1500, "clip_norm": 1.0,
-            "teacher_forcing": 1.0, "log_every": 10, "eval_every": 250,
+            "optimizer": "adam", "lr": 0.005, "batch_size": 64, "steps": 400, "clip_norm": 1.0,
+            "teacher_forcing": 1.0, "log_every": 10, "eval_every": 200,
         },
     ),
     "tags-bidir": TaskInfo(
@@ -234,7 +234,7 @@ TASKS.update({
         defaults={
             "model": {"family": "gru", "layers": 1, "hidden_size": 32, "embedding_dim": 16, "bidirectional": True,
                       "dropout": 0.0},
-            "optimizer": "adam", "lr": 0.01, "batch_size": 64, "steps": 600, "clip_norm": 1.0,
+            "optimizer": "adam", "lr": 0.01, "batch_size": 64, "steps": 300, "clip_norm": 1.0,
             "log_every": 10, "eval_every": 100,
         },
     ),
