@@ -29,9 +29,6 @@ from torch import nn
 
 from ..tasks.dates import BOS
 
-ACT_RNN = {"relu": "relu"}
-
-
 def _rnn(family: str, n_in: int, hidden: int, layers: int, bidirectional: bool, dropout: float,
          activation: str | None) -> nn.RNNBase:
     kwargs = dict(input_size=n_in, hidden_size=hidden, num_layers=layers, batch_first=True,
@@ -188,7 +185,8 @@ def teacher_forcing_at(spec, step: int, total: int) -> float:
     ``teacher_forcing`` at the first step to ``teacher_forcing_floor`` at the last.
 
     >>> from types import SimpleNamespace as S
-    >>> teacher_forcing_at(S(teacher_forcing=1.0, teacher_forcing_schedule="linear", teacher_forcing_floor=0.2), 51, 101)
+    >>> linear = S(teacher_forcing=1.0, teacher_forcing_schedule="linear", teacher_forcing_floor=0.2)
+    >>> teacher_forcing_at(linear, 51, 101)
     0.6
     """
     start = spec.teacher_forcing

@@ -13,7 +13,7 @@ from .dates import DATE_MAX_IN, DATE_VOCAB
 from .images import IMAGE_NAMES
 from .recall import RECALL_GAP, RECALL_VOCAB
 from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
-from .tagging import TAG_MAX_LEN, TAG_VOCAB, TAGS
+from .tagging import TAG_MAX_LEN, TAG_PROBE_TOKENS, TAG_VOCAB, TAGS
 
 # prose-word2vec: the 2,000 most frequent words of pydoc's topics, plus "<unk>" at id 0 (backend.tasks.prose)
 W2V_VOCAB_SIZE = 2001
@@ -230,7 +230,7 @@ TASKS.update({
         n_classes=len(TAGS),
         class_names=TAGS,
         vocab_size=len(TAG_VOCAB),
-        probe_tokens=4096,
+        probe_tokens=TAG_PROBE_TOKENS,
         defaults={
             "model": {"family": "gru", "layers": 1, "hidden_size": 32, "embedding_dim": 16, "bidirectional": True,
                       "dropout": 0.0},

@@ -21,6 +21,7 @@ from backend.tasks.data import load_task_data
 from backend.training.trainer import Trainer
 from backend.training.worker import run_training
 
+pytestmark = pytest.mark.slow  # trains for 30-80 s (`make test-fast` leaves it out)
 CHANCE_ALIGNMENT = 0.3  # untrained: 0.175 measured (the determining spans cover about a fifth of an input)
 
 

@@ -95,7 +95,8 @@ def test_tag_encoding_marks_padding_and_ambiguity():
      "teacher_forcing_schedule: Input should be 'constant' or 'linear'"),
     ({"task": "dates-seq2seq", "teacher_forcing": 0.5, "teacher_forcing_schedule": "linear",
       "teacher_forcing_floor": 0.8}, "teacher_forcing_floor: Value error, a linear schedule decays"),
-    ({"task": "dates-seq2seq", "teacher_forcing_floor": "lots"}, "teacher_forcing_floor: Input should be a valid number"),
+    ({"task": "dates-seq2seq", "teacher_forcing_floor": "lots"},
+     "teacher_forcing_floor: Input should be a valid number"),
     ({"task": "tags-bidir", "model": {"family": "cnn"}}, "does not fit task 'tags-bidir'"),
     ({"task": "dates-seq2seq", "model": {"family": "mlp"}}, "does not fit task 'dates-seq2seq'"),
 ])
