@@ -22,7 +22,9 @@ from backend.training.trainer import Trainer
 from backend.training.worker import run_training
 
 pytestmark = pytest.mark.slow  # trains for 30-80 s (`make test-fast` leaves it out)
-CHANCE_ALIGNMENT = 0.3  # untrained: 0.175 measured (the determining spans cover about a fifth of an input)
+# An argmax drawn uniformly over the input lands in the determining span 24 % of the time (the spans' mean share
+# of their input, validation set); untrained models measured 0.175, 0.26 and 0.30 (seeds 0, 1, 2).
+NEAR_CHANCE_ALIGNMENT = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_untrained_attention_is_near_chance():
     torch.set_num_threads(1)
     spec = RunSpec.for_task("dates-seq2seq")
     metrics = Trainer(spec, load_task_data(get_task(spec.task)), device="cpu").evaluate()
-    assert metrics["val/alignment_share"] < CHANCE_ALIGNMENT
+    assert metrics["val/alignment_share"] < NEAR_CHANCE_ALIGNMENT
     assert metrics["val/attention_entropy"] > 0.95 and metrics["val/seq_acc"] == 0.0
 
 
