@@ -56,10 +56,11 @@ MAPPED_SLACK = 1.05  # peaks creep up over the first steps
 # Training-set and validation-set sizes of the built-in tasks whose batches come from a fixed set
 # (backend.tasks.data; a test checks them): a batch larger than the training set holds all of it.
 TRAIN_SIZES = {"digits-cnn": 1438, "patches-cnn": 19_500, "natural-patches": 100_000,
-               "sentiment-cnn": 20_000, "sentiment-lstm": 20_000}
+               "sentiment-cnn": 20_000, "sentiment-lstm": 20_000, "dates-seq2seq": 40_000, "tags-bidir": 20_000}
 VAL_SIZES = {"digits-cnn": 359, "patches-cnn": 2600, "natural-patches": 4096,
-             "sentiment-cnn": 2000, "sentiment-lstm": 2000}
-MEAN_TOKENS = {"sentiment-cnn": 9.3, "sentiment-lstm": 9.3}  # real tokens of a built-in review (of 32)
+             "sentiment-cnn": 2000, "sentiment-lstm": 2000, "dates-seq2seq": 2000, "tags-bidir": 2000}
+MEAN_TOKENS = {"sentiment-cnn": 9.3, "sentiment-lstm": 9.3,  # real tokens of a built-in review (of 32)
+               "dates-seq2seq": 16.0, "tags-bidir": 8.5}  # of a date (of 40), of a tagged sentence (of 16)
 EVAL_CHUNK, LM_EVAL_BATCH, W2V_EVAL_PAIRS = 1024, 64, 8192  # as backend.training.trainer evaluates
 
 # Optimizers (torch's single-tensor CPU code): state tensors a parameter, temporaries of one tensor's size
@@ -161,7 +162,7 @@ def _kind(m: "ModelSpec", info: "TaskInfo") -> str:
     from .spec import RECURRENT
 
     if m.family in RECURRENT:
-        return "packed" if info.kind == "text" else "recurrent"
+        return "packed" if info.kind in ("text", "tag", "seq2seq") else "recurrent"
     return m.family
 
 
@@ -184,7 +185,7 @@ def _activations(spec: "RunSpec", info: "TaskInfo") -> tuple[list[Tensors], list
     if m.family in RECURRENT:
         if info.kind == "lm":
             return _language_model(m, info, b, spec.seq_len)
-        if info.kind == "text":
+        if info.kind in ("text", "tag", "seq2seq"):  # sequence tasks: packed encoders, decoders like them
             return _packed(spec, info, b, eb)
         c, rows, w = info.input_shape
         train = [Tensors(b * rows * x.floats, b * rows * x.each) for x in _rnn_step(m, c * w, 0)]
@@ -341,10 +342,13 @@ def largest_tensor(spec: "RunSpec", info: "TaskInfo") -> int:
                    n * len(m.kernel_sizes) * info.n_classes)
     if m.family in RECURRENT:
         d, h, g = _dirs(m), m.hidden_size, GATES[m.family]
-        text = info.kind in ("lm", "text")
+        text = info.kind in ("lm", "text", "tag", "seq2seq")
         n_in = m.embedding_dim if text else info.input_shape[0] * info.input_shape[2]
         emb = info.vocab_size * m.embedding_dim if text else 0
         layer = g * h * max(n_in, h * d if m.layers > 1 else 0, h)
+        if info.kind == "seq2seq":  # the decoder's input weights and the output layer read the context too
+            ctx = 0 if m.attention == "none" else h * d
+            return max(emb, layer, g * h * (n_in + ctx), (h + ctx) * info.n_outputs, h * d * h)
         return max(emb, layer, h * d * info.n_outputs)
     c, h, w = info.input_shape
     if m.family == "mlp":

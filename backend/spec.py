@@ -69,6 +69,17 @@ class ModelSpec(BaseModel):
                              f"equal slice; choose heads that divide {d}")
         return v
 
+    # sequence-to-sequence tasks (kind seq2seq) only; other kinds ignore it
+    attention: Literal["additive", "multiplicative", "none"] = Field(
+        "additive", description="sequence-to-sequence: how the decoder looks at the encoder's states: additive "
+                                "(Bahdanau), multiplicative (Luong's general score) or none (the decoder starts "
+                                "from the encoder's final state and sees nothing else)")
+
+    @field_validator("attention", mode="before")
+    @classmethod
+    def _no_attention(cls, v: Any) -> Any:
+        return "none" if v is None else v  # `--set attention=none` reads as None on the command line
+
     @field_validator("channels")
     @classmethod
     def _channels_positive(cls, v: list[int]) -> list[int]:
@@ -135,12 +146,31 @@ class RunSpec(BaseModel):
                                     description="steps between probe snapshots (hidden states, kernels, "
                                                 "embeddings); empty: about ten per run, "
                                                 "spaced wider when the probes would cost over 1.5% of training time")
+    # sequence-to-sequence tasks (kind seq2seq) only; other kinds ignore them
+    teacher_forcing: float = Field(1.0, ge=0.0, le=1.0,
+                                   description="sequence-to-sequence: chance that the decoder is fed the true "
+                                               "previous character rather than its own prediction (1: always the "
+                                               "true one, 0: always its own)")
+    teacher_forcing_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="constant: teacher_forcing all run long; linear: from teacher_forcing at the "
+                                "first step down to teacher_forcing_floor at the last")
+    teacher_forcing_floor: float = Field(0.0, ge=0.0, le=1.0,
+                                         description="where a linear teacher-forcing schedule ends")
 
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
         if v not in TASKS:
             raise ValueError(f"unknown task {v!r}; built-in tasks: {', '.join(sorted(TASKS))}")
+        return v
+
+    @field_validator("teacher_forcing_floor")
+    @classmethod
+    def _floor_below_start(cls, v: float, info: ValidationInfo) -> float:
+        start = info.data.get("teacher_forcing")
+        if info.data.get("teacher_forcing_schedule") == "linear" and start is not None and v > start:
+            raise ValueError(f"a linear schedule decays from teacher_forcing ({start:g}) down to this floor: it "
+                             f"must not be above it, not {v:g}")
         return v
 
     @field_validator("data_file")
@@ -287,10 +317,12 @@ def count_params(spec: RunSpec | ModelSpec, info: TaskInfo | None = None) -> tup
         n, emb = m.channels[0], m.embedding_dim
         params = info.vocab_size * emb + sum(emb * n * k + n for k in m.kernel_sizes)
         params += n * len(m.kernel_sizes) * info.n_classes + info.n_classes
+    elif m.family in RECURRENT and info.kind == "seq2seq":
+        params = _seq2seq_params(m, info)
     elif m.family in RECURRENT:
         dirs = 2 if m.bidirectional else 1
         g, h = GATES[m.family], m.hidden_size
-        if info.kind in ("lm", "text"):
+        if info.kind in ("lm", "text", "tag"):
             n_in, params = m.embedding_dim, info.vocab_size * m.embedding_dim
         else:
             n_in, params = info.input_shape[0] * info.input_shape[2], 0
@@ -331,6 +363,20 @@ def _transformer_params(vocab: int, d: int, layers: int, context: int) -> int:
     f = TRANSFORMER_MLP * d
     block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d)  # norms, attention, MLP
     return vocab * d + context * d + layers * block + 2 * d + (d * vocab + vocab)
+
+
+def _recurrent_params(family: str, n_in: int, h: int, layers: int, dirs: int) -> int:
+    g = GATES[family]
+    return sum(dirs * (g * h * ((n_in if i == 0 else h * dirs) + h) + 2 * g * h) for i in range(layers))
+
+
+def _seq2seq_params(m: ModelSpec, info: TaskInfo) -> int:
+    """backend.models.seq2seq.Seq2Seq: two embeddings, encoder, bridge, attention, decoder, output layer."""
+    h, e, v, dirs = m.hidden_size, m.embedding_dim, info.vocab_size, 2 if m.bidirectional else 1
+    ctx = 0 if m.attention == "none" else h * dirs
+    attention = {"additive": ctx * h + h * h + h + h, "multiplicative": ctx * h, "none": 0}[m.attention]
+    return (2 * v * e + _recurrent_params(m.family, e, h, m.layers, dirs) + h * dirs * h + h + attention
+            + _recurrent_params(m.family, e + ctx, h, m.layers, 1) + (h + ctx) * v + v)
 
 
 def estimate(spec: RunSpec) -> Cost:

@@ -225,6 +225,9 @@ def build_model(spec: RunSpec) -> nn.Module:
     """The module a spec describes, initialised from ``torch``'s current seed."""
     info = spec_info(spec)
     m = spec.model
+    if m.family in RECURRENT and info.kind in ("seq2seq", "tag"):  # sequence tasks (issue 16)
+        from .seq2seq import RecurrentTagger, Seq2Seq
+        return Seq2Seq(m, info) if info.kind == "seq2seq" else RecurrentTagger(m, info)
     if m.family in RECURRENT:
         if info.kind == "text":
             return RecurrentTextClassifier(m, info)

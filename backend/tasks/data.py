@@ -37,6 +37,9 @@ class TaskData:
     vocab: tuple[str, ...] | None = None  # text tasks: token strings by id
     token_counts: np.ndarray | None = None  # text tasks: corpus frequency of each vocabulary entry
     noise: torch.Tensor | None = None  # word2vec: negative-sampling probabilities over the vocabulary
+    # sequence tasks: what validation metrics need per sample besides x/y (dates: "spans", "lengths";
+    # tagging: "ambiguous"), tensors aligned with x_val
+    val_extra: dict[str, torch.Tensor] | None = None
 
     @property
     def train_size(self) -> int:
@@ -48,6 +51,8 @@ class TaskData:
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
+        if self.val_extra:
+            self.val_extra = {k: v.to(device) for k, v in self.val_extra.items()}
         return self
 
 
@@ -74,6 +79,10 @@ def load_task_data(info: TaskInfo, seed: int = 0, data_file: str | None = None) 
         return _sentiment(info)
     if info.name == "prose-word2vec":
         return _prose(info)
+    if info.name == "dates-seq2seq":
+        return _dates(info)
+    if info.name == "tags-bidir":
+        return _tags(info)
     raise KeyError(f"no data loader for task {info.name!r}")
 
 
@@ -178,3 +187,24 @@ def _prose(info: TaskInfo) -> TaskData:
     return TaskData(info, train_ids=torch.from_numpy(corpus.train_ids), val_ids=torch.from_numpy(corpus.val_ids),
                     vocab=corpus.vocab, token_counts=corpus.counts,
                     noise=torch.from_numpy(corpus.noise).float())
+
+
+def _dates(info: TaskInfo) -> TaskData:
+    """dates-seq2seq: generated dates (backend.tasks.dates), training and validation from their own seeds."""
+    from .dates import DATE_SEEDS, DATE_SIZES, encode_dates, generate_dates
+
+    train, val = (encode_dates(generate_dates(DATE_SIZES[p], DATE_SEEDS[p])) for p in ("train", "val"))
+    as_t = torch.from_numpy
+    return TaskData(info, x_train=as_t(train["x"]), y_train=as_t(train["y"]), x_val=as_t(val["x"]),
+                    y_val=as_t(val["y"]), vocab=VOCABS[info.name],
+                    val_extra={"spans": as_t(val["spans"]), "lengths": as_t(val["lengths"])})
+
+
+def _tags(info: TaskInfo) -> TaskData:
+    """tags-bidir: generated tagged sentences (backend.tasks.tagging)."""
+    from .tagging import TAG_SEEDS, TAG_SIZES, encode_sentences, generate_sentences
+
+    train, val = (encode_sentences(generate_sentences(TAG_SIZES[p], TAG_SEEDS[p])) for p in ("train", "val"))
+    as_t = torch.from_numpy
+    return TaskData(info, x_train=as_t(train["x"]), y_train=as_t(train["y"]), x_val=as_t(val["x"]),
+                    y_val=as_t(val["y"]), vocab=VOCABS[info.name], val_extra={"ambiguous": as_t(val["ambiguous"])})

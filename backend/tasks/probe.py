@@ -49,7 +49,11 @@ def probe_corpus(info: TaskInfo, n_tokens: int | None = None) -> ProbeCorpus:
     ``i % 10 == 0``) in order, annotated file by file, then cut to ``n_tokens``.
     ``brackets-lstm``: text drawn with a seed that neither training nor validation uses.
     ``recall-lstm``: key-recall episodes drawn with a seed of their own.
+    ``tags-bidir``: tagged sentences one after another (a seed of their own), with tracks of each token's
+    tag and whether its word is ambiguous.
     """
+    if info.kind == "tag":
+        return _tag_corpus(info, info.probe_tokens if n_tokens is None else int(n_tokens))
     if info.kind != "lm":
         raise ValueError(f"{info.name} has no token corpus; hidden-state probes apply to text tasks")
     n = info.probe_tokens if n_tokens is None else int(n_tokens)
@@ -100,3 +104,18 @@ def _recall_corpus(n: int) -> ProbeCorpus:
     ids = encode_chars(text, VOCABS["recall-lstm"])
     source = f"{n:,} characters of generated key-recall episodes (seed {seed}, unused by training and validation)"
     return ProbeCorpus(ids=ids, vocab=VOCABS["recall-lstm"], tracks=recall_tracks(text), source=source)
+
+
+def _tag_corpus(info: TaskInfo, n: int) -> ProbeCorpus:
+    """Tagged sentences, one after another: tracks ``ambiguous`` (1: the word can take two tags), ``tag``
+    (the tag's id) and one 0/1 track per tag (``tag=NOUN``, ...). The tagger reads each sentence from a
+    zero state in training; the probe replays them as one text, as for the language models."""
+    from .tagging import TAG_SEEDS, TAGS, probe_stream
+
+    if n < 1:
+        raise ValueError(f"n_tokens must be positive, not {n}")
+    stream = probe_stream(n)
+    tracks = {"ambiguous": stream["ambiguous"].astype(np.float32), "tag": stream["tags"].astype(np.float32)}
+    tracks.update({f"tag={t}": (stream["tags"] == i).astype(np.float32) for i, t in enumerate(TAGS)})
+    source = f"{n:,} words of generated tagged sentences (seed {TAG_SEEDS['probe']}, unused by training and validation)"
+    return ProbeCorpus(ids=stream["ids"], vocab=VOCABS[info.name], tracks=tracks, source=source)

@@ -9,9 +9,11 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .dates import DATE_MAX_IN, DATE_VOCAB
 from .images import IMAGE_NAMES
 from .recall import RECALL_GAP, RECALL_VOCAB
 from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
+from .tagging import TAG_MAX_LEN, TAG_PROBE_TOKENS, TAG_VOCAB, TAGS
 
 # prose-word2vec: the 2,000 most frequent words of pydoc's topics, plus "<unk>" at id 0 (backend.tasks.prose)
 W2V_VOCAB_SIZE = 2001
@@ -34,8 +36,10 @@ class TaskInfo:
 
     name: str
     # image: classify images; lm: next-token language model; recon: reconstruct image patches (autoencoder);
-    # text: classify token sequences (input_shape is (max tokens,)); w2v: word2vec (skip-gram pairs)
-    kind: Literal["image", "lm", "recon", "text", "w2v"]
+    # text: classify token sequences (input_shape is (max tokens,)); w2v: word2vec (skip-gram pairs);
+    # seq2seq: token sequence to token sequence, one vocabulary for both (input_shape is (max input tokens,));
+    # tag: a class for every token of a sequence (input_shape is (max tokens,), class_names the tags)
+    kind: Literal["image", "lm", "recon", "text", "w2v", "seq2seq", "tag"]
     description: str
     families: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -47,7 +51,8 @@ class TaskInfo:
 
     @property
     def n_outputs(self) -> int:
-        return {"image": self.n_classes, "text": self.n_classes, "lm": self.vocab_size}.get(self.kind, 0)
+        return {"image": self.n_classes, "text": self.n_classes, "lm": self.vocab_size, "tag": self.n_classes,
+                "seq2seq": self.vocab_size}.get(self.kind, 0)
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -193,10 +198,53 @@ TASKS: dict[str, TaskInfo] = {
     ),
 }
 
+# Sequence tasks (issue 16): a block of their own, kept apart from the tasks above.
+TASKS.update({
+    "dates-seq2seq": TaskInfo(
+        name="dates-seq2seq",
+        kind="seq2seq",
+        description=("Dates written many ways ('Tuesday 3rd of May 2021', '05/03/21', '3 May 21', 'May 3, 2021', "
+                     "'03.05.2021') to ISO form ('2021-05-03'), character by character. An encoder reads the "
+                     "input, a decoder writes the output; with attention it looks back at the input at every "
+                     "output character. The year comes last in the input and first in the output, so the "
+                     "attention map is not diagonal: watch it find the year, then the month, then the day."),
+        families=("gru", "lstm", "rnn"),
+        input_shape=(DATE_MAX_IN,),
+        vocab_size=len(DATE_VOCAB),
+        defaults={
+            "model": {"family": "gru", "layers": 1, "hidden_size": 64, "embedding_dim": 32, "bidirectional": True,
+                      "attention": "additive", "dropout": 0.0},
+            "optimizer": "adam", "lr": 0.005, "batch_size": 64, "steps": 400, "clip_norm": 1.0,
+            "teacher_forcing": 1.0, "log_every": 10, "eval_every": 200,
+        },
+    ),
+    "tags-bidir": TaskInfo(
+        name="tags-bidir",
+        kind="tag",
+        description=("Tag every word of generated sentences (DET, ADJ, NOUN, VERB, ...). A quarter of the words "
+                     "are ambiguous and only the next word decides: 'the cold wind' (ADJ) against 'the cold "
+                     "spreads' (NOUN), 'that dog sleeps' (DET) against 'that sleeps' (PRON). A tagger that reads "
+                     "only left to right must guess there; a bidirectional one knows."),
+        families=("gru", "lstm", "rnn"),
+        input_shape=(TAG_MAX_LEN,),
+        n_classes=len(TAGS),
+        class_names=TAGS,
+        vocab_size=len(TAG_VOCAB),
+        probe_tokens=TAG_PROBE_TOKENS,
+        defaults={
+            "model": {"family": "gru", "layers": 1, "hidden_size": 32, "embedding_dim": 16, "bidirectional": True,
+                      "dropout": 0.0},
+            "optimizer": "adam", "lr": 0.01, "batch_size": 64, "steps": 300, "clip_norm": 1.0,
+            "log_every": 10, "eval_every": 100,
+        },
+    ),
+})
+
 # Token texts of each language-model task, by id.
 VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB),
                                       "recall-lstm": tuple(RECALL_VOCAB),
-                                      "sentiment-cnn": SENTIMENT_VOCAB, "sentiment-lstm": SENTIMENT_VOCAB}
+                                      "sentiment-cnn": SENTIMENT_VOCAB, "sentiment-lstm": SENTIMENT_VOCAB,
+                                      "dates-seq2seq": DATE_VOCAB, "tags-bidir": TAG_VOCAB}
 
 
 # a map of fewer points shows nothing (t-SNE needs perplexity < points; the analysis worker skips them)

@@ -15,13 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from ..models import build_model
+from ..models.seq2seq import teacher_forcing_at
 from ..spec import W2V_NEGATIVES, W2V_WINDOW, RunSpec, total_steps
 from ..tasks.data import TaskData
+from ..tasks.tagging import IGNORE
 from .device import amp_dtype, autocast, pick_device
 from .distributed import Ranks
 from .hooks import Hook, StepOutput, fire
 from .metrics import classification_metrics
 from .optim import make_optimizer
+from .seq_metrics import evaluate_sequences
 
 LM_EVAL_WINDOWS = 256
 W2V_EVAL_PAIRS = 8192
@@ -108,7 +111,10 @@ class Trainer:
             negatives = self._shard(self._negatives(self.spec.batch_size, self.generator))
             loss = (self._ddp(x, y, negatives) if self._ddp is not None else self.model.loss(x, y, negatives)).float()
             return loss, loss
-        logits = self._net(x)
+        if self.info.kind == "seq2seq":  # the decoder reads the target's previous tokens (teacher forcing)
+            logits = self._net(x, y, teacher_forcing=teacher_forcing_at(self.spec, self.step + 1, self.total_steps))
+        else:
+            logits = self._net(x)
         if self.info.kind == "recon":
             return logits, F.mse_loss(logits.float(), y.float())
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
@@ -137,7 +143,11 @@ class Trainer:
                               count=0, samples=x.shape[0], grad_norm=grad_norm)
         with torch.no_grad():
             correct = (logits.argmax(-1) == y).sum()
-        return StepOutput(step=self.step, loss=loss.detach(), correct=correct, count=y.numel(),
+            count = y.numel()
+            if self.info.kind == "tag":  # padding is labelled IGNORE and counts neither way
+                real = y != IGNORE
+                correct, count = ((logits.argmax(-1) == y) & real).sum(), int(real.sum())
+        return StepOutput(step=self.step, loss=loss.detach(), correct=correct, count=count,
                           samples=x.shape[0], grad_norm=grad_norm)
 
     @torch.no_grad()
@@ -150,6 +160,8 @@ class Trainer:
             return self._evaluate_recon()
         if self.info.kind == "w2v":
             return self._evaluate_w2v()
+        if self.info.kind in ("seq2seq", "tag"):
+            return evaluate_sequences(self)
         logits = torch.cat([self.model(xb) for xb in self.data.x_val.split(1024)]).float()
         y = self.data.y_val
         out = {"val/loss": F.cross_entropy(logits, y).item()}

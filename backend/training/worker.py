@@ -56,6 +56,14 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | No
     if info.kind == "lm" and spec.model.family in RECURRENT and not spec.model.bidirectional:
         from ..probes.samples import SamplesProbe  # text written from a fixed prompt, for the Training page
         hooks.append(SamplesProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
+    if info.kind == "tag" and spec.model.family in RECURRENT:  # the tagger's states over tagged sentences
+        from ..probes.hooks import HiddenStateProbe
+        from ..tasks.probe import probe_corpus
+        hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
+                                      adaptive=spec.probe_every is None))
+    if info.kind == "seq2seq" and spec.model.attention != "none":  # attention maps of fixed probe dates
+        from ..probes.attention import AttentionProbe
+        hooks.append(AttentionProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
