@@ -18,7 +18,10 @@ and cached under their signature.
 Heads and the newest row ranges are also kept in this process: a worker's viewers read a fresh head
 without touching the cache either, and with no cache, or while the cache fails
 (:meth:`DashboardData.cache_get` answers None then), a refresh still starts from the last known cursor
-instead of reading the whole series again.
+instead of reading the whole series again. The process also keeps a *tail* per run: the rows of every head it
+saw in the last :data:`TAIL_S` seconds, so a page back from a pause (a hidden tab) is answered without a query.
+A worker alone on its cache (no other worker's head read for :data:`PEER_S`) reads and writes a head there at
+most every :data:`LONE_WRITE_S`: a lone ``deepscope serve`` would only pay for its own copies.
 
 Example::
 
