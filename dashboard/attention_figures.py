@@ -28,13 +28,16 @@ SPAN_COLOUR = "#e4572e"
 FUTURE = (0.955, 0.96, 0.97)   # the causal triangle a query cannot read: light grey, not "no attention"
 
 
+VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "": "∅", "</s>": "⏎", "<eos>": "⏎", "<pad>": "·"}
+
+
 def shown(token: str) -> str:
     """A token as a tick label: whitespace made visible.
 
     >>> shown(" "), shown("\\n"), shown("a")
     ('␣', '↵', 'a')
     """
-    return {" ": "␣", "\n": "↵", "\t": "⇥", "": "∅", "</s>": "⏎", "<eos>": "⏎", "<pad>": "·"}.get(token, token)
+    return VISIBLE.get(token, token)
 
 
 def _ticks(tokens: list[str], axis: dict) -> dict:

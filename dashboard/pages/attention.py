@@ -19,10 +19,10 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html,
 
 from backend.store import StoreError
 from dashboard import ids
-from dashboard.attention_data import (SEQ2SEQ, TRANSFORMER, View, attention_data, attention_runs, has_attention, parse_view,
-                                      run_kind)
-from dashboard.attention_figures import (GAP, HOVER_JS, SUMMARY_TEXT, heads_grid, output_line, self_attention_map, seq2seq_matrix,
-                                         summary_chart)
+from dashboard.attention_data import (SEQ2SEQ, TRANSFORMER, View, attention_data, attention_runs, has_attention,
+                                      parse_view, run_kind)
+from dashboard.attention_figures import (GAP, HOVER_JS, SUMMARY_TEXT, heads_grid, output_line, self_attention_map,
+                                         seq2seq_matrix, summary_chart)
 from dashboard.attention_layout import (HIDDEN, no_attention_message, no_attention_runs, run_options,
                                         snapshot_choices, toolbar)
 from dashboard.components import alert, blank_figure, no_runs_state
