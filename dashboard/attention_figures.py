@@ -26,6 +26,7 @@ CBAR = {"title": {"text": "share of<br>attention", "side": "top"}, "thickness": 
 GAP = 4          # pixels between the tiles of the heads grid
 SPAN_COLOUR = "#e4572e"
 FUTURE = (0.955, 0.96, 0.97)   # the causal triangle a query cannot read: light grey, not "no attention"
+FUTURE_CSS = "rgb(244, 245, 247)"
 
 
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "": "∅", "</s>": "⏎", "<eos>": "⏎", "<pad>": "·"}
@@ -87,7 +88,7 @@ def self_attention_map(weights: np.ndarray, tokens: list[str], uirevision: str =
         z=w, zmin=0, zmax=1, colorscale=SCALE, colorbar=CBAR, hoverongaps=False,
         hovertemplate="query “%{y}” reads “%{x}”: %{z:.0%}<extra></extra>"))
     fig.update_layout(
-        uirevision=uirevision, height=min(760, max(420, 110 + 9 * t)), plot_bgcolor="white",
+        uirevision=uirevision, height=min(760, max(420, 110 + 9 * t)), plot_bgcolor=FUTURE_CSS,
         margin={"l": 56, "r": 20, "t": 50, "b": 10},
         xaxis=_ticks(tokens, {"title": {"text": "key: the token read"}, "side": "top", "constrain": "domain",
                               "constraintoward": "left", "tickfont": {"size": 10}}),
@@ -130,7 +131,7 @@ def heads_grid(all_weights: np.ndarray, layers: list[str], heads: list[str], cho
     li, hi = chosen
     frame = {"type": "rect", "x0": hi * step - 1.5, "x1": hi * step + t + 0.5, "y0": li * step - 1.5,
              "y1": li * step + t + 0.5, "line": {"color": SPAN_COLOUR, "width": 2}, "name": "chosen"}
-    tile_px = max(60, min(150, 620 // max(n_h, 1)))
+    tile_px = max(60, min(150, 440 // max(n_h, 1)))  # the card is ~450 px wide beside the large map
     fig.update_layout(
         meta={"tile": t, "gap": GAP, "layers": n_l, "heads": n_h}, shapes=[frame], uirevision=uirevision,
         height=40 + n_l * tile_px, margin={"l": 60, "r": 10, "t": 30, "b": 10}, plot_bgcolor="white",
@@ -185,7 +186,7 @@ def summary_chart(series: dict, current_step: int | None, kind: str) -> go.Figur
     fig = go.Figure()
     steps = series.get("steps") or []
     for name, values in (series.get("entropy") or {}).items():
-        label = "attention entropy" if kind == "seq2seq" else f"entropy, layer {name}"
+        label = "attention entropy" if kind == "seq2seq" else f"entropy, {_name('layer', len(fig.data), name)}"
         fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=label,
                                  hovertemplate="step %{x:,}: %{y:.2f}<extra>" + label + "</extra>"))
     if series.get("alignment") is not None:

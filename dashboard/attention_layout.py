@@ -16,8 +16,6 @@ from dashboard.components import empty_state
 from dashboard.snapshot_slider import PLAY
 
 HIDDEN = {"display": "none"}
-START_HINT = ["Start one on ", dcc.Link("New run", href="/new"), ": task dates-seq2seq (attention on by default), "
-              "or a language-model task such as code-lstm with model family transformer."]
 
 
 def snapshot_choices(meta: dict | None) -> dict[str, list[dict]]:
@@ -55,8 +53,9 @@ def run_options(runs: list[dict], chosen: str | None, known: dict[str, dict]) ->
 def no_attention_runs(what: str) -> html.Div:
     """Empty state for a store whose runs have no attention maps."""
     return empty_state("No run with attention maps yet", html.P(what),
-                       html.P("No run with attention maps yet: start dates-seq2seq or a transformer on code-lstm "
-                              "from New run."), html.P(START_HINT))
+                       html.P(["No run with attention maps yet: start dates-seq2seq or a transformer on code-lstm "
+                               "from ", dcc.Link("New run", href="/new"), " (attention is on by default for "
+                               "dates-seq2seq; for code-lstm choose model family transformer)."]))
 
 
 def no_attention_message(run: dict, kind: str | None) -> str:

@@ -48,7 +48,7 @@ class TransformerAttentionProbe(SnapshotProbe):
         corpus = probe_corpus(self.info, n_tokens=n)  # ValueError (no probe text): the probe is off
         self._ids, self._vocab = np.asarray(corpus.ids[:n], dtype=np.int64), corpus.vocab
         # layers and heads keep the writer's names: l0, l1, ... and h0, h1, ...
-        self._meta = {"source": f"the first {n} tokens of the probe text: {corpus.source}", "task": self.info.name}
+        self._meta = {"source": f"the first {n} tokens of the probe text ({corpus.source})", "task": self.info.name}
         return True
 
     def take(self, trainer):

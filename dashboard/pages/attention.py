@@ -180,7 +180,7 @@ def _view(run_id, index, steps_data, item, layer, head, follow):
         big = self_attention_map(weights[view.layer, view.head], entry["queries"], uirevision=rev)
         grid = heads_grid(weights, snap.layers, snap.heads, (view.layer, view.head), uirevision=run_id)
         src = snap.meta.get("source")
-        return (big, html.P(f"Probe text: {src}", className="muted") if src else None, grid, info,
+        return (big, html.P(f"Shown: {src}.", className="muted") if src else None, grid, info,
                 view.to_query(kind), title, sub)
     extra = entry["extra"]
     sub = (f"Probe date “{entry['name']}” at step {snap.step:,}. Each row is a character the decoder wrote, top "
