@@ -85,7 +85,7 @@ def download_links(run_id: str) -> html.Div:
 
 def view_links(run: dict) -> list:
     """Links to the pages that can show this run, separated by " · ": Hidden states (recurrent language
-    models), Kernels (conv models), Projections (classifiers, word2vec), Try it (text runs), Lab (recurrent
+    models), Attention (encoder-decoders with attention, transformer language models), Kernels (conv models), Projections (classifiers, word2vec), Try it (text runs), Lab (recurrent
     language models: gradient flow, activations)."""
     info = TASKS.get(run.get("task"))
     family = ((run.get("spec") or {}).get("model") or {}).get("family")
@@ -94,6 +94,10 @@ def view_links(run: dict) -> list:
     pages = []
     if info.kind == "lm" and family in RECURRENT:
         pages.append(("Hidden states", "/hidden"))
+    model = (run.get("spec") or {}).get("model") or {}
+    if info.kind == "seq2seq" and model.get("attention", "additive") != "none" or \
+            info.kind == "lm" and family == "transformer":
+        pages.append(("Attention", "/attention"))
     if family in ("cnn", "sparse-ae", "textcnn"):
         pages.append(("Kernels", "/kernels"))
     if info.kind in ("image", "text", "w2v"):

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | None = None) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
-    hidden-state, gradient-flow and text-samples probes for recurrent language models, the kernel probe for conv
-    models and the embedding probe (token embeddings, classifier features) for classifiers and word2vec.
+    hidden-state, gradient-flow and text-samples probes for recurrent language models, the attention probe for
+    encoder-decoders with attention and for transformer language models, the kernel probe for conv models and
+    the embedding probe (token embeddings, classifier features) for classifiers and word2vec.
     The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`).
     ``ranks`` (rank 0 of several processes): metrics summed over the ranks, controls broadcast to them."""
     metrics = MetricsHook(store, run_id, every=spec.log_every, ranks=ranks)
@@ -64,6 +65,10 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | No
     if info.kind == "seq2seq" and spec.model.attention != "none":  # attention maps of fixed probe dates
         from ..probes.attention import AttentionProbe
         hooks.append(AttentionProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
+    if info.kind == "lm" and spec.model.family == "transformer":  # every layer and head over the probe text
+        from ..probes.lm_attention import TransformerAttentionProbe
+        hooks.append(TransformerAttentionProbe(store, run_id, info, every=spec.probe_every,
+                                               adaptive=spec.probe_every is None))
     if spec.model.family in ("cnn", "sparse-ae", "textcnn"):
         from ..probes.kernels import KernelProbe
         hooks.append(KernelProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
