@@ -257,7 +257,7 @@ TASKS.update({
         defaults={
             "model": {"family": "gru", "layers": 1, "hidden_size": 64, "embedding_dim": 32, "bidirectional": True,
                       "attention": "additive", "dropout": 0.0},
-            "optimizer": "adam", "lr": 0.005, "batch_size": 64, "steps": 600, "clip_norm": 1.0,
+            "optimizer": "adam", "lr": 0.005, "batch_size": 64, "steps": 400, "clip_norm": 1.0,
             "teacher_forcing": 1.0, "log_every": 10, "eval_every": 200,
         },
     ),
