@@ -265,8 +265,8 @@ def _analyse(request, layer, direction, state):
     if not result.states and result.family == "transformer":
         tokens = html.Div([tokens, html.P([
             "A transformer keeps no recurrent state per token: every position reads the ones before it through "
-            "attention. See its attention maps on the ", dcc.Link("Attention page", href=f"/attention?run={result.run_id}"),
-            "."], className="muted")])
+            "attention. See its attention maps on the ",
+            dcc.Link("Attention page", href=f"/attention?run={result.run_id}"), "."], className="muted")])
     elif not result.states:
         model = ((store.get_run(result.run_id) or {}).get("spec") or {}).get("model") or {}
         widths = ", ".join(str(k) for k in model.get("kernel_sizes", [])) or "a few"

@@ -51,7 +51,7 @@ def test_sq001_sequence_presets_land_on_the_training_page(dash_duo, tmp_path):
         until(lambda: dash_duo.driver.execute_script("return decodeURIComponent(window.location.search)")
               == "?run=" + ",".join(run_ids), timeout=20, msg=lambda: f"address: {dash_duo.driver.current_url}")
         until(lambda: all(n in (js_text(dash_duo, f"#{ids.TRAIN_STATUS}") or "") for n, _ in preset.runs),
-              timeout=30, msg=lambda: f"{preset_id}: Training status shows {js_text(dash_duo, '#' + ids.TRAIN_STATUS)!r}")
+              timeout=30, msg=lambda: f"{preset_id}: Training shows {js_text(dash_duo, '#' + ids.TRAIN_STATUS)!r}")
     tasks = [jobs.store.get_run(rid)["task"] for rid, _ in jobs.started]
     assert tasks == ["numbers-seq2seq"] * 2 + ["tags-bidir"] * 2 + ["dates-seq2seq"] * 3
     assert dash_duo.get_logs() == []
@@ -65,12 +65,13 @@ def test_sq002_try_a_date_shows_iso_output_and_attention_matrix(dash_duo):
     inference.clear_cache()
     dash_duo.start_server(create_app(data_dir))
     dash_duo.wait_for_page(url=f"{dash_duo.server_url}/try?run={run_id}", timeout=30)
-    until(lambda: "2021-05-03" in text_of(dash_duo, page.TRY_PREDICTION), timeout=60,  # the example date
-          msg=lambda: f"prediction: {text_of(dash_duo, page.TRY_PREDICTION)!r}; {text_of(dash_duo, page.TRY_MESSAGE)!r}")
+    def shown() -> str:
+        return f"prediction: {text_of(dash_duo, page.TRY_PREDICTION)!r}; {text_of(dash_duo, page.TRY_MESSAGE)!r}"
+
+    until(lambda: "2021-05-03" in text_of(dash_duo, page.TRY_PREDICTION), timeout=60, msg=shown)  # the example
     type_text(dash_duo, "24.01.2035")
     click(dash_duo, f"#{page.TRY_ANALYSE}")
-    until(lambda: "2035-01-24" in text_of(dash_duo, page.TRY_PREDICTION), timeout=30,
-          msg=lambda: f"prediction: {text_of(dash_duo, page.TRY_PREDICTION)!r}; {text_of(dash_duo, page.TRY_MESSAGE)!r}")
+    until(lambda: "2035-01-24" in text_of(dash_duo, page.TRY_PREDICTION), timeout=30, msg=shown)
     fig = until(lambda: (g := graph(dash_duo, page.TRY_ATTENTION)) and len(g["data"][0]["x"]) == 10 and g,
                 timeout=20, msg=lambda: f"attention matrix: {graph(dash_duo, page.TRY_ATTENTION)!r}")
     z = fig["data"][0]["z"]
