@@ -76,7 +76,7 @@ def test_sq002_try_a_date_shows_iso_output_and_attention_matrix(dash_duo):
                 timeout=20, msg=lambda: f"attention matrix: {graph(dash_duo, page.TRY_ATTENTION)!r}")
     z = fig["data"][0]["z"]
     assert len(z) == 11 and all(len(row) == 10 for row in z)  # 10 output characters and the end token x 10 input
-    assert fig["layout"]["yaxis"]["ticktext"] == list("2035-01-24") + ["</s>"]
+    assert fig["layout"]["yaxis"]["ticktext"] == list("2035-01-24") + ["end"]
     assert "Read as 10 characters" in text_of(dash_duo, page.TRY_INFO)
     until(lambda: dash_duo.find_element(f"#{page.TRY_STATES_CARD}").is_displayed(), timeout=10,
           msg="no encoder states")
