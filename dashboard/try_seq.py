@@ -49,7 +49,7 @@ def translation_view(t) -> html.Div:
     if t.weights is None:
         return html.Div([head, html.P("This model has no attention (attention 'none'): the decoder sees only the "
                                       "encoder's final state, so there is no matrix to show.", className="muted")])
-    note = html.P("Attention: each row is one output character ("end": the end token, last), each column one input "
+    note = html.P("Attention: each row is one output character (the end token, 'end', last), each column one input "
                   "character; a dark square is where the decoder looked while writing that row. A good model "
                   "looks at the characters that decide the one it writes (the year's digits for the year).",
                   className="muted try-legend")
