@@ -11,7 +11,10 @@ a small cache keyed by run id and checkpoint file, so the next request answers i
   after each position; for a classifier the class probabilities, and how they evolve token by token
   (the prediction after reading tokens 1..t, for every t).
 - :func:`generate_text` continues a prompt (teacher forcing off); :func:`teacher_force_text` shows the
-  model's guess for each next character of the true text (teacher forcing on).
+  model's guess for each next character of the true text (teacher forcing on). A transformer reads at most
+  its context (``seq_len``) at once: longer texts are refused, generation slides the window.
+- Sequence tasks (:mod:`backend.inference_seq`): an encoder-decoder's output and attention matrix, a
+  tagger's tag and its probability for every word, with the recurrent layers' states as above.
 
 Every problem the user can cause (no checkpoint yet, empty or too long text, an image run) is a
 ``ValueError`` whose message the page shows as is.
@@ -39,6 +42,7 @@ from pydantic import ValidationError
 from .inference_runs import checkpoint_paths, checkpoint_step, latest_checkpoint_path, no_checkpoint_message, \
     text_run_problem
 from .models.build import build_model
+from .inference_seq import check_context, tag_words, transformer_generate, transformer_teacher_forced, translate
 from .models.generate import generate, teacher_forced
 from .probes.replay import replay
 from .spec import RunSpec, format_errors, spec_info
@@ -76,8 +80,8 @@ class LoadedRun:
 
     @property
     def word_level(self) -> bool:
-        """Words (the sentiment tasks) or characters (the language models)."""
-        return self.info.kind == "text"
+        """Words (the sentiment tasks, the tagger) or characters (the language models, seq2seq)."""
+        return self.info.kind in ("text", "tag")
 
     @property
     def unit(self) -> str:
@@ -113,6 +117,8 @@ class Analysis:
     class_names: tuple[str, ...] = ()
     probs: np.ndarray | None = None                              # classifier: (classes,) for the whole text
     evolution: np.ndarray | None = None                          # classifier: (T, classes) after tokens 1..t
+    translation: Any = None                                      # seq2seq: inference_seq.Translation
+    tagging: Any = None                                          # tagger: inference_seq.Tagging
 
     @property
     def predicted(self) -> str | None:
@@ -271,10 +277,14 @@ def analyse_run(store: Any, run_id: str, text: str, checkpoint: str | None = Non
 
 @torch.no_grad()
 def analyse(loaded: LoadedRun, text: str, top_k: int = TOP_K) -> Analysis:
-    """Hidden states and gates at every token, and the prediction (see the module docstring)."""
+    """Hidden states and gates at every token, and the prediction (see the module docstring); an
+    encoder-decoder's output and attention, a tagger's tags (:mod:`backend.inference_seq`)."""
+    if loaded.info.kind in ("seq2seq", "tag"):
+        return _analyse_sequence(loaded, text)
     if loaded.info.kind not in ("lm", "text"):
         raise ValueError(f"Try it reads language models and text classifiers, not {loaded.info.kind!r} runs.")
     enc = encode_text(loaded, text)
+    check_context(loaded, len(enc.ids))
     model = loaded.model
     x = torch.as_tensor(enc.ids)[None]
     out = Analysis(run_id=loaded.run_id, step=loaded.step, checkpoint=loaded.path.name, kind=loaded.info.kind,
@@ -291,6 +301,22 @@ def analyse(loaded: LoadedRun, text: str, top_k: int = TOP_K) -> Analysis:
     out.class_names = tuple(loaded.info.class_names) or tuple(str(i) for i in range(loaded.info.n_classes))
     out.probs = _softmax(model(_padded([enc.ids], _min_len(model)))).numpy()[0]
     out.evolution = prefix_probabilities(model, enc.ids, out.states)
+    return out
+
+
+def _analyse_sequence(loaded: LoadedRun, text: str) -> Analysis:
+    """A seq2seq run's output and attention, or a tagger's tags; the recurrent encoder's states either way."""
+    if loaded.info.kind == "seq2seq":
+        result = translate(loaded, text)
+        tokens, extra = result.keys, {"translation": result}
+    else:
+        result = tag_words(loaded, text)
+        tokens, extra = result.words, {"tagging": result}
+    out = Analysis(run_id=loaded.run_id, step=loaded.step, checkpoint=loaded.path.name, kind=loaded.info.kind,
+                   family=loaded.family, tokens=tokens, ids=result.ids, unknown=result.unknown, **extra)
+    if hasattr(loaded.model, "rnn"):  # the encoder (seq2seq) or the tagger's layers, replayed cell by cell
+        states = replay(loaded.model.rnn, loaded.model.embedding(torch.as_tensor(result.ids)[None]))
+        out.states = {key: {name: v[:, 0].numpy().copy() for name, v in d.items()} for key, d in states.items()}
     return out
 
 
@@ -334,7 +360,7 @@ def prefix_probabilities(model: torch.nn.Module, ids: np.ndarray,
 def _need_lm(loaded: LoadedRun) -> None:
     if loaded.info.kind != "lm":
         raise ValueError("Text generation needs a language-model run (code-lstm, brackets-lstm, recall-lstm); "
-                         f"{loaded.spec.task} classifies texts.")
+                         f"{loaded.spec.task} is not one.")
 
 
 def generate_text(loaded: LoadedRun, prompt: str, length: int = 200, temperature: float = 0.8,
@@ -348,7 +374,10 @@ def generate_text(loaded: LoadedRun, prompt: str, length: int = 200, temperature
     if temperature is None or not 0 <= float(temperature) <= 10:
         raise ValueError("Temperature must be from 0 (always the likeliest character) to 10.")
     enc = encode_text(loaded, prompt, allow_empty=True)
-    ids = generate(loaded.model, enc.ids.tolist(), length, float(temperature), seed)
+    if loaded.family == "transformer":  # a sliding window of its context
+        ids = transformer_generate(loaded.model, enc.ids.tolist(), length, float(temperature), seed)
+    else:
+        ids = generate(loaded.model, enc.ids.tolist(), length, float(temperature), seed)
     return Generation(prompt=prompt or "", text="".join(decode(loaded, ids)), ids=ids,
                       temperature=float(temperature), seed=seed, unknown=enc.unknown, step=loaded.step)
 
@@ -360,7 +389,11 @@ def teacher_force_text(loaded: LoadedRun, text: str) -> TeacherForcing:
     if len(enc.ids) < 2:
         raise ValueError("Teacher forcing needs at least two characters: the model guesses each one from those "
                          "before it.")
-    guess, p_true = teacher_forced(loaded.model, enc.ids.tolist())
+    if loaded.family == "transformer":
+        check_context(loaded, len(enc.ids) - 1)
+        guess, p_true = transformer_teacher_forced(loaded.model, enc.ids.tolist())
+    else:
+        guess, p_true = teacher_forced(loaded.model, enc.ids.tolist())
     return TeacherForcing(tokens=enc.tokens, guesses=decode(loaded, guess), p_true=p_true, unknown=enc.unknown,
                           step=loaded.step)
 

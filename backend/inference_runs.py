@@ -3,8 +3,9 @@
 Torch-free, so the dashboard can list the runs before anyone asks for a prediction (the model itself
 is loaded by :mod:`backend.inference`, inside a callback). A run qualifies when its task reads text
 and predicts something: a character language model (``code-lstm``, ``brackets-lstm``,
-``recall-lstm``) or a text classifier (``sentiment-lstm``, ``sentiment-cnn``, also on the user's own
-CSV file). Every refusal is a sentence the page can show as is.
+``recall-lstm``; recurrent or transformer), a text classifier (``sentiment-lstm``, ``sentiment-cnn``, also
+on the user's own CSV file), an encoder-decoder (``dates-seq2seq``, ``numbers-seq2seq``) or a tagger
+(``tags-bidir``). Every refusal is a sentence the page can show as is.
 
 Example::
 
@@ -24,7 +25,7 @@ from .tasks.registry import TASKS
 # Checkpoint files are written by backend.training.checkpoint.save_checkpoint as step-XXXXXXXXX.pt
 # (that module imports torch, so the naming is read here without it).
 _CKPT = re.compile(r"^step-(\d+)\.pt$")
-TEXT_FAMILIES = (*RECURRENT, "textcnn")
+TEXT_FAMILIES = (*RECURRENT, "textcnn", "transformer")
 
 EXAMPLES = {
     "code-lstm": "def area(width, height):\n    if width < 0:\n        raise ValueError(\"negative\")\n"
@@ -33,7 +34,11 @@ EXAMPLES = {
     "recall-lstm": "Cabcdabdcbadcabdbcadb?C\nAdcbaabcdbcadbacdabcd?",
     "sentiment-lstm": "The acting was not bad, but the ending was too long.",
     "sentiment-cnn": "The acting was not bad, but the ending was too long.",
+    "dates-seq2seq": "Tuesday 3rd of May 2021",
+    "numbers-seq2seq": "three hundred and forty-two thousand and seventeen",
+    "tags-bidir": "that cold wind spreads near the green house .",
 }
+KIND_LABELS = {"lm": "language model", "text": "classifier", "seq2seq": "encoder-decoder", "tag": "tagger"}
 
 
 def checkpoint_step(path: str | Path) -> int:
@@ -114,7 +119,8 @@ def example_text(run: dict) -> str:
 
 def run_label(run: dict) -> str:
     """How a run is named in the page's run chooser."""
-    kind = "language model" if is_language_model(run) else "classifier"
+    info = TASKS.get(run.get("task") or "")
+    kind = KIND_LABELS.get(info.kind if info else "", "classifier")
     return f"{run.get('name') or run['id']}  ({run.get('task')}, {kind}, {run['id']}, {run.get('status')})"
 
 

@@ -56,11 +56,14 @@ MAPPED_SLACK = 1.05  # peaks creep up over the first steps
 # Training-set and validation-set sizes of the built-in tasks whose batches come from a fixed set
 # (backend.tasks.data; a test checks them): a batch larger than the training set holds all of it.
 TRAIN_SIZES = {"digits-cnn": 1438, "patches-cnn": 19_500, "natural-patches": 100_000,
-               "sentiment-cnn": 20_000, "sentiment-lstm": 20_000, "dates-seq2seq": 40_000, "tags-bidir": 20_000}
+               "sentiment-cnn": 20_000, "sentiment-lstm": 20_000, "dates-seq2seq": 40_000, "tags-bidir": 20_000,
+               "numbers-seq2seq": 40_000}
 VAL_SIZES = {"digits-cnn": 359, "patches-cnn": 2600, "natural-patches": 4096,
-             "sentiment-cnn": 2000, "sentiment-lstm": 2000, "dates-seq2seq": 2000, "tags-bidir": 2000}
+             "sentiment-cnn": 2000, "sentiment-lstm": 2000, "dates-seq2seq": 2000, "tags-bidir": 2000,
+             "numbers-seq2seq": 2000}
 MEAN_TOKENS = {"sentiment-cnn": 9.3, "sentiment-lstm": 9.3,  # real tokens of a built-in review (of 32)
-               "dates-seq2seq": 16.0, "tags-bidir": 8.5}  # of a date (of 40), of a tagged sentence (of 16)
+               "dates-seq2seq": 16.0, "tags-bidir": 8.5,  # of a date (of 40), of a tagged sentence (of 16)
+               "numbers-seq2seq": 36.8}  # of a number in words (of 96)
 EVAL_CHUNK, LM_EVAL_BATCH, W2V_EVAL_PAIRS = 1024, 64, 8192  # as backend.training.trainer evaluates
 
 # Optimizers (torch's single-tensor CPU code): state tensors a parameter, temporaries of one tensor's size

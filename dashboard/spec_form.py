@@ -55,6 +55,9 @@ FIELDS: tuple[FormField, ...] = (
               help="sparse autoencoder: sd of noise added to its input"),
     FormField("embedding_dim", "Embedding size", "int", ("model", "embedding_dim"), help="text tasks"),
     FormField("bidirectional", "Bidirectional", "bool", ("model", "bidirectional")),
+    FormField("attention", "Attention", "select", ("model", "attention"), ("additive", "multiplicative", "none"),
+              help="sequence to sequence: how the decoder looks back at the input at each output character "
+                   "(additive: Bahdanau, multiplicative: Luong); none: it sees only the encoder's final state"),
     FormField("optimizer", "Optimizer", "select", ("optimizer",),
               ("sgd", "momentum", "adam", "adagrad", "rmsprop", "adadelta")),
     FormField("lr", "Learning rate", "float", ("lr",), step="any"),
@@ -63,6 +66,14 @@ FIELDS: tuple[FormField, ...] = (
     FormField("clip_norm", "Gradient clipping", "float", ("clip_norm",), help="max global norm; blank = off",
               optional=True, step="any"),
     FormField("batch_size", "Batch size", "int", ("batch_size",)),
+    FormField("teacher_forcing", "Teacher forcing", "float", ("teacher_forcing",), step=0.05,
+              help="sequence to sequence: chance the decoder is fed the true previous character in training "
+                   "(1: always, 0: always its own guess)"),
+    FormField("teacher_forcing_schedule", "Teacher-forcing schedule", "select", ("teacher_forcing_schedule",),
+              ("constant", "linear"), help="constant: the same all run long; linear: from teacher forcing at the "
+                                           "first step down to the floor at the last"),
+    FormField("teacher_forcing_floor", "Teacher-forcing floor", "float", ("teacher_forcing_floor",), step=0.05,
+              help="where a linear schedule ends (at most the teacher forcing)"),
     FormField("steps", "Steps", "int", ("steps",)),
     FormField("seed", "Seed", "int", ("seed",)),
     FormField("processes", "Processes", "int", ("processes",),
@@ -78,8 +89,9 @@ FIELDS: tuple[FormField, ...] = (
 )
 BY_NAME = {f.name: f for f in FIELDS}
 FIELD_GROUPS = (("Model", ("family", "layers", "hidden_size", "heads", "channels", "kernel_sizes", "pooling", "activation",
-                           "dropout", "top_k", "noise", "embedding_dim", "bidirectional")),
-                ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size")),
+                           "dropout", "top_k", "noise", "embedding_dim", "bidirectional", "attention")),
+                ("Optimisation", ("optimizer", "lr", "momentum", "weight_decay", "clip_norm", "batch_size",
+                                  "teacher_forcing", "teacher_forcing_schedule", "teacher_forcing_floor")),
                 ("Run", ("steps", "seed", "processes", "probe_every", "data_file", "name")))
 
 
@@ -233,8 +245,10 @@ def relevant_fields(task: str, family: str | None, optimizer: str | None) -> set
         names -= {"heads"}
     else:  # its token embedding is d_model wide; its MLP's activation is GELU
         names -= {"embedding_dim", "activation"}
-    if kind not in ("lm", "text", "w2v"):
+    if kind not in ("lm", "text", "w2v", "seq2seq", "tag"):
         names -= {"embedding_dim"}
+    if kind != "seq2seq":  # the encoder-decoder's own settings
+        names -= {"attention", "teacher_forcing", "teacher_forcing_schedule", "teacher_forcing_floor"}
     if optimizer not in ("momentum", "rmsprop"):
         names -= {"momentum"}
     if task not in ("sentiment-cnn", "sentiment-lstm"):

@@ -10,3 +10,4 @@ TRY_GUESSES_CARD, TRY_GUESSES = "try-guesses-card", "try-guesses"
 TRY_GEN_CARD, TRY_TEMPERATURE, TRY_LENGTH, TRY_SEED = "try-gen-card", "try-temperature", "try-length", "try-seed"
 TRY_TEACHER, TRY_GENERATE, TRY_GEN_OUT, TRY_GEN_MESSAGE = "try-teacher", "try-generate", "try-gen-out", "try-gen-msg"
 TRY_INTERVAL = "try-interval"
+TRY_ATTENTION = "try-attention"  # an encoder-decoder's attention matrix (inside the prediction)

@@ -83,6 +83,8 @@ def load_task_data(info: TaskInfo, seed: int = 0, data_file: str | None = None) 
         return _dates(info)
     if info.name == "tags-bidir":
         return _tags(info)
+    if info.name == "numbers-seq2seq":
+        return _numbers(info)
     raise KeyError(f"no data loader for task {info.name!r}")
 
 
@@ -208,3 +210,14 @@ def _tags(info: TaskInfo) -> TaskData:
     as_t = torch.from_numpy
     return TaskData(info, x_train=as_t(train["x"]), y_train=as_t(train["y"]), x_val=as_t(val["x"]),
                     y_val=as_t(val["y"]), vocab=VOCABS[info.name], val_extra={"ambiguous": as_t(val["ambiguous"])})
+
+
+def _numbers(info: TaskInfo) -> TaskData:
+    """numbers-seq2seq: numbers in words and their digits (backend.tasks.number_words), seeded splits."""
+    from .number_words import NUMBER_SEEDS, NUMBER_SIZES, encode_numbers, generate_numbers
+
+    train, val = (encode_numbers(generate_numbers(NUMBER_SIZES[p], NUMBER_SEEDS[p])) for p in ("train", "val"))
+    as_t = torch.from_numpy
+    return TaskData(info, x_train=as_t(train["x"]), y_train=as_t(train["y"]), x_val=as_t(val["x"]),
+                    y_val=as_t(val["y"]), vocab=VOCABS[info.name],
+                    val_extra={"spans": as_t(val["spans"]), "lengths": as_t(val["lengths"])})

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from .dates import DATE_MAX_IN, DATE_VOCAB
 from .images import IMAGE_NAMES
+from .number_words import NUMBER_MAX_IN, NUMBER_VOCAB
 from .recall import RECALL_GAP, RECALL_VOCAB
 from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 from .tagging import TAG_MAX_LEN, TAG_PROBE_TOKENS, TAG_VOCAB, TAGS
@@ -240,11 +241,34 @@ TASKS.update({
     ),
 })
 
+# Length-sensitive sequence to sequence (issue 16, the attention preset): a block of its own.
+TASKS.update({
+    "numbers-seq2seq": TaskInfo(
+        name="numbers-seq2seq",
+        kind="seq2seq",
+        description=("Numbers written in words to digits: 'three hundred and forty-two thousand and seventeen' "
+                     "-> '342017', 'four million and six' -> '4000006'. One to seven digits, so the longer the "
+                     "input, the more digits the output has. Without attention the decoder gets everything "
+                     "through the encoder's final state, and long numbers suffer (sequence accuracy by input "
+                     "length third); with attention it looks up the word that writes each digit."),
+        families=("gru", "lstm", "rnn"),
+        input_shape=(NUMBER_MAX_IN,),
+        vocab_size=len(NUMBER_VOCAB),
+        defaults={
+            "model": {"family": "gru", "layers": 1, "hidden_size": 64, "embedding_dim": 32, "bidirectional": True,
+                      "attention": "additive", "dropout": 0.0},
+            "optimizer": "adam", "lr": 0.005, "batch_size": 64, "steps": 400, "clip_norm": 1.0,
+            "teacher_forcing": 1.0, "log_every": 10, "eval_every": 200,
+        },
+    ),
+})
+
 # Token texts of each language-model task, by id.
 VOCABS: dict[str, tuple[str, ...]] = {"code-lstm": tuple(CODE_VOCAB), "brackets-lstm": tuple(BRACKET_VOCAB),
                                       "recall-lstm": tuple(RECALL_VOCAB),
                                       "sentiment-cnn": SENTIMENT_VOCAB, "sentiment-lstm": SENTIMENT_VOCAB,
                                       "dates-seq2seq": DATE_VOCAB, "tags-bidir": TAG_VOCAB}
+VOCABS["numbers-seq2seq"] = NUMBER_VOCAB
 
 
 # a map of fewer points shows nothing (t-SNE needs perplexity < points; the analysis worker skips them)

@@ -22,6 +22,7 @@ from backend.probes.states import GATE_NAMES
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.inputs import Query, as_bool, as_choice, as_dict, as_float, as_int, as_run_id, as_str, trigger_id
+from dashboard.try_seq import tagging_view, translation_view
 from dashboard.figures.try_input import class_prediction, evolution_figure, generation_text, guesses_figure, \
     next_token_prediction, states_heatmap, teacher_forcing_strip, token_chips
 from dashboard.try_ids import (TRY_ANALYSE, TRY_DIR, TRY_EVOLUTION, TRY_EVOLUTION_CARD, TRY_EXAMPLE, TRY_GENERATE,
@@ -34,11 +35,12 @@ dash.register_page(__name__, path="/try", name="Try it", order=4, title="Try it 
 log = logging.getLogger(__name__)
 
 
-WHAT = ("Type a sentence (or some code) and see what a trained model makes of it: its prediction, the hidden "
-        "state and gates of every cell after each token, and, for a classifier, how its verdict changes word by "
-        "word. It runs the run's newest checkpoint, so the answers improve as the run trains.")
+WHAT = ("Type a sentence (or some code, a date, a number in words) and see what a trained model makes of it: its "
+        "prediction, the hidden state and gates of every cell after each token, for a classifier how its verdict "
+        "changes word by word, for an encoder-decoder what it writes and where it looked, for a tagger each word's "
+        "tag. It runs the run's newest checkpoint, so the answers improve as the run trains.")
 HOW_TO_REACH = ["Open it for any run at ", html.Code("/try?run=<run id>"),
-                " (language models and text classifiers with a checkpoint)."]
+                " (language models, text classifiers, encoder-decoders and taggers with a checkpoint)."]
 PLAIN = {"displaylogo": False, "displayModeBar": False}
 HIDDEN, SHOWN = {"display": "none"}, {}
 TEXT_CHARS = 80_000  # characters of a text accepted at all; the model's own limit (20,000) says why above it
@@ -224,8 +226,9 @@ def _analyse(request, layer, direction, state):
         request = {"run": as_run_id(request.get("run")), "text": as_str(request.get("text"), TEXT_CHARS, "")}
     layer, direction, state = as_int(layer, None, 0, 64), as_choice(direction, ("fwd", "bwd")), as_str(state, 8)
     if not request or not request.get("run"):
-        return [alert("Choose a run above. Try it reads language models (code-lstm, brackets-lstm, recall-lstm) and "
-                      "text classifiers (sentiment-lstm, sentiment-cnn) once they have written a checkpoint.", "info"),
+        return [alert("Choose a run above. Try it reads language models (code-lstm, brackets-lstm, recall-lstm), "
+                      "text classifiers (sentiment-lstm, sentiment-cnn), encoder-decoders (dates-seq2seq, "
+                      "numbers-seq2seq) and taggers (tags-bidir) once they have written a checkpoint.", "info"),
                 *empty[1:]]
     store = current().data.store
     try:
@@ -242,20 +245,29 @@ def _analyse(request, layer, direction, state):
         shown = ", ".join(f"“{t}”" for t in result.unknown[:12]) + (" ..." if len(result.unknown) > 12 else "")
         message = alert([f"Not in the model's vocabulary, read as “unknown”: {shown}. ",
                          "The model never saw these in training, so its answer may mean little."], "warning")
-    words = result.kind == "text"
+    words = result.kind in ("text", "tag")
     unit = "words" if words else "characters"
     info = f"{_checkpoint_line(store, result)} Read as {len(result.tokens):,} {unit}."
-    if words:
+    evolution = guesses = no_update
+    if result.kind == "seq2seq":
+        prediction = translation_view(result.translation)
+    elif result.kind == "tag":
+        prediction = tagging_view(result.tagging)
+    elif words:
         prediction = class_prediction(result.class_names, result.probs)
         evolution = evolution_figure(result.tokens, result.evolution, result.class_names)
-        guesses = no_update
     else:
         prediction = next_token_prediction(result.top_tokens[-1], result.top_probs[-1])
-        evolution = no_update
         guesses = guesses_figure(result.tokens, result.top_tokens, result.top_probs)
     tokens = html.Div([html.Div("The text as the model reads it:", className="muted"),
-                       token_chips(result.tokens, result.unknown)]) if words or result.unknown else None
-    if not result.states:
+                       token_chips(result.tokens, result.unknown)]) \
+        if result.unknown or result.kind == "text" else None
+    if not result.states and result.family == "transformer":
+        tokens = html.Div([tokens, html.P([
+            "A transformer keeps no recurrent state per token: every position reads the ones before it through "
+            "attention. See its attention maps on the ",
+            dcc.Link("Attention page", href=f"/attention?run={result.run_id}"), "."], className="muted")])
+    elif not result.states:
         model = ((store.get_run(result.run_id) or {}).get("spec") or {}).get("model") or {}
         widths = ", ".join(str(k) for k in model.get("kernel_sizes", [])) or "a few"
         tokens = html.Div([tokens, html.P([
@@ -266,7 +278,7 @@ def _analyse(request, layer, direction, state):
     stored = {"run": result.run_id, "text": request.get("text") or "", "checkpoint": result.checkpoint,
               "words": words, "relu": _relu(store, result.run_id)}
     return [message, info, prediction, tokens, stored,
-            evolution, SHOWN if words else HIDDEN, guesses, HIDDEN if words else SHOWN,
+            evolution, SHOWN if result.kind == "text" else HIDDEN, guesses, SHOWN if result.kind == "lm" else HIDDEN,
             SHOWN if result.states else HIDDEN,
             layers, _keep(layer, layers), dirs, _keep(direction, dirs), names, _keep(state, names, "h")]
 

@@ -108,7 +108,13 @@ def _differences(a: RunSpec, b: RunSpec) -> dict:
 
 
 def test_presets_are_valid_and_compare_one_thing_each():
-    assert list(PRESETS) == ["optimizers", "dropout", "gradient-flow", "activations", "clipping"]
+    assert list(PRESETS) == ["optimizers", "dropout", "gradient-flow", "activations", "clipping", "attention",
+                             "bidirectional-tagging", "teacher-forcing"]
+    att, tag = PRESETS["attention"], PRESETS["bidirectional-tagging"]  # issue 16: one setting differs each
+    assert [s.model.attention for _, s in att.runs] == ["additive", "none"] and att.runs[0][1].task == "numbers-seq2seq"
+    assert [s.model.bidirectional for _, s in tag.runs] == [False, True]
+    tf = PRESETS["teacher-forcing"]
+    assert [s.teacher_forcing_schedule for _, s in tf.runs] == ["constant", "constant", "linear"]
     for p in PRESETS.values():
         names = [n for n, _ in p.runs]
         assert len(names) == len(set(names)) >= 2 and p.explanation and "\n" not in p.explanation
