@@ -56,9 +56,9 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-@lru_cache(maxsize=1)
-def prose_corpus(vocab_size: int = W2V_VOCAB_SIZE) -> ProseCorpus:
-    """The corpus, vocabulary and streams (cached: 0.2 s)."""
+@lru_cache(maxsize=4)
+def prose_corpus(vocab_size: int = W2V_VOCAB_SIZE, subsample_t: float = SUBSAMPLE_T) -> ProseCorpus:
+    """The corpus, vocabulary and streams (cached: 0.2 s); ``subsample_t`` is Mikolov's ``t``."""
     topics = topic_texts()
     tokens = [words(text) for _, text in topics]
     counter = Counter(w for ws in tokens for w in ws)
@@ -70,7 +70,8 @@ def prose_corpus(vocab_size: int = W2V_VOCAB_SIZE) -> ProseCorpus:
     val = [index[w] for i, ws in enumerate(tokens) if i % 10 == 9 for w in ws if w in index]
     train_ids = np.array(train, dtype=np.int64)
     freq = counts / counts.sum()
-    keep = np.minimum(1.0, np.sqrt(SUBSAMPLE_T / np.maximum(freq, 1e-12)) + SUBSAMPLE_T / np.maximum(freq, 1e-12))
+    ratio = subsample_t / np.maximum(freq, 1e-12)
+    keep = np.minimum(1.0, np.sqrt(ratio) + ratio)
     rng = np.random.default_rng(SUBSAMPLE_SEED)
     train_ids = train_ids[rng.random(len(train_ids)) < keep[train_ids]]
     noise = counts.astype(np.float64) ** NOISE_POWER
