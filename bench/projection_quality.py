@@ -19,6 +19,9 @@ but ``<unk>``. It reports:
   group; ``groups_embedding`` the same in the embedding space (cosine); chance is about
   10 x (group size - 1) / n. ``groups_old_*``: the groups this bench used before 2026-12-06
   (keywords and operator words, which pydoc uses as plain English too), where in the vocabulary;
+* ``spread_map`` (the other cluster measure, less noisy): per group, the median distance between two of
+  its words on the map over the median distance between any two words: 1 at random, 0.5 when a group
+  sits half as far apart as words do in general; ``spread_embedding`` the same with cosine distances;
 * ``val_loss`` (skip-gram loss on fixed validation pairs), ``train_s`` and ``maps_s``.
 
     nice -n 19 .venv/bin/python bench/projection_quality.py            # default spec, ~1 min on 2 cores
@@ -119,6 +122,24 @@ def group_share(x: np.ndarray, vocab: tuple[str, ...], metric: str, groups: dict
     return out
 
 
+def group_spread(x: np.ndarray, vocab: tuple[str, ...], metric: str, groups: dict = GROUPS) -> dict[str, float]:
+    """Per group: the median distance between two of its words over the median distance between any two words.
+
+    1 for words scattered at random, smaller when the group sits together (0.5: half as far apart as
+    words in general). Cosine distance in the embedding space, Euclidean on the map.
+    """
+    from scipy.spatial.distance import pdist
+
+    index = {w: i for i, w in enumerate(vocab)}
+    overall = float(np.median(pdist(x, metric)))
+    out = {}
+    for name, words in groups.items():
+        rows = [index[w] for w in words if w in index]
+        if len(rows) >= 2:
+            out[name] = round(float(np.median(pdist(x[rows], metric))) / overall, 3)
+    return out
+
+
 def measure(tables: dict[int, np.ndarray], vocab: tuple[str, ...], quick: bool = False) -> dict:
     """The figures of the module docstring from the word vectors by step (``quick``: the last map only)."""
     from backend.analysis.projection import tsne_continue, tsne_fit
@@ -140,6 +161,10 @@ def measure(tables: dict[int, np.ndarray], vocab: tuple[str, ...], quick: bool =
     words = vocab[1:]
     out = {"steps": sorted(tables), "median_move": moves, "restructured": restructured, "words": len(words),
            "knn_final": round(knn_agreement(final, prev.coords, k=K, metric="cosine"), 3)}
+    emb, on_map = group_spread(final, words, "cosine"), group_spread(prev.coords, words, "euclidean")
+    out.update(spread_embedding=emb, spread_map=on_map,
+               spread_embedding_mean=round(float(np.mean(list(emb.values()))), 3),
+               spread_map_mean=round(float(np.mean(list(on_map.values()))), 3))
     for tag, groups in (("groups", GROUPS), ("groups_old", OLD_GROUPS)):
         emb, on_map = group_share(final, words, "cosine", groups), group_share(prev.coords, words, "euclidean", groups)
         out.update({f"{tag}_embedding": emb, f"{tag}_map": on_map,
@@ -168,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                   maps_s=round(time.perf_counter() - t0, 1))
     print(f"moves between maps (median, map widths): {result['median_move']}; restructured: {result['restructured']}")
     print(f"kNN agreement of the last map: {result['knn_final']}; groups together: embedding "
-          f"{result['groups_embedding']}, map {result['groups_map']}")
+          f"{result['groups_embedding']}, map {result['groups_map']}; spread on the map {result['spread_map']}")
     print(json.dumps(result))
     return 0
 
