@@ -5,7 +5,10 @@ The slider's steps are those with a map of the page's settings; it follows the n
 The figure (:func:`dashboard.figures.projections.map_figure`) keeps its axes over every map of
 the settings, colours the points as chosen, and marks the focused point's nearest neighbours and
 the analogy asked for (computed in the original space, :mod:`dashboard.projection_panels`).
-``dashboard.pages.projections`` lays the map out and calls :func:`register`.
+A 2-D map writes a non-overlapping subset of its words and glides from map to map while Play runs
+(:mod:`dashboard.projection_glide`); a map the worker restructured says so in its title and in the line
+under the slider (:func:`restructured_note`). ``dashboard.pages.projections`` lays the map out and calls
+:func:`register`.
 
 Example::
 
