@@ -5,7 +5,10 @@ The slider's steps are those with a map of the page's settings; it follows the n
 The figure (:func:`dashboard.figures.projections.map_figure`) keeps its axes over every map of
 the settings, colours the points as chosen, and marks the focused point's nearest neighbours and
 the analogy asked for (computed in the original space, :mod:`dashboard.projection_panels`).
-``dashboard.pages.projections`` lays the map out and calls :func:`register`.
+A 2-D map writes a non-overlapping subset of its words and glides from map to map while Play runs
+(:mod:`dashboard.projection_glide`); a map the worker restructured says so in its title and in the line
+under the slider (:func:`restructured_note`). ``dashboard.pages.projections`` lays the map out and calls
+:func:`register`.
 
 Example::
 
@@ -14,17 +17,18 @@ Example::
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, callback, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, html, no_update
 
 from backend.store.projections import ProjectionSettings
 from dashboard import ids
 from dashboard.components import alert
 from dashboard.context import current
-from dashboard.figures.projections import map_figure, message_figure
+from dashboard.figures.projections import LABEL_MAX, map_figure, message_figure
 from dashboard.hidden_data import ViewError, view_error_message
 from dashboard.inputs import MAX_INDEX, as_dict, as_flags, as_int, as_run_id, as_steps, as_str, trigger_id
 from dashboard.projection_controls import NO_SOURCE, SOURCE_LEN, read_settings
 from dashboard.projection_data import colour_choices, positions
+from dashboard.projection_glide import ANIMATION, glide, label_points
 from dashboard.snapshot_slider import keeps_following, register_play, slider_marks, slider_value, step_at
 
 METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
@@ -142,18 +146,52 @@ def _map(steps, index, colour, focus, analogy, settings):
                    if s.method == "pca" and explained else None)
     method = METHOD_NAMES[s.method] + (f", perplexity {s.perplexity:g}, {s.metric}" if s.method == "tsne" else "")
     title = f"{data.what or source}: {method}, {len(rows):,} of {data.n:,} points, step {frame['step']:,}"
+    moved = restructured_note(meta, frame["step"], source)
+    if moved:
+        title += " · the layout changed a lot at this step"
+    ranges = pd.ranges(run_id, key)
+    freq = None if data.freq is None else data.freq[rows]
     fig = map_figure(frame["coords"], rows, data.texts[rows], colour_by=colour,
                      label=None if data.label is None else data.label[rows],
                      pred=None if data.pred is None else data.pred[rows], classes=data.classes,
-                     freq=None if data.freq is None else data.freq[rows],
-                     ranges=pd.ranges(run_id, key), title=title, uirevision=f"{run_id}:{key}",
+                     freq=freq, ranges=ranges, title=title, uirevision=f"{run_id}:{key}",
                      highlight=highlight, analogy=marks, axis_titles=axis_titles)
+    if s.dims == 2:
+        fig = glide(fig)
+        if freq is not None or len(rows) <= LABEL_MAX:  # words: any size; reviews, images: small maps only
+            fig = label_points(fig, frame["coords"], rows, data.texts[rows], priority=freq, ranges=ranges,
+                               first=[i for i in (highlight or {}).get("neighbours", []) if i >= 0],
+                               reserved=_reserved(highlight, marks))
     info = f"map at step {frame['step']:,} ({frame['index'] + 1} of {frame['total']})"
     if meta.get("kl_divergence") is not None:
         info += f" · KL divergence {float(meta['kl_divergence']):.2f}"
+    if moved:
+        info += f" · {moved}"
     if frame.get("note"):
         info += f" · {frame['note']}"
     return fig, info
+
+
+def restructured_note(meta: dict, step: int, source: str) -> str | None:
+    """What the page says under a map that the worker restructured (the data's neighbourhoods changed a
+    lot since the previous snapshot, so the map was laid out again from it), else None.
+
+    >>> restructured_note({"restructured": True, "neighbourhood_overlap": 0.12}, 500, "tokens")
+    'the layout changed a lot at step 500: the words moved to new places (12% of their neighbours kept)'
+    """
+    if not meta.get("restructured"):
+        return None
+    what = "words" if source == "tokens" else "points"
+    note = f"the layout changed a lot at step {int(step):,}: the {what} moved to new places"
+    kept = meta.get("neighbourhood_overlap")
+    return note + (f" ({float(kept):.0%} of their neighbours kept)" if isinstance(kept, (int, float)) else "")
+
+
+def _reserved(highlight: dict | None, marks: dict | None) -> list[int]:
+    """Points whose names the figure writes already: the searched word and an analogy's words."""
+    out = [int((highlight or {}).get("query", -1))]
+    out += [int((marks or {}).get(k, -1)) for k in ("a", "b", "c", "answer")]
+    return [i for i in out if i >= 0]
 
 
 def focus_query(focus: dict | None, run_id: str, source: str):
@@ -206,6 +244,10 @@ def register() -> None:
     # Play through the snapshots (dashboard/snapshot_slider.py)
     register_play(ids.PJ_PLAY, ids.PJ_PLAY_TICK, ids.PJ_STEP, ids.PJ_FOLLOW, ids.PJ_STEPS,
                   Input(ids.PJ_SETTINGS, "data"))
+    # points glide from one map to the next while Play runs (dashboard.projection_glide); by hand the
+    # map redraws at once and keeps the person's zoom (an animated frame would reset the axes)
+    clientside_callback("function(disabled) { return !disabled; }", Output(ids.PJ_MAP, "animate"),
+                        Input(ids.PJ_PLAY_TICK, "disabled"))
     callback(Output(ids.PJ_MAP, "figure"), Output(ids.PJ_INFO, "children"),
              Input(ids.PJ_STEPS, "data"), Input(ids.PJ_STEP, "value"), Input(ids.PJ_COLOUR, "value"),
              Input(ids.PJ_FOCUS, "data"), Input(ids.PJ_ANALOGY, "data"), Input(ids.PJ_SETTINGS, "data"))(_map)

@@ -16,8 +16,10 @@ from .recall import RECALL_GAP, RECALL_VOCAB
 from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 from .tagging import TAG_MAX_LEN, TAG_PROBE_TOKENS, TAG_VOCAB, TAGS
 
-# prose-word2vec: the 2,000 most frequent words of pydoc's topics, plus "<unk>" at id 0 (backend.tasks.prose)
-W2V_VOCAB_SIZE = 2001
+# prose-word2vec: the 1,000 most frequent words of pydoc's topics (each seen at least 7 times), plus "<unk>" at
+# id 0 (backend.tasks.prose). 2,000 words mapped as an even blob: three in four of them occur under 20 times in
+# the 64,000-word text, too seldom to learn where they belong (bench/projection_quality.py)
+W2V_VOCAB_SIZE = 1001
 
 # Character vocabulary of the code language model: fixed, so that a model's
 # size is known before any file is read. Index 0 is "unknown character".

@@ -30,6 +30,7 @@ from dashboard.figures.projections import message_figure
 from dashboard.inputs import Query
 from dashboard.projection_controls import DIMS, METHODS, colour_options, initial_controls, metric_options
 from dashboard.projection_data import COLOUR_FIELDS
+from dashboard.projection_glide import ANIMATION
 from dashboard.projection_search import ANALOGY_EXAMPLE, EXAMPLE_WORD
 from dashboard.snapshot_slider import PLAY
 
@@ -107,7 +108,8 @@ def layout(**query) -> html.Div:
         html.Div(id=ids.PJ_STATUS, role="status"),
         html.Div([
             html.Section([
-                dcc.Graph(id=ids.PJ_MAP, config=CONFIG, figure=message_figure("Loading the map…")),
+                dcc.Graph(id=ids.PJ_MAP, config=CONFIG, figure=message_figure("Loading the map…"),
+                          animate=False, animation_options=ANIMATION),
                 html.P("Scroll to zoom, drag to zoom into a box; the lasso and box-select tools (top right) list "
                        "the points you select. Click a point for its nearest neighbours.", className="hint"),
             ], className="card pj-map-card"),

@@ -1,5 +1,5 @@
-"""Projections page in headless Chromium: the WebGL map, the step slider and Play, neighbours, analogies,
-a lasso selection, and the empty and bad states.
+"""Projections page in headless Chromium: the map (SVG up to 3,000 points, so Play glides), labels that
+do not overlap, the step slider and Play, neighbours, analogies, a lasso selection, and the empty and bad states.
 
 The runs are made by hand (``tests.integration.test_projection_data.make_projection_run``): 300 planted
 words in 3 embeddings snapshots with a PCA map each, written with ``write_projection`` (no analysis
@@ -66,7 +66,7 @@ def _type(dash_duo, selector: str, text: str) -> None:
     elem.send_keys(text + Keys.ENTER)
 
 
-def _add_snapshot(data_dir, run_id: str, step: int, settings) -> None:
+def _add_snapshot(data_dir, run_id: str, step: int, settings, **meta) -> None:
     """One more embeddings snapshot and its map, as a live run and the worker would add them."""
     store = RunStore(data_dir)
     x = planted_tokens(1.0)["x"] * 1.05
@@ -74,7 +74,7 @@ def _add_snapshot(data_dir, run_id: str, step: int, settings) -> None:
                                                       "penultimate": planted_inputs(1.0)})
     coords, explained = pca(x / np.linalg.norm(x, axis=1, keepdims=True), 2)
     write_projection(store, run_id, step, settings, coords * 4, np.arange(N_WORDS),
-                     {"source_id": sid, "warm_from": None, "seconds": 0.01, "explained": explained.tolist()})
+                     {"source_id": sid, "warm_from": None, "seconds": 0.01, "explained": explained.tolist(), **meta})
 
 
 def _click_point(dash_duo, row: int) -> None:
@@ -118,8 +118,8 @@ def test_pj001_map_play_neighbours_analogy_selection(dash_duo, runs):
     dash_duo.start_server(create_app(data_dir, poll_ms=250))
     dash_duo.wait_for_page(url=f"{dash_duo.server_url}/projections?run={ids_['planted']}", timeout=30)
 
-    # the newest map: one WebGL trace of all 300 words (tokens have no labels: coloured by frequency)
-    until(lambda: _points(dash_duo) == [["scattergl", N_WORDS]], timeout=30,
+    # the newest map: one SVG trace of all 300 words (tokens have no labels: coloured by frequency)
+    until(lambda: _points(dash_duo) == [["scatter", N_WORDS]], timeout=30,
           msg=lambda: f"map traces: {_points(dash_duo)}, map says {_map_text(dash_duo)!r}")
     until(lambda: _shown_step(dash_duo) == 200, timeout=10, msg=lambda: f"info: {js_text(dash_duo, INFO)!r}")
     assert "map at step 200 (3 of 3)" in js_text(dash_duo, INFO)
@@ -129,26 +129,38 @@ def test_pj001_map_play_neighbours_analogy_selection(dash_duo, runs):
     assert dash_duo.driver.execute_script(
         "return document.querySelector(arguments[0] + ' input[value=\"label\"]').disabled;", f"#{ids.PJ_COLOUR}")
 
-    # live: a new snapshot's map shows up by itself (following the newest), the axes widen to cover it
-    _add_snapshot(data_dir, ids_["planted"], 300, settings)
+    # the most frequent words are written beside their points, a subset that does not overlap, the rest on hover
+    written = dash_duo.driver.execute_script(
+        "return document.querySelector(arguments[0])._fullData.find(t => t.meta === 'points').text.filter(s => s);",
+        MAP)
+    assert 10 <= len(written) < N_WORDS, written
+
+    # live: a new snapshot's map shows up by itself (following the newest), the axes widen to cover it; laid
+    # out again by the worker, it says so
+    _add_snapshot(data_dir, ids_["planted"], 300, settings, restructured=True, neighbourhood_overlap=0.25)
     until(lambda: "map at step 300 (4 of 4)" in (js_text(dash_duo, INFO) or ""), timeout=20,
           msg=lambda: f"the new map did not show: {js_text(dash_duo, INFO)!r}")
+    assert "the layout changed a lot at step 300: the words moved to new places" in js_text(dash_duo, INFO)
+    assert "the layout changed a lot" in _map_text(dash_duo)
     until(lambda: dash_duo.driver.execute_script("return document.querySelector(arguments[0]).layout.xaxis.range;",
                                                  MAP) != ranges[0], timeout=10, msg="the axes did not cover the new map")
     ranges = dash_duo.driver.execute_script("const l = document.querySelector(arguments[0]).layout;"
                                             "return [l.xaxis.range, l.yaxis.range];", MAP)
 
-    # Play: from the first map to the newest, the axes still
-    seen = []
+    # Play: from the first map to the newest, the axes still, the points gliding from map to map
+    seen, glided = [], []
     dash_duo.find_element(f"#{ids.PJ_PLAY}").click()
 
     def played():
+        glided.append(dash_duo.driver.execute_script(
+            "return !!document.querySelector(arguments[0])._transitioningWithDuration;", MAP))
         step = _shown_step(dash_duo)
         if step is not None and (not seen or seen[-1] != step):
             seen.append(step)
         return "Play" in (js_text(dash_duo, f"#{ids.PJ_PLAY}") or "") and seen[-1:] == [300] and 0 in seen
     until(played, timeout=20, poll=0.05, msg=lambda: f"Play did not step through the maps: {seen}")
     assert seen[seen.index(0):] == [0, 100, 200, 300], seen
+    assert any(glided), "no transition ran while playing"
     assert dash_duo.driver.execute_script("const l = document.querySelector(arguments[0]).layout;"
                                           "return [l.xaxis.range, l.yaxis.range];", MAP) == ranges[:2]
     assert not dash_duo.driver.execute_script(

@@ -282,8 +282,9 @@ def test_dp001_compose_topology_end_to_end():
 
         # Projections: the t-SNE map the analysis worker computed for the LSTM's 98 characters
         driver.get(f"{base_url}/projections?run={lstm}")
-        # one WebGL trace per class of character (letters, digits, brackets, blanks...), 98 points in all
-        until(lambda: _map_points(driver) == ({"scattergl"}, 98), 150,
+        # one trace per class of character (letters, digits, brackets, blanks...), 98 points in all: SVG, so
+        # that Play glides (dashboard/projection_glide.py)
+        until(lambda: _map_points(driver) == ({"scatter"}, 98), 150,
               lambda: f"no t-SNE map: {driver.execute_script(MAP_POINTS_JS)}, {_js_text(driver, f'#{ids.PJ_INFO}')!r}")
         assert "map at step" in _js_text(driver, f"#{ids.PJ_INFO}")
         marks.append(f"t-SNE map shown at {time.monotonic() - t0:.0f} s")
