@@ -12,6 +12,16 @@ from __future__ import annotations
 
 PLAY, PAUSE = "▶ Play", "❚❚ Pause"
 
+# Clientside: keep the address bar's query equal to a page's view (a dict of query parameters), so the view
+# can be shared or reloaded. replaceState fires no navigation event: Dash pages does not re-render for it.
+URL_SYNC_JS = """function (query) {
+    if (!query) { return window.dash_clientside.no_update; }
+    const url = new URL(window.location.href);
+    url.search = new URLSearchParams(query).toString();
+    if (url.href !== window.location.href) { window.history.replaceState(window.history.state, '', url.href); }
+    return window.dash_clientside.no_update;
+}"""
+
 
 def slider_value(steps: list[int], known: list[int] | None, index: int | None, follow: list | None,
                  initial_step: int | None) -> int:

@@ -30,7 +30,8 @@ from dashboard.context import current
 from dashboard.hidden_data import ViewError, view_error_message
 from dashboard.inputs import (MAX_INDEX, MAX_STEPS, Query, as_dict, as_flags, as_int, as_run_id, as_steps,
                               option_values, trigger_id)
-from dashboard.snapshot_slider import keeps_following, register_play, slider_marks, slider_value, step_at
+from dashboard.snapshot_slider import (URL_SYNC_JS, keeps_following, register_play, slider_marks, slider_value,
+                                       step_at)
 
 dash.register_page(__name__, path="/attention", name="Attention", order=1.5, title="Attention · deepscope")
 
@@ -225,16 +226,8 @@ def _grid_click(click, steps_data):
     return str(layer), str(head)
 
 
-# Keep the address bar equal to the view (replaceState: no navigation, no re-render).
-clientside_callback(
-    """function (query) {
-        if (!query) { return window.dash_clientside.no_update; }
-        const url = new URL(window.location.href);
-        url.search = new URLSearchParams(query).toString();
-        if (url.href !== window.location.href) { window.history.replaceState(window.history.state, '', url.href); }
-        return window.dash_clientside.no_update;
-    }""",
-    Output(ids.ATT_URL_SYNC, "data"), Input(ids.ATT_VIEW, "data"))
+# Keep the address bar equal to the view.
+clientside_callback(URL_SYNC_JS, Output(ids.ATT_URL_SYNC, "data"), Input(ids.ATT_VIEW, "data"))
 
 # Hovering a query row of the large map marks that row in every head of the grid, in the browser.
 clientside_callback(HOVER_JS, Output(ids.ATT_HOVER_SYNC, "data"), Input(ids.ATT_MATRIX, "hoverData"),

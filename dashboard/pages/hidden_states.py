@@ -32,7 +32,7 @@ from dashboard import hidden_panels
 from dashboard.hidden_layout import choices_of, match_on, navigation, toolbar, upload
 from dashboard.hidden_panels import HS_MATCH_ON
 from dashboard.hidden_select import read_payload, render_select, suggest_for
-from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
+from dashboard.snapshot_slider import URL_SYNC_JS, keeps_following, slider_marks, slider_value, step_at
 from dashboard.hidden_view import BOTH, DIRECTIONS, MATCH_ON, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS, View, \
     default_dir, parse_view, resolve_dir, run_directions, state_label, window_start
 
@@ -378,16 +378,8 @@ def _matches(payload):
     return note + [summary, table], [[m["start"], m["stop"]] for m in found]
 
 
-# Keep the address bar equal to the view (replaceState: no navigation, no re-render).
-clientside_callback(
-    """function (query) {
-        if (!query) { return window.dash_clientside.no_update; }
-        const url = new URL(window.location.href);
-        url.search = new URLSearchParams(query).toString();
-        if (url.href !== window.location.href) { window.history.replaceState(window.history.state, '', url.href); }
-        return window.dash_clientside.no_update;
-    }""",
-    Output(ids.HS_URL_SYNC, "data"), Input(ids.HS_VIEW, "data"))
+# Keep the address bar equal to the view.
+clientside_callback(URL_SYNC_JS, Output(ids.HS_URL_SYNC, "data"), Input(ids.HS_VIEW, "data"))
 
 # Side by side: the token under the pointer is marked in both panels (assets/pair_hover.js).
 clientside_callback(ClientsideFunction("deepscope", "pairHover"), Output(ids.HS_HOVER_SYNC, "data"),
