@@ -47,25 +47,31 @@ def family_of(rnn: nn.Module) -> str:
 
 @torch.no_grad()
 def replay(rnn: nn.RNNBase, x: torch.Tensor, reset_at: Mapping[int, torch.Tensor] | None = None,
-           reset_at_bwd: Mapping[int, torch.Tensor] | None = None) -> dict[Key, dict[str, torch.Tensor]]:
-    """Every state of every layer and direction of ``rnn`` over ``x``, zero initial state.
+           reset_at_bwd: Mapping[int, torch.Tensor] | None = None,
+           hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[Key, dict[str, torch.Tensor]]:
+    """Every state of every layer and direction of ``rnn`` over ``x``, from a zero initial state or ``hx``.
 
     ``x`` is ``(batch, time, features)`` (``batch_first`` or not, the module's flag is
     ignored). ``reset_at[t]`` is a bool mask of batch rows whose forward state is zeroed
     just before step ``t`` (``reset_at_bwd`` likewise, for the backward direction going
     down in time): it lets rows start mid-window, so parallel segments can be padded.
+    ``hx`` is the initial state as the module takes it (``h0``, or ``(h0, c0)`` for an LSTM, each
+    ``(layers * directions, batch, hidden)``): a decoder starts from what its encoder hands it.
     Returns ``{(layer, direction): {state: (time, batch, hidden)}}`` in float32 (time first:
     that is the layout the loop writes, and slicing time first keeps later copies contiguous).
     """
     family = family_of(rnn)
     dirs = ("fwd", "bwd") if rnn.bidirectional else ("fwd",)
+    h0, c0 = (hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None, None)
     out: dict[Key, dict[str, torch.Tensor]] = {}
     layer_in = x.float().transpose(0, 1)  # time first from here on
     for layer in range(rnn.num_layers):
-        for d in dirs:
+        for k, d in enumerate(dirs):
             w = _weights(rnn, layer, d)
             resets = (reset_at if d == "fwd" else reset_at_bwd) or {}
-            out[(layer, d)] = _run_direction(family, rnn, w, layer_in, d == "bwd", resets)
+            i = layer * len(dirs) + k  # PyTorch's order of the states: layer by layer, forward then backward
+            start = (None if h0 is None else h0[i].float(), None if c0 is None else c0[i].float())
+            out[(layer, d)] = _run_direction(family, rnn, w, layer_in, d == "bwd", resets, start)
         layer_in = torch.cat([out[(layer, d)]["h"] for d in dirs], dim=-1)
     return out
 
@@ -81,7 +87,8 @@ def _weights(rnn: nn.RNNBase, layer: int, direction: str) -> dict[str, torch.Ten
 
 
 def _run_direction(family: str, rnn: nn.RNNBase, w: dict[str, torch.Tensor], x: torch.Tensor,
-                   reverse: bool, resets: Mapping[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+                   reverse: bool, resets: Mapping[int, torch.Tensor],
+                   start: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)) -> dict[str, torch.Tensor]:
     """One layer in one direction. Gate activations are written into preallocated
     ``(time, batch, ...)`` buffers as the loop computes them: no second pass, no big temporaries."""
     t_len, b, _ = x.shape  # time first: each step's slice of xp is contiguous
@@ -90,11 +97,11 @@ def _run_direction(family: str, rnn: nn.RNNBase, w: dict[str, torch.Tensor], x: 
     xp = torch.addmm(bias, x.reshape(t_len * b, -1), w["w_ih"].t()).view(t_len, b, -1)
     w_hh_t = w["w_hh"].t().contiguous()
     hs = x.new_empty(t_len, b, hid)
-    h = x.new_zeros(b, hid)
+    h = x.new_zeros(b, hid) if start[0] is None else start[0].clone()
     if family == "lstm":
         cs = x.new_empty(t_len, b, hid)
         acts = x.new_empty(t_len, b, 4 * hid)  # i, f, g, o after their nonlinearities
-        c = x.new_zeros(b, hid)
+        c = x.new_zeros(b, hid) if start[1] is None else start[1].clone()
     elif family == "gru":
         acts = x.new_empty(t_len, b, 3 * hid)  # r, z, n
     act = torch.relu if family == "rnn" and getattr(rnn, "nonlinearity", "tanh") == "relu" else torch.tanh
