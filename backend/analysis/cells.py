@@ -122,7 +122,8 @@ def suggest_threshold(groups: list[Brushed], steps: int = SUGGEST_STEPS) -> Sugg
             cells = select_cells(v, g.start, g.stop, t, g.off_before, g.off_after)
             if len(cells):
                 ctx = np.concatenate([v[:g.start, cells], v[g.stop:, cells]])
-                on += int((ctx > t).sum()) / max(len(ctx), 1)
+                counted = int((~np.isnan(ctx[:, 0])).sum())  # tokens where the layer has a state
+                on += int((ctx > t).sum()) / max(counted, 1)
                 n += len(cells)
         if n:
             s = Suggestion(t, n, round(1 - on / n, 4))
@@ -193,15 +194,35 @@ def extra_cells(rows: np.ndarray, selected: np.ndarray, threshold: float) -> int
 def correlations(values: np.ndarray, tracks: np.ndarray, chunk: int = 64) -> np.ndarray:
     """Pearson r of each cell (``values``: tokens x cells) with each track (``tracks``: n x tokens).
 
-    Constant cells or tracks give 0, not NaN. Works on cell chunks, so a large
-    memory-mapped array is never converted whole.
+    Constant cells or tracks give 0, not NaN. Tokens where a cell has no value (NaN: an encoder-decoder's
+    encoder layer at the output positions, docs/hidden.md) are left out of that cell's r. Works on cell
+    chunks, so a large memory-mapped array is never converted whole.
+
+    >>> v = np.array([[0.1], [0.9], [np.nan], [0.2]])          # no state at token 2
+    >>> round(float(correlations(v, np.array([[0.0, 1.0, 5.0, 0.0]]))[0, 0]), 3)
+    0.993
     """
-    t = np.asarray(tracks, dtype=np.float64)
-    t = (t - t.mean(axis=1, keepdims=True)).astype(np.float32)  # float32: ~4x faster, r within 1e-6
-    t_norm = np.sqrt((t.astype(np.float64) ** 2).sum(axis=1))
-    out = np.zeros((t.shape[0], values.shape[1]), dtype=np.float32)
+    t_all = np.asarray(tracks, dtype=np.float64)
+    centred = {}  # which tokens are kept -> the tracks centred over them, and their norms
+
+    def tracks_over(rows: np.ndarray | None):
+        key = None if rows is None else rows.tobytes()
+        if key not in centred:
+            t = t_all if rows is None else t_all[:, rows]
+            t = (t - t.mean(axis=1, keepdims=True)).astype(np.float32)  # float32: ~4x faster, r within 1e-6
+            centred[key] = t, np.sqrt((t.astype(np.float64) ** 2).sum(axis=1))
+        return centred[key]
+
+    out = np.zeros((t_all.shape[0], values.shape[1]), dtype=np.float32)
     for j in range(0, values.shape[1], chunk):
         v = np.asarray(values[:, j:j + chunk], dtype=np.float32)
+        rows = None
+        if np.isnan(v).any():  # whole tokens without a state: r over the tokens that have one
+            rows = ~np.isnan(v).any(axis=1)
+            v = v[rows]
+        t, t_norm = tracks_over(rows)
+        if not len(v):
+            continue
         v = v - v.mean(axis=0, dtype=np.float64).astype(np.float32)
         v_norm = np.sqrt((v.astype(np.float64) ** 2).sum(axis=0))
         denom = np.outer(t_norm, v_norm)
@@ -216,11 +237,12 @@ def saturation(gate: np.ndarray, low: float = 0.1, high: float = 0.9, chunk: int
 
     Karpathy, Johnson and Fei-Fei (2015) plot these two fractions per cell to show
     gates that act as switches (right- or left-saturated) rather than as dials.
+    Tokens where the gate has no value (NaN) are not counted.
     """
     out = np.zeros((2, gate.shape[1]), dtype=np.float32)
-    n = max(gate.shape[0], 1)
     for j in range(0, gate.shape[1], chunk):
         g = np.asarray(gate[:, j:j + chunk], dtype=np.float32)  # float16 comparisons are ~4x slower
+        n = np.maximum((~np.isnan(g)).sum(axis=0), 1)
         out[0, j:j + chunk] = (g < low).sum(axis=0) / n
         out[1, j:j + chunk] = (g > high).sum(axis=0) / n
     return out
