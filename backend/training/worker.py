@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | None = None) -> list[Hook]:
     """The hooks every built-in run gets: metrics writer, controls, checkpoints, the
-    hidden-state, gradient-flow and text-samples probes for recurrent language models, the attention probe for
+    hidden-state, gradient-flow and text-samples probes for recurrent language models, the hidden-state probe of
+    taggers and of encoder-decoders (encoder and decoder layers), the attention probe for
     encoder-decoders with attention and for transformer language models, the kernel probe for conv models and
     the embedding probe (token embeddings, classifier features) for classifiers and word2vec.
     The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`).
@@ -62,6 +63,9 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | No
         from ..tasks.probe import probe_corpus
         hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
                                       adaptive=spec.probe_every is None))
+    if info.kind == "seq2seq" and spec.model.family in RECURRENT:  # encoder and decoder states, probe items
+        from ..probes.seq_states import Seq2SeqStateProbe
+        hooks.append(Seq2SeqStateProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     if info.kind == "seq2seq" and spec.model.attention != "none":  # attention maps of fixed probe dates
         from ..probes.attention import AttentionProbe
         hooks.append(AttentionProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
