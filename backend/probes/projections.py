@@ -4,8 +4,9 @@ Sources (see ``backend/store/projections.py``):
 
 - ``tokens``: the weight of the model's token embedding (its first ``nn.Embedding``), one row per
   vocabulary entry (but the padding entry, always zero), with the token strings and their corpus
-  frequencies; for character language models the characters, blanks shown as ``⏎ ␣ ⇥``, labelled by
-  kind (:data:`~backend.tasks.text.CHAR_CLASSES`: letters, digits, brackets, quotes, blanks...);
+  frequencies; for character language models and encoder-decoders (their input embedding) the characters,
+  blanks shown as ``⏎ ␣ ⇥``, labelled by kind (:data:`~backend.tasks.text.CHAR_CLASSES`: letters, digits,
+  brackets, quotes, blanks...); for the tagger its words, labelled by the tag they take;
 - ``penultimate``: what the output layer reads (the input of the model's last ``nn.Linear``, caught
   by a forward pre-hook) for up to ``MAX_INPUTS`` validation inputs, with labels and predictions;
   for recurrent classifiers that is the final hidden state, and the source is named
@@ -95,9 +96,13 @@ def capture_sources(model: nn.Module, data, family: str | None = None) -> dict[s
                   "text": [t.translate(SHOWN) for t in kept],  # "⏎" and "␣", not an empty label
                   "freq": None if counts is None else np.asarray(counts, dtype=np.int64)[keep],
                   "what": "token embeddings"}
-        if data.info.kind == "lm":  # characters, labelled by kind (letters, digits, brackets, ...) to colour by
+        if data.info.kind in ("lm", "seq2seq"):  # characters, labelled by kind (letters, digits, ...) to colour by
             tokens.update(what="character embeddings", classes=list(CHAR_CLASSES),
                           label=np.array([char_class(t) for t in kept], dtype=np.int32))
+        elif data.info.kind == "tag":  # words, labelled by the tag they take (or the two an ambiguous one can)
+            from ..tasks.tagging import WORD_CLASSES, word_class
+            tokens.update(what="word embeddings", classes=list(WORD_CLASSES),
+                          label=np.array([word_class(t) for t in kept], dtype=np.int32))
         out["tokens"] = tokens
     x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
     if x_val is not None and y_val is not None and data.info.kind in ("image", "text") and last_linear(model):

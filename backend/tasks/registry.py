@@ -279,13 +279,16 @@ MIN_PROJECTION_POINTS = 10
 
 def records_projections(info: TaskInfo) -> bool:
     """Whether built-in runs of this task get the embedding probe (the Projections page): classifiers
-    and word2vec, and character language models whose vocabulary has enough characters to map
-    (code-lstm's 98; not brackets-lstm's 8).
+    and word2vec, and the token embeddings of character language models, encoder-decoders (their input
+    characters) and the tagger (its words) whose vocabulary has enough entries to map (code-lstm's 98,
+    dates-seq2seq's 71, tags-bidir's 77; not brackets-lstm's 8).
 
     >>> [records_projections(TASKS[t]) for t in ("digits-cnn", "code-lstm", "brackets-lstm", "natural-patches")]
     [True, True, False, False]
+    >>> [records_projections(TASKS[t]) for t in ("dates-seq2seq", "numbers-seq2seq", "tags-bidir")]
+    [True, True, True]
     """
-    if info.kind == "lm":
+    if info.kind in ("lm", "seq2seq", "tag"):
         return info.vocab_size >= MIN_PROJECTION_POINTS
     return info.kind in ("image", "text", "w2v")
 

@@ -134,3 +134,19 @@ def probe_stream(n_tokens: int = TAG_PROBE_TOKENS, seed: int = TAG_SEEDS["probe"
     return {"ids": np.array([_WORD_ID[w] for w in words[:n_tokens]], np.int64),
             "tags": np.array([TAG_ID[t] for t in tags[:n_tokens]], np.int64),
             "ambiguous": np.array(amb[:n_tokens], bool)}
+
+
+# The word embeddings' labels on Projections: the tag a word takes, or the two an ambiguous word can take.
+WORD_CLASSES = ("DET", "ADJ", "NOUN", "VERB", "PREP", "ADV", "PUNCT", "ADJ or NOUN", "DET or PRON", "other")
+_CLASS_OF = {**{w: 0 for w in DETS}, **{w: 1 for w in ADJS}, **{w: 2 for w in NOUNS},
+             **{w: 3 for w in TRANSITIVE + INTRANSITIVE}, **{w: 4 for w in PREPS}, **{w: 5 for w in ADVS}, ".": 6,
+             **{w: 7 for w in AMBIGUOUS_NOMINALS}, **{w: 8 for w in DEMONSTRATIVES}}
+
+
+def word_class(word: str) -> int:
+    """The index in :data:`WORD_CLASSES` of a vocabulary word.
+
+    >>> [WORD_CLASSES[word_class(w)] for w in ("the", "cold", "that", "sleeps", "<pad>")]
+    ['DET', 'ADJ or NOUN', 'DET or PRON', 'VERB', 'other']
+    """
+    return _CLASS_OF.get(word, len(WORD_CLASSES) - 1)
