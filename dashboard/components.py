@@ -85,14 +85,15 @@ def download_links(run_id: str) -> html.Div:
 
 def view_links(run: dict) -> list:
     """Links to the pages that can show this run, separated by " · ": Hidden states (recurrent language
-    models), Attention (encoder-decoders with attention, transformer language models), Kernels (conv models), Projections (classifiers, word2vec), Try it (text runs), Lab (recurrent
-    language models: gradient flow, activations)."""
+    models, taggers and encoder-decoders), Attention (encoder-decoders with attention, transformer language
+    models), Kernels (conv models), Projections (classifiers, word2vec, taggers, encoder-decoders), Try it (text
+    runs), Lab (recurrent language models: gradient flow, activations)."""
     info = TASKS.get(run.get("task"))
     family = ((run.get("spec") or {}).get("model") or {}).get("family")
     if info is None or (run.get("source") or "builtin") != "builtin":
         return []
     pages = []
-    if info.kind == "lm" and family in RECURRENT:
+    if info.kind in ("lm", "tag", "seq2seq") and family in RECURRENT:
         pages.append(("Hidden states", "/hidden"))
     model = (run.get("spec") or {}).get("model") or {}
     if info.kind == "seq2seq" and model.get("attention", "additive") != "none" or \
@@ -100,7 +101,7 @@ def view_links(run: dict) -> list:
         pages.append(("Attention", "/attention"))
     if family in ("cnn", "sparse-ae", "textcnn"):
         pages.append(("Kernels", "/kernels"))
-    if info.kind in ("image", "text", "w2v"):
+    if info.kind in ("image", "text", "w2v", "tag", "seq2seq"):
         pages.append(("Projections", "/projections"))
     if info.kind in ("lm", "text"):
         pages.append(("Try it", "/try"))

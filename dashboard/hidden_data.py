@@ -217,6 +217,43 @@ class HiddenStates:
         return "".join(tokens)
 
 
+def no_states_message(run: dict) -> tuple[str, str]:
+    """What the Hidden states page says about ``run`` while it has no hidden-state snapshot, and the alert's
+    colour: why it never will (no recurrent layer; a task without probe inputs), or that the first is coming.
+
+    >>> no_states_message({"id": "r1", "name": "t", "task": "code-lstm", "status": "completed",
+    ...                    "spec": {"model": {"family": "transformer"}}})[0][:60]
+    'Run t (r1) is a transformer language model on code-lstm: it '
+    """
+    from backend.spec import RECURRENT
+    from backend.tasks.registry import TASKS, records_projections
+
+    family = (run.get("spec") or {}).get("model", {}).get("family")
+    name = f"{run['name']} ({run['id']})"
+    with_states = [n for n, t in TASKS.items() if t.kind in STATE_KINDS]
+    info = TASKS.get(run["task"])
+    if family == "transformer":
+        embeddings = ", its character embeddings on Projections" if info and records_projections(info) else ""
+        return (f"Run {name} is a transformer language model on {run['task']}: it has no recurrent layer, so it "
+                "has no hidden states (h, c and gates per token). What it reads is on the Attention page (every "
+                f"layer and head over its probe text){embeddings}. Choose an LSTM, GRU or RNN run to see hidden "
+                "states.", "warning")
+    if family not in RECURRENT:
+        return (f"Run {name} is a {family or 'non-recurrent'} model on {run['task']}: it has no recurrent layer, "
+                "so it has no hidden states. Choose an LSTM, GRU or RNN run, or start one on New run (task "
+                f"{', '.join(with_states)}).", "warning")
+    if info is not None and info.kind not in STATE_KINDS:  # a built-in task without probe inputs (any source)
+        return (f"Task {run['task']} has no probe text: hidden states per token are recorded for "
+                f"{', '.join(with_states)}. A classifier's final hidden states are on Projections.", "info")
+    return ("No hidden-state snapshot yet. The probe records the first one when training starts "
+            f"(run status: {run['status']}); this page updates by itself.", "info")
+
+
+# tasks whose recurrent runs record hidden states: language models and the tagger (a probe text), and
+# encoder-decoders (their probe items' inputs and outputs, backend/probes/seq_states.py)
+STATE_KINDS = ("lm", "tag", "seq2seq")
+
+
 def _or_empty(arr: np.ndarray | None) -> np.ndarray:
     return np.zeros(0, np.float32) if arr is None else arr  # None would read as a cache miss
 

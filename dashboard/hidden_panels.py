@@ -23,7 +23,7 @@ from dashboard.figures.hidden import cell_vs_track, gate_heatmap, saturation_fig
 from dashboard.figures.hidden_pair import SYMBOLS, pair_gate_heatmap
 from dashboard.hidden_data import ViewError, view_error_message
 from dashboard.hidden_view import (BOTH, DIR_NAMES, DIRECTIONS, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS,
-                                   shown_directions, state_label, window_start)
+                                   for_layer, layer_name, shown_directions, state_label, window_start)
 from dashboard.inputs import MAX_INDEX, as_choice, as_int, as_run_id, as_steps, as_str, option_values
 from dashboard.snapshot_slider import step_at
 
@@ -59,11 +59,11 @@ def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
     state, track = as_str(state, STATE_LEN) or "h", as_str(track, NAME_LEN)
     if not steps or not track:
         return blank_figure("No annotation tracks yet."), None, blank_figure("")
-    dirs = shown_directions(direction)
-    keys = {d: f"l{layer}.{d}.{state}" for d in dirs}
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(run_id, step_at(steps, index))
+        dirs = shown_directions(for_layer(direction, snap.meta, layer))
+        keys = {d: f"l{layer}.{d}.{state}" for d in dirs}
         missing = [k for k in keys.values() if not snap.has(k)]
         if missing:  # a layer or state of another run (the choices follow the run a moment later)
             raise ViewError(f"This snapshot has no {state_label(state)} for layer {layer} {missing[0].split('.')[1]}.")
@@ -76,7 +76,7 @@ def _summary(run_id, index, steps, layer, direction, state, track, pos, win):
     r, labels = both_correlations(r_by_dir)
     best = int(np.argmax(np.abs(r)))
     d_best, cell = dirs[best // snap.n_cells], best % snap.n_cells
-    where = f"{state_label(state)} of layer {layer} at step {snap.step:,}"
+    where = f"{state_label(state)} of {layer_name(snap.meta, layer)} at step {snap.step:,}"
     if len(dirs) == 1:
         name = f"cell {cell}"
         sentence = [html.Strong(f"Cell {cell}"),
@@ -131,12 +131,12 @@ def _gates(run_id, index, steps, layer, direction, pos, gate, win):
     if not steps or not gate:
         msg = "This model has no gates (a plain RNN)." if steps else "No snapshot yet."
         return blank_figure(msg), blank_figure(msg)
-    dirs = shown_directions(direction)
     hidden = current().data.hidden
     try:
         snap, _ = hidden.open(run_id, step_at(steps, index))
     except (ViewError, StoreError) as exc:  # StoreError: a snapshot this version cannot read
         return blank_figure(view_error_message(exc)), blank_figure(view_error_message(exc))
+    dirs = shown_directions(for_layer(direction, snap.meta, layer))
     keys = {d: f"l{layer}.{d}.{gate}" for d in dirs}
     if not all(snap.has(k) for k in keys.values()):
         return blank_figure(f"No {state_label(gate)} in this snapshot."), blank_figure("")
@@ -146,9 +146,10 @@ def _gates(run_id, index, steps, layer, direction, pos, gate, win):
     tokens = snap.tokens(x0, x0 + window_len)
     if len(dirs) == 1:
         heat = gate_heatmap(windows[dirs[0]], x0, tokens,
-                            f"{state_label(gate)} over the window (layer {layer} {dirs[0]})", lo=lo)
+                            f"{state_label(gate)} over the window ({layer_name(snap.meta, layer)} {dirs[0]})", lo=lo)
     else:
-        heat = pair_gate_heatmap(windows, x0, tokens, f"{state_label(gate)} over the window (layer {layer})", lo=lo)
+        heat = pair_gate_heatmap(windows, x0, tokens, f"{state_label(gate)} over the window "
+                                 f"({layer_name(snap.meta, layer)})", lo=lo)
     sat, names, symbols = {}, {}, {}
     for d in dirs:
         for g in ("i", "f", "o", "r", "z"):

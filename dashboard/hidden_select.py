@@ -28,7 +28,7 @@ from dashboard.components import alert
 from dashboard.figures.hidden import token_strip, traces_figure, visible
 from dashboard.figures.hidden_pair import PANEL_TITLES, pair_traces_figure
 from dashboard.hidden_data import HiddenStates, Selection, ViewError
-from dashboard.hidden_view import BOTH, DIR_NAMES, View, state_label
+from dashboard.hidden_view import BOTH, DIR_NAMES, View, layer_name, no_state_note, state_label
 from dashboard.inputs import MAX_INDEX, as_dict, as_float, as_int, as_list, as_list_of, as_run_id, as_str
 
 SIDE_NOTE = ("Side by side: the range you brush (in either panel) selects cells in both directions at the one "
@@ -92,6 +92,8 @@ def render_select(hidden: HiddenStates, snap, view: View, thr: float, x0: int, s
     if view.sel is None:
         parts.append(html.P("No range brushed yet: drag across the chart over the tokens you are curious about "
                             "(or type a range) to select the cells that are on there.", className="hint"))
+    elif 0 <= view.sel[0] < view.sel[1] <= snap.n_tokens and np.isnan(snap.window(key[dirs[0]], *view.sel)).all():
+        parts.append(alert(no_state_note(snap.meta, view.layer, view.sel), "info"))  # the other part's tokens
     else:
         text = "".join(snap.tokens(*view.sel))
         for d in dirs:
@@ -109,11 +111,13 @@ def render_select(hidden: HiddenStates, snap, view: View, thr: float, x0: int, s
     cells = {d: s.cells for d, s in selections.items()}
     if len(dirs) == 1:
         d = dirs[0]
-        title = f"{state_label(view.state)} · layer {view.layer} {d} · {len(cells.get(d, []))} selected"
+        name = layer_name(snap.meta, view.layer)
+        title = f"{state_label(view.state)} · {name} {d} · {len(cells.get(d, []))} selected"
         fig = traces_figure(windows[d], x0, tokens, cells.get(d, []), float(thr), view.sel, title=title)
         strip = _strip(tokens, x0, selections.get(d), n, view.sel)
     else:
-        title = f"{state_label(view.state)} · layer {view.layer} · both directions over the same tokens"
+        name = layer_name(snap.meta, view.layer)
+        title = f"{state_label(view.state)} · {name} · both directions over the same tokens"
         fig = pair_traces_figure(windows, x0, tokens, cells, float(thr), view.sel, title=title)
         strip = html.Div([html.Div([html.Div(f"{PANEL_TITLES[d]}: shaded by the selected cells on",
                                              className="strip-label"),

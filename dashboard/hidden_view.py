@@ -117,7 +117,42 @@ def gate_options(meta: Mapping[str, Any]) -> list[dict]:
 
 
 def layer_options(meta: Mapping[str, Any]) -> list[dict]:
-    return [{"label": f"layer {i}", "value": i} for i in range(int(meta.get("layers", 1)))]
+    """Layer choices; an encoder-decoder's are named ("encoder layer 0", "decoder layer 0")."""
+    return [{"label": layer_name(meta, i), "value": i} for i in range(int(meta.get("layers", 1)))]
+
+
+def layer_name(meta: Mapping[str, Any], layer: int) -> str:
+    """How titles name a layer: "layer 1", or an encoder-decoder's "decoder layer 0".
+
+    >>> layer_name({}, 1), layer_name({"layer_names": ["encoder layer 0", "decoder layer 0"]}, 1)
+    ('layer 1', 'decoder layer 0')
+    """
+    names = meta.get("layer_names") or []
+    return names[layer] if 0 <= layer < len(names) else f"layer {layer}"
+
+
+def no_state_note(meta: Mapping[str, Any], layer: int, sel: tuple[int, int]) -> str:
+    """Why a brushed range selects nothing in a layer that has no state there (an encoder-decoder: the
+    encoder has states at the input characters, the decoder at the output ones)."""
+    name = layer_name(meta, layer)
+    part, other = ("input", "decoder") if name.startswith("encoder") else ("output", "encoder")
+    return (f"The {name} has no state at tokens {sel[0]:,}–{sel[1] - 1:,}: it runs over the {part} characters "
+            f"only. Brush some of those (left of “→” is the input, right of it the output), or choose the "
+            f"{other}'s layer.")
+
+
+def for_layer(direction: str | None, meta: Mapping[str, Any], layer: int) -> str | None:
+    """``direction`` as layer ``layer`` can show it: forward where the layer has no backward direction (the
+    decoder layers of an encoder-decoder whose encoder is bidirectional; ``meta.layer_directions``).
+
+    >>> meta = {"directions": ["fwd", "bwd"], "layer_directions": [["fwd", "bwd"], ["fwd"]]}
+    >>> for_layer("both", meta, 0), for_layer("both", meta, 1), for_layer("bwd", meta, 1)
+    ('both', 'fwd', 'fwd')
+    """
+    per = meta.get("layer_directions")
+    if isinstance(per, list) and 0 <= layer < len(per) and "bwd" not in (per[layer] or []):
+        return "fwd" if direction in (BOTH, "bwd") else direction
+    return direction
 
 
 def dir_options(meta: Mapping[str, Any]) -> list[dict]:

@@ -20,12 +20,11 @@ from dash import (ALL, ClientsideFunction, Input, Output, State, callback, clien
 
 from backend.spec import RECURRENT
 from backend.store import StoreError
-from backend.tasks.registry import TASKS
 from dashboard import ids
 from dashboard.components import alert, blank_figure, no_runs_state
 from dashboard.context import current
 from dashboard.figures.hidden import match_table
-from dashboard.hidden_data import CONTEXT, ViewError, view_error_message
+from dashboard.hidden_data import CONTEXT, ViewError, no_states_message, view_error_message
 from dashboard.inputs import (MAX_INDEX, Query, as_choice, as_dict, as_flags, as_float, as_int, as_list, as_list_of,
                               as_run_id, as_steps, as_str, option_values, trigger_id, trigger_prop)
 from dashboard import hidden_panels
@@ -34,7 +33,7 @@ from dashboard.hidden_panels import HS_MATCH_ON
 from dashboard.hidden_select import read_payload, render_select, suggest_for
 from dashboard.snapshot_slider import URL_SYNC_JS, keeps_following, slider_marks, slider_value, step_at
 from dashboard.hidden_view import BOTH, DIRECTIONS, MATCH_ON, MAX_LAYER, NAME_LEN, STATE_LEN, WINDOWS, View, \
-    default_dir, parse_view, resolve_dir, run_directions, state_label, window_start
+    default_dir, for_layer, parse_view, resolve_dir, run_directions, state_label, window_start
 
 dash.register_page(__name__, path="/hidden", name="Hidden states", order=1, title="Hidden states · deepscope")
 hidden_panels.register()  # here: Dash runs this module once per app, so every app gets the cards' callbacks
@@ -143,22 +142,10 @@ def _snapshot_choices(_n, run_id, follow, known, index, initial_step):
     run = context.data.get_run(run_id) if run_id else None
     if run is None:
         return (0, {}, 0, [], [], [], [], [], [], alert("Choose a run with a recurrent model.", "warning"))
-    family = (run.get("spec") or {}).get("model", {}).get("family")
     snaps = context.data.hidden.snapshots(run_id)
     if not snaps:
-        if family not in RECURRENT:
-            msg = (f"Run {run['name']} ({run['id']}) is a {family or 'non-recurrent'} model on {run['task']}: it has "
-                   "no recurrent layer, so it has no hidden states. Choose an LSTM, GRU or RNN run, or start one "
-                   "on New run (task brackets-lstm, code-lstm or recall-lstm).")
-            return (0, {}, 0, [], [], [], [], [], [], alert(msg, "warning"))
-        msg = ("No hidden-state snapshot yet. The probe records the first one when training starts "
-               f"(run status: {run['status']}); this page updates by itself.")
-        info = TASKS.get(run["task"])
-        if info is not None and info.kind != "lm":  # a built-in task without probe text (any source)
-            lms = ", ".join(name for name, t in TASKS.items() if t.kind == "lm")
-            msg = (f"Task {run['task']} is not a language-model task, so it has no probe text: hidden states per "
-                   f"token are recorded for {lms}. A classifier's final hidden states are on Projections.")
-        return (0, {}, 0, [], [], [], [], [], [], alert(msg, "info"))
+        msg, colour = no_states_message(run)
+        return (0, {}, 0, [], [], [], [], [], [], alert(msg, colour))
     steps = [int(s["step"]) for s in snaps]
     if steps == known and not trigger_id() == ids.HS_FOLLOW:
         return (no_update,) * 10
@@ -220,6 +207,7 @@ def _brush(selected, relayout, _clear, direction, user_thr, run_id, index, steps
                 oa=as_int(oa, 0, 0, 50))
     try:
         snap, _ = current().data.hidden.open(view.run, step_at(as_steps(steps), as_int(index, 0, 0, MAX_INDEX)))
+        view.dir = for_layer(view.dir, snap.meta, view.layer)
         thr = suggest_for(current().data.hidden, snap, view)
     except (ViewError, StoreError):  # the Select view says what is wrong
         thr = None
@@ -318,6 +306,8 @@ def _select_view(run_id, index, steps, layer, direction, state, pos, thr_text, s
         return blank_figure(view_error_message(exc)), None, alert(view_error_message(exc), "warning"), None, \
             view.to_query(), ""
     directions = snap.meta.get("directions", ["fwd"])
+    if for_layer(BOTH, snap.meta, view.layer) != BOTH:  # a decoder layer: forward only
+        directions = ["fwd"]
     view.dir = resolve_dir(view.dir, directions)  # a choice left over from another run falls back
     if len(directions) < 2:
         view.dir = None  # one direction: nothing to choose, nothing in the URL (as before)

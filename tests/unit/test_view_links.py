@@ -21,6 +21,14 @@ def test_each_kind_of_run_links_to_its_pages():
     assert set(_links("sentiment-lstm", "lstm")) == {"Projections", "Try it"}
     assert set(_links("natural-patches", "sparse-ae")) == {"Kernels"}
     assert set(_links("prose-word2vec", "skipgram")) == {"Projections"}
+    assert set(_links("code-lstm", "transformer")) == {"Attention", "Try it"}
+
+
+def test_sequence_runs_link_to_their_hidden_states_and_embeddings():
+    assert set(_links("dates-seq2seq", "gru", model={"attention": "additive"})) == {"Hidden states", "Attention",
+                                                                                    "Projections"}
+    assert set(_links("numbers-seq2seq", "lstm", model={"attention": "none"})) == {"Hidden states", "Projections"}
+    assert set(_links("tags-bidir", "gru", model={"bidirectional": True})) == {"Hidden states", "Projections"}
 
 
 def test_client_runs_and_unknown_tasks_get_no_links():
