@@ -96,6 +96,25 @@ def select_layers(model: nn.Module, layers: str | Sequence[str] | None) -> tuple
     return kept, [w for w, names in hit.items() if not names]
 
 
+ATTENTION_TYPES = (nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer, nn.MultiheadAttention)
+
+
+def readable_recurrent(layers: dict[str, nn.Module], warn=log.warning) -> list[nn.RNNBase]:
+    """The recurrent layers among ``layers`` whose states the replay can compute; each other one is named in
+    a warning (e.g. an ``nn.LSTM`` with ``proj_size``) and left out, so the rest is still recorded."""
+    out = []
+    for name, m in layers.items():
+        if not isinstance(m, RECURRENT_TYPES):
+            continue
+        try:
+            family_of(m)
+        except ValueError as exc:
+            warn(f"{name} ({type(m).__name__}): {exc}; its hidden states are not recorded")
+            continue
+        out.append(m)
+    return out
+
+
 def as_probe_tensor(probe: Any, vocab: Sequence[str] | None) -> torch.Tensor | None:
     """``probe`` as a tensor: token ids, inputs, or a string encoded character by character with ``vocab``."""
     if probe is None:
@@ -162,12 +181,13 @@ def build_probes(store, run_id: str, model: nn.Module, probe: Any = None, every:
              f"(it has: {', '.join(names) or 'none'})")
     ids = as_probe_tensor(probe, vocab)
     kind = probe_kind(ids)
-    rnns = [m for m in chosen.values() if isinstance(m, RECURRENT_TYPES)]
+    rnns = readable_recurrent(chosen, warn)
     convs = {n: m for n, m in chosen.items() if isinstance(m, CONV)}
     embeddings = [m for m in chosen.values() if isinstance(m, nn.Embedding)]
     rnn = rnns[0] if rnns else None
     emb = feeding_embedding(model, rnn) if rnn is not None else None
-    hidden = {id(m) for _, m in select_layers(model, None)[0].items() if id(m) not in {id(x) for x in chosen.values()}}
+    hidden = {id(m) for _, m in select_layers(model, None)[0].items() if id(m) not in {id(x) for x in rnns}
+              and (isinstance(m, RECURRENT_TYPES) or id(m) not in {id(x) for x in chosen.values()})}
     hidden |= {id(m) for m in rnns[1:]}
     view = ModelView(model, hidden, rnn, emb)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -187,9 +207,15 @@ def build_probes(store, run_id: str, model: nn.Module, probe: Any = None, every:
     start = every or (default_every(total_steps) if total_steps else DEFAULT_EVERY)
     kw = {"every": start, "adaptive": every is None}  # an explicit cadence is kept, as for built-in runs
     probes: list[SnapshotProbe] = []
-    if len(rnns) > 1:
-        warn(f"{len(rnns)} recurrent layers chosen; hidden states are recorded for the first only "
-             "(choose another with layers=)")
+    if len(rnns) > 1:  # e.g. an encoder and a decoder: the decoder's inputs are not token ids of the probe text
+        names = [n for n, m in chosen.items() if any(m is r for r in rnns)]
+        warn(f"{len(rnns)} recurrent layers chosen ({', '.join(names)}); hidden states are recorded for the first "
+             f"only, {names[0]}, reading the probe text through its embedding (choose another with layers=)")
+    if rnn is None and ids is not None and kind == "lm":
+        others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, ATTENTION_TYPES)})
+        warn(f"{type(model).__name__} has no recurrent layer (nn.LSTM, nn.GRU or nn.RNN) to replay the probe text "
+             "through: no hidden states are recorded" + (f" (its {', '.join(others)} has none: attention is probed "
+                                                         "for built-in transformer runs only)" if others else ""))
     if rnn is not None:
         if ids is None or kind != "lm":
             warn("hidden states need probe= a 1-D tensor of token ids (or a string and vocab=): a probe text")
