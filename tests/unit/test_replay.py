@@ -112,3 +112,18 @@ def test_segment_windows_cover_every_token_once():
     kept = pos[:, 64:64 + 256].reshape(-1)
     assert kept[:1000].tolist() == list(range(1000)) and (kept[1000:] == -1).all()
     assert list(reset_fwd) == [64] and reset_fwd[64].tolist() == [True, False, False, False]
+
+
+@pytest.mark.parametrize("cls,layers,bidir", [(nn.LSTM, 2, True), (nn.GRU, 2, False), (nn.RNN, 1, True)],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_replay_from_an_initial_state_equals_the_fused_module_given_it(cls, layers, bidir):
+    """A decoder starts from its encoder's state: ``hx`` as the fused module takes it."""
+    rnn = _module(cls, layers, bidir, seed=2)
+    x = torch.randn(3, 20, 5)
+    shape = (layers * (2 if bidir else 1), 3, 7)
+    hx = (torch.randn(shape), torch.randn(shape)) if cls is nn.LSTM else torch.randn(shape)
+    with torch.no_grad():
+        out, _ = rnn(x, hx)
+    states = replay(rnn, x, None, None, hx)
+    dirs = ("fwd", "bwd") if bidir else ("fwd",)
+    torch.testing.assert_close(torch.cat([states[(layers - 1, d)]["h"] for d in dirs], -1), out, atol=TOL, rtol=0)
