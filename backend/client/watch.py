@@ -211,7 +211,7 @@ def build_probes(store, run_id: str, model: nn.Module, probe: Any = None, every:
         names = [n for n, m in chosen.items() if any(m is r for r in rnns)]
         warn(f"{len(rnns)} recurrent layers chosen ({', '.join(names)}); hidden states are recorded for the first "
              f"only, {names[0]}, reading the probe text through its embedding (choose another with layers=)")
-    if rnn is None and ids is not None and kind == "lm":
+    if ids is not None and kind == "lm" and not any(isinstance(m, RECURRENT_TYPES) for m in model.modules()):
         others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, ATTENTION_TYPES)})
         warn(f"{type(model).__name__} has no recurrent layer (nn.LSTM, nn.GRU or nn.RNN) to replay the probe text "
              "through: no hidden states are recorded" + (f" (its {', '.join(others)} has none: attention is probed "

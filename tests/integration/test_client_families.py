@@ -168,6 +168,11 @@ def test_cf004_a_transformer_lm_records_its_embeddings_and_says_why_no_hidden_st
     assert run["status"] == "completed" and run["step"] == 12
     assert any("no recurrent layer" in m and "TransformerEncoder" in m for m in said), said
     assert len(said) == 1, said
+    with warnings.catch_warnings(record=True) as caught:  # an LSTM left out by layers= is not "no recurrent layer"
+        warnings.simplefilter("always")
+        with deepscope.init(data_dir=tmp_path) as other:
+            other.watch(Tagger(), probe=torch.randint(0, V, (50,)), vocab=VOCAB, layers="embedding")
+    assert not [w for w in caught if "no recurrent layer" in str(w.message)]
     data = DashboardData(store)
     assert data.hidden.snapshots(run["id"]) == []
     sources = data.projections.sources(run["id"])
