@@ -126,7 +126,7 @@ class Seq2SeqStateProbe(SnapshotProbe):
     """Records the encoder's and the decoder's states over the task's probe items every ``every`` steps."""
 
     kind = KIND
-    weight = 1.0  # as the attention probe beside it: these runs' first view is Attention
+    weight = 0.5  # beside the attention probe (1): these runs' first view is Attention, it keeps most snapshots
 
     def setup(self, trainer) -> bool:
         model = trainer.model

@@ -63,12 +63,13 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | No
         from ..tasks.probe import probe_corpus
         hooks.append(HiddenStateProbe(store, run_id, probe_corpus(info), every=spec.probe_every,
                                       adaptive=spec.probe_every is None))
-    if info.kind == "seq2seq" and spec.model.family in RECURRENT:  # encoder and decoder states, probe items
-        from ..probes.seq_states import Seq2SeqStateProbe
-        hooks.append(Seq2SeqStateProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     if info.kind == "seq2seq" and spec.model.attention != "none":  # attention maps of fixed probe dates
         from ..probes.attention import AttentionProbe
         hooks.append(AttentionProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
+    if info.kind == "seq2seq" and spec.model.family in RECURRENT:  # encoder and decoder states of probe items
+        # (after the attention probe: at a common step that one captures before this one's files are written)
+        from ..probes.seq_states import Seq2SeqStateProbe
+        hooks.append(Seq2SeqStateProbe(store, run_id, every=spec.probe_every, adaptive=spec.probe_every is None))
     if info.kind == "lm" and spec.model.family == "transformer":  # every layer and head over the probe text
         from ..probes.lm_attention import TransformerAttentionProbe
         hooks.append(TransformerAttentionProbe(store, run_id, info, every=spec.probe_every,
