@@ -23,7 +23,7 @@ from backend.lab.presets import PRESETS
 from backend.lab.records import KIND
 from backend.store import RunStore
 from dashboard import ids
-from dashboard.lab_gradflow import GF_FOLLOW, GF_INFO, GF_NORMS, GF_PLAY, GF_STEP
+from dashboard.views.lab.gradflow import GF_FOLLOW, GF_INFO, GF_NORMS, GF_PLAY, GF_STEP
 from tests.browser.test_training_flow import click, css_id, js_text, stop_processes, until
 
 pytestmark = pytest.mark.browser
