@@ -134,7 +134,8 @@ def finish_dash_setup(app: dash.Dash) -> None:
 
 def _nav_links() -> list:
     pages = sorted(dash.page_registry.values(), key=lambda p: (p.get("order", 99), p["name"]))
-    return [dcc.Link(p["name"], href=p["relative_path"], className="nav-link", id=f"nav-{p['module']}")
+    return [dcc.Link(p["name"], href=p["relative_path"], className="nav-link",
+                     id=f"nav-{p['module'].split('.')[-2]}")  # views.<folder>.page: nav-lab
             for p in pages if p.get("nav", True)]
 
 
