@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace, start_demo: bool = False) -> int:
 
     Runs started here keep training when the dashboard stops (``--stop-runs`` stops them, checkpointed);
     a dashboard started later on the same store shows them live. The analysis worker
-    (``backend.analysis.projection_worker``, a process of its own at nice 10) computes the projection maps
+    (``backend.analysis.projection.worker``, a process of its own at nice 10) computes the projection maps
     and stops with the dashboard; set ``DEEPSCOPE_ANALYSIS=off`` to run the dashboard without it (e.g.
     when a worker runs elsewhere on the same store; with several, one holds the store's lease).
     """

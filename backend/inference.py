@@ -47,7 +47,7 @@ from .models.generate import generate, teacher_forced
 from .probes.replay import replay
 from .spec import RunSpec, format_errors, spec_info
 from .tasks.registry import VOCABS, TaskInfo
-from .tasks.sentiment import tokenize
+from .tasks.sentiment.core import tokenize
 from .tasks.text import encode_chars
 from .training.checkpoint import CheckpointError, read_checkpoint
 

@@ -185,7 +185,7 @@ class JobManager:
                                  exited=exited)
 
     def start_analysis(self) -> subprocess.Popen:
-        """Start the analysis worker of this store (``backend.analysis.projection_worker``), or keep the live one.
+        """Start the analysis worker of this store (``backend.analysis.projection.worker``), or keep the live one.
 
         The worker computes projection maps of every run; it runs at nice 10 with one thread (it sets
         both itself), logs to ``analysis-worker.log`` in the data folder and exits when this process
@@ -198,7 +198,7 @@ class JobManager:
         if self._analysis is not None:
             log.warning("the analysis worker exited with code %s; starting it again (see %s)",
                         self._analysis.returncode, self.store.data_dir / ANALYSIS_LOG)
-        cmd = [sys.executable, "-m", "backend.analysis.projection_worker", "--data-dir", str(self.store.data_dir),
+        cmd = [sys.executable, "-m", "backend.analysis.projection.worker", "--data-dir", str(self.store.data_dir),
                "--parent-pid", str(os.getpid())]
         if not self.store.url.startswith("sqlite"):
             cmd += ["--store-url", self.store.url]

@@ -250,7 +250,7 @@ def _file_messages(info: ValidationInfo) -> Iterator[None]:
 
     ``parse_spec(data, quote_content=False)``: the dashboard quotes only files the user uploaded.
     """
-    from .tasks.sentiment_csv import SentimentFileError
+    from .tasks.sentiment.csv_file import SentimentFileError
 
     try:
         yield

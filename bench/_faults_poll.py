@@ -112,7 +112,7 @@ class Poller(threading.Thread):
         values = {("train-interval", "n_intervals"): page.n, ("train-status-interval", "n_intervals"): page.n,
                   ("train-runs", "value"): self.run_ids, ("train-smoothing", "value"): 0.6,
                   ("train-state", "data"): page.state, ("train-runs", "options"): None}
-        # one callback answers both on a Training page with one timer (dashboard/training_tick.py): post it once
+        # one callback answers both on a Training page with one timer (dashboard/views/training/tick.py): post it once
         status = None if deps[STATUS_OUTPUT] is deps[LIVE_OUTPUT] else self._post(port, deps[STATUS_OUTPUT], values,
                                                                                   "status")
         live = self._post(port, deps[LIVE_OUTPUT], values, "live")

@@ -69,7 +69,7 @@ NET_PREFIX = "callback raised, answered with no update"
 # ------------------------------------------------------------------------------------------ data
 def make_runs(data_dir: Path, steps: int = 10) -> dict[str, str]:
     """A tiny completed run of every built-in task, probes at its start and end; PCA maps of its embeddings."""
-    from backend.analysis.projection_compute import compute
+    from backend.analysis.projection.compute import compute
     from backend.spec import RunSpec
     from backend.store import RunStore
     from backend.store.projections import SOURCE_KIND, ProjectionSettings
@@ -166,7 +166,7 @@ def fuzz_specs(examples: int, seed: int) -> tuple[int, int, list[str]]:
 
     from backend.spec import parse_spec
     from backend.tasks.registry import TASKS
-    from dashboard.spec_form import FIELDS, validate_form
+    from dashboard.views.new_run.form import FIELDS, validate_form
 
     scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=-10**400, max_value=10**400),
                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50),

@@ -35,8 +35,8 @@ import numpy as np
 
 from backend.store import RunStore
 from backend.store.hidden import KIND, HiddenSnapshot
-from dashboard.hidden_data import HiddenStates
-from dashboard.hidden_view import DEFAULT_OFF_BEFORE, DEFAULT_STATE, DEFAULT_THRESHOLD
+from dashboard.views.hidden_states.data import HiddenStates
+from dashboard.views.hidden_states.view import DEFAULT_OFF_BEFORE, DEFAULT_STATE, DEFAULT_THRESHOLD
 
 USEFUL = 0.6
 BEFORE = ("h", 0.3, 1)  # the page's defaults before issue 17: state h, threshold 0.3, off before 1

@@ -27,7 +27,7 @@ Measured:
   (``Network.dataReceived``) and bytes on the wire, headers included
   (``Network.loadingFinished.encodedDataLength``); those responses carry 1-2 steps.
 * **server time** (``server_ms``): median over ``--calls`` in-process calls of
-  ``dashboard.live.live_update`` (the live callback's body: the store query after the
+  ``dashboard.views.training.live.live_update`` (the live callback's body: the store query after the
   cursor, grouping, EMA, building the patches) on the same store, one new step per call;
   also the "nothing new" path and the HTTP round trip of the replayed request
   (``http_ms``, Flask dev server, includes JSON serialisation and localhost HTTP).
@@ -221,7 +221,7 @@ def time_live_callback(store: RunStore, run_id: str, calls: int) -> dict:
     from dash.exceptions import PreventUpdate
 
     from dashboard.data import DashboardData
-    from dashboard.live import apply_state_update, build_figures, live_update
+    from dashboard.views.training.live import apply_state_update, build_figures, live_update
 
     data = DashboardData(store, cache=None)
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ Measured:
   rendered on every call). ``server_cpu_ms``: CPU time of the dashboard process per query
   (``/proc/PID/stat`` utime+stime, all threads, averaged over the timed queries).
 * **where the time goes** (``breakdown_ms``): after the server stops, the same callback function
-  (``dashboard.pages.hidden_states._matches``) is called in this process on the same store with
+  (``dashboard.views.hidden_states.page._matches``) is called in this process on the same store with
   the result cache off, with timers around its parts: reading the selected columns from the
   ``.T`` index, ``candidate_ranges``, the extra-cells reads of up to 500 candidates, the rest of
   ``HiddenStates._match``, and in the rendering ``track_range``, ``heat_img``, token and track
@@ -76,7 +76,7 @@ import numpy as np  # noqa: E402
 TARGET_P95_MS = 200.0
 TARGET_RSS_SHARE = 0.5  # of the snapshot's token-major array
 KEY = "l0.fwd.h"
-WINDOW = 80  # the Select view's window (dashboard.hidden_view.WINDOW)
+WINDOW = 80  # the Select view's window (dashboard.views.hidden_states.view.WINDOW)
 THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 OUTPUT = "..hs-matches.children...hs-match-data.data.."
 VOCAB = [chr(i) for i in range(32, 127)] + ["\n", "\t"]
@@ -255,8 +255,8 @@ def post(session, url: str, payload: dict) -> tuple[float, int, dict, int]:
 @contextmanager
 def timers(acc: dict):
     """Time the parts of the Match callback (wrappers on the functions it calls; restored after)."""
-    import dashboard.figures.hidden as figs
-    import dashboard.hidden_data as hd
+    import dashboard.views.hidden_states.figures as figs
+    import dashboard.views.hidden_states.data as hd
     from backend.store.hidden import HiddenSnapshot
 
     saved = []
@@ -301,8 +301,8 @@ def breakdown(data_dir: Path, queries: list[dict]) -> dict:
     from dashboard.context import EXTENSION
 
     app = create_app(data_dir)  # first: the page registers itself with the app on import
-    import dashboard.pages.hidden_states as page
-    from dashboard.hidden_data import HiddenStates
+    import dashboard.views.hidden_states.page as page
+    from dashboard.views.hidden_states.data import HiddenStates
 
     context = app.server.extensions[EXTENSION]
     context.data.hidden = HiddenStates(context.data.store)  # no result cache: every call computes its match

@@ -3,7 +3,7 @@
 Trains ``prose-word2vec`` at its default spec (or ``--set key=value`` overrides, as ``deepscope train``
 takes them) on one torch thread, copies the word vectors at step 0 and at the embedding probe's
 cadence (``default_every(steps)``: about ten snapshots; ``--every`` to choose), and maps them as the
-analysis worker does (``backend.analysis.projection_compute``): the first map with ``tsne_fit``, each
+analysis worker does (``backend.analysis.projection.compute``): the first map with ``tsne_fit``, each
 next one with ``tsne_continue`` (warm start, Procrustes-aligned; ``restructure`` when the neighbourhood
 overlap with the previous snapshot is under ``RESTRUCTURE_BELOW``), cosine, perplexity 30, every word
 but ``<unk>``. It reports:
@@ -142,9 +142,9 @@ def group_spread(x: np.ndarray, vocab: tuple[str, ...], metric: str, groups: dic
 
 def measure(tables: dict[int, np.ndarray], vocab: tuple[str, ...], quick: bool = False) -> dict:
     """The figures of the module docstring from the word vectors by step (``quick``: the last map only)."""
-    from backend.analysis.projection import tsne_continue, tsne_fit
-    from backend.analysis.projection_compare import knn_agreement, neighbourhood_overlap
-    from backend.analysis.projection_compute import RESTRUCTURE_BELOW
+    from backend.analysis.projection.core import tsne_continue, tsne_fit
+    from backend.analysis.projection.compare import knn_agreement, neighbourhood_overlap
+    from backend.analysis.projection.compute import RESTRUCTURE_BELOW
 
     steps = sorted(tables)[-1:] if quick else sorted(tables)
     x0 = tables[steps[0]][1:]  # <unk> (row 0) is never trained

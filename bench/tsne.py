@@ -3,7 +3,7 @@
 Data: a synthetic mixture of 20 Gaussian clusters in 64 dimensions (seed fixed): centres N(0, 1),
 uneven sizes (Dirichlet weights), each cluster anisotropic (standard deviations falling
 geometrically from 0.6 to 0.03 over its own random orientation), float32, as activations come.
-All fits are :func:`backend.analysis.projection.tsne_fit` with its defaults (2-D, cosine,
+All fits are :func:`backend.analysis.projection.core.tsne_fit` with its defaults (2-D, cosine,
 perplexity 30, 500 iterations: 250 with early exaggeration 12, FFT gradients, PCA start), timed
 once each, wall clock, including the kNN affinities (Annoy above 1,000 points).
 
@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from backend.analysis.projection import WARM_ITER, tsne_continue, tsne_fit  # noqa: E402
-from backend.analysis.projection_compare import knn_agreement, mean_displacement  # noqa: E402
+from backend.analysis.projection.core import WARM_ITER, tsne_continue, tsne_fit  # noqa: E402
+from backend.analysis.projection.compare import knn_agreement, mean_displacement  # noqa: E402
 
 TARGET_10K_S, TARGET_100K_S = 30.0, 300.0
 TARGET_SPEEDUP, TARGET_RATIO = 2.0, 10.0

@@ -5,8 +5,10 @@ Run it::
     python -c "from dashboard.app import create_app; create_app('./deepscope-data').run(port=8050)"
     gunicorn -w 4 'dashboard.app:server_from_env()'   # DEEPSCOPE_DATA_DIR, DEEPSCOPE_STORE_URL
 
-Pages live in ``dashboard/pages``; each registers itself with ``dash.register_page``
-(``name`` and ``order`` place it in the nav bar), so adding a page is adding one file.
+Each page is a folder of ``dashboard/views`` (layout and callbacks in ``page.py``, beside its data
+access and figures; see docs/layout.md). Dash imports every module there that calls
+``dash.register_page`` (``name`` and ``order`` place it in the nav bar), so only ``page.py`` files may
+name that function: a second module naming it would be imported twice and register its callbacks twice.
 The dashboard never imports torch.
 """
 from __future__ import annotations
@@ -22,16 +24,16 @@ from flask_caching import Cache
 
 from backend.store import RunStore
 
-from . import ids
-from .context import EXTENSION, DashboardContext
-from .data import DashboardData
-from .export_route import register_export
-from .health import register_health
-from .login import register_login
-from .security import SecurityConfig, current_user, install_guard, security_from_env
+from dashboard import ids
+from dashboard.context import EXTENSION, DashboardContext
+from dashboard.data import DashboardData
+from dashboard.export_route import register_export
+from dashboard.health import register_health
+from dashboard.login import register_login
+from dashboard.security import SecurityConfig, current_user, install_guard, security_from_env
 
 ROOT = Path(__file__).resolve().parent
-PAGES_FOLDER = ROOT / "pages"
+PAGES_FOLDER = ROOT / "views"
 ASSETS_FOLDER = ROOT.parent / "assets"
 DEFAULT_DATA_DIR = "./deepscope-data"
 DEFAULT_POLL_MS = 500  # the other pages' timers are multiples of it (2-5 s for snapshots)
@@ -132,7 +134,8 @@ def finish_dash_setup(app: dash.Dash) -> None:
 
 def _nav_links() -> list:
     pages = sorted(dash.page_registry.values(), key=lambda p: (p.get("order", 99), p["name"]))
-    return [dcc.Link(p["name"], href=p["relative_path"], className="nav-link", id=f"nav-{p['module']}")
+    return [dcc.Link(p["name"], href=p["relative_path"], className="nav-link",
+                     id=f"nav-{p['module'].split('.')[-2]}")  # views.<folder>.page: nav-lab
             for p in pages if p.get("nav", True)]
 
 

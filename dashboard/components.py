@@ -8,7 +8,7 @@ from dash import dcc, html
 from backend.spec import RECURRENT
 from backend.tasks import TASKS
 
-from .export_route import export_href
+from dashboard.export_route import export_href
 
 STATUS_CLASS = {"queued": "queued", "running": "running", "paused": "paused", "stopped": "stopped",
                 "completed": "completed", "failed": "failed", "interrupted": "interrupted"}

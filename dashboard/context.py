@@ -13,7 +13,7 @@ from typing import Any
 
 import flask
 
-from .data import DashboardData
+from dashboard.data import DashboardData
 
 EXTENSION = "deepscope"
 log = logging.getLogger(__name__)

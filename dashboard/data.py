@@ -22,11 +22,11 @@ import numpy as np
 from backend.spec import estimate, parse_spec
 from backend.store import FINAL_STATUSES, RunStore
 
-from .figures.series import downsample_indices, to_plot_list
-from .hidden_data import HiddenStates
-from .kernel_data import KernelData
-from .live_heads import RunHeads
-from .projection_data import ProjectionData
+from dashboard.series import downsample_indices, to_plot_list
+from dashboard.views.hidden_states.data import HiddenStates
+from dashboard.views.kernels.data import KernelData
+from dashboard.live_heads import RunHeads
+from dashboard.views.projections.data import ProjectionData
 
 MAX_POINTS = 2000        # per series in a figure's first draw
 LIVE_ROW_LIMIT = 50_000  # rows per run per poll; the cursor picks up the rest next time

@@ -4,7 +4,7 @@ A run's *head* is its row (status, step, attempt, name, error), its scalar curso
 scalar row) and, for language-model runs, the signature of its text-sample snapshots. Heads live in the
 dashboard's flask-caching cache (the shared folder by default, Redis in docker-compose), so a Training
 page whose state already shows a run's head is answered "no update" without touching the store or
-building anything (:mod:`dashboard.training_tick`).
+building anything (:mod:`dashboard.views.training.tick`).
 
 A head older than :data:`HEAD_MAX_AGE_S` is refreshed by whichever request meets it first: one primary-key
 read of the run row and one indexed read of the scalar rows after the previous head's cursor. The head
@@ -319,7 +319,7 @@ def _zipped(window: dict[str, list]) -> list[tuple]:
 
 
 def _grouped(rows: list[tuple]) -> dict[str, dict[str, list]]:
-    from .data import group_rows  # data imports this module
+    from dashboard.data import group_rows  # data imports this module
 
     return group_rows(rows)
 

@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 
 import flask
 
-from .security import security
+from dashboard.security import security
 
 MAX_FAILURES = 5        # per client address within WINDOW_S; more get 429 until the window passes
 WINDOW_S = 60.0

@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 
 import flask
 
-from . import ids
-from .accounts import Accounts
-from .uploads import UPLOAD_LIMIT
+from dashboard import ids
+from dashboard.accounts import Accounts
+from dashboard.uploads import UPLOAD_LIMIT
 
 log = logging.getLogger(__name__)
 

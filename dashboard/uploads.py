@@ -7,7 +7,7 @@ name kept beside it in ``<sha256>.json`` for display. Files named from the opera
 (``--data-root``, ``DEEPSCOPE_DATA_ROOTS``) must be regular files inside a root after resolving
 symlinks, and no larger than :data:`UPLOAD_LIMIT`; nothing else on the server can be named.
 Messages quote a file's content only for the person's own upload (see :meth:`FormFiles.quotes`).
-No Dash here: ``pages/new_run.py`` wires it.
+No Dash here: ``dashboard/views/new_run/page.py`` wires it.
 
 Example::
 

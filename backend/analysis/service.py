@@ -1,7 +1,7 @@
 """``deepscope worker``: the analysis worker as a service of its own (the ``analysis`` service of
 docker-compose.yml), with a heartbeat file for its health check.
 
-It is :mod:`backend.analysis.projection_worker` unchanged (its ``main``: one thread, nice 10, the store's
+It is :mod:`backend.analysis.projection.worker` unchanged (its ``main``: one thread, nice 10, the store's
 ``analysis`` lease so that one worker computes while the others stand by, a clean exit on SIGTERM that
 gives the lease up at once), without ``--parent-pid``: nothing it belongs to can go away. Beside it a
 :class:`~backend.health.Heartbeat` thread asks the store who holds the lease every 5 s and writes the
@@ -18,7 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-from backend.analysis.projection_worker import LEASE_NAME, THREAD_VARS
+from backend.analysis.projection.worker import LEASE_NAME, THREAD_VARS
 
 
 def lease_status(store) -> dict:
@@ -38,7 +38,7 @@ def run_worker(data_dir: str, store_url: str | None = None, poll: float = 1.0,
     """Run the analysis worker in this process until SIGTERM or Ctrl-C; returns its exit status (0)."""
     for var in THREAD_VARS:  # before the heartbeat's store loads numpy (projection_worker.main sets them too)
         os.environ[var] = "1"
-    from backend.analysis import projection_worker
+    from backend.analysis.projection import worker as projection_worker
     from backend.health import Heartbeat
 
     argv = ["--data-dir", str(data_dir), "--poll", str(poll)] + (["--store-url", store_url] if store_url else [])

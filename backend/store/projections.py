@@ -14,11 +14,11 @@ the input's text, truncated to 80 characters); optional ``label.S`` / ``pred.S``
 (class ids, -1 = none) and ``freq.S`` int64 ``(n,)`` (corpus frequency of a token). ``meta``:
 ``{"sources": {S: {"n", "dim", "what", "classes": [names] or null}}}``.
 
-**``projection``** (written by the analysis worker, ``backend.analysis.projection_worker``, never
+**``projection``** (written by the analysis worker, ``backend.analysis.projection.worker``, never
 by the trainer or a web request). One map of one source of one ``embeddings`` snapshot, at that
 snapshot's step. Arrays: ``coords`` float32 ``(m, dims)``, ``rows`` int32 ``(m,)`` (which rows of
 ``x.S`` were mapped: the same rows in every snapshot of a run, see
-``backend.analysis.projection.sample_indices``). ``meta``: ``settings`` (a
+``backend.analysis.projection.core.sample_indices``). ``meta``: ``settings`` (a
 :class:`ProjectionSettings` as a dict), ``key`` (:meth:`ProjectionSettings.key`), ``source_id``
 (the ``embeddings`` snapshot row id), ``warm_from`` (the projection row id it continued, or
 null), ``seconds``, ``kl_divergence`` (t-SNE) or ``explained`` (PCA: variance ratio per axis).

@@ -163,12 +163,12 @@ def _patches_cnn(info: TaskInfo, seed: int) -> TaskData:
     return TaskData(info, x_train=as_t(x_train), y_train=as_t(y_train), x_val=as_t(x_val), y_val=as_t(y_val))
 
 
-# sentiment-cnn: generated reviews (backend.tasks.sentiment); the probe texts are a third corpus.
+# sentiment-cnn: generated reviews (backend.tasks.sentiment.core); the probe texts are a third corpus.
 SENTIMENT_SIZES = {"train": 20_000, "val": 2_000, "probe": 512}
 
 
 def _sentiment(info: TaskInfo) -> TaskData:
-    from .sentiment import SENTIMENT_SEEDS, encode, generate_sentiment, word_counts
+    from .sentiment.core import SENTIMENT_SEEDS, encode, generate_sentiment, word_counts
 
     vocab, max_len = VOCABS[info.name], info.input_shape[0]
     out, counts = {}, None

@@ -13,7 +13,7 @@ from .dates import DATE_MAX_IN, DATE_VOCAB
 from .images import IMAGE_NAMES
 from .number_words import NUMBER_MAX_IN, NUMBER_VOCAB
 from .recall import RECALL_GAP, RECALL_VOCAB
-from .sentiment import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
+from .sentiment.core import SENTIMENT_LABELS, SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 from .tagging import TAG_MAX_LEN, TAG_PROBE_TOKENS, TAG_VOCAB, TAGS
 
 # prose-word2vec: the 1,000 most frequent words of pydoc's topics (each seen at least 7 times), plus "<unk>" at

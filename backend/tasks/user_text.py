@@ -25,7 +25,7 @@ import numpy as np
 
 from ..datafiles import READ_LIMIT, DataFileError, check_data_file
 from .registry import TASKS, TaskInfo, get_task
-from .sentiment_csv import SentimentFileError, load_sentiment_csv
+from .sentiment.csv_file import SentimentFileError, load_sentiment_csv
 from .words import build_vocab, encode, tokenize, word_counts
 
 USER_TEXT_TASKS = ("sentiment-cnn", "sentiment-lstm")
@@ -52,7 +52,7 @@ def read_user_text(path: str | os.PathLike, limit: int = READ_LIMIT) -> UserText
     """The file, tokenised, with its vocabulary; only a regular file of at most ``limit`` bytes.
 
     Cached while the file is unchanged (path, mtime, size, inode), refusals too: the form
-    validates on every keystroke. Raises :class:`~backend.tasks.sentiment_csv.SentimentFileError`
+    validates on every keystroke. Raises :class:`~backend.tasks.sentiment.csv_file.SentimentFileError`
     saying what is wrong and where.
 
     >>> read_user_text("/dev/zero")  # doctest: +IGNORE_EXCEPTION_DETAIL

@@ -1,6 +1,6 @@
 """Word-level text as numpy ids: tokenisation, vocabularies, encoding and word counts.
 
-Used by the sentiment tasks (the generated reviews of :mod:`backend.tasks.sentiment_corpus`
+Used by the sentiment tasks (the generated reviews of :mod:`backend.tasks.sentiment.corpus`
 and users' CSV files), and by inference on typed text. Pure numpy + standard library (no torch).
 A vocabulary is a tuple of words whose index 0 is :data:`PAD` and index 1 :data:`UNK`.
 

@@ -31,8 +31,8 @@ from backend.tasks.data import load_task_data
 from backend.tasks.probe import ProbeCorpus
 from backend.training.worker import run_training
 from dashboard import ids
-from dashboard.figures.hidden import visible
-from dashboard.hidden_panels import HS_MATCH_ON
+from dashboard.views.hidden_states.figures import visible
+from dashboard.views.hidden_states.panels import HS_MATCH_ON
 from tests.browser.test_hidden_states import _query, _set_number
 from tests.browser.test_training_flow import js_text, until
 

@@ -289,7 +289,7 @@ def code_run(trained):
 
 def _match_share(data_dir, run_id, cells, thr, start, stop, good) -> float:
     """Share of the matched tokens (the page's 50 matches, less the brushed range) where ``good(tracks)`` holds."""
-    from dashboard.hidden_data import HiddenStates
+    from dashboard.views.hidden_states.data import HiddenStates
 
     store = RunStore(data_dir)
     hs = HiddenStates(store)

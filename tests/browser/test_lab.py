@@ -23,7 +23,7 @@ from backend.lab.presets import PRESETS
 from backend.lab.records import KIND
 from backend.store import RunStore
 from dashboard import ids
-from dashboard.lab_gradflow import GF_FOLLOW, GF_INFO, GF_NORMS, GF_PLAY, GF_STEP
+from dashboard.views.lab.gradflow import GF_FOLLOW, GF_INFO, GF_NORMS, GF_PLAY, GF_STEP
 from tests.browser.test_training_flow import click, css_id, js_text, stop_processes, until
 
 pytestmark = pytest.mark.browser
@@ -104,7 +104,7 @@ def test_lab_lists_presets_and_launch_lands_on_each_view(dash_duo, tmp_path):
         dash_duo.wait_for_contains_text(card, p.title, timeout=20)
         assert p.explanation in js_text(dash_duo, card)
         assert dash_duo.find_element(css_id(ids.LAB_LAUNCH, preset=p.id)).text == "Launch"
-    assert js_text(dash_duo, "#nav-pages\\.lab") == "Lab"
+    assert js_text(dash_duo, "#nav-lab") == "Lab"
     until(lambda: "Choose runs" in (js_text(dash_duo, f"#{ids.LAB_GF_GRAPH}") or ""), timeout=20,  # nothing launched
           msg=lambda: f"gradient-flow graph: {js_text(dash_duo, f'#{ids.LAB_GF_GRAPH}')!r}")
 

@@ -18,7 +18,7 @@ import pytest
 
 from backend.lab.presets import PRESETS, launch
 from backend.store import RunStore
-from dashboard import lab_activations as view
+from dashboard.views.lab import activations as view
 from tests.browser.test_training_flow import js_text, stop_processes, until
 
 pytestmark = pytest.mark.browser

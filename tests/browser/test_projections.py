@@ -18,7 +18,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.keys import Keys
 
-from backend.analysis.projection import pca
+from backend.analysis.projection.core import pca
 from backend.store import RunStore
 from backend.store.projections import REQUESTS_FILE, write_projection, write_source_snapshot
 from dashboard import ids

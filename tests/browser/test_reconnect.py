@@ -1,5 +1,5 @@
 """Stop and restart the dashboard while a run trains: the open page says it is reconnecting, then its curve
-catches up with no gap (assets/reconnect.js; the live callback's cursor, dashboard/live.py).
+catches up with no gap (assets/reconnect.js; the live callback's cursor, dashboard/views/training/live.py).
 
     .venv/bin/python -m pytest --headless tests/browser/test_reconnect.py
 """

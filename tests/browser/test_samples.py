@@ -21,7 +21,7 @@ from backend.spec import RunSpec
 from backend.store import RunStore
 from backend.store.samples import samples_history, write_samples_snapshot
 from backend.tasks.registry import VOCABS
-from dashboard import samples_card as sc
+from dashboard.views.training import samples as sc
 from dashboard.blank_runs import with_blank_runs
 from tests.browser.test_training_flow import until
 from tests.unit.test_samples_card import text_of

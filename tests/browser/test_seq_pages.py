@@ -17,7 +17,7 @@ from backend import inference
 from backend.lab.presets import PRESETS
 from backend.store import RunStore
 from dashboard import ids
-from dashboard import try_ids as page
+from dashboard.views.try_it import ids as page
 from tests.browser.test_lab import RecordingJobs
 from tests.browser.test_training_flow import click, css_id, js_text, until
 from tests.browser.test_try_input import graph, text_of, type_text

@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from backend import inference
 from backend.spec import RunSpec
 from backend.store import RunStore
-from dashboard import try_ids as page
+from dashboard.views.try_it import ids as page
 from tests.browser.test_training_flow import click, js_text, until
 
 pytestmark = pytest.mark.browser

@@ -9,12 +9,12 @@ import hashlib
 
 import pytest
 
-from backend.tasks.sentiment import generate_sentiment
+from backend.tasks.sentiment.core import generate_sentiment
 from dashboard import ids
 from tests.browser.test_training_flow import css_id, js_enabled, js_text, until
 
 pytestmark = pytest.mark.browser
-# dashboard/pages/new_run.py's ids (importing a page module here would register its callbacks twice)
+# dashboard/views/new_run/page.py's ids (importing a page module here would register its callbacks twice)
 NEW_UPLOAD, NEW_UPLOAD_STATUS = "new-upload", "new-upload-status"
 
 

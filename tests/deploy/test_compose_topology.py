@@ -200,7 +200,7 @@ def _set_field(driver, name: str, value) -> None:
 def _queue_run(driver, base_url: str, task: str, fields: dict) -> str:
     """Fill the New run form of ``task`` and press Start; returns the run id the Training page opens."""
     from backend.spec import RunSpec
-    from dashboard.spec_form import form_values, validate_form
+    from dashboard.views.new_run.form import form_values, validate_form
 
     cost = lambda: _js_text(driver, f"#{ids.NEW_COST}")  # noqa: E731
     driver.get(f"{base_url}/new?task={task}")
@@ -283,7 +283,7 @@ def test_dp001_compose_topology_end_to_end():
         # Projections: the t-SNE map the analysis worker computed for the LSTM's 98 characters
         driver.get(f"{base_url}/projections?run={lstm}")
         # one trace per class of character (letters, digits, brackets, blanks...), 98 points in all: SVG, so
-        # that Play glides (dashboard/projection_glide.py)
+        # that Play glides (dashboard/views/projections/glide.py)
         until(lambda: _map_points(driver) == ({"scatter"}, 98), 150,
               lambda: f"no t-SNE map: {driver.execute_script(MAP_POINTS_JS)}, {_js_text(driver, f'#{ids.PJ_INFO}')!r}")
         assert "map at step" in _js_text(driver, f"#{ids.PJ_INFO}")

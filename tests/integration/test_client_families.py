@@ -17,7 +17,7 @@ from torch import nn
 import deepscope
 from backend.store import RunStore
 from dashboard.data import DashboardData
-from dashboard.hidden_data import no_states_message
+from dashboard.views.hidden_states.data import no_states_message
 
 VOCAB = list("abcdefghijkl")
 V = len(VOCAB)

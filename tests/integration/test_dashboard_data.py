@@ -13,9 +13,9 @@ from dash.exceptions import PreventUpdate
 
 from backend.store import RunStore
 from dashboard.data import DashboardData
-from dashboard.live import apply_state_update
-from dashboard.figures.metrics import PANELS, ema
-from dashboard.live import build_figures, live_update, stream_delta
+from dashboard.views.training.live import apply_state_update
+from dashboard.views.training.figures import PANELS, ema
+from dashboard.views.training.live import build_figures, live_update, stream_delta
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -154,7 +154,7 @@ def test_app_caches_reads_in_the_data_folder(tmp_path, monkeypatch):
 
 
 def test_streamed_state_is_a_small_patch_unless_series_appear(store, run_id):
-    from dashboard.live import live_update
+    from dashboard.views.training.live import live_update
 
     data = DashboardData(store)
     _, state = live_update(data, [run_id], 0.6, None)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from backend.analysis.projection_worker import AnalysisLease
+from backend.analysis.projection.worker import AnalysisLease
 from backend.cli import DEMO_RUNS, demo_plan
 from backend.spec import RunSpec
 from backend.store import RunStore
@@ -155,7 +155,7 @@ def test_lc004_renewal_that_finds_the_lease_taken_stands_by(store):
 
 def _worker(data_dir: Path, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "backend.analysis.projection_worker", "--data-dir", str(data_dir),
+        return subprocess.Popen([sys.executable, "-m", "backend.analysis.projection.worker", "--data-dir", str(data_dir),
                                  "--lease-ttl", "2", "--lease-renew", "0.5", "--poll", "0.2"], cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -237,7 +237,7 @@ def _post(url: str, body: dict) -> dict:
 
 def test_lc007_runs_started_by_serve_keep_training_after_it_stops(tmp_path):
     """A run started through `deepscope serve` (its New run form) survives the server's SIGTERM."""
-    from dashboard.spec_form import form_values
+    from dashboard.views.new_run.form import form_values
 
     data_dir, port = tmp_path / "data", free_port()
     env = {**os.environ, "DEEPSCOPE_ANALYSIS": "off", "DEEPSCOPE_TORCH_THREADS": "1"}

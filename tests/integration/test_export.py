@@ -150,7 +150,7 @@ def test_ex006_the_dashboard_streams_the_download_and_refuses_junk(store):
 
 
 def test_ex007_the_runs_table_links_each_runs_download():
-    from dashboard.runs_table import run_row, runs_table
+    from dashboard.views.runs.table import run_row, runs_table
 
     row = run_row({"id": "a1b2c3d4e5", "name": "r", "status": "completed", "step": 10}, {})
     links = [c for c in _walk(runs_table([row], set())) if getattr(c, "download", None)]

@@ -6,7 +6,7 @@ import pytest
 
 import backend.store.hidden as hidden_record
 from backend.store.hidden import KIND, HiddenSnapshot, write_hidden_snapshot
-from dashboard.hidden_data import HiddenStates, ViewError
+from dashboard.views.hidden_states.data import HiddenStates, ViewError
 
 N, CELLS = 5000, 24
 PLANTED = [(400, 406), (1700, 1706), (3300, 3306)]  # cells 3, 5, 8 on exactly here
@@ -136,8 +136,8 @@ def test_matching_both_directions_needs_both_directions_cells_on(store):
 
 
 def test_side_by_side_select_mirrors_the_margins_for_the_backward_direction(store):
-    from dashboard.hidden_select import render_select
-    from dashboard.hidden_view import parse_view
+    from dashboard.views.hidden_states.select import render_select
+    from dashboard.views.hidden_states.view import parse_view
 
     run_id = store.create_run("bidir", "brackets-lstm", {})
     _bidirectional(store, run_id)

@@ -5,7 +5,7 @@ import numpy as np
 
 from backend.analysis.gabor import gabor
 from backend.store.kernels import write_kernel_snapshot
-from dashboard.kernel_data import KernelData
+from dashboard.views.kernels.data import KernelData
 
 
 def _gabors(n: int, size: int, rng) -> np.ndarray:

@@ -26,7 +26,7 @@ from backend.liveness import (STALE_AFTER_S, START_GRACE_S, claim_resume, sweep_
 from backend.store import RunStore, StoreError
 from backend.store.arrays import read_array, write_array
 from backend.training.checkpoint import latest_checkpoint
-from dashboard.controls import apply_control
+from dashboard.views.training.controls import apply_control
 from tests.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 
 from backend.cli import main
 from backend.store import RunStore
-from dashboard.hidden_data import HiddenStates
+from dashboard.views.hidden_states.data import HiddenStates
 
 h5py = pytest.importorskip("h5py")
 

@@ -13,12 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from backend.analysis.projection import pca
+from backend.analysis.projection.core import pca
 from backend.store import RunStore
 from backend.store.projections import (REQUESTS_FILE, ProjectionSettings, request_projection, write_projection,
                                        write_source_snapshot, write_status)
-from dashboard.hidden_data import ViewError
-from dashboard.projection_data import ProjectionData, colour_choices, fixed_ranges, positions
+from dashboard.views.hidden_states.data import ViewError
+from dashboard.views.projections.data import ProjectionData, colour_choices, fixed_ranges, positions
 
 THEMES = {
     "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "orange", "peach", "pear", "plum",

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.analysis import projection_worker as pw
-from backend.analysis.projection import sample_indices, tsne_fit
-from backend.analysis.projection_compare import mean_displacement
+from backend.analysis.projection import worker as pw
+from backend.analysis.projection.core import sample_indices, tsne_fit
+from backend.analysis.projection.compare import mean_displacement
 from backend.store import RunStore
 from backend.store.projections import (PROJECTION_KIND, ProjectionSettings, load_projection, projections,
                                        read_status, request_projection, write_source_snapshot)
@@ -158,7 +158,7 @@ def test_defaults_skip_tiny_sources_and_fit_the_perplexity(store):
 
 def test_the_worker_process_once(store):
     run_id = _fake_run(store, n=200, snapshots=2)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "backend.analysis.projection_worker", "--data-dir",
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "backend.analysis.projection.worker", "--data-dir",
                            str(store.data_dir), "--once"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     maps = projections(store, run_id, "penultimate-tsne-2d-p30-cosine-n200-s0")
@@ -171,8 +171,8 @@ def test_the_worker_process_once(store):
 def test_importing_the_worker_loads_no_numpy():
     """The worker sets its thread variables in main(), before numpy loads: neither the worker nor the
     compute module it imports may import numpy (or torch) at import time."""
-    code = ("import sys, backend.analysis.projection_worker as w; "
-            "assert w.compute.__module__ == 'backend.analysis.projection_compute'; "
+    code = ("import sys, backend.analysis.projection.worker as w; "
+            "assert w.compute.__module__ == 'backend.analysis.projection.compute'; "
             "print(sorted(m for m in ('numpy', 'scipy', 'openTSNE', 'torch') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -214,7 +214,7 @@ def test_job_manager_starts_restarts_and_stops_the_worker(store):
 def test_repeated_sigterms_still_exit_cleanly(store):
     """Shutdown may ask twice (CI once saw exit -2: the second SIGTERM landed while the first one's
     KeyboardInterrupt was being handled and escaped). A burst of SIGTERMs must still end in exit 0."""
-    proc = subprocess.Popen([sys.executable, "-m", "backend.analysis.projection_worker", "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "backend.analysis.projection.worker", "--data-dir",
                              str(store.data_dir), "--poll", "0.05"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

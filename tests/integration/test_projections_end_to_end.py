@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.analysis.projection_compare import mean_displacement
-from backend.analysis.projection_compute import RESTRUCTURE_BELOW
-from backend.analysis.projection_worker import run_once
+from backend.analysis.projection.compare import mean_displacement
+from backend.analysis.projection.compute import RESTRUCTURE_BELOW
+from backend.analysis.projection.worker import run_once
 from backend.spec import RunSpec
 from backend.store.projections import PROJECTION_KIND, SOURCE_KIND, load_projection
 from backend.training.worker import run_training

@@ -19,8 +19,8 @@ from backend.store import RunStore
 from backend.tasks.seq_probe import seq_probe_set
 from backend.training.worker import run_training
 from dashboard.data import DashboardData
-from dashboard.hidden_data import ViewError, no_states_message
-from dashboard.hidden_view import for_layer, layer_options, no_state_note
+from dashboard.views.hidden_states.data import ViewError, no_states_message
+from dashboard.views.hidden_states.view import for_layer, layer_options, no_state_note
 
 F16 = 2e-3  # a float16 record of values within (-1, 1): half a unit in the last place is under 5e-4
 

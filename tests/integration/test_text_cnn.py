@@ -7,7 +7,7 @@ import torch
 
 from backend.spec import RunSpec
 from backend.store.kernels import KIND, KernelSnapshot
-from backend.tasks.sentiment import sentiment_tracks, tokenize
+from backend.tasks.sentiment.core import sentiment_tracks, tokenize
 from backend.training.worker import run_training
 
 

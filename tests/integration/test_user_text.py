@@ -10,10 +10,10 @@ from backend.cli import main
 from backend.models import build_model
 from backend.spec import RunSpec, count_params, parse_spec
 from backend.store.projections import SOURCE_KIND, SourceSnapshot
-from backend.tasks.sentiment import generate_sentiment
+from backend.tasks.sentiment.core import generate_sentiment
 from backend.tasks.user_text import task_info
 from backend.training.worker import run_training
-from dashboard.spec_form import form_values, validate_form
+from dashboard.views.new_run.form import form_values, validate_form
 from dashboard.uploads import FormFiles
 
 

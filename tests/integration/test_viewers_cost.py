@@ -1,5 +1,5 @@
 """What a Training-page viewer costs: one timer, one callback, polls with nothing new answered from the shared
-run heads (dashboard/live_heads.py, dashboard/training_tick.py) without touching the store."""
+run heads (dashboard/live_heads.py, dashboard/views/training/tick.py) without touching the store."""
 from __future__ import annotations
 
 import json
@@ -264,7 +264,7 @@ def test_vc009_a_malformed_cached_head_is_ignored(tmp_path, monkeypatch):
 
 
 def test_vc010_the_control_line_names_the_runs_rate_now():
-    from dashboard.training_tick import status_outputs
+    from dashboard.views.training.tick import status_outputs
 
     class Data:
         def run_summary(self, run):
@@ -309,8 +309,8 @@ def test_vc011_a_long_run_s_updates_are_drawn_at_its_history_s_resolution(tmp_pa
     """A run at step ~80k logs 400 points of a curve between two draws: the update sends a min-max pair per
     1/PAIRS_PER_RUN of the steps (the resolution of the figure's first draw), with the chunk's extremes and
     its newest point; the smoothing carries over every point. An early run's updates keep every point."""
-    from dashboard.figures.metrics import ema
-    from dashboard.live import PAIRS_PER_RUN, build_figures, stream_delta
+    from dashboard.views.training.figures import ema
+    from dashboard.views.training.live import PAIRS_PER_RUN, build_figures, stream_delta
 
     store = RunStore(tmp_path / "d")
     run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")

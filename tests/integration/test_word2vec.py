@@ -46,7 +46,7 @@ def recognised(snap: SourceSnapshot) -> dict[str, list[str]]:
 def test_default_budget_gives_recognisable_neighbours_and_a_map_with_groups(store):
     """The default run (~12 s of training on one idle core) has neighbours a person recognises, and its
     t-SNE map puts the bench's word groups together (bench/projection_quality.py measures the same)."""
-    from backend.analysis.projection import tsne_fit
+    from backend.analysis.projection.core import tsne_fit
     from bench.projection_quality import GROUPS, group_share, group_spread
 
     spec = RunSpec.for_task("prose-word2vec")

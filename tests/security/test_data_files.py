@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from backend.spec import ModelSpec, RunSpec, parse_spec
 from backend.tasks import TASKS
-from backend.tasks.sentiment import generate_sentiment
-from dashboard.spec_form import FIELDS, FormResult, form_values, validate_form
+from backend.tasks.sentiment.core import generate_sentiment
+from dashboard.views.new_run.form import FIELDS, FormResult, form_values, validate_form
 from dashboard.uploads import UPLOAD_LIMIT, FormFiles
 from backend.datafiles import DataFileError
 
@@ -122,7 +122,7 @@ import resource
 resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))  # an unbounded read dies, not the machine
 from pathlib import Path
 from backend.spec import parse_spec
-from dashboard.spec_form import form_values, validate_form
+from dashboard.views.new_run.form import form_values, validate_form
 from dashboard.uploads import FormFiles
 from backend.spec import RunSpec
 values = form_values(RunSpec.for_task("sentiment-lstm")) | {"data_file": "/dev/zero"}

@@ -17,7 +17,7 @@ from dashboard import ids
 from dashboard.accounts import Accounts
 from dashboard.app import create_app
 from dashboard.login import safe_next
-from dashboard.spec_form import form_values
+from dashboard.views.new_run.form import form_values
 from dashboard.security import SecurityConfig, body_limit, make_security
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}

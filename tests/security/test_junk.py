@@ -27,7 +27,7 @@ PAGES_OUTPUT = ".._pages_content.children..._pages_store.data.."
 
 
 def new_run_form(output: str) -> bool:
-    """Whether a callback writes to the New run form (dashboard/pages/new_run.py, dashboard/spec_form.py):
+    """Whether a callback writes to the New run form (dashboard/views/new_run/page.py, dashboard/views/new_run/form.py):
     its input checks are their own change; it is swept in test_new_run_form_answers_junk_without_500."""
     ids = [o["id"] for o in split_output(output)[0]]
     return any(str(i.get("type", "") if isinstance(i, dict) else i).startswith("new-") for i in ids)

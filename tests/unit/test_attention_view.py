@@ -11,10 +11,10 @@ from dash import dcc
 
 from backend.store import RunStore
 from backend.store.attention import KIND, AttentionSnapshot, write_attention_snapshot
-from dashboard.attention_data import (AttentionData, View, alignment_hits, attention_runs, has_attention, parse_view,
+from dashboard.views.attention.data import (AttentionData, View, alignment_hits, attention_runs, has_attention, parse_view,
                                       row_entropy, run_kind, snapshot_summary)
-from dashboard.attention_figures import grid_image, heads_grid, output_line, self_attention_map, seq2seq_matrix
-from dashboard.attention_layout import snapshot_choices
+from dashboard.views.attention.figures import grid_image, heads_grid, output_line, self_attention_map, seq2seq_matrix
+from dashboard.views.attention.layout import snapshot_choices
 from dashboard.components import view_links
 from dashboard.inputs import Query
 

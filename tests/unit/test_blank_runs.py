@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from backend.store.samples import Samples
 from dashboard.blank_runs import describe_blanks, split_blank_runs, with_blank_runs
-from dashboard.figures.try_input import generation_text
-from dashboard.samples_card import sample_box
+from dashboard.views.try_it.figures import generation_text
+from dashboard.views.training.samples import sample_box
 from tests.unit.test_samples_card import find
 
 

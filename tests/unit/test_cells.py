@@ -6,7 +6,7 @@ import pytest
 
 from backend.analysis.cells import (SelectionError, candidate_ranges, correlations, extra_cells, rank_candidates,
                                     saturation, select_cells)
-from dashboard.hidden_view import View, parse_view
+from dashboard.views.hidden_states.view import View, parse_view
 
 RNG = np.random.default_rng(0)
 

@@ -5,9 +5,9 @@ import pytest
 
 from backend.spec import RunSpec
 from backend.store import StoreError
-from dashboard.controls import apply_control
-from dashboard.runs_table import compare_href, flatten_picks, run_row
-from dashboard.spec_form import family_options, form_values, relevant_fields, start_run, validate_form
+from dashboard.views.training.controls import apply_control
+from dashboard.views.runs.table import compare_href, flatten_picks, run_row
+from dashboard.views.new_run.form import family_options, form_values, relevant_fields, start_run, validate_form
 
 
 @pytest.mark.parametrize("task", ["digits-cnn", "code-lstm"])
@@ -136,7 +136,7 @@ def test_runs_table_rows_and_compare_link():
 
 def test_text_in_number_fields_is_explained_not_a_crash():
     from backend.spec import RunSpec
-    from dashboard.spec_form import form_values, validate_form
+    from dashboard.views.new_run.form import form_values, validate_form
 
     values = form_values(RunSpec.for_task("brackets-lstm"))
     values.update(steps="many", lr="fast", probe_every="2.5")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dashboard.data import downsampled, group_rows
-from dashboard.figures.metrics import PANELS, ema, metric_order, metric_trace, panel_figure, panel_of
-from dashboard.figures.series import downsample_indices, to_plot_list
+from dashboard.views.training.figures import PANELS, ema, metric_order, metric_trace, panel_figure, panel_of
+from dashboard.series import downsample_indices, to_plot_list
 
 
 def test_ema_weight_zero_is_identity():
@@ -125,7 +125,7 @@ def _pair(x0=200, n=40, cells=6, seed=0):
 
 
 def test_side_by_side_traces_put_each_token_at_the_same_place_in_both_panels():
-    from dashboard.figures.hidden_pair import PANEL_TITLES, pair_traces_figure
+    from dashboard.views.hidden_states.figures_pair import PANEL_TITLES, pair_traces_figure
 
     windows, tokens = _pair()
     fig = pair_traces_figure(windows, 200, tokens, {"fwd": [1, 4], "bwd": [0]}, threshold=0.3, brushed=(210, 213),
@@ -156,8 +156,8 @@ def test_side_by_side_traces_put_each_token_at_the_same_place_in_both_panels():
 
 
 def test_side_by_side_gates_stack_the_directions_over_the_same_tokens():
-    from dashboard.figures.hidden import saturation_figure
-    from dashboard.figures.hidden_pair import pair_gate_heatmap
+    from dashboard.views.hidden_states.figures import saturation_figure
+    from dashboard.views.hidden_states.figures_pair import pair_gate_heatmap
 
     windows, tokens = _pair(x0=0, n=30, cells=5)
     fig = pair_gate_heatmap(windows, 0, tokens, "forget gate")
@@ -176,7 +176,7 @@ def test_side_by_side_gates_stack_the_directions_over_the_same_tokens():
 def test_a_long_legend_grows_the_panel_and_the_lr_axis_keeps_few_ticks():
     # issue 17: two compared runs' per-layer gradient norms squeezed their plot into a strip; within one
     # decade every learning-rate tick got a label and they overlapped
-    from dashboard.figures.metrics import LEGEND_ROW_PX, PANEL_HEIGHT, panel_figure
+    from dashboard.views.training.figures import LEGEND_ROW_PX, PANEL_HEIGHT, panel_figure
 
     one = panel_figure("grad", [{"name": "a · global", "x": [1], "y": [1]}], "u")
     many = panel_figure("grad", [{"name": f"{r} · layer{i}", "x": [1], "y": [1]} for r in "ab" for i in range(6)], "u")

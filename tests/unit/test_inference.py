@@ -20,7 +20,7 @@ from backend.models.generate import teacher_forced
 from backend.probes.replay import replay
 from backend.spec import RunSpec
 from backend.tasks.registry import VOCABS
-from backend.tasks.sentiment import SENTIMENT_MAX_LEN, encode, generate_sentiment, tokenize
+from backend.tasks.sentiment.core import SENTIMENT_MAX_LEN, encode, generate_sentiment, tokenize
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figures.kernels import (GAP_GREY, gabor_curve_figure, kernel_mosaic, line_grid, mosaic, rgb_kernels,
+from dashboard.views.kernels.figures import (GAP_GREY, gabor_curve_figure, kernel_mosaic, line_grid, mosaic, rgb_kernels,
                                        rgb_mosaic, rgb_tiles)
 
 

@@ -20,7 +20,7 @@ from backend.tasks.data import load_task_data
 from backend.tasks.recall import (RECALL_GAP, RECALL_KEYS, RECALL_VOCAB, episode_length, generate_recall,
                                   recall_probe_batch, recall_tracks)
 from backend.tasks.registry import VOCABS
-from dashboard.figures.lab import gradflow_figure, ratio_text
+from dashboard.views.lab.figures import gradflow_figure, ratio_text
 
 
 class FakeJobs:

@@ -15,10 +15,10 @@ from backend.lab.presets import PRESETS
 from backend.lab.records import AFTER_CLIP, BEFORE_CLIP, KIND
 from backend.spec import RunSpec
 from backend.store import RunStore
-from dashboard.figures.lab_activations import (ACT_COLORS, CLIP_COLORS, clip_figure, first_nonfinite,
+from dashboard.views.lab.figures_activations import (ACT_COLORS, CLIP_COLORS, clip_figure, first_nonfinite,
                                                hidden_time_figure, hidden_training_figure, plot_values, run_colors,
                                                tanh_bound)
-from dashboard.lab_runs import recurrent_lm_options
+from dashboard.views.lab.runs import recurrent_lm_options
 
 # -- figures -------------------------------------------------------------------------------------
 
@@ -131,8 +131,7 @@ def _run(store: RunStore, preset: str, i: int, snapshots: list[int], hidden: boo
 
 
 def test_default_runs_are_the_newest_launch_of_either_preset(app_store):
-    from dashboard import lab_activations as v
-
+    from dashboard.views.lab import activations as v
     _app, store = app_store
     old = [_run(store, "activations", i, [0]) for i in (0, 1)]
     time.sleep(0.01)
@@ -144,8 +143,7 @@ def test_default_runs_are_the_newest_launch_of_either_preset(app_store):
 
 
 def test_view_draws_chosen_snapshot_and_nothing_when_nothing_changed(app_store):
-    from dashboard import lab_activations as v
-
+    from dashboard.views.lab import activations as v
     app, store = app_store
     relu, tanh = (_run(store, "activations", i, [0, 150, 300]) for i in (0, 1))
     with app.server.test_request_context():
@@ -174,8 +172,7 @@ def test_view_draws_chosen_snapshot_and_nothing_when_nothing_changed(app_store):
 
 
 def test_view_says_why_a_run_stopped_and_reads_old_snapshots(app_store):
-    from dashboard import lab_activations as v
-
+    from dashboard.views.lab import activations as v
     app, store = app_store
     off = _run(store, "clipping", 0, [0], status="failed")
     store.set_status(off, "failed", error="Traceback (most recent call last):\n  File ...\n"
@@ -206,7 +203,7 @@ def test_view_says_why_a_run_stopped_and_reads_old_snapshots(app_store):
 
 
 def test_clip_series_reads_before_after_and_loss(app_store):
-    from dashboard.lab_activations import clip_series
+    from dashboard.views.lab.activations import clip_series
 
     _app, store = app_store
     rid = _run(store, "clipping", 1, [0])

@@ -16,9 +16,9 @@ from backend.lab.presets import PRESETS
 from backend.lab.records import KIND
 from backend.spec import RunSpec
 from backend.store import RunStore
-from dashboard.figures.lab import (FAMILY_COLORS, grad_norm_figure, gradflow_figure, layer_order,
+from dashboard.views.lab.figures import (FAMILY_COLORS, grad_norm_figure, gradflow_figure, layer_order,
                                    running_median, step_marker_shapes)
-from dashboard.lab_gradflow import follow_index, pick_steps, union_steps
+from dashboard.views.lab.gradflow import follow_index, pick_steps, union_steps
 
 # -- step picking ------------------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ def _recurrent_run(store: RunStore, family: str, steps: list[int], name: str | N
 
 def test_page_puts_the_landed_view_after_the_cards_and_scrolls_to_it(app_store):
     app, store = app_store
-    lab = sys.modules["pages.lab"]
+    lab = sys.modules["views.lab.page"]
     assert lab.view_order("b", ["a", "b", "c"]) == ["b", "a", "c"]
     assert lab.view_order(None, ["a", "b"]) == ["a", "b"] == lab.view_order("nope", ["a", "b"])
     rnn = _recurrent_run(store, "rnn", [0, 100])
@@ -172,8 +172,7 @@ def test_page_puts_the_landed_view_after_the_cards_and_scrolls_to_it(app_store):
 
 
 def test_view_callbacks_pick_steps_per_run_and_draw_nothing_when_nothing_changed(app_store):
-    from dashboard import lab_gradflow as g
-
+    from dashboard.views.lab import gradflow as g
     app, store = app_store
     rnn = _recurrent_run(store, "rnn", [0, 100])
     lstm = _recurrent_run(store, "lstm", [0, 50])
@@ -216,7 +215,7 @@ def test_view_callbacks_pick_steps_per_run_and_draw_nothing_when_nothing_changed
 
 
 def test_grad_norm_series_reads_only_gradient_norms(app_store):
-    from dashboard.lab_gradflow import grad_norm_series
+    from dashboard.views.lab.gradflow import grad_norm_series
 
     _app, store = app_store
     rid = _recurrent_run(store, "gru", [0])
@@ -243,7 +242,7 @@ def test_every_app_of_a_process_gets_the_views_callbacks(tmp_path):
 
 
 def test_lab_run_choices_keep_chosen_runs_and_send_nothing_unchanged():
-    from dashboard.lab_runs import recurrent_lm_options, refreshed_options
+    from dashboard.views.lab.runs import recurrent_lm_options, refreshed_options
 
     lm = {"id": "a", "name": "lstm", "status": "running", "task": "code-lstm", "spec": {"model": {"family": "lstm"}}}
     cnn = {"id": "b", "name": "cnn", "status": "running", "task": "digits-cnn", "spec": {"model": {"family": "cnn"}}}

@@ -8,8 +8,8 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
-from backend.analysis.projection import TSNEResult, add_points, pca, sample_indices, tsne_continue, tsne_fit
-from backend.analysis.projection_compare import knn_agreement, mean_displacement, procrustes_align
+from backend.analysis.projection.core import TSNEResult, add_points, pca, sample_indices, tsne_continue, tsne_fit
+from backend.analysis.projection.compare import knn_agreement, mean_displacement, procrustes_align
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_the_largest_perplexity_the_message_offers_works(digits):
 
 
 def test_neighbourhood_overlap_tells_a_small_step_from_replaced_vectors():
-    from backend.analysis.projection_compare import neighbourhood_overlap
+    from backend.analysis.projection.compare import neighbourhood_overlap
 
     rng = np.random.default_rng(0)
     old = rng.normal(size=(400, 16))
@@ -200,8 +200,9 @@ def test_restructure_lets_new_structure_form_from_a_random_start():
 
 def test_names_split_off_projection_still_import_from_it():
     """The comparing functions and the checks moved to their own modules; the old imports keep working."""
-    from backend.analysis import projection, projection_checks, projection_compare
-
+    from backend.analysis.projection import core as projection
+    from backend.analysis.projection import checks as projection_checks
+    from backend.analysis.projection import compare as projection_compare
     for name in ("procrustes_align", "mean_displacement", "neighbourhood_overlap", "knn_agreement"):
         assert getattr(projection, name) is getattr(projection_compare, name)
     for name in ("check_perplexity", "METRICS", "DEFAULT_METRIC"):

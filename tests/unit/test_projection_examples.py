@@ -5,7 +5,7 @@ import importlib.util
 from pathlib import Path
 
 from backend.tasks.prose import prose_corpus
-from dashboard.projection_search import ANALOGY_EXAMPLE, EXAMPLE_WORD
+from dashboard.views.projections.search import ANALOGY_EXAMPLE, EXAMPLE_WORD
 
 
 def test_analogy_placeholder_and_example_word_are_in_the_word2vec_vocabulary():
@@ -17,7 +17,7 @@ def test_analogy_placeholder_and_example_word_are_in_the_word2vec_vocabulary():
 
 def test_the_page_shows_the_example():
     # read, not imported: a page module registers itself with a Dash app
-    source = (Path(__file__).resolve().parents[2] / "dashboard" / "pages" / "projections.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "dashboard" / "views" / "projections" / "page.py").read_text()
     assert "ANALOGY_EXAMPLE[0]" in source and 'placeholder="king"' not in source
 
 

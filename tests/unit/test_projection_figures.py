@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from dashboard.figures.projections import (CORRECT, NONE_GREY, class_names, display_texts, hover_texts, map_figure,
+from dashboard.views.projections.figures import (CORRECT, NONE_GREY, class_names, display_texts, hover_texts, map_figure,
                                            marker_size, message_figure)
-from dashboard.projection_data import fixed_ranges
+from dashboard.views.projections.data import fixed_ranges
 
 CLASSES = ["neg", "neu", "pos"]
 

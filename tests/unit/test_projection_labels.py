@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 
-from dashboard.figures.projections import map_figure
-from dashboard.projection_glide import GLIDE_MAX, glide, label_points
-from dashboard.projection_labels import label_boxes, overlapping, pick_labels
-from dashboard.projection_map import restructured_note
+from dashboard.views.projections.figures import map_figure
+from dashboard.views.projections.glide import GLIDE_MAX, glide, label_points
+from dashboard.views.projections.labels import label_boxes, overlapping, pick_labels
+from dashboard.views.projections.map_view import restructured_note
 
 RANGES = [[-30.0, 30.0], [-30.0, 30.0]]
 

@@ -1,7 +1,7 @@
 """What the Projections page says about a run without embeddings snapshots: why, and whether to wait."""
 from __future__ import annotations
 
-from dashboard.projection_controls import _no_snapshot_note
+from dashboard.views.projections.controls import _no_snapshot_note
 from tests.unit.test_samples_card import text_of
 
 

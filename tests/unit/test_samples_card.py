@@ -1,4 +1,4 @@
-"""The Training page's "Generated text" card, without a browser (dashboard/samples_card.py)."""
+"""The Training page's "Generated text" card, without a browser (dashboard/views/training/samples.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from dash.exceptions import PreventUpdate
 
 from backend.store.samples import write_samples_snapshot
 from backend.tasks.registry import VOCABS
-from dashboard.samples_card import card_update
+from dashboard.views.training.samples import card_update
 
 VOCAB = VOCABS["brackets-lstm"]  # 1 "\n", 2 "(", 3 ")", 4.. "abcd"
 TEMPS = [0.0, 0.5, 1.0]

@@ -7,13 +7,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from backend.tasks.sentiment import (LEXICON, PAD, SENTIMENT_DOMAINS, SENTIMENT_KINDS, SENTIMENT_LABELS,
+from backend.tasks.sentiment.core import (LEXICON, PAD, SENTIMENT_DOMAINS, SENTIMENT_KINDS, SENTIMENT_LABELS,
                                      SENTIMENT_SEEDS, SENTIMENT_TRACKS, UNK, SentimentFileError, build_vocab,
                                      decode, encode, generate_sentiment, load_sentiment_csv, make_example,
                                      rule_label, sentiment_tracks, tokenize, track_matrix, word_counts)
-from backend.tasks import sentiment as S
-
-
+from backend.tasks.sentiment import core as S
 @pytest.fixture(scope="module")
 def corpus():
     return generate_sentiment(4000, SENTIMENT_SEEDS["train"])
@@ -280,7 +278,7 @@ def test_csv_missing_file(tmp_path):
 
 
 def test_the_built_in_vocabulary_covers_every_generated_corpus():
-    from backend.tasks.sentiment import SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
+    from backend.tasks.sentiment.core import SENTIMENT_MAX_LEN, SENTIMENT_VOCAB
 
     assert SENTIMENT_VOCAB[:2] == (PAD, UNK) and len(set(SENTIMENT_VOCAB)) == len(SENTIMENT_VOCAB)
     for seed in (*SENTIMENT_SEEDS.values(), 7):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.spec import RunSpec
-from dashboard.spec_form import FIELD_GROUPS, form_values, relevant_fields, validate_form
+from dashboard.views.new_run.form import FIELD_GROUPS, form_values, relevant_fields, validate_form
 
 SEQ_FIELDS = {"attention", "teacher_forcing", "teacher_forcing_schedule", "teacher_forcing_floor"}
 

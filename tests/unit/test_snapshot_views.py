@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dashboard.figures.kernels import mosaic
+from dashboard.views.kernels.figures import mosaic
 from dashboard.snapshot_slider import keeps_following, slider_marks, slider_value, step_at
 
 
@@ -34,7 +34,7 @@ def test_mosaic_places_every_kernel_and_indexes_it():
 
 # -- hidden states: the direction choice of a bidirectional run ---------------------------------------
 def test_side_by_side_choice_round_trips_through_the_url():
-    from dashboard.hidden_view import View, parse_view
+    from dashboard.views.hidden_states.view import View, parse_view
 
     v = View(run="ab12", dir="both", sel=(50, 55), match="bwd", thr=0.25)
     query = v.to_query()
@@ -50,7 +50,7 @@ def test_side_by_side_choice_round_trips_through_the_url():
 
 
 def test_both_is_offered_and_the_default_only_for_bidirectional_runs():
-    from dashboard.hidden_view import default_dir, dir_options, resolve_dir, run_directions
+    from dashboard.views.hidden_states.view import default_dir, dir_options, resolve_dir, run_directions
 
     uni, bi = {"directions": ["fwd"]}, {"directions": ["fwd", "bwd"]}
     assert [o["value"] for o in dir_options(uni)] == ["fwd"]
@@ -67,8 +67,8 @@ def test_both_is_offered_and_the_default_only_for_bidirectional_runs():
 
 
 def test_backward_margins_are_mirrored_and_correlations_are_labelled_by_direction():
-    from dashboard.hidden_panels import both_correlations
-    from dashboard.hidden_select import margins
+    from dashboard.views.hidden_states.panels import both_correlations
+    from dashboard.views.hidden_states.select import margins
 
     assert margins("fwd", 2, 1) == (2, 1) and margins("bwd", 2, 1) == (1, 2)
     r, labels = both_correlations({"fwd": np.array([0.1, -0.8]), "bwd": np.array([0.95, 0.0, 0.2])})

@@ -1,9 +1,9 @@
-"""Figures and views of the Try it page (dashboard/figures/try_input.py): arrays in, figures out."""
+"""Figures and views of the Try it page (dashboard/views/try_it/figures.py): arrays in, figures out."""
 from __future__ import annotations
 
 import numpy as np
 
-from dashboard.figures.try_input import (class_prediction, evolution_figure, generation_text, guesses_figure,
+from dashboard.views.try_it.figures import (class_prediction, evolution_figure, generation_text, guesses_figure,
                                          next_token_prediction, state_range, states_heatmap, teacher_forcing_strip,
                                          token_chips)
 

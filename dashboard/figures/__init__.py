@@ -1,1 +1,0 @@
-"""Pure figure builders: records in, plotly figure dicts out. No Dash imports here."""

@@ -1,0 +1,1 @@
+"""dashboard.views.hidden_states."""

@@ -1,0 +1,1 @@
+"""dashboard.views.new_run."""

@@ -1,0 +1,122 @@
+"""The Training page's one live callback: curves, run status and the samples card from one timer.
+
+One ``dcc.Interval`` (``ids.TRAIN_INTERVAL``) fires one request. It reads the heads of the chosen runs
+(:mod:`dashboard.live_heads`: from the cache, shared by every viewer and worker) and answers with no
+update (HTTP 204, nothing read from the store, nothing built) when the page already shows them: its live
+state's cursors are at the heads' cursors, and ``ids.TRAIN_SEEN`` holds the heads' run and samples
+signatures and the run list's. Otherwise only the parts that changed are computed and sent:
+
+- curves: :func:`dashboard.views.training.live.live_update` with the heads (rows from the range cache; whole figures
+  built once per selection for everyone);
+- status cards and control buttons, from the heads' run rows (a new step count alone at most every
+  :data:`STEP_EVERY_S`), and the run selector's options when the run list changed;
+- the samples card, when the chosen run's sample snapshots or the viewer's choices in the card changed.
+
+Choosing runs, smoothing or something in the samples card fires the same callback at once.
+
+Example (what the page's callback does)::
+
+    outputs = tick(data, ids.TRAIN_INTERVAL, ["a1b2"], 0.6, (None, None, None), state, card_state, seen)
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dash import html, no_update
+from dash.exceptions import PreventUpdate
+
+from backend.store import ACTIVE_STATUSES
+
+from dashboard import ids
+
+from dashboard.views.training import samples as samples_card
+from dashboard.components import run_status_card
+from dashboard.views.training.controls import RESUMABLE
+from dashboard.views.training.figures import PANELS
+from dashboard.inputs import as_dict, as_float
+from dashboard.views.training.live import live_update, selected_runs
+from dashboard.live_heads import SnapshotsFromHeads
+
+STATUS_OUTPUTS = 7  # status cards, control target, pause/resume/stop/apply disabled, run options
+# A status card is drawn again at once when its run's status, name or error changes, but for a new step
+# count only this often: the curves show progress live, and the card is most of a live answer's bytes.
+STEP_EVERY_S = 5.0
+LIVE_OUTPUTS = len(PANELS) + 2  # figures, live state, interval disabled
+
+
+def run_options(runs: list[dict]) -> list[dict]:
+    """Selector options: run name, short id and status."""
+    return [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in runs]
+
+
+def status_signature(run: dict | None) -> list | None:
+    """What the status card and the buttons show of a run, but its step (see :data:`STEP_EVERY_S`)."""
+    if not run:
+        return None
+    return [run.get("status"), run.get("name"), run.get("error"), run.get("attempt")]
+
+
+def seen_now(heads: dict[str, dict | None], runs_sig: str) -> dict:
+    """The ``ids.TRAIN_SEEN`` value of a page that shows these heads (``t``: when its status cards were drawn)."""
+    return {"runs": runs_sig,
+            "status": {rid: status_signature((h or {}).get("run")) for rid, h in heads.items()},
+            "steps": {rid: ((h or {}).get("run") or {}).get("step") for rid, h in heads.items()},
+            "samples": {rid: (h or {}).get("samples") for rid, h in heads.items()}, "t": time.time()}
+
+
+def tick(data: Any, trigger: Any, run_value: Any, smoothing: Any, card_choices: tuple, state: Any,
+         card_state: Any, seen: Any) -> list:
+    """Every output of the page's live callback (live, status, samples card, seen), in that order.
+
+    Raises PreventUpdate when nothing changed since what the page shows."""
+    run_ids = selected_runs(run_value)
+    heads = data.heads.heads(run_ids)
+    now = seen_now(heads, data.heads.runs_signature())
+    seen = as_dict(seen) or {}
+    picked = trigger == ids.TRAIN_RUNS
+    try:
+        live = live_update(data, run_ids, smoothing, state, heads)
+        live_out = [*live[0], live[1], False if isinstance(live[1], dict) else no_update]
+    except PreventUpdate:
+        live_out = [no_update] * LIVE_OUTPUTS
+    runs = [h["run"] for h in heads.values() if h]
+    new_list = picked or trigger is None or seen.get("runs") != now["runs"]
+    steps_due = seen.get("steps") != now["steps"] and now["t"] - (as_float(seen.get("t")) or 0.0) >= STEP_EVERY_S
+    if new_list or steps_due or seen.get("status") != now["status"]:
+        status_out = status_outputs(data, runs, new_list)
+    else:
+        status_out = [no_update] * STATUS_OUTPUTS
+        now.update(steps=seen.get("steps"), t=seen.get("t"))  # the cards still show those steps
+    card_out = samples_card.NO_UPDATE
+    if picked or trigger is None or trigger in samples_card.CHOICES or seen.get("samples") != now["samples"]:
+        try:
+            card_out = samples_card.update(runs, *card_choices, card_state, SnapshotsFromHeads(data.heads, heads))
+        except PreventUpdate:
+            pass
+    seen_out = now if now != seen else no_update
+    out = [*live_out, *status_out, *card_out, seen_out]
+    if all(v is no_update for v in out):
+        raise PreventUpdate  # nothing new: 204, nothing sent
+    return out
+
+
+def status_outputs(data: Any, runs: list[dict], with_options: bool = True) -> list:
+    """Status cards, control target, the four buttons' ``disabled`` and (``with_options``) the selector's
+    options, which the browser otherwise keeps."""
+    cards = [run_status_card(r, data.run_summary(r)) for r in runs]
+    options = no_update
+    if with_options:
+        listed = data.list_runs()  # cached for a second: chosen runs it does not hold yet stay among the options
+        have = {r["id"] for r in listed}
+        options = run_options([r for r in runs if r["id"] not in have] + listed)
+    if not runs:
+        return [cards, "Choose a run to control it.", True, True, True, True, options]
+    first = runs[0]
+    status = first["status"]
+    target = ["Controls for ", html.Strong(first.get("name") or first["id"])]
+    lr = (first.get("spec") or {}).get("lr")
+    if isinstance(lr, (int, float)):
+        target.append(html.Span(f" · learning rate now {lr:g}", className="muted"))
+    return [cards, target, status not in ("running", "queued"), status not in ("paused", *RESUMABLE),
+            status not in ACTIVE_STATUSES, status not in ACTIVE_STATUSES, options]

@@ -1,0 +1,1 @@
+"""dashboard.views.try_it."""
