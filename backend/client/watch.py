@@ -186,9 +186,9 @@ def build_probes(store, run_id: str, model: nn.Module, probe: Any = None, every:
     embeddings = [m for m in chosen.values() if isinstance(m, nn.Embedding)]
     rnn = rnns[0] if rnns else None
     emb = feeding_embedding(model, rnn) if rnn is not None else None
-    hidden = {id(m) for _, m in select_layers(model, None)[0].items() if id(m) not in {id(x) for x in rnns}
-              and (isinstance(m, RECURRENT_TYPES) or id(m) not in {id(x) for x in chosen.values()})}
-    hidden |= {id(m) for m in rnns[1:]}
+    # the probes see the chosen conv and embedding layers and the one recurrent layer recorded, nothing else
+    shown = {id(m) for m in chosen.values() if not isinstance(m, RECURRENT_TYPES)} | {id(rnn)}
+    hidden = {id(m) for m in select_layers(model, None)[0].values() if id(m) not in shown}
     view = ModelView(model, hidden, rnn, emb)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     y = None if labels is None else torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor)

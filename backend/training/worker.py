@@ -35,7 +35,8 @@ def default_hooks(store: RunStore, run_id: str, spec: RunSpec, ranks: Ranks | No
     hidden-state, gradient-flow and text-samples probes for recurrent language models, the hidden-state probe of
     taggers and of encoder-decoders (encoder and decoder layers), the attention probe for
     encoder-decoders with attention and for transformer language models, the kernel probe for conv models and
-    the embedding probe (token embeddings, classifier features) for classifiers and word2vec.
+    the embedding probe (token embeddings, classifier features) for classifiers, word2vec and the token
+    embeddings of language models, taggers and encoder-decoders (:func:`~backend.tasks.registry.records_projections`).
     The snapshot probes share one cost budget (:func:`backend.probes.hooks.share_budget`).
     ``ranks`` (rank 0 of several processes): metrics summed over the ranks, controls broadcast to them."""
     metrics = MetricsHook(store, run_id, every=spec.log_every, ranks=ranks)
