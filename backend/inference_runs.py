@@ -5,7 +5,9 @@ is loaded by :mod:`backend.inference`, inside a callback). A run qualifies when 
 and predicts something: a character language model (``code-lstm``, ``brackets-lstm``,
 ``recall-lstm``; recurrent or transformer), a text classifier (``sentiment-lstm``, ``sentiment-cnn``, also
 on the user's own CSV file), an encoder-decoder (``dates-seq2seq``, ``numbers-seq2seq``) or a tagger
-(``tags-bidir``). Every refusal is a sentence the page can show as is.
+(``tags-bidir``); or a character language model of a user's own script that ``run.watch`` saved
+(``source`` ``client``: its ``model-step-*.pt`` files, ``spec["model"]["try"]`` says whether it could be
+saved and why not). Every refusal is a sentence the page can show as is.
 
 Example::
 

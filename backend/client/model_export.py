@@ -33,6 +33,7 @@ import json
 import logging
 import time
 import types
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -40,7 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
-from ..models.graph import FORMAT, RECURRENT_OP, VERSION, GraphModel, check_op, encode_arg
+from ..models.graph import FORMAT, VERSION, GraphModel, check_op, encode_arg
+from ..models.graph_file import FILE_LIMIT
 from ..probes.hooks import SnapshotProbe
 
 log = logging.getLogger(__name__)
@@ -120,8 +122,6 @@ def _tracing(model: nn.Module):
     loggers = [(logging.getLogger(n), logging.getLogger(n).level) for n in QUIET]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     devices = [device] if device.type == "cuda" else []
-    import warnings
-
     try:
         with torch.random.fork_rng(devices=devices), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -254,7 +254,12 @@ def export_lm(model: nn.Module, ids: Tensor, vocab: Sequence[str]) -> ExportedLM
                              f"{_first_line(exc)})") from None
         graph, keys, constants = _graph(ep, layout, shape, leaf, vocab)
         exported = ExportedLM(graph=graph, keys=keys, constants=constants)
-        runner = GraphModel(graph, exported.weights(model))
+        weights = exported.weights(model)
+        size = sum(t.numel() * t.element_size() for t in weights.values())
+        if size > FILE_LIMIT:
+            raise ValueError(f"its weights take {size / 2**20:,.0f} MiB, over the {FILE_LIMIT // 2**20} MiB a model "
+                             "file may hold")
+        runner = GraphModel(graph, weights)
         for length in (*CHECK_LENGTHS, n):
             want = _eager_logits(model, sample[:length], layout, leaf, shape)
             got = runner.logits(sample[:length].cpu())

@@ -6,10 +6,12 @@ JSON object whose ``nodes`` are the model's input, its weights (by state-dict ke
 allowlisted operators with plain arguments; the weights are tensors beside it in the same file, read
 with ``torch.load(weights_only=True)``. :class:`GraphModel` runs that list in order.
 
-Why not ``torch.export.load``: in torch 2.13 it unpickles what the file asks it to
-(``torch.load(..., weights_only=False)`` for weights whose entry says ``use_pickle``, ``pickle.loads``
-for opaque constants, a ``weights_only=False`` fallback for the sample inputs) and builds an
-``fx.GraphModule`` whose generated Python source it ``exec``s. The data folder is writable by people
+Why not ``torch.export.load``: in torch 2.13 it unpickles what the file asks it to (``torch.load``
+with ``weights_only=False`` for weights and constants whose entry says ``use_pickle``, ``pickle.loads``
+for opaque constants, ``torch._C._pickle_load_obj`` for script objects, a ``weights_only=False`` fallback
+for the sample inputs: torch/export/pt2_archive/_package.py, torch/_export/serde/serialize.py) and builds
+an ``fx.GraphModule`` whose generated Python source it ``exec``s; its own docstring says never to load
+data from an untrusted source. The data folder is writable by people
 deepscope trusts with data only (docs/security.md), so its files are read as data here: an operator
 outside :data:`ALLOWED_OPS`, a reference to a node not yet computed, a size over :data:`MAX_ELEMENTS`
 or any other malformed entry is a :class:`GraphError` (a ValueError: the Try it page shows it).
@@ -43,7 +45,9 @@ LOGIT_SHAPES = ("btv", "tbv", "tv")
 
 # aten operators (by name; their in-place variants too) a language model's forward may use. Left out on
 # purpose: ops that read files (from_file), return uninitialised memory (empty*), view raw storage
-# (as_strided, set_) or run code (higher-order ops with subgraphs).
+# (as_strided, set_, _unsafe_view) or run code (higher-order ops with subgraphs). Their arguments are
+# checked against the op's schema before the call (_check_schema): torch.ops takes a bare int for a dtype,
+# layout or memory format without a range check, and an invalid one crashes the process.
 ALLOWED_OPS = frozenset("""
     abs add addcmul addcdiv addmm adaptive_avg_pool1d adaptive_avg_pool2d adaptive_max_pool1d alias all amax amin
     any arange argmax argmin avg_pool1d avg_pool2d baddbmm batch_norm bitwise_and bitwise_not bitwise_or bmm cat
@@ -56,7 +60,7 @@ ALLOWED_OPS = frozenset("""
     remainder repeat reshape rms_norm rsqrt rsub scalar_tensor scaled_dot_product_attention select sigmoid sign
     silu sin slice softmax softplus split split_with_sizes sqrt square squeeze stack sub sum sym_numel sym_size
     sym_storage_offset sym_stride t tanh to transpose tril triu type_as unbind unflatten unsqueeze var view where
-    zeros zeros_like _log_softmax _softmax _to_copy _unsafe_view _native_batch_norm_legit_no_training
+    zeros zeros_like _log_softmax _softmax _to_copy _native_batch_norm_legit_no_training
 """.split())
 # Python operators on sizes (dynamic shapes: ``T * 60``) and on multi-output ops (getitem); pow is left out
 # (``10 ** 10 ** 9`` would hang), and results are checked (see _arith).
@@ -125,7 +129,7 @@ def resolve_op(target: Any):
         return recurrent
     parts = target.split(".")
     if len(parts) == 2 and parts[0] == "operator" and parts[1] in OPERATORS:
-        return operator.getitem if parts[1] == "getitem" else _arith(getattr(operator, parts[1]))
+        return _getitem if parts[1] == "getitem" else _arith(getattr(operator, parts[1]))
     if len(parts) == 3 and parts[0] == "aten" and parts[1].removesuffix("_") in ALLOWED_OPS:
         packet = getattr(torch.ops.aten, parts[1], None)
         overload = getattr(packet, parts[2], None) if packet is not None and parts[2].isidentifier() else None
@@ -134,9 +138,63 @@ def resolve_op(target: Any):
     raise GraphError(f"the model uses {target[:80]}, which Try it does not run")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and -(1 << 63) <= v < (1 << 63)
+
+
+# what a value of each schema type must be (Optional[...] and List[...] are unwrapped by _fits)
+ATOMS = {
+    "Tensor": lambda v: isinstance(v, torch.Tensor),
+    "int": _is_int, "SymInt": _is_int,
+    "float": lambda v: isinstance(v, (int, float)), "number": lambda v: isinstance(v, (int, float)),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str) and len(v) <= 64,
+    "ScalarType": lambda v: isinstance(v, torch.dtype) and v in DTYPES.values(),
+    "Layout": lambda v: v is torch.strided,
+    "Device": lambda v: isinstance(v, torch.device) and v.type == "cpu",
+    "MemoryFormat": lambda v: isinstance(v, torch.memory_format),
+}
+
+
+def _fits(kind: str, v: Any) -> bool:
+    if kind.startswith("Optional[") and kind.endswith("]"):
+        return v is None or _fits(kind[9:-1], v)
+    if kind.startswith("List[") and kind.endswith("]"):
+        inner = kind[5:-1]
+        if isinstance(v, (list, tuple)):
+            return len(v) <= 1024 and all(_fits(inner, x) for x in v)
+        return inner in ("int", "SymInt") and _is_int(v)  # int[1] dim: a bare int
+    check = ATOMS.get(kind)
+    return check is not None and check(v)
+
+
+def _check_schema(op: torch._ops.OpOverload, args: list, kwargs: dict, name: str) -> None:
+    """Every argument is of the type the op's schema says (a dtype is a torch.dtype, not an int)."""
+    params = op._schema.arguments
+    positional = [p for p in params if not p.kwarg_only]
+    if len(args) > len(positional):
+        raise GraphError(f"node {name[:40]} passes {len(args)} arguments to {op} (it takes {len(positional)})")
+    by_name = {p.name: p for p in params}
+    pairs = list(zip(positional, args))
+    for key, value in kwargs.items():
+        if key not in by_name or any(p.name == key for p, _ in pairs):
+            raise GraphError(f"node {name[:40]} passes {key[:20]!r} to {op}, which it does not take")
+        pairs.append((by_name[key], value))
+    for p, value in pairs:
+        if not _fits(str(p.real_type), value):
+            raise GraphError(f"node {name[:40]}: argument {p.name} of {op} must be {p.real_type}")
+
+
 def check_op(target: str) -> None:
     """GraphError unless ``target`` (``aten.linear.default``) is one :class:`GraphModel` runs."""
     resolve_op(target)
+
+
+def _getitem(values, index):
+    """One output of a multi-output op (``getitem(lstm, 0)``): nothing else."""
+    if not isinstance(values, (tuple, list)) or not isinstance(index, int) or not -len(values) <= index < len(values):
+        raise GraphError("getitem of something other than an op's outputs")
+    return values[index]
 
 
 def _arith(fn):
@@ -163,15 +221,38 @@ def _check_range(args: list, name: str) -> None:
 
 def recurrent(x, h0, c0, params, mode, has_biases, num_layers, bidirectional, batch_first):
     """``nn.LSTM``/``GRU``/``RNN``'s fused kernel (eval: no dropout): ``(output, h_n, c_n)``; ``c_n`` is
-    zeros for the families without a cell state."""
-    if mode not in RECURRENT_MODES:
-        raise GraphError(f"unknown recurrent mode {str(mode)[:20]!r}")
+    zeros for the families without a cell state. Shapes are checked first, as ``nn.LSTM.forward`` does."""
+    check_recurrent(x, h0, c0, params, mode, has_biases, num_layers, bidirectional, batch_first)
     args = (has_biases, int(num_layers), 0.0, False, bool(bidirectional), bool(batch_first))
     if mode == "lstm":
         return tuple(torch.lstm(x, (h0, c0), list(params), *args))
     out, h = {"gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}[mode](x, h0, list(params),
                                                                                             *args)
     return out, h, torch.zeros_like(h)
+
+
+def check_recurrent(x, h0, c0, params, mode, has_biases, num_layers, bidirectional, batch_first) -> None:
+    """GraphError unless the arguments are those of an ``nn.LSTM``/``GRU``/``RNN`` call: the fused kernels
+    trust the module to have checked the shapes of the input, the state and every weight."""
+    if mode not in RECURRENT_MODES or not all(isinstance(b, bool) for b in (has_biases, bidirectional, batch_first)) \
+            or not isinstance(num_layers, int) or not 1 <= num_layers <= 64 or not isinstance(params, (list, tuple)):
+        raise GraphError("a recurrent op of the model graph has malformed settings")
+    tensors = [x, h0, c0, *params]
+    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype == x.dtype for t in tensors):
+        raise GraphError("a recurrent op of the model graph needs float tensors of one dtype")
+    dirs, gates, per = (2 if bidirectional else 1), {"lstm": 4, "gru": 3}.get(mode, 1), (4 if has_biases else 2)
+    if x.dim() != 3 or h0.dim() != 3 or len(params) != num_layers * dirs * per:
+        raise GraphError("a recurrent op of the model graph has inputs of the wrong shape")
+    hidden, batch = h0.shape[2], x.shape[0 if batch_first else 1]
+    if tuple(h0.shape) != (num_layers * dirs, batch, hidden) or c0.shape != h0.shape or hidden < 1:
+        raise GraphError("a recurrent op's initial state does not fit its input")
+    for layer in range(num_layers):
+        width = x.shape[2] if layer == 0 else dirs * hidden
+        for d in range(dirs):
+            w = params[(layer * dirs + d) * per:(layer * dirs + d + 1) * per]
+            want = [(gates * hidden, width), (gates * hidden, hidden)] + [(gates * hidden,)] * (per - 2)
+            if [tuple(t.shape) for t in w] != want:
+                raise GraphError(f"a recurrent op's weights of layer {layer} do not fit its sizes")
 
 
 def rebuild_recurrent(params, mode: str, has_biases: bool, num_layers: int, bidirectional: bool) -> nn.RNNBase:
@@ -196,7 +277,8 @@ def check_graph(graph: Any) -> dict:
     nodes = graph.get("nodes")
     if not isinstance(nodes, list) or not 0 < len(nodes) <= MAX_NODES:
         raise GraphError("the model graph has no nodes, or too many")
-    if graph.get("layout") not in LAYOUTS or graph.get("logits_shape") not in LOGIT_SHAPES:
+    if not isinstance(graph.get("layout"), str) or graph["layout"] not in LAYOUTS or \
+            graph.get("logits_shape") not in LOGIT_SHAPES:
         raise GraphError("the model graph does not say how it reads token ids and writes logits")
     if not isinstance(graph.get("logits"), int) or not isinstance(graph.get("outputs"), list):
         raise GraphError("the model graph does not say which output holds the logits")
@@ -206,6 +288,8 @@ def check_graph(graph: Any) -> dict:
             raise GraphError("a node of the model graph is malformed")
         if node["op"] == "call":
             check_op(node.get("target"))
+        elif node["op"] == "weight" and not isinstance(node.get("key"), str):
+            raise GraphError("a weight of the model graph has no name")
     if sum(node["op"] == "input" for node in nodes) != 1:
         raise GraphError("the model graph must read exactly one input")
     return graph
@@ -224,9 +308,10 @@ class GraphModel:
         missing = [n["key"] for n in graph["nodes"] if n["op"] == "weight" and n.get("key") not in weights]
         if missing:
             raise GraphError(f"the model file has no weights for {', '.join(map(str, missing[:5]))}")
-        bad = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
+        bad = [k for k, v in weights.items() if not _plain_tensor(v)]
         if bad:
-            raise GraphError(f"the model file's weights hold something other than tensors ({bad[0][:40]})")
+            raise GraphError(f"the model file's weights hold something other than dense CPU tensors "
+                             f"({str(bad[0])[:40]})")
         self.weights = {k: v.detach() for k, v in weights.items()}
         self.layout, self.logits_shape = graph["layout"], graph["logits_shape"]
 
@@ -250,6 +335,8 @@ class GraphModel:
                     raise GraphError(f"node {name[:40]} has malformed arguments")
                 args, kwargs = _decode(args, env), {str(k): _decode(v, env) for k, v in kwargs.items()}
                 _check_sizes(args, kwargs, name)
+                if isinstance(fn, torch._ops.OpOverload):
+                    _check_schema(fn, args, kwargs, name)
                 if node["target"].startswith("aten.arange."):
                     _check_range(args, name)
                 if fn is recurrent:
@@ -314,6 +401,12 @@ class GraphModel:
                     states[(first + layer, d)] = {k: v[:, 0] for k, v in by_state.items()}
                 first += int(layers)
         return logits, states
+
+
+def _plain_tensor(t: Any) -> bool:
+    """A dense CPU tensor of an ordinary dtype (no sparse, quantized or meta tensor reaches an op)."""
+    return isinstance(t, torch.Tensor) and t.layout is torch.strided and t.device.type == "cpu" and \
+        not t.is_quantized and t.dtype in DTYPES.values()
 
 
 def _as_tv(logits: torch.Tensor, shape: str, n: int) -> torch.Tensor:

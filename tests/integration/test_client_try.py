@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import warnings
 from pathlib import Path
 
@@ -248,6 +247,12 @@ def _set_node(target=None, args=None):
     return change
 
 
+def _set_kwarg(target, key, value):
+    def change(graph):
+        next(n for n in graph["nodes"] if n.get("target") == target)["kwargs"][key] = value
+    return change
+
+
 @pytest.mark.parametrize("plant,message", [
     ("pickle", "holds objects deepscope will not load"),
     ("garbage", "is corrupt"),
@@ -258,6 +263,8 @@ def _set_node(target=None, args=None):
     ("dunder", "which Try it does not run"),
     ("forward ref", "a node used before it is computed"),
     ("huge", "too large"),
+    ("int dtype", "argument dtype of aten.zeros.default must be Optional\\[ScalarType\\]"),  # segfaulted torch
+    ("bad lstm", "recurrent op's weights of layer 0 do not fit"),
     ("bad json", "not valid JSON"),
     ("no weights", "has no weights for"),
     ("fifo", "is not a regular file"),
@@ -278,6 +285,9 @@ def test_ct007_a_planted_model_file_is_a_clear_error_not_code(lstm_run, tmp_path
         "forward ref": lambda: torch.save(_with_graph(raw, _set_node(args=[{"ref": "output_of_later_node"}])), path),
         "huge": lambda: torch.save(_with_graph(raw, _set_node("aten.zeros.default", [[1 << 20, 1 << 20]])), path),
         "bad json": lambda: torch.save({**raw, "graph": "{" * 100_000}, path),
+        "int dtype": lambda: torch.save(_with_graph(raw, _set_kwarg("aten.zeros.default", "dtype", -1)), path),
+        "bad lstm": lambda: torch.save({**raw, "weights": {**raw["weights"],
+                                                          "lstm.weight_hh_l0": torch.zeros(4, 4)}}, path),
         "no weights": lambda: torch.save({**raw, "weights": {}}, path),
         "fifo": lambda: os.mkfifo(path),
     }
@@ -315,4 +325,45 @@ def test_ct009_pickle_stays_out_of_the_model_file(lstm_run):
     raw = torch.load(model_file_paths(store.run_dir(run.id))[-1], weights_only=True)
     assert set(raw) == {"format", "version", "step", "graph", "weights"} and isinstance(raw["graph"], str)
     assert all(isinstance(v, torch.Tensor) for v in raw["weights"].values())
-    assert pickle  # imported for the planted files above
+
+
+JUNK = [None, True, -1, 0, 10 ** 30, 1.5, float("nan"), "x", "", [], {}, [[1] * 4], [1 << 40, 1 << 40],
+        {"ref": "nope"}, {"ref": []}, {"dtype": "evil"}, {"device": "cuda:9"}, {"float": "1e999"}, {"a": 1, "b": 2},
+        "aten.from_file.default", "operator.pow", {"layout": "sparse"}]
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+    yield path
+
+
+def test_ct010_any_damage_to_the_graph_is_a_graph_error(lstm_run):
+    """Every leaf of a real graph, replaced by junk, in turn: the model runs or says GraphError; nothing else."""
+    import random
+
+    from backend.models.graph import GraphError, GraphModel
+
+    store, run, *_ = lstm_run
+    raw = _good_file(store, run)
+    good = json.loads(raw["graph"])
+    paths = [p for p in _leaves(good) if p and p[0] != "vocab"]
+    rng = random.Random(0)
+    outcomes = {"ran": 0, "refused": 0}
+    for path in paths:
+        for junk in rng.sample(JUNK, 4):
+            graph = json.loads(raw["graph"])
+            target = graph
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = junk
+            try:
+                GraphModel(graph, raw["weights"]).logits_and_states(torch.tensor([1, 2, 3]))
+                outcomes["ran"] += 1
+            except GraphError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 100 and sum(outcomes.values()) == 4 * len(paths), outcomes
