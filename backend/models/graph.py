@@ -212,6 +212,8 @@ def _arith(fn):
 def _check_range(args: list, name: str) -> None:
     """``arange``'s length, before it is allocated."""
     nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if not nums:
+        raise GraphError(f"node {name[:40]} asks for a range without bounds")
     start, end, step = (0, nums[0], 1) if len(nums) == 1 else (*nums[:2], nums[2] if len(nums) > 2 else 1)
     if not step or not math.isfinite((end - start) / step) or abs((end - start) / step) > MAX_ELEMENTS:
         raise GraphError(f"node {name[:40]} asks for a range too long")
