@@ -78,7 +78,7 @@ def _register_op():
     global _OP
     if _OP is not None:
         return _OP
-    from ..models.graph import recurrent
+    from ..models.graph_ops import recurrent
 
     @torch.library.custom_op("deepscope::recurrent", mutates_args=())
     def op(x: Tensor, h0: Tensor, c0: Tensor, params: list[Tensor], mode: str, has_biases: bool, num_layers: int,
