@@ -15,6 +15,8 @@ a small cache keyed by run id and checkpoint file, so the next request answers i
   its context (``seq_len``) at once: longer texts are refused, generation slides the window.
 - Sequence tasks (:mod:`backend.inference_seq`): an encoder-decoder's output and attention matrix, a
   tagger's tag and its probability for every word, with the recurrent layers' states as above.
+- Runs of users' own scripts (:mod:`backend.inference_client`): the character language model ``run.watch``
+  saved, run from its model file as a graph; the same analysis, generation and teacher forcing.
 
 Every problem the user can cause (no checkpoint yet, empty or too long text, an image run) is a
 ``ValueError`` whose message the page shows as is.
@@ -39,9 +41,13 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from .inference_runs import checkpoint_paths, checkpoint_step, latest_checkpoint_path, no_checkpoint_message, \
-    text_run_problem
+from .inference_client import NO_STATES, can_step, encode_exact, graph_generate, graph_teacher_forced, \
+    refuse_unknown, start_ids
+from .inference_runs import checkpoint_paths, checkpoint_step, is_client_run, latest_model_path, model_file_paths, \
+    no_checkpoint_message, text_run_problem
 from .models.build import build_model
+from .models.graph import GraphModel
+from .models.graph_file import read_model_file
 from .inference_seq import check_context, tag_words, transformer_generate, transformer_teacher_forced, translate
 from .models.generate import generate, teacher_forced
 from .probes.replay import replay
@@ -68,15 +74,18 @@ _lock = threading.Lock()
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """A run's model as its checkpoint left it, with what it needs to read text."""
+    """A run's model as its checkpoint left it, with what it needs to read text. A client run (a user's own
+    script) has no spec: its model is a :class:`~backend.models.graph.GraphModel` from its model file."""
 
     run_id: str
     path: Path
     step: int
-    spec: RunSpec
+    spec: RunSpec | None
     info: TaskInfo
-    model: torch.nn.Module
+    model: Any
     vocab: tuple[str, ...]
+    client_family: str = "custom"   # client runs: the family watch() found (lstm, gru, rnn or custom)
+    can_step: bool = False          # client runs: generation may carry the recurrent state (inference_client)
 
     @property
     def word_level(self) -> bool:
@@ -89,7 +98,11 @@ class LoadedRun:
 
     @property
     def family(self) -> str:
-        return self.spec.model.family
+        return self.spec.model.family if self.spec is not None else self.client_family
+
+    @property
+    def is_client(self) -> bool:
+        return self.spec is None
 
 
 @dataclass
@@ -119,6 +132,7 @@ class Analysis:
     evolution: np.ndarray | None = None                          # classifier: (T, classes) after tokens 1..t
     translation: Any = None                                      # seq2seq: inference_seq.Translation
     tagging: Any = None                                          # tagger: inference_seq.Tagging
+    states_note: str | None = None                               # why there are no states, when the page has none
 
     @property
     def predicted(self) -> str | None:
@@ -164,7 +178,7 @@ def load_run(store: Any, run_id: str, checkpoint: str | None = None) -> LoadedRu
     if problem:
         raise ValueError(problem)
     for _attempt in range(3):  # the trainer keeps only the newest few files: one may go as we open it
-        path = _checkpoint(store.run_dir(run_id), checkpoint)
+        path = _checkpoint(run, store.run_dir(run_id), checkpoint)
         if path is None:
             raise ValueError(no_checkpoint_message(run))
         key = (run_id, path.name)
@@ -173,7 +187,7 @@ def load_run(store: Any, run_id: str, checkpoint: str | None = None) -> LoadedRu
                 _models.move_to_end(key)
                 return _models[key]
         try:
-            loaded = _load(run_id, path)
+            loaded = _load_client(run, path) if is_client_run(run) else _load(run_id, path)
         except FileNotFoundError:
             checkpoint = None
             continue
@@ -185,12 +199,25 @@ def load_run(store: Any, run_id: str, checkpoint: str | None = None) -> LoadedRu
     raise ValueError(f"The checkpoints of {run.get('name') or run_id} kept changing while being read; try again.")
 
 
-def _checkpoint(run_dir: Path, name: str | None) -> Path | None:
+def _checkpoint(run: dict, run_dir: Path, name: str | None) -> Path | None:
     if name:
-        wanted = [p for p in checkpoint_paths(run_dir) if p.name == Path(name).name]
+        found = model_file_paths(run_dir) if is_client_run(run) else checkpoint_paths(run_dir)
+        wanted = [p for p in found if p.name == Path(name).name]
         if wanted:
             return wanted[0]
-    return latest_checkpoint_path(run_dir)
+    return latest_model_path(run, run_dir)
+
+
+def _load_client(run: dict, path: Path) -> LoadedRun:
+    """A client run's newest model file; GraphError (a ValueError) when it cannot be read safely."""
+    torch.set_num_threads(1)
+    file = read_model_file(path)
+    model = ((run.get("spec") or {}).get("model") or {})
+    info = TaskInfo(name=str(run.get("task") or "custom"), kind="lm", description="a model from the user's own "
+                    "script", families=(), vocab_size=len(file.vocab))
+    return LoadedRun(run_id=run["id"], path=path, step=file.step, spec=None, info=info, model=file.model,
+                     vocab=file.vocab, client_family=str(model.get("family") or "custom"),
+                     can_step=can_step(file.model, len(file.vocab)))
 
 
 def _load(run_id: str, path: Path) -> LoadedRun:
@@ -242,6 +269,10 @@ def encode_text(loaded: LoadedRun, text: str | None, allow_empty: bool = False) 
         index = {w: i for i, w in enumerate(loaded.vocab)}
         ids = np.array([index.get(t, UNKNOWN_WORD_ID) for t in tokens], dtype=np.int64)
         unknown = [t for t in tokens if t not in index]
+    elif loaded.is_client:  # the user's vocabulary has no "unknown" id: characters outside it are refused
+        tokens = list(text)
+        ids, unknown = encode_exact(text, loaded.vocab)
+        refuse_unknown(unknown, len(loaded.vocab))
     else:
         tokens = list(text)
         ids = encode_chars(text, loaded.vocab)
@@ -289,11 +320,15 @@ def analyse(loaded: LoadedRun, text: str, top_k: int = TOP_K) -> Analysis:
     x = torch.as_tensor(enc.ids)[None]
     out = Analysis(run_id=loaded.run_id, step=loaded.step, checkpoint=loaded.path.name, kind=loaded.info.kind,
                    family=loaded.family, tokens=enc.tokens, ids=enc.ids, unknown=enc.unknown)
-    if hasattr(model, "rnn"):
+    if isinstance(model, GraphModel):  # a client run: its graph's recurrent layers, replayed
+        logits, states = model.logits_and_states(enc.ids)
+        out.states = {key: {name: v.numpy().copy() for name, v in d.items()} for key, d in states.items()}
+        out.states_note = None if states else NO_STATES
+    elif hasattr(model, "rnn"):
         states = replay(model.rnn, model.embedding(x))
         out.states = {key: {name: v[:, 0].numpy().copy() for name, v in d.items()} for key, d in states.items()}
     if loaded.info.kind == "lm":
-        probs = torch.softmax(model(x)[0].float(), dim=-1)
+        probs = torch.softmax((logits if isinstance(model, GraphModel) else model(x)[0]).float(), dim=-1)
         top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
         out.top_probs = top.values.numpy()
         out.top_tokens = [decode(loaded, row) for row in top.indices.tolist()]
@@ -374,7 +409,10 @@ def generate_text(loaded: LoadedRun, prompt: str, length: int = 200, temperature
     if temperature is None or not 0 <= float(temperature) <= 10:
         raise ValueError("Temperature must be from 0 (always the likeliest character) to 10.")
     enc = encode_text(loaded, prompt, allow_empty=True)
-    if loaded.family == "transformer":  # a sliding window of its context
+    if loaded.is_client:  # its graph, carrying the recurrent state when that is exact
+        ids = graph_generate(loaded.model, enc.ids.tolist() or start_ids(loaded.vocab), length, float(temperature),
+                             seed, step=loaded.can_step)
+    elif loaded.family == "transformer":  # a sliding window of its context
         ids = transformer_generate(loaded.model, enc.ids.tolist(), length, float(temperature), seed)
     else:
         ids = generate(loaded.model, enc.ids.tolist(), length, float(temperature), seed)
@@ -389,7 +427,9 @@ def teacher_force_text(loaded: LoadedRun, text: str) -> TeacherForcing:
     if len(enc.ids) < 2:
         raise ValueError("Teacher forcing needs at least two characters: the model guesses each one from those "
                          "before it.")
-    if loaded.family == "transformer":
+    if loaded.is_client:
+        guess, p_true = graph_teacher_forced(loaded.model, enc.ids.tolist())
+    elif loaded.family == "transformer":
         check_context(loaded, len(enc.ids) - 1)
         guess, p_true = transformer_teacher_forced(loaded.model, enc.ids.tolist())
     else:

@@ -2,7 +2,7 @@
 
     .venv/bin/python examples/lstm_text.py                       # Python's own textwrap.py, 600 steps
     .venv/bin/python examples/lstm_text.py --text my.txt --steps 2000
-    .venv/bin/deepscope serve                                    # then open Hidden states
+    .venv/bin/deepscope serve                                    # then open Hidden states, or Try it
 
 The last tenth of the text is held out: its first ``--probe-chars`` characters are the probe text
 whose hidden states deepscope records while the model trains, with the bracket depth at each
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     config = vars(args) | {"text": Path(args.text).name, "vocab_size": len(chars)}
     with deepscope.init(name=args.name or f"char-lstm · {Path(args.text).name}", config=config,
                         data_dir=args.data_dir, task="text-file", total_steps=args.steps) as run:
-        run.watch(model, probe=probe_text, vocab=chars)
+        run.watch(model, probe=probe_text, vocab=chars, optimizer=optimizer)  # also saves it for Try it
         run.log_track("bracket depth", bracket_depth(probe_text))
         t0 = time.perf_counter()
         for step in range(1, args.steps + 1):

@@ -196,6 +196,9 @@ class Run:
         - ``nn.Embedding`` with ``vocab``: the token embeddings; with ``labels`` (one per ``probe``
           input): the features the output layer reads. Both feed the Projections page.
         - ``optimizer``: its kind and learning rate go in the run's header on the Training page.
+        - A character language model (``probe`` text or 1-D ids, ``vocab`` single characters) is exported
+          once and its weights saved with each snapshot, for the Try it page (docs/api.md); one that cannot
+          be exported is warned about and training goes on.
 
         Layers are found by type; ``layers`` (names, or parent names) keeps some. ``every``: snapshot
         cadence in steps, kept as given (default: as :func:`init` says, widened while the snapshots cost

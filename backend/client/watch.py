@@ -235,11 +235,39 @@ def build_probes(store, run_id: str, model: nn.Module, probe: Any = None, every:
              "embedding is not recorded")
     if tokens or (y is not None and kind in ("image", "text")):
         probes.append(EmbeddingProbe(store, run_id, family=family_of(rnn) if rnn is not None else None, **kw))
+    saver, try_facts = model_file_probe(store, run_id, model, probe, ids, vocab, warn, **kw) if kind == "lm" \
+        else (None, None)
+    probes += [saver] if saver is not None else []
     share_budget(probes)  # one cost budget for all of them, as for built-in runs
     if not probes:
         warn(f"nothing to record in {type(model).__name__}: no recurrent layer with a probe text, no conv "
              "layer, no token embedding with vocab= and no labels=")
-    return probes, trainer, model_summary(model, rnn, emb, convs, kind)
+    summary = model_summary(model, rnn, emb, convs, kind)
+    return probes, trainer, summary | ({"try": try_facts} if try_facts else {})
+
+
+def model_file_probe(store, run_id: str, model: nn.Module, probe: Any, ids: torch.Tensor, vocab, warn,
+                     **kw) -> tuple[SnapshotProbe | None, dict]:
+    """The probe that saves a language model for Try it (:mod:`backend.client.model_export`) and the facts
+    for the run's spec (``spec["model"]["try"]``: ``ok``, or ``why`` not). A model that cannot be exported
+    is warned about; a vocab that is not characters is only noted (Try it reads characters)."""
+    if vocab is None:
+        return None, {"ok": False, "why": "run.watch got no vocab=, so typed text cannot be turned into token ids"}
+    if any(not isinstance(c, str) or len(c) != 1 for c in vocab) or len(set(vocab)) != len(vocab):
+        return None, {"ok": False, "why": "Try it encodes typed text character by character, and vocab= is not a "
+                                          "list of distinct single characters"}
+    from .model_export import ModelFileProbe, export_lm
+
+    try:
+        exported = export_lm(model, ids, vocab)
+    except Exception as exc:  # noqa: BLE001 - the export must never stop training
+        why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        warn(f"Try it will not be able to run this model: {why}. Training and the other probes go on")
+        return None, {"ok": False, "why": why[:500]}
+    text = probe if isinstance(probe, str) else "".join(vocab[int(i)] for i in ids[:200])
+    facts = {"ok": True, "layout": exported.graph["layout"], "vocab_size": len(vocab),
+             "export_s": round(exported.seconds, 3), "example": text[:200]}
+    return ModelFileProbe(store, run_id, model, exported, **kw), facts
 
 
 def crossed(step: int, last: int, every: int) -> bool:

@@ -115,3 +115,44 @@ def test_cp001_client_runs_open_on_hidden_states_kernels_and_training(dash_duo, 
     until(lambda: js_text(dash_duo, BADGE) == "completed", timeout=30,
           msg=lambda: f"badge after finish: {js_text(dash_duo, BADGE)}")
     assert dash_duo.get_logs() == []
+
+
+@pytest.mark.timeout(240)
+def test_cp002_try_it_runs_a_client_language_model(dash_duo, client_runs):
+    """``/try?run=<client run>``: the model run.watch saved predicts, shows its LSTM's states, and writes text."""
+    from backend import inference
+    from backend.store import RunStore
+    from dashboard import try_ids as page
+    from dashboard.app import create_app
+    from dashboard.figures.try_input import visible
+    from tests.browser.test_try_input import click, generate_and_read, graph, set_number, text_of, type_text
+
+    data_dir, lm_id, _cnn_id, _live = client_runs
+    store = RunStore(data_dir)
+    dash_duo.start_server(create_app(data_dir))
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/try?run={lm_id}", timeout=30)
+    until(lambda: "likeliest guesses" in text_of(dash_duo, page.TRY_PREDICTION), timeout=60,
+          msg=lambda: f"no prediction: {text_of(dash_duo, page.TRY_MESSAGE)!r}")
+    assert dash_duo.find_element(f"#{page.TRY_TEXT}").get_attribute("value").startswith("def f(a, (b, c)):")
+    prompt = "return [a, {b"
+    type_text(dash_duo, prompt)
+    click(dash_duo, f"#{page.TRY_ANALYSE}")
+    want = inference.analyse_run(store, lm_id, prompt)
+    guesses = until(lambda: (g := graph(dash_duo, page.TRY_GUESSES)) and len(g["data"][0]["x"]) == len(prompt) and g,
+                    timeout=30, msg=lambda: f"guesses: {str(graph(dash_duo, page.TRY_GUESSES))[:300]}")
+    assert guesses["data"][0]["text"][0] == [visible(row[0]) for row in want.top_tokens]
+    assert "step 40" in text_of(dash_duo, page.TRY_INFO)
+    heat = until(lambda: (g := graph(dash_duo, page.TRY_HEATMAP)) and len(g["data"][0]["z"][0]) == len(prompt) and g,
+                 timeout=20, msg=lambda: f"heatmap: {str(graph(dash_duo, page.TRY_HEATMAP))[:300]}")
+    assert len(heat["data"][0]["z"]) == 24  # the script's LSTM has 24 cells
+    assert heat["data"][0]["z"][5][-1] == pytest.approx(want.states[(0, "fwd")]["h"][-1, 5], abs=1e-3)
+
+    set_number(dash_duo, f"#{page.TRY_TEMPERATURE} input", 0)
+    set_number(dash_duo, f"#{page.TRY_LENGTH}", 60)
+    greedy = generate_and_read(dash_duo, None)
+    assert greedy == inference.generate_text(inference.load_run(store, lm_id), prompt, 60, 0.0, 0).text
+    type_text(dash_duo, "naïve")  # not in the script's vocabulary: refused by name
+    click(dash_duo, f"#{page.TRY_ANALYSE}")
+    until(lambda: "has no 'ï'" in text_of(dash_duo, page.TRY_MESSAGE), timeout=20,
+          msg=lambda: f"message: {text_of(dash_duo, page.TRY_MESSAGE)!r}")
+    assert dash_duo.get_logs() == []

@@ -81,6 +81,11 @@ def test_cl001_lstm_example_records_metrics_and_hidden_states(tmp_path):
     assert snap.n_cells == 128 and "bracket depth" in snap.track_names
     assert np.isfinite(snap.corr("l0.fwd.c")).all()
     assert "tokens" in data.projections.sources(run["id"])  # the character embeddings, for Projections
+    from backend.inference import analyse_run  # the example's model was saved for Try it, with its optimizer
+
+    assert run["spec"]["optimizer"] == "adam" and run["spec"]["model"]["try"]["ok"] is True
+    tried = analyse_run(store, run["id"], "def f(x):")
+    assert tried.step == 60 and len(tried.top_tokens[-1]) == 5 and tried.states[(0, "fwd")]["h"].shape == (9, 128)
 
 
 @pytest.mark.timeout(180)

@@ -76,6 +76,25 @@ def test_resume_does_not_run_a_planted_checkpoint(store, tmp_path):
     assert "step-000000050.pt holds objects that deepscope will not load" in store.get_run(run_id)["error"]
 
 
+def test_try_it_does_not_run_a_planted_model_file_of_a_client_run(store, tmp_path):
+    """A client run's model file (``run.watch`` saves them) is read with weights_only=True, never
+    torch.export.load (which unpickles and execs generated code): a planted one is a clear error."""
+    import torch
+
+    from backend.inference import load_run
+
+    marker = tmp_path / "pwned-client"
+    run_id = store.create_run("script", "custom", {"model": {"family": "lstm", "try": {"ok": True}}},
+                              source="client", status="completed")
+    folder = store.run_dir(run_id) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "deepscope-model", "version": 1, "step": 5, "graph": "{}", "weights": Plant(marker)},
+               folder / "model-step-000000005.pt")
+    with pytest.raises(ValueError, match="model-step-000000005.pt is corrupt or holds objects deepscope will not load"):
+        load_run(store, run_id)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated zip"])
 def test_a_corrupt_checkpoint_is_a_clear_error(store, content):
     from backend.inference import load_run
@@ -276,6 +295,8 @@ UNSAFE_LOADS = {
     r"\bshelve\.open\(": None,
     r"\bmarshal\.loads?\(": None,
     r"\btorch\.jit\.load\(": None,
+    r"\btorch\.export\.load\(": None,  # unpickles (weights_only=False) and execs generated code: see backend/models/graph.py
+    r"\b_pickle_load_obj\(": None,
 }
 
 

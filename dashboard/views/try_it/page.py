@@ -262,7 +262,9 @@ def _analyse(request, layer, direction, state):
     tokens = html.Div([html.Div("The text as the model reads it:", className="muted"),
                        token_chips(result.tokens, result.unknown)]) \
         if result.unknown or result.kind == "text" else None
-    if not result.states and result.family == "transformer":
+    if not result.states and result.states_note:  # a script's model without recurrent layers: the backend says so
+        tokens = html.Div([tokens, html.P(result.states_note, className="muted")])
+    elif not result.states and result.family == "transformer":
         tokens = html.Div([tokens, html.P([
             "A transformer keeps no recurrent state per token: every position reads the ones before it through "
             "attention. See its attention maps on the ",
