@@ -122,9 +122,9 @@ def test_cp002_try_it_runs_a_client_language_model(dash_duo, client_runs):
     """``/try?run=<client run>``: the model run.watch saved predicts, shows its LSTM's states, and writes text."""
     from backend import inference
     from backend.store import RunStore
-    from dashboard import try_ids as page
+    from dashboard.views.try_it import ids as page
     from dashboard.app import create_app
-    from dashboard.figures.try_input import visible
+    from dashboard.views.try_it.figures import visible
     from tests.browser.test_try_input import click, generate_and_read, graph, set_number, text_of, type_text
 
     data_dir, lm_id, _cnn_id, _live = client_runs
