@@ -34,12 +34,13 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 
 from .dates import BOS, EOS, PAD, UNK
+from .probe import ProbeCorpus
 
 N_ITEMS = 64  # the attention probe's 8 first (the same inputs as the Attention page), then generated ones
 PROBE_SEED_NUMBERS = 333  # numbers-seq2seq's probe items (training 111, validation 222)
@@ -48,27 +49,17 @@ SEPARATORS = frozenset(" ,./-")
 
 
 @dataclass(frozen=True)
-class SeqProbeSet:
-    """The probe items of a sequence-to-sequence task, laid out as one token stream (module docstring)."""
+class SeqProbeSet(ProbeCorpus):
+    """The probe items of a sequence-to-sequence task, laid out as one token stream (module docstring):
+    a :class:`~backend.tasks.probe.ProbeCorpus` (``ids`` the stream, the target at output positions;
+    ``vocab`` one character per id, as the page prints it) with the items it was laid out from."""
 
     task: str
     x: np.ndarray                 # int64 (items, max input): input ids, 0 padding on the right
     y: np.ndarray                 # int64 (items, out steps): target ids, end tokens after the target
     out_len: np.ndarray           # int64 (items,): output positions of each item (target and its end token)
-    ids: np.ndarray               # int64 (tokens,): the stream's ids (the target at output positions)
-    vocab: tuple[str, ...]        # id -> one character, as the page prints it
     enc_pos: list[np.ndarray]     # per item: stream positions of its input characters
     dec_pos: list[np.ndarray]     # per item: stream positions of its output characters
-    tracks: dict[str, np.ndarray] = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.ids)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.vocab[i] for i in self.ids)
 
 
 def seq_probe_set(task: str, n_items: int = N_ITEMS) -> SeqProbeSet:
