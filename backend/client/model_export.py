@@ -164,6 +164,11 @@ def _eager_logits(model: nn.Module, ids: Tensor, layout: str, leaf: int, shape: 
     return {"btv": lambda t: t[0], "tbv": lambda t: t[:, 0], "tv": lambda t: t}[shape](out)
 
 
+class NotALanguageModel(ValueError):
+    """The model's outputs hold no next-token logits over the vocabulary (a tagger, a classifier): Try it,
+    which runs language models, notes it without warning the user."""
+
+
 def find_layout(model: nn.Module, sample: Tensor, vocab_size: int) -> tuple[str, int, str]:
     """``(layout, leaf, shape)``: how ``model`` reads ``sample`` (token ids: batch or time first) and where
     its logits are. A layout counts only when a later prediction depends on the first token (fed the other
@@ -186,7 +191,7 @@ def find_layout(model: nn.Module, sample: Tensor, vocab_size: int) -> tuple[str,
         if not torch.allclose(a[1:], b[1:]):
             return layout, *found
         tried.append(f"{layout}: each token read alone")
-    raise ValueError("the model does not map token ids to next-token logits over the vocabulary (tried "
+    raise NotALanguageModel("the model does not map token ids to next-token logits over the vocabulary (tried "
                      + "; ".join(tried) + ")")
 
 

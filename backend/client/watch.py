@@ -250,16 +250,19 @@ def model_file_probe(store, run_id: str, model: nn.Module, probe: Any, ids: torc
                      **kw) -> tuple[SnapshotProbe | None, dict]:
     """The probe that saves a language model for Try it (:mod:`backend.client.model_export`) and the facts
     for the run's spec (``spec["model"]["try"]``: ``ok``, or ``why`` not). A model that cannot be exported
-    is warned about; a vocab that is not characters is only noted (Try it reads characters)."""
+    is warned about; a vocab that is not characters, or a model that is not a language model (a tagger, a
+    classifier: no next-token logits), is only noted (Try it runs character language models)."""
     if vocab is None:
         return None, {"ok": False, "why": "run.watch got no vocab=, so typed text cannot be turned into token ids"}
     if any(not isinstance(c, str) or len(c) != 1 for c in vocab) or len(set(vocab)) != len(vocab):
         return None, {"ok": False, "why": "Try it encodes typed text character by character, and vocab= is not a "
                                           "list of distinct single characters"}
-    from .model_export import ModelFileProbe, export_lm
+    from .model_export import ModelFileProbe, NotALanguageModel, export_lm
 
     try:
         exported = export_lm(model, ids, vocab)
+    except NotALanguageModel as exc:
+        return None, {"ok": False, "why": str(exc)[:500]}
     except Exception as exc:  # noqa: BLE001 - the export must never stop training
         why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         warn(f"Try it will not be able to run this model: {why}. Training and the other probes go on")

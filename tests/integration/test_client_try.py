@@ -181,7 +181,7 @@ def test_ct003_time_first_gru_with_a_tuple_out(tmp_path):
 
 def test_ct004_a_model_without_recurrent_layers_predicts_and_says_why_no_states(tmp_path):
     run, caught, _ = train(tmp_path, CausalConv(len(CHARS)), steps=20)
-    assert caught == []
+    assert len(caught) == 1 and "CausalConv has no recurrent layer" in caught[0], caught  # watch says it once
     store = RunStore(tmp_path)
     inference.clear_cache()
     result = inference.analyse_run(store, run.id, "return (w")
