@@ -30,6 +30,7 @@ from dashboard.data import DashboardData
 from dashboard.export_route import register_export
 from dashboard.health import register_health
 from dashboard.login import register_login
+from dashboard.views.training.live_route import LiveAnswers, register_live
 from dashboard.security import SecurityConfig, current_user, install_guard, security_from_env
 
 ROOT = Path(__file__).resolve().parent
@@ -107,6 +108,7 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
     _register_nav_callback(app)
     register_health(app.server)
     register_export(app.server, lambda: data.store)
+    register_live(app.server, LiveAnswers(data))
     finish_dash_setup(app)
     return app
 
