@@ -1,7 +1,7 @@
 """In headless Chromium: the Training page's curves grow through the plain live route (assets/training_live.js,
 dashboard/views/training/live_route.py), not through Dash callbacks, with every logged point drawn once, the
 smoothed curve equal to smoothing the whole series at once, the card's step kept current, a resume redrawn
-from the checkpoint, and no console errors.
+from the checkpoint, a new series drawn, and no console errors.
 
     .venv/bin/python -m pytest --headless tests/browser/test_live_poll.py
 """
@@ -92,4 +92,9 @@ def test_lv001_curves_grow_through_the_live_route_once_each_and_a_resume_redraws
     _log(store, run_id, range(31, 41))
     until(lambda: traces()[0][0] == list(range(1, 41)), timeout=20,
           msg=lambda: f"the resumed run was not redrawn: {traces()[0][0][-5:]}, {len(traces()[0][0])} points")
+    # a series the page has no trace for (the first evaluation): whole figures again, with it
+    store.log_scalars(run_id, [("val/loss", 40, 0.5, time.time())], step=40)
+    names = f"return document.querySelector('#{ids.graph_id('loss')} .js-plotly-plot').data.map(t => t.name);"
+    until(lambda: "val/loss" in dash_duo.driver.execute_script(names), timeout=20, msg="val/loss never appeared")
+    assert traces()[0][0] == list(range(1, 41))
     assert dash_duo.get_logs() == []

@@ -139,3 +139,50 @@ def test_lr006_unknown_runs_are_null_and_the_query_parser_is_strict(served):
     assert parse_query({"run": "a1"}) == (["a1"], [0], 0.0)
     with pytest.raises(BadQuery):
         parse_query({"run": "a1", "since": "1,2"})
+
+
+def test_lr007_the_faults_bench_page_replay_follows_the_route_across_a_resume(served):
+    """bench/_faults_poll.py plays the page as the browser does now: its curves grow through the route, a resume
+    brings whole figures, and no answer draws a curve back."""
+    import sys
+    import threading
+    from pathlib import Path
+
+    from werkzeug.serving import make_server
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from _faults_poll import Poller
+
+    app, store, run_id = served
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    poller = Poller([run_id], period=0.05)
+    try:
+        _log(store, run_id, range(1, 11))
+        poller.set_targets([server.server_port])
+        poller.start()
+        page = lambda: poller._pages.get(server.server_port)  # noqa: E731
+        deadline = time.monotonic() + 20
+
+        def wait_for(last_step: int) -> None:
+            while time.monotonic() < deadline:
+                traces = (page() and page().traces.get("train-graph-loss")) or []
+                if traces and traces[0][0] == last_step:
+                    return
+                time.sleep(0.05)
+            raise AssertionError(f"the replayed page never reached step {last_step}: {page() and page().traces}")
+
+        wait_for(10)
+        _log(store, run_id, range(11, 31))
+        wait_for(30)
+        store.supersede_after(run_id, 20)
+        _log(store, run_id, range(21, 26))
+        wait_for(25)
+        _log(store, run_id, range(26, 41))
+        wait_for(40)
+    finally:
+        poller.stop()
+        server.shutdown()
+    summary = poller.summary()
+    assert summary["http_500"] == 0 and summary["live_backwards"] == 0, (summary, poller.errors)
+    assert page().traces["train-graph-loss"][0][1] == 40  # every point once: 1..20, then 21..40 after the resume
