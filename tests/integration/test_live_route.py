@@ -186,3 +186,19 @@ def test_lr007_the_faults_bench_page_replay_follows_the_route_across_a_resume(se
     summary = poller.summary()
     assert summary["http_500"] == 0 and summary["live_backwards"] == 0, (summary, poller.errors)
     assert page().traces["train-graph-loss"][0][1] == 40  # every point once: 1..20, then 21..40 after the resume
+
+
+def test_lr008_a_large_answer_is_gzipped_once_for_every_viewer(served):
+    import gzip as gzip_
+
+    app, store, run_id = served
+    _log(store, run_id, range(1, 200))
+    client = app.server.test_client()
+    answers = [client.get(f"{LIVE_PATH}?run={run_id}&since=0&smooth=0.6", environ_base=LOCAL,
+                          headers={"Accept-Encoding": "gzip, deflate, br"}) for _ in range(2)]
+    assert all(a.headers["Content-Encoding"] == "gzip" for a in answers)
+    assert answers[0].get_data() is answers[1].get_data() or answers[0].get_data() == answers[1].get_data()
+    body = json.loads(gzip_.decompress(answers[0].get_data()))
+    assert body["r"][run_id]["series"]["train/loss"]["x"] == list(range(1, 200))
+    plain = client.get(f"{LIVE_PATH}?run={run_id}&since=0&smooth=0.6", environ_base=LOCAL)
+    assert "Content-Encoding" not in plain.headers and plain.get_json() == body
