@@ -67,9 +67,11 @@
       const run = r[rid];
       if (!run) { continue; }
       if ((run.attempt || 0) !== ((state.attempts || {})[rid] || 0)) { return "rebuild"; }
-      for (const name of Object.keys(run.series || {})) {
-        const entry = state.traces[rid + "|" + name];
-        if (!entry || (entry.smooth !== null && entry.smooth !== undefined && !run.series[name].c)) { return "rebuild"; }
+      for (const chunk of run.chunks || []) {
+        for (const name of Object.keys(chunk)) {
+          const entry = state.traces[rid + "|" + name];
+          if (!entry || (entry.smooth !== null && entry.smooth !== undefined && !chunk[name].c)) { return "rebuild"; }
+        }
       }
     }
     if (!seen || typeof seen !== "object" || answer.runs !== seen.runs) { return "status"; }
@@ -137,18 +139,23 @@
       for (const rid of runs) {
         const run = (answer.r || {})[rid];
         if (!run) { continue; }
-        for (const name of Object.keys(run.series || {})) {
-          const s = run.series[name], key = rid + "|" + name, entry = state.traces[key];
-          if (!s.x.length) { continue; }
-          const p = patches[entry.panel] || (patches[entry.panel] = new dc.Patch());
-          p.extend(["data", entry.raw, "x"], s.x).extend(["data", entry.raw, "y"], s.y);
-          if (entry.smooth !== null && entry.smooth !== undefined) {
-            const last0 = entry.ema[0], count0 = entry.ema[1];
-            p.extend(["data", entry.smooth, "x"], s.x).extend(["data", entry.smooth, "y"], smoothed(s, weight, last0, count0));
-            const last = Math.pow(weight, s.C) * last0 + s.P;
-            statePatch.assign(["traces", key, "ema"], [Math.round(last * 1e12) / 1e12, count0 + s.C]);
+        const emas = {};  // the smoothing carried from chunk to chunk
+        for (const chunk of run.chunks || []) {
+          for (const name of Object.keys(chunk)) {
+            const s = chunk[name], key = rid + "|" + name, entry = state.traces[key];
+            if (!s.x.length) { continue; }
+            const p = patches[entry.panel] || (patches[entry.panel] = new dc.Patch());
+            p.extend(["data", entry.raw, "x"], s.x).extend(["data", entry.raw, "y"], s.y);
+            if (entry.smooth !== null && entry.smooth !== undefined) {
+              const [last0, count0] = emas[key] || entry.ema;
+              p.extend(["data", entry.smooth, "x"], s.x).extend(["data", entry.smooth, "y"], smoothed(s, weight, last0, count0));
+              emas[key] = [Math.pow(weight, s.C) * last0 + s.P, count0 + s.C];
+            }
           }
         }
+        Object.keys(emas).forEach(function (key) {
+          statePatch.assign(["traces", key, "ema"], [Math.round(emas[key][0] * 1e12) / 1e12, emas[key][1]]);
+        });
         if (typeof run.cursor === "number" && run.cursor !== state.cursors[rid]) {
           statePatch.assign(["cursors", rid], run.cursor);
           changed = true;

@@ -67,10 +67,11 @@ def live_needs(answer: dict, runs: list[str], state: dict, seen: Any) -> str | N
             continue
         if (run.get("attempt") or 0) != ((state.get("attempts") or {}).get(rid) or 0):
             return "rebuild"
-        for name, s in (run.get("series") or {}).items():
-            entry = (state.get("traces") or {}).get(f"{rid}|{name}")
-            if entry is None or (entry.get("smooth") is not None and "c" not in s):
-                return "rebuild"
+        for chunk in run.get("chunks") or []:
+            for name, s in chunk.items():
+                entry = (state.get("traces") or {}).get(f"{rid}|{name}")
+                if entry is None or (entry.get("smooth") is not None and "c" not in s):
+                    return "rebuild"
     if not isinstance(seen, dict) or answer.get("runs") != seen.get("runs"):
         return "status"
     for rid in runs:
@@ -189,11 +190,12 @@ class Poller(threading.Thread):
             return
         self._went_back = False
         for rid in runs:
-            for name, s in ((answer.get("r") or {}).get(rid) or {}).get("series", {}).items():
-                entry = page.state["traces"][f"{rid}|{name}"]
-                for index in (entry["raw"], entry["smooth"]):
-                    if index is not None:
-                        self._extend_trace(page, f"train-graph-{entry['panel']}", index, s.get("x") or [])
+            for chunk in ((answer.get("r") or {}).get(rid) or {}).get("chunks", []):
+                for name, s in chunk.items():
+                    entry = page.state["traces"][f"{rid}|{name}"]
+                    for index in (entry["raw"], entry["smooth"]):
+                        if index is not None:
+                            self._extend_trace(page, f"train-graph-{entry['panel']}", index, s.get("x") or [])
         self.backwards += self._went_back
         page.state = advanced(page.state, answer)
 

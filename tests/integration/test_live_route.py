@@ -17,7 +17,7 @@ from backend.store import RunStore
 from dashboard import live_heads
 from dashboard.app import create_app
 from dashboard.views.training.figures import ema
-from dashboard.views.training.live_route import LIVE_PATH, ema_parts, parse_query, BadQuery
+from dashboard.views.training.live_route import LIVE_PATH, BadQuery, ema_parts, merged, parse_query
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
 ROWS = ("train/loss", "train/acc")
@@ -58,11 +58,11 @@ def test_lr001_chained_polls_get_every_row_once(served):
         for _ in range(2):
             part = _poll(client, run_id, cursor)
             assert part["cursor"] >= cursor and part["attempt"] == 0 and part["step"] is not None
-            for name, s in part["series"].items():
+            for name, s in merged(part).items():
                 got[name] += s["x"]
             cursor = part["cursor"]
     assert got == {n: list(range(1, 205)) for n in ROWS}  # steps < PAIRS_PER_RUN: nothing thinned
-    assert _poll(client, run_id, cursor)["series"] == {}
+    assert merged(_poll(client, run_id, cursor)) == {}
 
 
 def test_lr002_a_resume_restarts_steps_from_the_checkpoint_without_loss_or_repeat(served):
@@ -70,16 +70,16 @@ def test_lr002_a_resume_restarts_steps_from_the_checkpoint_without_loss_or_repea
     client = app.server.test_client()
     _log(store, run_id, range(1, 41))
     first = _poll(client, run_id, 0)
-    assert first["series"]["train/loss"]["x"] == list(range(1, 41))
+    assert merged(first)["train/loss"]["x"] == list(range(1, 41))
     store.supersede_after(run_id, 25)  # the run died at step 40; it resumes from its checkpoint at 25
     _log(store, run_id, range(26, 51))
     after = _poll(client, run_id, first["cursor"])
     # the resumed attempt says so (the page rebuilds its figures), and its rows come once, from the checkpoint on
     assert after["attempt"] == 1
-    assert after["series"]["train/loss"]["x"] == list(range(26, 51))
-    assert _poll(client, run_id, after["cursor"])["series"] == {}
+    assert merged(after)["train/loss"]["x"] == list(range(26, 51))
+    assert merged(_poll(client, run_id, after["cursor"])) == {}
     rebuilt = _poll(client, run_id, 0)  # what a rebuilt page's history holds: no superseded row
-    assert rebuilt["series"]["train/loss"]["x"] == list(range(1, 51))
+    assert merged(rebuilt)["train/loss"]["x"] == list(range(1, 51))
 
 
 def test_lr003_viewers_at_one_cursor_share_one_built_answer(served, monkeypatch):
@@ -94,7 +94,7 @@ def test_lr003_viewers_at_one_cursor_share_one_built_answer(served, monkeypatch)
     built = answers.built
     bodies = [_get(c, f"?run={run_id}&since={base}&smooth=0.6").get_data() for c in clients]
     assert bodies[0] == bodies[1] and answers.built == built + 1
-    assert json.loads(bodies[0])["r"][run_id]["series"]["train/loss"]["x"] == [11, 12, 13]
+    assert merged(json.loads(bodies[0])["r"][run_id])["train/loss"]["x"] == [11, 12, 13]
 
 
 def test_lr004_smoothing_carried_over_chunks_equals_smoothing_at_once():
@@ -134,7 +134,7 @@ def test_lr006_unknown_runs_are_null_and_the_query_parser_is_strict(served):
     app, store, run_id = served
     _log(store, run_id, range(1, 4))
     body = _get(app.server.test_client(), f"?run={run_id},nosuchrun&since=0,0").get_json()
-    assert body["r"]["nosuchrun"] is None and body["r"][run_id]["series"]["train/loss"]["x"] == [1, 2, 3]
+    assert body["r"]["nosuchrun"] is None and merged(body["r"][run_id])["train/loss"]["x"] == [1, 2, 3]
     assert isinstance(body["runs"], str)
     assert parse_query({"run": "a1"}) == (["a1"], [0], 0.0)
     with pytest.raises(BadQuery):
@@ -188,17 +188,45 @@ def test_lr007_the_faults_bench_page_replay_follows_the_route_across_a_resume(se
     assert page().traces["train-graph-loss"][0][1] == 40  # every point once: 1..20, then 21..40 after the resume
 
 
-def test_lr008_a_large_answer_is_gzipped_once_for_every_viewer(served):
+def test_lr008_a_large_answer_is_gzipped_once_for_every_viewer_a_small_one_is_not_compressed(served):
     import gzip as gzip_
 
     app, store, run_id = served
-    _log(store, run_id, range(1, 200))
+    _log(store, run_id, range(1, 1500))
     client = app.server.test_client()
     answers = [client.get(f"{LIVE_PATH}?run={run_id}&since=0&smooth=0.6", environ_base=LOCAL,
                           headers={"Accept-Encoding": "gzip, deflate, br"}) for _ in range(2)]
     assert all(a.headers["Content-Encoding"] == "gzip" for a in answers)
-    assert answers[0].get_data() is answers[1].get_data() or answers[0].get_data() == answers[1].get_data()
+    assert answers[0].get_data() == answers[1].get_data()
     body = json.loads(gzip_.decompress(answers[0].get_data()))
-    assert body["r"][run_id]["series"]["train/loss"]["x"] == list(range(1, 200))
+    xs = merged(body["r"][run_id])["train/loss"]["x"]
+    assert xs[-1] == 1499 and xs == sorted(set(xs)) and len(xs) > 1000  # a pair per 1.5 steps from step 1000
     plain = client.get(f"{LIVE_PATH}?run={run_id}&since=0&smooth=0.6", environ_base=LOCAL)
     assert "Content-Encoding" not in plain.headers and plain.get_json() == body
+    cursor = body["r"][run_id]["cursor"]
+    _log(store, run_id, [1500])
+    small = client.get(f"{LIVE_PATH}?run={run_id}&since={cursor}&smooth=0.6", environ_base=LOCAL,
+                       headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert "Content-Encoding" not in small.headers and merged(small.get_json()["r"][run_id])["train/loss"]["x"] == [1500]
+
+
+def test_lr009_viewers_at_different_cursors_share_the_chunks_of_each_refresh(served, monkeypatch):
+    """A page one refresh behind and a page two behind get the same bytes for the refresh they both lack:
+    chunks are built once per refresh of the run's head, not once per (cursor, head) pair."""
+    app, store, run_id = served
+    answers = app.server.extensions["deepscope_live"]
+    heads = answers.data.heads
+    cuts = []
+    for steps in (range(1, 11), range(11, 13), range(13, 15)):
+        _log(store, run_id, steps)
+        cuts.append(heads.heads([run_id])[run_id]["cursor"])
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 60.0)
+    client = app.server.test_client()
+    built = answers.built
+    near = _poll(client, run_id, cuts[1])
+    assert merged(near)["train/loss"]["x"] == [13, 14] and answers.built == built + 1
+    far = _poll(client, run_id, cuts[0])
+    assert merged(far)["train/loss"]["x"] == [11, 12, 13, 14] and answers.built == built + 2
+    assert far["chunks"][-1] == near["chunks"][0] and far["cursor"] == near["cursor"] == cuts[2]
+    _poll(client, run_id, cuts[0])
+    assert answers.built == built + 2

@@ -20,6 +20,7 @@ from dashboard import ids, live_heads
 from dashboard.live_heads import RunHeads
 from dashboard.app import create_app
 from dashboard.data import DashboardData
+from dashboard.views.training.live_route import merged
 from dashboard.safe_cache import SafeFileSystemCache  # noqa: F401 - the type the app configures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,11 +133,11 @@ def test_vc002_a_poll_with_nothing_new_reads_nothing(served):
     _log(store, run_id, 30)
     time.sleep(0.1)
     part = page.live(run_id)
-    assert part["series"]["train/loss"]["x"] == [30] and part["cursor"] == store.scalars_after(run_id, 0)[1]
+    assert merged(part)["train/loss"]["x"] == [30] and part["cursor"] == store.scalars_after(run_id, 0)[1]
     live_heads.HEAD_MAX_AGE_S = live_heads.RUNS_MAX_AGE_S = 60.0  # the heads stay fresh from here on
     page.poll()  # takes up what came between (the samples card's first answer, the status)
     counting.fail = True
-    assert page.live(run_id)["series"] == {}  # nothing new: answered from the head
+    assert merged(page.live(run_id)) == {}  # nothing new: answered from the head
     assert page.poll() is None  # and a poke with nothing to draw: 204
 
 
@@ -157,7 +158,7 @@ def test_vc003_viewers_share_one_head_refresh_and_its_rows(served):
     live_heads.HEAD_MAX_AGE_S = 60.0  # the other four take that head
     parts += [page.live(run_id) for page in pages[1:]]
     assert counting.calls.count("get_run") <= 1 and counting.calls.count("scalars_after") <= 1, counting.calls
-    assert all(p["series"]["train/loss"]["x"] == [30, 31] for p in parts) and answers.built == built + 1
+    assert all(merged(p)["train/loss"]["x"] == [30, 31] for p in parts) and answers.built == built + 1
 
 
 def test_vc004_heads_survive_a_failing_cache(tmp_path):

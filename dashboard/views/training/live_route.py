@@ -10,14 +10,18 @@ differ from the ones it last drew, or when a run was resumed or logged a new ser
     GET /_deepscope/live?run=a1b2,c3d4&since=812,90&smooth=0.6
     -> {"runs": "<run-list signature>",
         "r": {"a1b2": {"cursor": 830, "attempt": 0, "status": "<sig>", "step": 415, "samples": null,
-                       "series": {"train/loss": {"x": [...], "y": [...], "c": [...], "p": [...],
-                                                 "C": 18, "P": 0.41}}}, "c3d4": ...}}
+                       "chunks": [{"train/loss": {"x": [...], "y": [...], "c": [...], "p": [...],
+                                                  "C": 18, "P": 0.41}, ...}, ...]}, "c3d4": ...}}
 
-Each run's part (``series``: the rows after ``since`` up to the head's cursor, thinned as
-:func:`dashboard.views.training.live.stream_delta` thins them) is built once per (run, since, head cursor,
-attempt, smoothing) and kept, serialised, in this process: every viewer whose cursor is one of the last few
-heads gets the same bytes. ``c``/``p`` let the page carry its smoothing across the chunk exactly (see
-:func:`ema_parts`). A run that does not exist is ``null``.
+A run's rows after ``since`` up to its head's cursor come as ``chunks``, to be drawn in order: one per refresh
+of the run's head (:meth:`dashboard.live_heads.RunHeads.boundaries`) when ``since`` is where one of them
+started, which it is for every page that polled in the head's window (a few seconds), else one chunk from
+``since`` on. Each chunk is thinned as :func:`dashboard.views.training.live.stream_delta` thins an update,
+serialised once per (run, attempt, its cursors, smoothing), and shared by every viewer and every answer it
+belongs to, however far back each viewer's cursor is. ``c``/``p`` let the page carry its smoothing across a
+chunk exactly (see :func:`ema_parts`). A run that does not exist is ``null``. Answers from
+:data:`GZIP_FROM` bytes (a page back from a hidden tab) are gzipped once per distinct answer; the small ones of
+the steady state are sent as they are (compressing each anew cost more CPU than the whole route).
 """
 from __future__ import annotations
 
@@ -39,8 +43,10 @@ from dashboard.views.training.live import PAIRS_PER_RUN, attempt_of
 LIVE_PATH = "/_deepscope/live"
 MAX_QUERY = 4096     # bytes of query string: MAX_RUNS ids and cursors fit in far less
 CHUNKS_KEPT = 512    # serialised run parts kept in this process (a few heads x runs x smoothings)
-BODIES_KEPT = 256    # gzipped answers kept in this process: viewers at the same cursors get the same bytes
-GZIP_FROM = 500      # bytes of answer from which it is sent gzipped (flask-compress leaves smaller ones alone)
+BODIES_KEPT = 64     # gzipped answers kept in this process: viewers at the same cursors get the same bytes
+GZIP_FROM = 16_384   # bytes of answer from which it is sent gzipped
+# Not "application/json": flask-compress would brotli every answer anew (this route gzips the large ones once).
+MIMETYPE = "application/vnd.deepscope.live+json"
 
 
 class BadQuery(ValueError):
@@ -123,6 +129,22 @@ def run_chunk(rows: dict[str, dict[str, list]], weight: float) -> dict[str, dict
     return out
 
 
+def merged(part: dict) -> dict[str, dict[str, list]]:
+    """A run's part of an answer as the page draws it: each series' ``x`` and ``y`` over its chunks, in order
+    (for tests and benchmarks; the page extends its traces chunk by chunk).
+
+    >>> merged({"chunks": [{"a": {"x": [1], "y": [2.0]}}, {"a": {"x": [2], "y": [1.0]}}]})
+    {'a': {'x': [1, 2], 'y': [2.0, 1.0]}}
+    """
+    out: dict[str, dict[str, list]] = {}
+    for chunk in part.get("chunks") or []:
+        for name, s in chunk.items():
+            into = out.setdefault(name, {"x": [], "y": []})
+            into["x"] += s["x"]
+            into["y"] += s["y"]
+    return out
+
+
 def _plain(v: Any) -> Any:
     return v if v is None or (isinstance(v, (int, float)) and math.isfinite(v)) else None
 
@@ -132,7 +154,7 @@ class LiveAnswers:
 
     def __init__(self, data: Any):
         self.data = data
-        self._chunks: OrderedDict[tuple, str] = OrderedDict()
+        self._chunks: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
         self._bodies: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.built = 0  # run parts built (the rest were shared): tests and benchmarks read it
@@ -162,23 +184,40 @@ class LiveAnswers:
     def _part(self, rid: str, since: int, head: dict, smoothing: float) -> str:
         run = head["run"]
         attempt = attempt_of(run)
-        key = (rid, since, head["cursor"], attempt, smoothing)
+        cuts = self.data.heads.boundaries(head)
+        if since in cuts:  # every page that polled within the head's window: shared chunks, one per refresh
+            start = cuts.index(since)
+            chunks = [self._chunk((rid, attempt, a, b, smoothing), head)[0]
+                      for a, b in zip(cuts[start:], cuts[start + 1:]) if a < b]
+            cursor = head["cursor"]
+        elif since < head["cursor"]:  # figures just built from a cached series, or a page back after a while
+            chunk, cursor = self._chunk((rid, attempt, since, head["cursor"], smoothing), head)
+            chunks = [chunk]
+        else:  # a cursor ahead of this head (another worker's newer one): nothing yet
+            chunks, cursor = [], since
+        status = json.dumps({"cursor": cursor, "attempt": attempt, "status": status_key(run), "step": run.get("step"),
+                             "samples": head.get("samples")}, separators=(",", ":"), default=str)
+        return status[:-1] + ',"chunks":[' + ",".join(chunks) + "]}"
+
+    def _chunk(self, key: tuple, head: dict) -> tuple[str, int]:
+        """The serialised series of the run's rows in ``(lo, hi]`` (``key``: run, attempt, lo, hi, smoothing) and
+        the cursor they end at (before ``hi`` when a long read from the store was capped), built once."""
         with self._lock:
-            chunk = self._chunks.get(key)
-            if chunk is not None:
+            found = self._chunks.get(key)
+            if found is not None:
                 self._chunks.move_to_end(key)
-        if chunk is None:
-            rows, cursor = self.data.heads.rows_between(rid, since, head)
-            chunk = json.dumps({"cursor": cursor, "attempt": attempt, "series": run_chunk(rows, smoothing)},
-                               separators=(",", ":"), allow_nan=False)
-            with self._lock:
-                self.built += 1
-                self._chunks[key] = chunk
-                while len(self._chunks) > CHUNKS_KEPT:
-                    self._chunks.popitem(last=False)
-        status = json.dumps({"status": status_key(run), "step": run.get("step"), "samples": head.get("samples")},
-                            separators=(",", ":"), default=str)
-        return chunk[:-1] + "," + status[1:]  # one object: the shared chunk's fields, then this head's status
+                return found
+        rid, _attempt, lo, hi, smoothing = key
+        rows, end = self.data.heads.rows_in(head, lo, hi), hi
+        if rows is None:  # not in the head's window: from this process's tail, the cache or the store
+            rows, end = self.data.heads.rows_between(rid, lo, head)
+        found = (json.dumps(run_chunk(rows, smoothing), separators=(",", ":"), allow_nan=False), end)
+        with self._lock:
+            self.built += 1
+            self._chunks[key] = found
+            while len(self._chunks) > CHUNKS_KEPT:
+                self._chunks.popitem(last=False)
+        return found
 
 
 def register_live(server: flask.Flask, answers: LiveAnswers) -> None:
@@ -194,8 +233,7 @@ def register_live(server: flask.Flask, answers: LiveAnswers) -> None:
         body = answers.answer(run_ids, sinces, smoothing)
         headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
         if len(body) >= GZIP_FROM and "gzip" in flask.request.headers.get("Accept-Encoding", ""):
-            return flask.Response(answers.gzipped(body), mimetype="application/json",
-                                  headers={**headers, "Content-Encoding": "gzip"})
-        return flask.Response(body, mimetype="application/json", headers=headers)
+            return flask.Response(answers.gzipped(body), mimetype=MIMETYPE, headers={**headers, "Content-Encoding": "gzip"})
+        return flask.Response(body, mimetype=MIMETYPE, headers=headers)
 
     server.add_url_rule(LIVE_PATH, endpoint="deepscope_live", view_func=live, methods=["GET"])
