@@ -54,7 +54,7 @@ WINDOW_ROWS = 2000       # and at most about this many rows
 TAIL_S = 20.0            # this process keeps the rows of the heads it saw this long (a page back from a pause)
 TAIL_ROWS = 20_000       # and at most about this many rows per run
 PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
-LONE_WRITE_S = 2.0       # ... to the shared cache at most this often
+LONE_WRITE_S = 10.0      # ... to the shared cache at most this often (a write there costs ~5 ms: files)
 
 
 class RunHeads:
