@@ -181,22 +181,32 @@ class Viewer:
 
         http.client, not requests: the client shares the machine's two cores with the runs it measures (real
         viewers' browsers would not), and requests cost about 1 ms of CPU more per request."""
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            host, port = self.base.split("//", 1)[1].split(":")
-            conn = self.local.conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
-        try:
-            if payload is None:
-                conn.request("GET", path, headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate, br"})
-            else:
-                conn.request("POST", DISPATCH, body=payload.encode(),
-                             headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        except Exception:
-            conn.close()
-            self.local.conn = None
-            raise
+        for attempt in range(2):
+            conn = getattr(self.local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                host, port = self.base.split("//", 1)[1].split(":")
+                conn = self.local.conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+            try:
+                if payload is None:
+                    conn.request("GET", path, headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate, br"})
+                else:
+                    conn.request("POST", DISPATCH, body=payload.encode(),
+                                 headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"})
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                self.local.conn = None
+                if not reused or attempt:
+                    raise
+                # the server closed a kept-alive connection that sat idle (gunicorn: after 2 s, e.g. over a block
+                # without viewers): a browser sends the request again on a new one, so does this client
+            except Exception:
+                conn.close()
+                self.local.conn = None
+                raise
         if resp.getheader("Connection", "").lower() == "close":
             conn.close()
             self.local.conn = None

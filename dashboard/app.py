@@ -38,9 +38,9 @@ PAGES_FOLDER = ROOT / "views"
 ASSETS_FOLDER = ROOT.parent / "assets"
 DEFAULT_DATA_DIR = "./deepscope-data"
 DEFAULT_POLL_MS = 500  # the other pages' timers are multiples of it (2-5 s for snapshots)
-# The Training page's one timer. Each tick is one request per viewer (answered from the shared run heads,
-# with no update when nothing is new), so a viewer costs ~1.2 requests/s; a point waits at most one period
-# plus the heads' age (dashboard/live_heads.py): lag p95 under 1 s (bench/live_update.py, bench/viewers.py).
+# The Training page's one timer. Each tick is one plain GET of the live route per viewer (answered from the
+# shared run heads, dashboard/views/training/live_route.py), so a viewer costs ~1.2 requests/s; a point waits
+# at most one period plus the heads' age (dashboard/live_heads.py): lag p95 under 1 s (bench/live_update.py).
 DEFAULT_TRAINING_POLL_MS = 850
 log = logging.getLogger(__name__)
 
