@@ -1,18 +1,19 @@
 /* "Dashboard unreachable, reconnecting…": a fixed banner while the dashboard's server does not answer.
 
-   Wraps window.fetch and watches Dash's own requests (/_dash-update-component, -layout, -dependencies). A
+   Wraps window.fetch and watches Dash's own requests (/_dash-update-component, -layout, -dependencies) and
+   the Training page's live poll (/_deepscope/live, assets/training_live.js). A
    network error (the server is stopped or restarting) or a gateway error (502-504 from a proxy whose
    dashboard worker is gone) shows the banner; the first of those requests that gets an answer again hides
    it. A plain 500 is not "unreachable" (the server answered) and shows nothing. While the banner shows,
    /_deepscope/health (dashboard/health.py, no store access) is asked every 2 s, so a page without a live
    timer notices the server's return too. Nothing else is sent: the live curves catch up by themselves,
-   because each poll asks for the rows after the cursor the page holds (dashboard/live.py). */
+   because each poll asks for the rows after the cursor the page holds (dashboard/views/training/live_route.py). */
 (function () {
   "use strict";
   if (window.__deepscopeReconnect || typeof window.fetch !== "function") { return; }
   window.__deepscopeReconnect = true;
 
-  const WATCHED = /\/_dash-(update-component|layout|dependencies)\b/;
+  const WATCHED = /\/(_dash-(update-component|layout|dependencies)|_deepscope\/live)\b/;
   const HEALTH = "/_deepscope/health";
   const PROBE_MS = 2000;
   const realFetch = window.fetch.bind(window);

@@ -370,6 +370,29 @@ class Fuzzer:
         return out
 
 
+    def route_junk(self, path: str, params: Iterable[str], per_route: int, good: dict[str, list[str]]) -> list[Result]:
+        """GETs of a plain route (e.g. the Training page's ``/_deepscope/live``) with junk query strings made of
+        ``params``: junk words, and now and then a good value (``good``: name -> values a page would send),
+        so a junk cursor also meets a real run."""
+        from urllib.parse import quote
+        out = []
+        words = ["", "1e999", "-1", "NaN", "inf", "0.5", "²", "10" * 200, "abc", "%00", "𝕏" * 50, "../../etc/passwd",
+                 "a,b,c," * 2000, "0," * 5000, "1,2", "x" * 20_000, "9" * 40, " 1", "1 ", "0x10", "+1"]
+        names = list(params)
+        for _ in range(per_route):
+            parts = []
+            for name in self.rng.sample(names, k=self.rng.randint(1, len(names))):
+                pool = good.get(name) if self.rng.random() < 0.5 else None
+                parts.append(f"{name}={quote(self.rng.choice(pool) if pool else self.rng.choice(words))}")
+                if self.rng.random() < 0.1:  # a repeated key
+                    parts.append(f"{name}={quote(self.rng.choice(words))}")
+            result = self.get(f"{path}?{'&'.join(parts)}")
+            if not self.keep_text:
+                result.text = result.text if result.status >= 500 else ""
+            out.append(result)
+        return out
+
+
 class DryJobs:
     """A job manager that starts nothing: junk that happens to be a valid "start" or "launch" request
     (or a real one) records a queued run instead of spawning trainers on a busy machine."""

@@ -1,10 +1,13 @@
-"""A page of the Training tab, played over HTTP: the status and live-figures callbacks about once a second.
+"""A page of the Training tab, played over HTTP: its Python callback and its live route about once a second.
 
-:class:`Poller` builds each request from ``/_dash-dependencies`` (as the browser does), keeps the live
-callback's state (cursors) from one answer to the next (applying Dash ``Patch`` answers), and counts what
-came back: HTTP 5xx, connection errors (expected while a dashboard is deliberately down), slow answers,
-and ``live_backwards``: answers that made a curve the page holds run back in step (an extension whose
-first step is not after the trace's last, e.g. a resumed run streaming steps the page already drew).
+:class:`Poller` builds each callback request from ``/_dash-dependencies`` (as the browser does), keeps the
+live state (cursors) from one answer to the next (applying Dash ``Patch`` answers), asks the live route
+(``/_deepscope/live``, dashboard/views/training/live_route.py) for the rows after its cursors as the page's
+clientside poll does (assets/training_live.js: a resumed run or a new series asks the callback for whole
+figures, :func:`live_needs`), and counts what came back: HTTP 5xx, connection errors (expected while a
+dashboard is deliberately down), slow answers, and ``live_backwards``: answers that made a curve the page
+holds run back in step (an extension whose first step is not after the trace's last, e.g. a resumed run
+streaming steps the page already drew).
 
 Example::
 
@@ -21,6 +24,8 @@ from typing import Any
 import requests
 
 DISPATCH = "/_dash-update-component"
+LIVE_PATH = "/_deepscope/live"
+POKE = ("train-poke", "data")
 LIVE_OUTPUT = "train-state.data"
 STATUS_OUTPUT = "train-status.children"
 PATCH_KEY = "__dash_patch_update"
@@ -51,6 +56,53 @@ def apply_patch(target: Any, patch: dict) -> Any:
     return target
 
 
+def live_needs(answer: dict, runs: list[str], state: dict, seen: Any) -> str | None:
+    """What a live-route answer asks of the page's Python callback, as assets/training_live.js decides it:
+    ``"rebuild"`` (a run was resumed, or logged a series the page has no trace for), ``"status"`` (a status,
+    the text samples or the run list differ from what ``seen`` says is drawn), or None."""
+    parts = answer.get("r") or {}
+    for rid in runs:
+        run = parts.get(rid)
+        if not run:
+            continue
+        if (run.get("attempt") or 0) != ((state.get("attempts") or {}).get(rid) or 0):
+            return "rebuild"
+        for chunk in run.get("chunks") or []:
+            for name, s in chunk.items():
+                entry = (state.get("traces") or {}).get(f"{rid}|{name}")
+                if entry is None or (entry.get("smooth") is not None and "c" not in s):
+                    return "rebuild"
+    if not isinstance(seen, dict) or answer.get("runs") != seen.get("runs"):
+        return "status"
+    for rid in runs:
+        run = parts.get(rid)
+        shown, samples = (seen.get("status") or {}).get(rid), (seen.get("samples") or {}).get(rid)
+        if not run:
+            if shown is not None:
+                return "status"
+            continue
+        if (run.get("status") or None) != (shown or None) or (run.get("samples") or None) != (samples or None):
+            return "status"
+    return None
+
+
+def live_url(state: dict, smoothing: float | None = None) -> str:
+    """The live route's address for the runs and cursors of a live ``state`` (what the page's poll asks)."""
+    runs = state["key"]["runs"]
+    since = ",".join(str(state["cursors"].get(r, 0)) for r in runs)
+    weight = state["key"]["smoothing"] if smoothing is None else smoothing
+    return f"{LIVE_PATH}?run={','.join(runs)}&since={since}&smooth={weight}"
+
+
+def advanced(state: dict, answer: dict) -> dict:
+    """``state`` with its cursors moved to the answer's (a new dict: the old one is not changed)."""
+    cursors = dict(state["cursors"])
+    for rid, run in (answer.get("r") or {}).items():
+        if run and rid in cursors and isinstance(run.get("cursor"), int):
+            cursors[rid] = run["cursor"]
+    return {**state, "cursors": cursors}
+
+
 class _Page:
     """One open page on one dashboard: its live state and what its curves hold (steps only)."""
 
@@ -58,6 +110,8 @@ class _Page:
         self.state: Any = None
         self.traces: dict[str, list[list]] = {}  # panel -> per trace: [last step, points]
         self.n = 0
+        self.seen: Any = None
+        self.rebuild = False  # the live route said whole figures are needed: the next callback asks for them
 
 
 class Poller(threading.Thread):
@@ -111,7 +165,8 @@ class Poller(threading.Thread):
         page.n += 1
         values = {("train-interval", "n_intervals"): page.n, ("train-status-interval", "n_intervals"): page.n,
                   ("train-runs", "value"): self.run_ids, ("train-smoothing", "value"): 0.6,
-                  ("train-state", "data"): page.state, ("train-runs", "options"): None}
+                  ("train-state", "data"): page.state, ("train-runs", "options"): None,
+                  ("train-seen", "data"): page.seen, POKE: {"n": page.n, "rebuild": page.rebuild}}
         # one callback answers both on a Training page with one timer (dashboard/views/training/tick.py): post it once
         status = None if deps[STATUS_OUTPUT] is deps[LIVE_OUTPUT] else self._post(port, deps[STATUS_OUTPUT], values,
                                                                                   "status")
@@ -121,6 +176,49 @@ class Poller(threading.Thread):
             self._take_live(page, live)
             self.backwards += self._went_back  # one answer that drew a curve back, however many traces
         del status
+        if isinstance(page.state, dict) and any(d["id"] == POKE[0] for d in deps[LIVE_OUTPUT]["inputs"]):
+            self._poll_route(port, page)
+
+    def _poll_route(self, port: int, page: _Page) -> None:
+        """What the page's clientside poll does: the rows after its cursors, drawn on its traces."""
+        answer = self._get(port, live_url(page.state, 0.6), "route")
+        if answer is None:
+            return
+        runs = page.state["key"]["runs"]
+        if live_needs(answer, runs, page.state, page.seen) == "rebuild":
+            page.rebuild = True
+            return
+        self._went_back = False
+        for rid in runs:
+            for chunk in ((answer.get("r") or {}).get(rid) or {}).get("chunks", []):
+                for name, s in chunk.items():
+                    entry = page.state["traces"][f"{rid}|{name}"]
+                    for index in (entry["raw"], entry["smooth"]):
+                        if index is not None:
+                            self._extend_trace(page, f"train-graph-{entry['panel']}", index, s.get("x") or [])
+        self.backwards += self._went_back
+        page.state = advanced(page.state, answer)
+
+    def _get(self, port: int, path: str, label: str) -> dict | None:
+        t0 = time.monotonic()
+        try:
+            answer = self.session.get(f"http://127.0.0.1:{port}{path}", timeout=self.timeout)
+        except requests.RequestException as exc:
+            self._connection_failed(port, exc, label)
+            return None
+        took = time.monotonic() - t0
+        self.requests += 1
+        self.max_s = max(self.max_s, took)
+        self.slow += took > self.slow_s
+        if answer.status_code >= 500:
+            self._server_error(port, label, answer)
+            return None
+        self.ok += answer.status_code == 200
+        try:
+            return answer.json() if answer.status_code == 200 else None
+        except ValueError:
+            self.errors.append(f"port {port} {label}: {answer.status_code} answer is not JSON")
+            return None
 
     def _fetch_deps(self, port: int) -> dict[str, dict] | None:
         try:
@@ -200,6 +298,10 @@ class Poller(threading.Thread):
             page.state = apply_patch(page.state, data)
         elif data is not None:
             page.state = data
+            page.rebuild = False
+        seen = (response.get("train-seen") or {}).get("data")
+        if seen is not None:
+            page.seen = seen
         for sid, props in response.items():
             if not sid.startswith("train-graph-") or "figure" not in props:
                 continue
@@ -216,14 +318,17 @@ class Poller(threading.Thread):
             if op["operation"] == "Append" and loc == ["data"]:
                 traces.append([_last((value or {}).get("x")), len((value or {}).get("x") or [])])
             elif op["operation"] == "Extend" and len(loc) == 3 and loc[0] == "data" and loc[2] == "x":
-                index = loc[1]
-                if index >= len(traces) or not value:
-                    continue
-                last, count = traces[index]
-                steps = [v for v in value if isinstance(v, (int, float))]
-                if (last is not None and steps and steps[0] <= last) or any(b <= a for a, b in zip(steps, steps[1:])):
-                    self._went_back = True
-                traces[index] = [steps[-1] if steps else last, count + len(value)]
+                self._extend_trace(page, panel, loc[1], value or [])
+
+    def _extend_trace(self, page: _Page, panel: str, index: int, value: list) -> None:
+        traces = page.traces.setdefault(panel, [])
+        if index >= len(traces) or not value:
+            return
+        last, count = traces[index]
+        steps = [v for v in value if isinstance(v, (int, float))]
+        if (last is not None and steps and steps[0] <= last) or any(b <= a for a, b in zip(steps, steps[1:])):
+            self._went_back = True
+        traces[index] = [steps[-1] if steps else last, count + len(value)]
 
     def summary(self) -> dict:
         return {"http_500": self.http_500, "requests": self.requests, "ok": self.ok, "no_content": self.no_content,

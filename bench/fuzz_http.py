@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             url_results.append(fz.get(f"{path}?{name}={fz.rng.choice(words)}"))
     per_page = max(4, args.payloads // 10 // max(1, len(pages)))
     url_results += fz.search_junk(pages, QUERY_PARAMS, per_page)
+    # the Training page's plain live route (not a callback, so not in /_dash-dependencies)
+    good = {"run": [",".join(runs.values()), *runs.values()], "since": ["0", "5"], "smooth": ["0", "0.6"]}
+    url_results += fz.route_junk("/_deepscope/live", ("run", "since", "smooth"), per_page, good)
 
     # callback junk, one run at a time: its pages rendered and their callbacks answered with what the
     # pages hold (so stores of steps, selections and settings fit that run), then the junk

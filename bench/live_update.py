@@ -17,20 +17,20 @@ Measured:
   ``train/loss`` trace in ``document.querySelector('#train-graph-loss .js-plotly-plot').data``
   together with the page's ``Date.now()``. Lag of a step = first page time it is in the
   graph minus its commit time. p50 / p95 / max over ``--samples`` steps.
-* **bytes per update** (``bytes_per_update``): the body of the ``_dash-update-component``
-  response to the interval callback carrying exactly one new logged step, as sent on the
-  wire to a client that accepts compression like every browser (the app compresses with
-  flask-compress; the uncompressed JSON size is printed too), measured by
-  replaying with ``requests`` the very payload the page sent (taken from Chrome's
-  performance log, ``Network.requestWillBeSent``), its cursor set one step back. The same
+* **bytes per update** (``bytes_per_update``): the body of the live route's answer
+  (``/_deepscope/live``, polled by the page's clientside timer: dashboard/views/training/live_route.py)
+  carrying exactly one new logged step, as sent on the wire to a client that accepts compression like
+  every browser (the route gzips only large answers; the uncompressed JSON size is printed too), measured
+  by replaying with ``requests`` the very address the page asked (taken from Chrome's performance log,
+  ``Network.requestWillBeSent``), its cursor set one step back. The same
   log also gives what the live page really received during the lag phase: body bytes
   (``Network.dataReceived``) and bytes on the wire, headers included
   (``Network.loadingFinished.encodedDataLength``); those responses carry 1-2 steps.
 * **server time** (``server_ms``): median over ``--calls`` in-process calls of
-  ``dashboard.views.training.live.live_update`` (the live callback's body: the store query after the
-  cursor, grouping, EMA, building the patches) on the same store, one new step per call;
+  ``LiveAnswers.answer`` (the live route's body: the head refresh with its store query after the
+  cursor, grouping, thinning, EMA parts, JSON) on the same store, one new step per call;
   also the "nothing new" path and the HTTP round trip of the replayed request
-  (``http_ms``, Flask dev server, includes JSON serialisation and localhost HTTP).
+  (``http_ms``, Flask dev server, includes localhost HTTP).
 
 Targets: lag p95 <= 1 s at the Training page's default poll (850 ms, its one timer); <= 2 KB and <= 10 ms per update.
 
@@ -165,6 +165,9 @@ def network_log(driver) -> dict[str, dict]:
     return reqs
 
 
+LIVE_PATH = "/_deepscope/live"
+
+
 def state_of(req: dict, missing=None):
     """The live-state value a request to the live callback sent (None: the page had none yet)."""
     if "_dash-update-component" not in req["url"] or not req["post"]:
@@ -176,37 +179,30 @@ def state_of(req: dict, missing=None):
 
 
 def is_live_poll(req: dict) -> bool:
-    """The Training page's live callback fired by its interval."""
-    if "_dash-update-component" not in req["url"] or not req["post"]:
-        return False
-    body = json.loads(req["post"])
-    return body.get("changedPropIds") == [f"{ids.TRAIN_INTERVAL}.n_intervals"] and \
-        f"{ids.TRAIN_STATE}.data" in body.get("output", "")
+    """The Training page's live poll (its clientside timer's GET of the live route)."""
+    return LIVE_PATH in req["url"] and not req["post"]
 
 
-def replay_one_step(base_url: str, payload: dict, store: RunStore, run_id: str,
+def replay_one_step(base_url: str, address: str, store: RunStore, run_id: str,
                     calls: int) -> tuple[int, list[float], dict]:
-    """POST the page's own live payload with its cursor one logged step back; (bytes, ms list, body)."""
+    """GET the page's own live-route address with its cursor one logged step back; (bytes, ms list, body)."""
     import requests
+    from urllib.parse import parse_qs, urlencode, urlsplit
 
-    payload = json.loads(json.dumps(payload))
-    state = next(s for s in payload["state"] if s["id"] == ids.TRAIN_STATE)["value"]
-    cursor = state["cursors"][run_id]
-    rows, _ = store.scalars_after(run_id, cursor)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(address).query).items()}
+    rows, _ = store.scalars_after(run_id, 0)
     row_ids = [r[0] for r in rows]
     per_step = len(SERIES)
-    if len(row_ids) < per_step:
-        raise RuntimeError("not enough rows after the captured cursor to replay one step")
-    if len(row_ids) > per_step:
-        state["cursors"][run_id] = row_ids[-per_step - 1]
-    url = base_url + "/_dash-update-component"
+    if len(row_ids) <= per_step:
+        raise RuntimeError("not enough rows to replay one step")
+    query["since"] = str(row_ids[-per_step - 1])
+    url = f"{base_url}{LIVE_PATH}?{urlencode(query)}"
     session = requests.Session()
     sizes, times = [], []
     for _ in range(calls):
         t0 = time.perf_counter()
         # as a browser asks: compressed if the server offers it; count the bytes on the wire
-        resp = session.post(url, json=payload, timeout=10, stream=True,
-                            headers={"Accept-Encoding": "gzip, deflate, br"})
+        resp = session.get(url, timeout=10, stream=True, headers={"Accept-Encoding": "gzip, deflate, br"})
         wire = resp.raw.read(decode_content=False)
         times.append((time.perf_counter() - t0) * 1000)
         resp.raise_for_status()
@@ -217,30 +213,30 @@ def replay_one_step(base_url: str, payload: dict, store: RunStore, run_id: str,
 
 
 def time_live_callback(store: RunStore, run_id: str, calls: int) -> dict:
-    """In-process timings of the live callback's body on this store."""
-    from dash.exceptions import PreventUpdate
-
+    """In-process timings of the live route's body on this store (each update refreshes the run's head)."""
+    from dashboard import live_heads
     from dashboard.data import DashboardData
-    from dashboard.views.training.live import apply_state_update, build_figures, live_update
+    from dashboard.views.training.live import build_figures
+    from dashboard.views.training.live_route import LiveAnswers
 
     data = DashboardData(store, cache=None)
+    answers = LiveAnswers(data)
     t0 = time.perf_counter()
     _figs, state = build_figures(data, [run_id], SMOOTHING)
     build_s = time.perf_counter() - t0
+    cursor = json.loads(answers.answer([run_id], [state["cursors"][run_id]], SMOOTHING))["r"][run_id]["cursor"]
     step = store.get_run(run_id)["step"] + 1
     update_ms, idle_ms = [], []
     for _ in range(calls):
         store.log_scalars(run_id, rows_for(step, time.time()), step=step)
         step += 1
+        live_heads.HEAD_MAX_AGE_S, kept = 0.0, live_heads.HEAD_MAX_AGE_S  # this call refreshes the head
         t0 = time.perf_counter()
-        _out, update = live_update(data, [run_id], SMOOTHING, state)
-        state = apply_state_update(state, update)
+        cursor = json.loads(answers.answer([run_id], [cursor], SMOOTHING))["r"][run_id]["cursor"]
         update_ms.append((time.perf_counter() - t0) * 1000)
+        live_heads.HEAD_MAX_AGE_S = kept
         t0 = time.perf_counter()
-        try:
-            live_update(data, [run_id], SMOOTHING, state)
-        except PreventUpdate:
-            pass
+        answers.answer([run_id], [cursor], SMOOTHING)
         idle_ms.append((time.perf_counter() - t0) * 1000)
     t0 = time.perf_counter()
     series, _cursor = data.initial_series(run_id)
@@ -325,8 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         if not updates:
             raise RuntimeError("no live update responses were seen in the performance log")
 
-        replay_bytes, http_ms, replay_body = replay_one_step(base, json.loads(updates[0]["post"]), store,
-                                                              run_id, calls)
+        replay_bytes, http_ms, replay_body = replay_one_step(base, updates[0]["url"], store, run_id, calls)
         stop_process(server)
         server = None
         inproc = time_live_callback(store, run_id, calls)
@@ -341,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     server_ms = statistics.median(inproc["update_ms"])
     live_body = statistics.median(r["body"] for r in updates)
     live_wire = statistics.median(r["wire"] for r in updates if r["wire"] is not None)
-    patched = list(json.loads(replay_body).get("response", {}))
+    patched = sorted({name for part in json.loads(replay_body)["r"].values() if part
+                      for chunk in part["chunks"] for name in chunk})
     gzip_bytes = len(gzip.compress(replay_body))
 
     def verdict(ok: bool) -> str:
@@ -356,11 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    uncompressed JSON body {len(replay_body)} B; gzip of it {gzip_bytes} B")
     print(f"    live page during the lag run: {len(polls)} polls, {len(updates)} with data; median body "
           f"{live_body:.0f} B, on the wire {live_wire:.0f} B (headers included; 1-2 steps each)")
-    print(f"    components patched: {', '.join(patched)}")
-    print(f"  server time per update (in-process live_update, 1 new step, median of {calls}): {server_ms:.2f} ms "
+    print(f"    series in it: {', '.join(patched)}")
+    print(f"  server time per update (in-process live route, 1 new step, median of {calls}): {server_ms:.2f} ms "
           f"(p95 {pct(inproc['update_ms'], 95):.2f})   target <= {TARGET_SERVER_MS:.0f} ms: "
           f"{verdict(server_ms <= TARGET_SERVER_MS)}")
-    print(f"    nothing new (PreventUpdate): {statistics.median(inproc['idle_ms']):.2f} ms; HTTP round trip of "
+    print(f"    nothing new: {statistics.median(inproc['idle_ms']):.2f} ms; HTTP round trip of "
           f"the replayed request: median {statistics.median(http_ms):.2f} ms, p95 {pct(http_ms, 95):.2f} ms")
     print(f"  initial load: cold {load_cold:.2f} s, warm {load_warm:.2f} s in the browser; in-process "
           f"build_figures {inproc['build_s']:.2f} s (of which initial_series {inproc['series_load_s']:.2f} s uncached), "

@@ -6,15 +6,19 @@
    unless ``--analysis``, so the projection worker's bursts do not blur the training rates).
 3. **Capture**: headless Chromium (Debian's, through selenium) opens ``/?run=A`` and ``/?run=B`` and stays
    ``--capture-s`` seconds on each; Chrome's performance log gives every ``_dash-update-component`` body
-   the page sent. The ones fired by a ``dcc.Interval`` (``changedPropIds`` all ``*.n_intervals``) are the
-   page's timers, each replayed at its own period (the median gap between its requests in the capture);
-   the others sent while the page loaded are its first requests, replayed once.
+   the page sent and every GET of the live route (``/_deepscope/live``: the Training page's clientside
+   poll, assets/training_live.js). Callbacks fired by a ``dcc.Interval`` (``changedPropIds`` all
+   ``*.n_intervals``) are timers, and the live GETs one more; each is replayed at its own period (the median
+   gap between its requests in the capture); the callbacks sent before the first timer are the page's
+   first requests, replayed once.
 4. **Replay**: ``--viewers`` threads per timer (half the viewers on each run) post those bodies at the
    page's pace, with every input and state value taken from the answers that viewer got before (Dash
    ``Patch`` answers applied, as :mod:`bench._faults_poll` does), and ``n_intervals`` counting up. A
-   callback whose input an answer set is posted next, as Dash chains callbacks. Closed loop: a timer's
-   next request waits for its previous answer (a browser would not, so an overloaded server looks better
-   here than it is).
+   callback whose input an answer set is posted next, as Dash chains callbacks. The live GET asks for the
+   rows after the cursors of the viewer's live state, moves them on, and pokes the page's Python callback
+   when the answer says the page would (:func:`bench._faults_poll.live_needs`, at most once per signature
+   every 5 s, as the page does). Closed loop: a timer's next request waits for its previous answer (a
+   browser would not, so an overloaded server looks better here than it is).
 5. **Training slowdown**: blocks of ``--block-s`` seconds without and with viewers alternate (``--seconds``
    of each in all; the pages wait between blocks and keep their state), so the machine's other load falls
    on both alike. Each run's steps/s (its ``step`` in the store) per block; ``train_slowdown`` = 1 - median
@@ -60,12 +64,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _faults_poll import PATCH_KEY, apply_patch  # noqa: E402
+from _faults_poll import LIVE_PATH, PATCH_KEY, POKE, advanced, apply_patch, live_needs, live_url  # noqa: E402
 from _harness import free_port, start_browser, stop_process  # noqa: E402
 from _viewers_procs import TASKS, cpu_seconds, start_gunicorn, start_runs, start_serve, wait_for_runs  # noqa: E402
 
 DISPATCH = "/_dash-update-component"
 TARGETS = {"p95_ms": 300.0, "errors": 0, "train_slowdown": 0.05, "requests_per_viewer_s": 1.2}
+LIVE_OUTPUT = "live-route"  # how the live GETs are counted beside the callbacks' outputs
+REPOKE_S = 5.0  # assets/training_live.js REPOKE_MS
 LOSS_JS = ("const gd = document.querySelector('#train-graph-loss .js-plotly-plot');"
            "return !!(gd && gd.data && gd.data.some(t => t.x && t.x.length));")
 
@@ -73,7 +79,8 @@ LOSS_JS = ("const gd = document.querySelector('#train-graph-loss .js-plotly-plot
 # -- capture ---------------------------------------------------------------------------------------------
 
 def capture(driver, url: str, seconds: float, save: Path | None = None) -> tuple[list[dict], dict[str, dict]]:
-    """(first requests in order, {output: timer template with "period_s"}) of the page at ``url``."""
+    """(first requests in order, {output: timer template with "period_s"}) of the page at ``url``; the live
+    route's GETs are the timer ``LIVE_OUTPUT`` (template ``{"url": ..., "period_s": ...}``)."""
     driver.get("about:blank")  # the previous page's timers stop here
     driver.get_log("performance")  # drop what came before
     opened = time.time()
@@ -84,26 +91,35 @@ def capture(driver, url: str, seconds: float, save: Path | None = None) -> tuple
             raise RuntimeError(f"the loss graph of {url} had no data after 60 s")
         time.sleep(0.1)
     time.sleep(seconds)
-    posts = []
+    posts, gets = [], []
     for entry in driver.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
         if msg.get("method") != "Network.requestWillBeSent":
             continue
-        req = msg["params"]["request"]
-        if DISPATCH in req["url"] and req.get("postData") and msg["params"].get("wallTime", opened) >= opened:
-            posts.append((msg["params"].get("wallTime", 0.0), json.loads(req["postData"])))
+        req, t = msg["params"]["request"], msg["params"].get("wallTime", opened)
+        if t < opened:
+            continue
+        if DISPATCH in req["url"] and req.get("postData"):
+            posts.append((t, json.loads(req["postData"])))
+        elif LIVE_PATH in req["url"] and req.get("method") == "GET":
+            gets.append((t, req["url"]))
     if save is not None:
-        save.write_text(json.dumps([[t, b] for t, b in posts], indent=1))
+        save.write_text(json.dumps({"posts": [[t, b] for t, b in posts], "gets": gets}, indent=1))
     first, timers, times = [], {}, {}
+    first_timer_at = gets[0][0] if gets else float("inf")
     for t, body in posts:
         changed = body.get("changedPropIds") or []
         if changed and all(c.endswith(".n_intervals") for c in changed):
             timers.setdefault(body["output"], body)
             times.setdefault(body["output"], []).append(t)
-        elif not timers:
-            first.append(body)
+            first_timer_at = min(first_timer_at, t)
+    first = [body for t, body in posts if t < first_timer_at and body["output"] not in timers]
+    if gets:
+        path = gets[0][1].split("//", 1)[-1]
+        timers[LIVE_OUTPUT] = {"output": LIVE_OUTPUT, "url": path[path.index("/"):]}
+        times[LIVE_OUTPUT] = [t for t, _ in gets]
     if not timers:
-        raise RuntimeError(f"no timer-driven callback was seen on {url} in {seconds:.0f} s")
+        raise RuntimeError(f"no timer-driven request was seen on {url} in {seconds:.0f} s")
     for output, body in timers.items():
         gaps = [b - a for a, b in zip(times[output], times[output][1:])]
         body["period_s"] = round(statistics.median(gaps), 2) if gaps else 1.0
@@ -146,32 +162,51 @@ class Viewer:
 
     def __init__(self, base: str, first: list[dict], timers: dict[str, dict], stats: Stats, timeout: float):
         self.base, self.first, self.timers, self.stats, self.timeout = base, first, timers, stats, timeout
-        self.templates = {b["output"]: b for b in [*first, *timers.values()]}
+        bodies = [*first, *(t for o, t in timers.items() if o != LIVE_OUTPUT)]
+        self.templates = {b["output"]: b for b in bodies}
         self.values: dict[tuple[str, str], object] = {}
         self.lock = threading.Lock()
         self.local = threading.local()
-        for body in [*first, *timers.values()]:
+        self.poked, self.poked_at, self.pokes = None, 0.0, 0
+        for body in bodies:
             for d in [*_pairs(body, "inputs"), *_pairs(body, "state")]:
                 self.values.setdefault((d["id"], d["property"]), d.get("value"))
+        # the callback the live poll pokes (dashboard/views/training/tick.py), when the page has one
+        self.poke_template = next((b for b in bodies if any((d["id"], d["property"]) == POKE
+                                                          for d in _pairs(b, "inputs"))), None)
 
-    def _send(self, payload: str) -> tuple[int, bytes]:
-        """POST one callback over this thread's kept-alive connection: ``(status, decoded body)``.
+    def _send(self, payload: str | None, path: str = DISPATCH) -> tuple[int, bytes]:
+        """POST one callback (GET ``path`` when ``payload`` is None) over this thread's kept-alive connection:
+        ``(status, decoded body)``.
 
         http.client, not requests: the client shares the machine's two cores with the runs it measures (real
         viewers' browsers would not), and requests cost about 1 ms of CPU more per request."""
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            host, port = self.base.split("//", 1)[1].split(":")
-            conn = self.local.conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
-        try:
-            conn.request("POST", DISPATCH, body=payload.encode(),
-                         headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        except Exception:
-            conn.close()
-            self.local.conn = None
-            raise
+        for attempt in range(2):
+            conn = getattr(self.local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                host, port = self.base.split("//", 1)[1].split(":")
+                conn = self.local.conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+            try:
+                if payload is None:
+                    conn.request("GET", path, headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate, br"})
+                else:
+                    conn.request("POST", DISPATCH, body=payload.encode(),
+                                 headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"})
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                self.local.conn = None
+                if not reused or attempt:
+                    raise
+                # the server closed a kept-alive connection that sat idle (gunicorn: after 2 s, e.g. over a block
+                # without viewers): a browser sends the request again on a new one, so does this client
+            except Exception:
+                conn.close()
+                self.local.conn = None
+                raise
         if resp.getheader("Connection", "").lower() == "close":
             conn.close()
             self.local.conn = None
@@ -224,12 +259,49 @@ class Viewer:
         if depth > 3 or not set_props:
             return
         for out, template in self.timers.items():  # Dash fires the callbacks whose inputs an answer set
-            if out == output:
+            if out in (output, LIVE_OUTPUT):
                 continue
             ins = {f"{d['id']}.{d['property']}" for d in _pairs(template, "inputs")}
             hit = [p for p in set_props if p in ins]
             if hit:
                 self.post(template, hit, depth + 1)
+
+    def poll_live(self) -> None:
+        """The page's clientside poll: GET the rows after the live state's cursors, move the cursors on, and
+        poke the Python callback when the page would (assets/training_live.js)."""
+        with self.lock:
+            state, seen = self.values.get(("train-state", "data")), self.values.get(("train-seen", "data"))
+        if not (isinstance(state, dict) and state.get("key") and state.get("cursors") is not None):
+            return  # no figures yet: the page waits too
+        t0 = time.perf_counter()
+        status, size, error, answer = None, 0, None, None
+        try:
+            status, raw = self._send(None, live_url(state))
+            size = len(raw)
+            if status == 200:
+                answer = json.loads(raw)
+            else:
+                error = f"HTTP {status} for the live route: {raw[:200]!r}"
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            error = f"{type(exc).__name__} for the live route: {str(exc)[:200]}"
+        self.stats.add(LIVE_OUTPUT, (time.perf_counter() - t0) * 1000, status, size, error, False)
+        if answer is None:
+            return
+        want = live_needs(answer, state["key"]["runs"], state, seen)
+        if want != "rebuild":
+            with self.lock:
+                if self.values.get(("train-state", "data")) is state:  # no whole figures came meanwhile
+                    self.values[("train-state", "data")] = advanced(state, answer)
+        if want and self.poke_template is not None:
+            sig = f"rebuild:{state.get('gen')}" if want == "rebuild" else \
+                "status:" + json.dumps([answer.get("runs")] + [(r or {}).get("status") for r in answer["r"].values()]
+                                       + [(r or {}).get("samples") for r in answer["r"].values()])
+            now = time.monotonic()
+            if sig != self.poked or now - self.poked_at >= REPOKE_S:
+                self.poked, self.poked_at, self.pokes = sig, now, self.pokes + 1
+                with self.lock:
+                    self.values[POKE] = {"n": self.pokes, "rebuild": want == "rebuild"}
+                self.post(self.poke_template, [f"{POKE[0]}.{POKE[1]}"])
 
     def open_page(self) -> None:
         for body in self.first:
@@ -238,6 +310,7 @@ class Viewer:
     def run_timer(self, output: str, halt: threading.Event, active: threading.Event, phase: float) -> None:
         template = self.timers[output]
         interval_inputs = [d for d in _pairs(template, "inputs") if d["property"] == "n_intervals"]
+        send = self.poll_live if output == LIVE_OUTPUT else lambda: self.post(template)
         period, n, due = template["period_s"], 0, time.monotonic()
         while not halt.is_set():
             if not active.is_set():  # a block without viewers: the page waits (its state is kept)
@@ -253,7 +326,7 @@ class Viewer:
             with self.lock:
                 for d in interval_inputs:
                     self.values[(d["id"], "n_intervals")] = n
-            self.post(template)
+            send()
             due = max(due + period, time.monotonic())
 
 

@@ -30,6 +30,7 @@ from dashboard.data import DashboardData
 from dashboard.export_route import register_export
 from dashboard.health import register_health
 from dashboard.login import register_login
+from dashboard.views.training.live_route import LiveAnswers, register_live
 from dashboard.security import SecurityConfig, current_user, install_guard, security_from_env
 
 ROOT = Path(__file__).resolve().parent
@@ -37,9 +38,9 @@ PAGES_FOLDER = ROOT / "views"
 ASSETS_FOLDER = ROOT.parent / "assets"
 DEFAULT_DATA_DIR = "./deepscope-data"
 DEFAULT_POLL_MS = 500  # the other pages' timers are multiples of it (2-5 s for snapshots)
-# The Training page's one timer. Each tick is one request per viewer (answered from the shared run heads,
-# with no update when nothing is new), so a viewer costs ~1.2 requests/s; a point waits at most one period
-# plus the heads' age (dashboard/live_heads.py): lag p95 under 1 s (bench/live_update.py, bench/viewers.py).
+# The Training page's one timer. Each tick is one plain GET of the live route per viewer (answered from the
+# shared run heads, dashboard/views/training/live_route.py), so a viewer costs ~1.2 requests/s; a point waits
+# at most one period plus the heads' age (dashboard/live_heads.py): lag p95 under 1 s (bench/live_update.py).
 DEFAULT_TRAINING_POLL_MS = 850
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
     _register_nav_callback(app)
     register_health(app.server)
     register_export(app.server, lambda: data.store)
+    register_live(app.server, LiveAnswers(data))
     finish_dash_setup(app)
     return app
 

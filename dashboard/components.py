@@ -55,12 +55,14 @@ def spec_line(summary: dict) -> html.Div:
                      for k, v in facts if v not in (None, "", "?")], className="facts")
 
 
-def run_status_card(run: dict, summary: dict) -> html.Div:
-    """Status, progress and spec of one run; a failed run shows its error text."""
+def run_status_card(run: dict, summary: dict, step_id: dict | str | None = None) -> html.Div:
+    """Status, progress and spec of one run; a failed run shows its error text. ``step_id``: an id for the
+    progress text (the Training page keeps its step current from the browser)."""
     total = summary.get("steps")
     progress = f"step {run.get('step', 0):,}" + (f" / {total:,}" if isinstance(total, int) else "")
+    step = html.Span(progress, className="muted", **({"id": step_id} if step_id is not None else {}))
     head = html.Div([html.Strong(run.get("name") or run["id"]), html.Span(run["id"], className="muted mono"),
-                     status_badge(run["status"]), html.Span(progress, className="muted")], className="run-head")
+                     status_badge(run["status"]), step], className="run-head")
     parts = [head, spec_line(summary)]
     links = view_links(run)
     if links:

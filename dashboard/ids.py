@@ -10,6 +10,7 @@ TRAIN_SMOOTHING = "train-smoothing"      # EMA weight slider
 TRAIN_INTERVAL = "train-interval"        # live poll
 TRAIN_SEEN = "train-seen"                # run heads the page shows (dcc.Store; dashboard/views/training/tick.py)
 TRAIN_STATE = "train-state"              # cursors + trace-index map (dcc.Store)
+TRAIN_POKE = "train-poke"                # the page's poll asks the Python callback to draw (dcc.Store)
 TRAIN_STATUS = "train-status"            # status badges, errors, spec summaries
 TRAIN_PAUSE = "train-pause"
 TRAIN_RESUME = "train-resume"

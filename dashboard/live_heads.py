@@ -3,8 +3,8 @@
 A run's *head* is its row (status, step, attempt, name, error), its scalar cursor (the id of its newest
 scalar row) and, for language-model runs, the signature of its text-sample snapshots. Heads live in the
 dashboard's flask-caching cache (the shared folder by default, Redis in docker-compose), so a Training
-page whose state already shows a run's head is answered "no update" without touching the store or
-building anything (:mod:`dashboard.views.training.tick`).
+page's live poll (:mod:`dashboard.views.training.live_route`) is answered from them without touching the
+store, and its Python callback (:mod:`dashboard.views.training.tick`) draws nothing it already shows.
 
 A head older than :data:`HEAD_MAX_AGE_S` is refreshed by whichever request meets it first: one primary-key
 read of the run row and one indexed read of the scalar rows after the previous head's cursor. The head
@@ -54,7 +54,7 @@ WINDOW_ROWS = 2000       # and at most about this many rows
 TAIL_S = 20.0            # this process keeps the rows of the heads it saw this long (a page back from a pause)
 TAIL_ROWS = 20_000       # and at most about this many rows per run
 PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
-LONE_WRITE_S = 2.0       # ... to the shared cache at most this often
+LONE_WRITE_S = 10.0      # ... to the shared cache at most this often (a write there costs ~5 ms: files)
 
 
 class RunHeads:
@@ -204,6 +204,21 @@ class RunHeads:
             self.data.cache_set(key, value, RANGE_TTL)
         self._remember_range(key, value)
         return {name: {"x": list(v["x"]), "y": list(v["y"])} for name, v in value[0].items()}, value[1]
+
+    def boundaries(self, head: dict) -> list[int]:
+        """The cursors the head's window is cut at: where each of its refreshes started, then its own cursor.
+        Every page that polled within the window holds one of them (ascending; equal when a refresh found
+        nothing new)."""
+        return [m[1] for m in head.get("marks") or []] + [head["cursor"]]
+
+    def rows_in(self, head: dict, lo: int, hi: int) -> dict[str, dict[str, list]] | None:
+        """The head's rows with ids in ``(lo, hi]``, grouped by name; None when its window does not hold them."""
+        marks, rows = head.get("marks") or [], head.get("rows")
+        if not marks or lo < marks[0][1] or hi > head["cursor"] or not isinstance(rows, dict):
+            return None
+        ids = rows["id"]
+        a, b = bisect.bisect_right(ids, lo), bisect.bisect_right(ids, hi)
+        return _grouped(_zipped({k: v[a:b] for k, v in rows.items()}))
 
     def _from_tail(self, rid: str, cursor: int, head_cursor: int) -> list | None:
         """``[grouped rows, head_cursor]`` from this process's tail of the run, or None when it does not

@@ -1,5 +1,6 @@
-"""What a Training-page viewer costs: one timer, one callback, polls with nothing new answered from the shared
-run heads (dashboard/live_heads.py, dashboard/views/training/tick.py) without touching the store."""
+"""What a Training-page viewer costs: one timer driving a clientside poll of the plain live route
+(dashboard/views/training/live_route.py), answered from the shared run heads (dashboard/live_heads.py) without
+touching the store; the Python callback (dashboard/views/training/tick.py) only when the page pokes it."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from dashboard import ids, live_heads
 from dashboard.live_heads import RunHeads
 from dashboard.app import create_app
 from dashboard.data import DashboardData
+from dashboard.views.training.live_route import merged
 from dashboard.safe_cache import SafeFileSystemCache  # noqa: F401 - the type the app configures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,13 +57,23 @@ class Page:
     def __init__(self, client, run_id: str):
         self.client = client
         deps = client.get("/_dash-dependencies", environ_base=LOCAL).get_json()
-        self.dep = next(d for d in deps if f"{ids.TRAIN_STATE}.data" in d["output"])
+        self.dep = next(d for d in deps if f"{ids.TRAIN_STATUS}.children" in d["output"])
         self.outputs = [dict(zip(("id", "property"), o.rsplit(".", 1)))
                         for o in self.dep["output"].strip(".").split("...")]
         self.values = {(ids.TRAIN_RUNS, "value"): [run_id], (ids.TRAIN_SMOOTHING, "value"): 0.6}
         self.n = 0
 
-    def poll(self, changed: str = f"{ids.TRAIN_INTERVAL}.n_intervals"):
+    def live(self, run_id: str) -> dict:
+        """What the page's clientside poll asks the live route, from the cursor its state holds."""
+        state = self.values[(ids.TRAIN_STATE, "data")]
+        answer = self.client.get(f"/_deepscope/live?run={run_id}&since={state['cursors'][run_id]}&smooth=0.6",
+                                 environ_base=LOCAL)
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+        part = answer.get_json()["r"][run_id]
+        state["cursors"][run_id] = part["cursor"]
+        return part
+
+    def poll(self, changed: str = f"{ids.TRAIN_POKE}.data"):
         from bench._faults_poll import PATCH_KEY, apply_patch
 
         self.n += 1
@@ -95,14 +107,18 @@ def served(tmp_path, monkeypatch):
     return app, store, run_id
 
 
-def test_vc001_one_timer_drives_curves_status_and_samples(served):
+def test_vc001_one_timer_drives_a_clientside_poll_and_the_python_callback_only_when_poked(served):
     app, _store, _run_id = served
     deps = app.server.test_client().get("/_dash-dependencies", environ_base=LOCAL).get_json()
     timed = [d for d in deps if any(i["property"] == "n_intervals" and i["id"].startswith("train-")
                                     for i in d["inputs"])]
-    assert len(timed) == 1, [d["output"] for d in timed]
-    for part in (f"{ids.TRAIN_STATE}.data", f"{ids.TRAIN_STATUS}.children", "train-samples-body.children"):
+    assert len(timed) == 1 and timed[0]["clientside_function"]["function_name"] == "poll", timed
+    for part in (f"{ids.TRAIN_STATE}.data", f"{ids.graph_id('loss')}.figure", f"{ids.TRAIN_POKE}.data"):
         assert part in timed[0]["output"]
+    python = next(d for d in deps if f"{ids.TRAIN_STATUS}.children" in d["output"])
+    assert python.get("clientside_function") is None and python["inputs"][0]["id"] == ids.TRAIN_POKE
+    for part in (f"{ids.TRAIN_STATE}.data", "train-samples-body.children"):
+        assert part in python["output"]
 
 
 def test_vc002_a_poll_with_nothing_new_reads_nothing(served):
@@ -116,19 +132,19 @@ def test_vc002_a_poll_with_nothing_new_reads_nothing(served):
     time.sleep(0.1)
     _log(store, run_id, 30)
     time.sleep(0.1)
-    streamed = page.poll()
-    assert streamed is not None and streamed[ids.graph_id("loss")]["figure"].get("__dash_patch_update")
-    assert page.values[(ids.TRAIN_STATE, "data")]["cursors"][run_id] == store.scalars_after(run_id, 0)[1]
+    part = page.live(run_id)
+    assert merged(part)["train/loss"]["x"] == [30] and part["cursor"] == store.scalars_after(run_id, 0)[1]
     live_heads.HEAD_MAX_AGE_S = live_heads.RUNS_MAX_AGE_S = 60.0  # the heads stay fresh from here on
     page.poll()  # takes up what came between (the samples card's first answer, the status)
     counting.fail = True
-    assert page.poll() is None  # 204: nothing new, answered from the head
-    assert page.poll() is None
+    assert merged(page.live(run_id)) == {}  # nothing new: answered from the head
+    assert page.poll() is None  # and a poke with nothing to draw: 204
 
 
 def test_vc003_viewers_share_one_head_refresh_and_its_rows(served):
     app, store, run_id = served
     data = app.server.extensions["deepscope"].data
+    answers = app.server.extensions["deepscope_live"]
     pages = [Page(app.server.test_client(), run_id) for _ in range(5)]
     for page in pages:
         page.poll(f"{ids.TRAIN_RUNS}.value")
@@ -137,13 +153,12 @@ def test_vc003_viewers_share_one_head_refresh_and_its_rows(served):
     _log(store, run_id, 31)
     counting = CountingStore(data.store)
     data.store = counting
-    answers = [pages[0].poll()]  # its head is older than HEAD_MAX_AGE_S: refreshed
+    built = answers.built
+    parts = [pages[0].live(run_id)]  # its head is older than HEAD_MAX_AGE_S: refreshed
     live_heads.HEAD_MAX_AGE_S = 60.0  # the other four take that head
-    answers += [page.poll() for page in pages[1:]]
-    assert all(a is not None and ids.graph_id("loss") in a for a in answers)
+    parts += [page.live(run_id) for page in pages[1:]]
     assert counting.calls.count("get_run") <= 1 and counting.calls.count("scalars_after") <= 1, counting.calls
-    extends = [op for op in answers[-1][ids.graph_id("loss")]["figure"]["operations"] if op["operation"] == "Extend"]
-    assert [30, 31] in [op["params"]["value"] for op in extends]
+    assert all(merged(p)["train/loss"]["x"] == [30, 31] for p in parts) and answers.built == built + 1
 
 
 def test_vc004_heads_survive_a_failing_cache(tmp_path):

@@ -157,6 +157,17 @@ def test_junk_to_every_callback_gets_no_500(send, data_dir):
     assert not [r for r in fz.results if r.seconds > 5], "slow answers"
 
 
+def test_junk_to_the_live_route_gets_a_400_or_an_answer_never_a_500(send, data_dir):
+    """The Training page's plain live route (dashboard/views/training/live_route.py): junk query strings, some
+    naming real runs, get a 400 with a reason or (when they happen to be valid) an answer; never a 500."""
+    _data, runs = data_dir
+    fz = Fuzzer(send, fetch_dependencies(send), seed=2)
+    good = {"run": [",".join(runs.values()), *runs.values()], "since": ["0", "0,0", "5"], "smooth": ["0", "0.6"]}
+    results = fz.route_junk("/_deepscope/live", ("run", "since", "smooth", "x"), 300, good)
+    assert {r.status for r in results} <= {200, 400} and 400 in {r.status for r in results}
+    assert not [r for r in results if r.seconds > 2], "slow answers"
+
+
 def test_routing_callback_takes_junk_search_strings(send):
     fz = Fuzzer(send, [], seed=2)
     results = fz.search_junk(_pages(), ("run", "step", "pos", "win", "sel", "preset", "text", "zzz"), 6, odd=False)

@@ -13,6 +13,7 @@ The pure parts (``build_figures``, ``stream_delta``) return dicts so tests need 
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any, Callable
 
 from dash import Patch, no_update
@@ -194,7 +195,8 @@ def checked_state(state: Any) -> dict | None:
 
 
 def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict | None,
-                heads: dict[str, dict | None] | None = None) -> tuple[list, Any]:
+                heads: dict[str, dict | None] | None = None, stream: bool = True,
+                rebuild: bool = False) -> tuple[list, Any]:
     """Figures (or patches) for every panel, in ``PANELS`` order, and the state to store.
 
     The state goes back whole after a rebuild or when new series appeared, and otherwise as a
@@ -202,14 +204,24 @@ def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict 
     With ``heads`` (:meth:`dashboard.live_heads.RunHeads.heads` of the selected runs) nothing is read
     from the store when the state's cursors are at the heads, new rows come from the range the heads
     cached, and whole figures are built once per selection for every viewer (cached like the series).
+
+    ``stream=False`` (the page streams through :mod:`dashboard.views.training.live_route` instead): whole
+    figures only, when the selection changed, a run was resumed, the state is not one this module wrote, or
+    ``rebuild`` (the page saw a series it has no trace for); they are brought up to the heads and their state
+    carries a new ``gen``, so an answer of the route asked for before them is not applied after them.
+    Otherwise PreventUpdate: the curves are not this callback's business.
     """
     run_ids, smoothing = selected_runs(run_value), as_float(smoothing, 0.0, 0.0, 0.99)
     state = checked_state(state)
-    if (not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}
+    if (rebuild or not state or state.get("key") != {"runs": run_ids, "smoothing": smoothing}
             or _resumed_since(data, state, run_ids, heads)):
         figs, state = build_figures(data, run_ids, smoothing) if heads is None else \
             shared_figures(data, run_ids, smoothing, heads)
+        if not stream:
+            figs, state = caught_up(data, figs, state, heads)
         return [figs[p] for p in PANELS], state
+    if not stream:
+        raise PreventUpdate
     fetch = None
     if heads is not None:
         def fetch(rid: str, cursor: int) -> tuple[dict, int]:
@@ -220,6 +232,39 @@ def live_update(data: Any, run_value: Any, smoothing: float | None, state: dict 
         raise PreventUpdate  # nothing new: send nothing
     figures = [delta_to_patch(delta[p]) if p in delta else no_update for p in PANELS]
     return figures, state_patch(state, new_state_)
+
+
+def caught_up(data: Any, figures: dict[str, dict], state: dict, heads: dict | None) -> tuple[dict, dict]:
+    """Whole ``figures`` (built at ``state``'s cursors, maybe from a cache a few seconds old) with the rows up
+    to the heads added (new series appended), and their state with a fresh ``gen``. Touched traces are copied:
+    the cached figures stay as they were."""
+    fetch = None
+    if heads is not None:
+        def fetch(rid: str, cursor: int) -> tuple[dict, int]:
+            head = heads.get(rid)
+            return data.heads.rows_between(rid, cursor, head) if head else ({}, cursor)
+    delta, state = stream_delta(data, state, fetch)
+    figures = {p: apply_delta(fig, delta[p]) if p in delta else fig for p, fig in figures.items()}
+    return figures, {**state, "gen": secrets.token_hex(6)}
+
+
+def apply_delta(figure: dict, panel_delta: dict) -> dict:
+    """A whole figure with :func:`stream_delta`'s panel delta applied (what :func:`delta_to_patch` does in the
+    browser); ``figure`` is not changed."""
+    was_empty = not figure.get("data")
+    fig = {**figure, "data": list(figure.get("data") or []), "layout": dict(figure.get("layout") or {})}
+    for index, xs, ys in panel_delta["extend"]:
+        trace = dict(fig["data"][index])
+        trace["x"], trace["y"] = list(trace.get("x") or []) + list(xs), list(trace.get("y") or []) + list(ys)
+        fig["data"][index] = trace
+    fig["data"].extend(panel_delta["append"])
+    if panel_delta["append"] and was_empty:  # the panel was an empty note: show its axes now
+        layout = fig["layout"]
+        layout["annotations"] = []
+        layout["xaxis"] = {**(layout.get("xaxis") or {}), "visible": True}
+        layout["yaxis"] = {**(layout.get("yaxis") or {}), "visible": True}
+        layout["height"] = PANEL_HEIGHT
+    return fig
 
 
 def shared_figures(data: Any, run_ids: list[str], smoothing: float, heads: dict) -> tuple[dict, dict]:

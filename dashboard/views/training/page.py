@@ -2,13 +2,16 @@
 language models the text they write as they train (:mod:`dashboard.views.training.samples`).
 
 ``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. One timer drives one
-live callback for the curves, the status and the samples card; it is thin: the work is in
-:mod:`dashboard.views.training.tick`, :mod:`dashboard.views.training.live` and :mod:`dashboard.views.training.controls`.
+clientside poll (``assets/training_live.js``): it reads the new rows from the plain JSON route of
+:mod:`dashboard.views.training.live_route`, extends the curves in the browser, and pokes the page's Python
+callback only when the status, samples or run list changed, or whole figures are needed. The callbacks
+are thin: the work is in :mod:`dashboard.views.training.tick`, :mod:`dashboard.views.training.live` and
+:mod:`dashboard.views.training.controls`.
 """
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, clientside_callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids
@@ -64,6 +67,7 @@ def layout(**query) -> html.Div:
         html.Div(graphs[:2] + [samples_card.layout()] + graphs[2:], className="graph-grid"),
         dcc.Store(id=ids.TRAIN_STATE),
         dcc.Store(id=ids.TRAIN_SEEN),
+        dcc.Store(id=ids.TRAIN_POKE),
         dcc.Store(id=ids.TRAIN_URL_SYNC),
         # The page's one timer. Off until the first figures arrive: a slow first build must not be
         # re-requested every tick.
@@ -96,8 +100,20 @@ def _controls() -> html.Div:
     ], className="controls")
 
 
-# The page's one live callback: one timer drives the curves, the status and the samples card, and a poll
-# with nothing new is answered from the shared run heads with no update (dashboard/views/training/tick.py).
+# The page's one timer: a clientside poll of the live route extends the curves (one plain GET per tick, no
+# Dash dispatch) and writes ids.TRAIN_POKE when the Python callback below has something to draw.
+clientside_callback(
+    ClientsideFunction(namespace="deepscope_training", function_name="poll"),
+    [Output(ids.graph_id(p), "figure", allow_duplicate=True) for p in PANELS]
+    + [Output(ids.TRAIN_STATE, "data", allow_duplicate=True), Output(ids.TRAIN_POKE, "data")],
+    Input(ids.TRAIN_INTERVAL, "n_intervals"),
+    [State(ids.TRAIN_STATE, "data"), State(ids.TRAIN_SEEN, "data"), State(ids.TRAIN_RUNS, "value"),
+     State(ids.TRAIN_SMOOTHING, "value")],
+    prevent_initial_call=True)
+
+
+# Whole figures, run status and the samples card: on a new selection, a choice in the samples card, or a poke
+# (dashboard/views/training/tick.py).
 @callback([Output(ids.graph_id(p), "figure") for p in PANELS]
           + [Output(ids.TRAIN_STATE, "data"), Output(ids.TRAIN_INTERVAL, "disabled")]
           + [Output(ids.TRAIN_STATUS, "children"), Output(ids.TRAIN_CONTROL_TARGET, "children"),
@@ -105,12 +121,12 @@ def _controls() -> html.Div:
              Output(ids.TRAIN_STOP, "disabled"), Output(ids.TRAIN_LR_APPLY, "disabled"),
              Output(ids.TRAIN_RUNS, "options")]
           + samples_card.outputs() + [Output(ids.TRAIN_SEEN, "data")],
-          [Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_RUNS, "value"),
+          [Input(ids.TRAIN_POKE, "data"), Input(ids.TRAIN_RUNS, "value"),
            Input(ids.TRAIN_SMOOTHING, "value"), *samples_card.inputs()],
           [State(ids.TRAIN_STATE, "data"), State(samples_card.STATE, "data"), State(ids.TRAIN_SEEN, "data")])
-def _live(_n, run_value, smoothing, card_run, card_temperature, card_compare, state, card_state, seen):
+def _live(poke, run_value, smoothing, card_run, card_temperature, card_compare, state, card_state, seen):
     return tick(current().data, trigger_id(), run_value, smoothing, (card_run, card_temperature, card_compare),
-                state, card_state, seen)
+                state, card_state, seen, poke)
 
 
 @callback(Output(ids.TRAIN_ALERT, "children"),

@@ -1,22 +1,24 @@
-"""The Training page's one live callback: curves, run status and the samples card from one timer.
+"""The Training page's Python callback: whole curves, run status and the samples card, when they change.
 
-One ``dcc.Interval`` (``ids.TRAIN_INTERVAL``) fires one request. It reads the heads of the chosen runs
-(:mod:`dashboard.live_heads`: from the cache, shared by every viewer and worker) and answers with no
-update (HTTP 204, nothing read from the store, nothing built) when the page already shows them: its live
-state's cursors are at the heads' cursors, and ``ids.TRAIN_SEEN`` holds the heads' run and samples
-signatures and the run list's. Otherwise only the parts that changed are computed and sent:
+The page's one timer (``ids.TRAIN_INTERVAL``) drives a clientside callback (``assets/training_live.js``)
+that asks :mod:`dashboard.views.training.live_route` (a plain JSON route, outside Dash's dispatch) for the
+rows after its cursors and extends the curves in the browser. It pokes this callback (``ids.TRAIN_POKE``)
+only when something drawn here changed: a run's status, name or error, its text samples, the run list
+(signatures in the route's answer differ from those ``ids.TRAIN_SEEN`` says the page shows), or a run was
+resumed or logged a new series (``{"rebuild": true}``: whole figures again). Then only the parts that
+changed are computed and sent:
 
-- curves: :func:`dashboard.views.training.live.live_update` with the heads (rows from the range cache; whole figures
-  built once per selection for everyone);
-- status cards and control buttons, from the heads' run rows (a new step count alone at most every
-  :data:`STEP_EVERY_S`), and the run selector's options when the run list changed;
+- curves: whole figures (:func:`dashboard.views.training.live.live_update` with ``stream=False``; built
+  once per selection for everyone, brought up to the heads), on a new selection, a resume or a rebuild;
+- status cards and control buttons, from the heads' run rows, and the run selector's options when the run
+  list changed (the step a card shows is kept current by the page itself, from the route's answers);
 - the samples card, when the chosen run's sample snapshots or the viewer's choices in the card changed.
 
 Choosing runs, smoothing or something in the samples card fires the same callback at once.
 
 Example (what the page's callback does)::
 
-    outputs = tick(data, ids.TRAIN_INTERVAL, ["a1b2"], 0.6, (None, None, None), state, card_state, seen)
+    outputs = tick(data, ids.TRAIN_POKE, ["a1b2"], 0.6, (None, None, None), state, card_state, seen, poke)
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from dashboard.views.training.controls import RESUMABLE
 from dashboard.views.training.figures import PANELS
 from dashboard.inputs import as_dict, as_float
 from dashboard.views.training.live import live_update, selected_runs
+from dashboard.views.training.live_route import status_key
 from dashboard.live_heads import SnapshotsFromHeads
 
 STATUS_OUTPUTS = 7  # status cards, control target, pause/resume/stop/apply disabled, run options
@@ -50,11 +53,10 @@ def run_options(runs: list[dict]) -> list[dict]:
     return [{"label": f"{r['name']}  ({r['id']}, {r['status']})", "value": r["id"]} for r in runs]
 
 
-def status_signature(run: dict | None) -> list | None:
-    """What the status card and the buttons show of a run, but its step (see :data:`STEP_EVERY_S`)."""
-    if not run:
-        return None
-    return [run.get("status"), run.get("name"), run.get("error"), run.get("attempt")]
+def status_signature(run: dict | None) -> str | None:
+    """What the status card and the buttons show of a run, but its step (see :data:`STEP_EVERY_S`): the
+    signature the live route sends too (:func:`dashboard.views.training.live_route.status_key`)."""
+    return status_key(run)
 
 
 def seen_now(heads: dict[str, dict | None], runs_sig: str) -> dict:
@@ -66,17 +68,19 @@ def seen_now(heads: dict[str, dict | None], runs_sig: str) -> dict:
 
 
 def tick(data: Any, trigger: Any, run_value: Any, smoothing: Any, card_choices: tuple, state: Any,
-         card_state: Any, seen: Any) -> list:
-    """Every output of the page's live callback (live, status, samples card, seen), in that order.
+         card_state: Any, seen: Any, poke: Any = None) -> list:
+    """Every output of the page's Python callback (live, status, samples card, seen), in that order.
 
-    Raises PreventUpdate when nothing changed since what the page shows."""
+    ``poke``: what the page's clientside poll wrote to ``ids.TRAIN_POKE`` (``{"rebuild": true}`` asks for
+    whole figures). Raises PreventUpdate when nothing changed since what the page shows."""
     run_ids = selected_runs(run_value)
     heads = data.heads.heads(run_ids)
     now = seen_now(heads, data.heads.runs_signature())
     seen = as_dict(seen) or {}
     picked = trigger == ids.TRAIN_RUNS
     try:
-        live = live_update(data, run_ids, smoothing, state, heads)
+        rebuild = trigger == ids.TRAIN_POKE and (as_dict(poke) or {}).get("rebuild") is True
+        live = live_update(data, run_ids, smoothing, state, heads, stream=False, rebuild=rebuild)
         live_out = [*live[0], live[1], False if isinstance(live[1], dict) else no_update]
     except PreventUpdate:
         live_out = [no_update] * LIVE_OUTPUTS
@@ -101,10 +105,15 @@ def tick(data: Any, trigger: Any, run_value: Any, smoothing: Any, card_choices: 
     return out
 
 
+def step_id(run_id: str) -> dict:
+    """Id of the step text in a run's status card: the page's poll writes the step it reads there."""
+    return {"type": "train-step", "run": run_id}
+
+
 def status_outputs(data: Any, runs: list[dict], with_options: bool = True) -> list:
     """Status cards, control target, the four buttons' ``disabled`` and (``with_options``) the selector's
     options, which the browser otherwise keeps."""
-    cards = [run_status_card(r, data.run_summary(r)) for r in runs]
+    cards = [run_status_card(r, data.run_summary(r), step_id=step_id(r["id"])) for r in runs]
     options = no_update
     if with_options:
         listed = data.list_runs()  # cached for a second: chosen runs it does not hold yet stay among the options

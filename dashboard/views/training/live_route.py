@@ -1,0 +1,239 @@
+"""``/_deepscope/live``: the Training page's live curves as plain JSON, outside Dash's dispatch.
+
+The page's one timer drives a clientside callback (``assets/training_live.js``) that asks this route for the
+rows after the cursors its live state holds, and extends its traces with them in the browser. A steady-state
+poll is one small GET: no Dash dispatch, no callback, no store read (the run heads of
+:mod:`dashboard.live_heads` answer it). The Python callback (:mod:`dashboard.views.training.tick`) runs only
+when something it draws changed: the page pokes it when the status, samples or run-list signatures here
+differ from the ones it last drew, or when a run was resumed or logged a new series (whole figures again).
+
+    GET /_deepscope/live?run=a1b2,c3d4&since=812,90&smooth=0.6
+    -> {"runs": "<run-list signature>",
+        "r": {"a1b2": {"cursor": 830, "attempt": 0, "status": "<sig>", "step": 415, "samples": null,
+                       "chunks": [{"train/loss": {"x": [...], "y": [...], "c": [...], "p": [...],
+                                                  "C": 18, "P": 0.41}, ...}, ...]}, "c3d4": ...}}
+
+A run's rows after ``since`` up to its head's cursor come as ``chunks``, to be drawn in order: one per refresh
+of the run's head (:meth:`dashboard.live_heads.RunHeads.boundaries`) when ``since`` is where one of them
+started, which it is for every page that polled in the head's window (a few seconds), else one chunk from
+``since`` on. Each chunk is thinned as :func:`dashboard.views.training.live.stream_delta` thins an update,
+serialised once per (run, attempt, its cursors, smoothing), and shared by every viewer and every answer it
+belongs to, however far back each viewer's cursor is. ``c``/``p`` let the page carry its smoothing across a
+chunk exactly (see :func:`ema_parts`). A run that does not exist is ``null``. Answers from
+:data:`GZIP_FROM` bytes (a page back from a hidden tab) are gzipped once per distinct answer; the small ones of
+the steady state are sent as they are (compressing each anew cost more CPU than the whole route).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import flask
+
+from dashboard.inputs import BIG, MAX_RUNS, RUN_ID, as_float
+from dashboard.series import thin_indices
+from dashboard.views.training.figures import UNSMOOTHED, panel_of
+from dashboard.views.training.live import PAIRS_PER_RUN, attempt_of
+
+LIVE_PATH = "/_deepscope/live"
+MAX_QUERY = 4096     # bytes of query string: MAX_RUNS ids and cursors fit in far less
+CHUNKS_KEPT = 512    # serialised run parts kept in this process (a few heads x runs x smoothings)
+BODIES_KEPT = 64     # gzipped answers kept in this process: viewers at the same cursors get the same bytes
+GZIP_FROM = 16_384   # bytes of answer from which it is sent gzipped
+# Not "application/json": flask-compress would brotli every answer anew (this route gzips the large ones once).
+MIMETYPE = "application/vnd.deepscope.live+json"
+
+
+class BadQuery(ValueError):
+    """A query this route refuses with HTTP 400 (the message says why)."""
+
+
+def parse_query(args: Any, raw: bytes = b"") -> tuple[list[str], list[int], float]:
+    """``(run ids, since cursors, smoothing)`` from the request's arguments, or :class:`BadQuery`.
+
+    Strict: every run id must be one (no silent dropping, the cursors pair with them), as many cursors as
+    runs, each a whole number in ``[0, 2**53]``; ``smooth`` in ``[0, 0.99]``, rounded to 0.01 (the slider's step).
+
+    >>> parse_query({"run": "a1,b2", "since": "5,0", "smooth": "0.6"})
+    (['a1', 'b2'], [5, 0], 0.6)
+    """
+    if len(raw) > MAX_QUERY:
+        raise BadQuery(f"query longer than {MAX_QUERY} bytes")
+    runs_text, since_text = _one(args, "run"), _one(args, "since")
+    if not runs_text:
+        raise BadQuery("run= is required (run ids separated by commas)")
+    run_ids = runs_text.split(",")
+    if len(run_ids) > MAX_RUNS or not all(RUN_ID.fullmatch(r) for r in run_ids) or len(set(run_ids)) != len(run_ids):
+        raise BadQuery(f"run= must name 1 to {MAX_RUNS} distinct run ids")
+    sinces = (since_text or ",".join("0" * len(run_ids))).split(",")
+    if len(sinces) != len(run_ids) or not all(s.isascii() and s.isdigit() and len(s) <= 16 and int(s) <= BIG for s in sinces):
+        raise BadQuery("since= must give one whole-number cursor (0 or more) per run")
+    smooth_text = _one(args, "smooth") or "0"
+    smoothing = as_float(smooth_text[:32], None, None, None)
+    if smoothing is None or not 0 <= smoothing <= 0.99:
+        raise BadQuery("smooth= must be a number from 0 to 0.99")
+    return run_ids, [int(s) for s in sinces], round(smoothing, 2)
+
+
+def _one(args: Any, name: str) -> str | None:
+    values = args.getlist(name) if hasattr(args, "getlist") else [args[name]] if name in args else []
+    if len(values) > 1:
+        raise BadQuery(f"{name}= given more than once")
+    return values[0] if values else None
+
+
+def status_key(run: dict | None) -> str | None:
+    """A short signature of what a run's status card and the control buttons show, but its step: status,
+    name, error and attempt. The page compares it with the one its cards were drawn for."""
+    if not run:
+        return None
+    sig = [run.get("status"), run.get("name"), run.get("error"), run.get("attempt")]
+    return hashlib.sha1(json.dumps(sig, default=str).encode()).hexdigest()[:12]
+
+
+def ema_parts(ys: list, keep: list[int], weight: float) -> dict:
+    """What the page needs to carry its debiased EMA (:func:`dashboard.views.training.figures.ema`) over the
+    chunk ``ys`` from whatever state ``(last, count)`` it holds, sent once for every viewer.
+
+    The EMA is linear in its start: after the chunk's first i+1 values, ``last_i = w**c_i * last + p_i`` and
+    ``count_i = count + c_i``, where ``c_i`` counts the finite values so far and ``p_i`` is the EMA of the chunk
+    started from 0. Returned for the kept indices (``c``, ``p``) and for the chunk's end (``C``, ``P``).
+    """
+    last, count, at = 0.0, 0, {}
+    wanted = set(keep)
+    for i, v in enumerate(ys):
+        if v is not None and math.isfinite(v):
+            last = last * weight + (1.0 - weight) * v
+            count += 1
+        if i in wanted:
+            at[i] = (count, last)
+    return {"c": [at[i][0] for i in keep], "p": [at[i][1] for i in keep], "C": count, "P": last}
+
+
+def run_chunk(rows: dict[str, dict[str, list]], weight: float) -> dict[str, dict]:
+    """The series part of one run's answer: each series thinned as a live update thins it, with EMA parts
+    where the page smooths it."""
+    out = {}
+    for name, s in rows.items():
+        xs, ys = s["x"], s["y"]
+        keep = thin_indices(xs, ys, (xs[-1] if xs else 0) / PAIRS_PER_RUN)
+        item = {"x": [xs[i] for i in keep], "y": [_plain(ys[i]) for i in keep]}
+        if weight > 0 and panel_of(name) not in UNSMOOTHED:
+            item.update(ema_parts(ys, keep, weight))
+        out[name] = item
+    return out
+
+
+def merged(part: dict) -> dict[str, dict[str, list]]:
+    """A run's part of an answer as the page draws it: each series' ``x`` and ``y`` over its chunks, in order
+    (for tests and benchmarks; the page extends its traces chunk by chunk).
+
+    >>> merged({"chunks": [{"a": {"x": [1], "y": [2.0]}}, {"a": {"x": [2], "y": [1.0]}}]})
+    {'a': {'x': [1, 2], 'y': [2.0, 1.0]}}
+    """
+    out: dict[str, dict[str, list]] = {}
+    for chunk in part.get("chunks") or []:
+        for name, s in chunk.items():
+            into = out.setdefault(name, {"x": [], "y": []})
+            into["x"] += s["x"]
+            into["y"] += s["y"]
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return v if v is None or (isinstance(v, (int, float)) and math.isfinite(v)) else None
+
+
+class LiveAnswers:
+    """Builds the route's answers from a :class:`dashboard.data.DashboardData`; each run part once per key."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        self._chunks: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.built = 0  # run parts built (the rest were shared): tests and benchmarks read it
+
+    def answer(self, run_ids: list[str], sinces: list[int], smoothing: float) -> str:
+        """The JSON text of the answer (see the module's docstring)."""
+        heads = self.data.heads.heads(run_ids)
+        parts = []
+        for rid, since in zip(run_ids, sinces):
+            head = heads.get(rid)
+            parts.append(f"{json.dumps(rid)}:{self._part(rid, since, head, smoothing) if head else 'null'}")
+        return '{"runs":%s,"r":{%s}}' % (json.dumps(self.data.heads.runs_signature()), ",".join(parts))
+
+    def gzipped(self, body: str) -> bytes:
+        """``body`` gzipped, once for every viewer that gets the same answer. flask-compress would compress
+        each response anew, with brotli: measured, that was a third of this route's CPU time per request."""
+        with self._lock:
+            found = self._bodies.get(body)
+        if found is None:
+            found = gzip.compress(body.encode(), compresslevel=6, mtime=0)
+            with self._lock:
+                self._bodies[body] = found
+                while len(self._bodies) > BODIES_KEPT:
+                    self._bodies.popitem(last=False)
+        return found
+
+    def _part(self, rid: str, since: int, head: dict, smoothing: float) -> str:
+        run = head["run"]
+        attempt = attempt_of(run)
+        cuts = self.data.heads.boundaries(head)
+        if since in cuts:  # every page that polled within the head's window: shared chunks, one per refresh
+            start = cuts.index(since)
+            chunks = [self._chunk((rid, attempt, a, b, smoothing), head)[0]
+                      for a, b in zip(cuts[start:], cuts[start + 1:]) if a < b]
+            cursor = head["cursor"]
+        elif since < head["cursor"]:  # figures just built from a cached series, or a page back after a while
+            chunk, cursor = self._chunk((rid, attempt, since, head["cursor"], smoothing), head)
+            chunks = [chunk]
+        else:  # a cursor ahead of this head (another worker's newer one): nothing yet
+            chunks, cursor = [], since
+        status = json.dumps({"cursor": cursor, "attempt": attempt, "status": status_key(run), "step": run.get("step"),
+                             "samples": head.get("samples")}, separators=(",", ":"), default=str)
+        return status[:-1] + ',"chunks":[' + ",".join(chunks) + "]}"
+
+    def _chunk(self, key: tuple, head: dict) -> tuple[str, int]:
+        """The serialised series of the run's rows in ``(lo, hi]`` (``key``: run, attempt, lo, hi, smoothing) and
+        the cursor they end at (before ``hi`` when a long read from the store was capped), built once."""
+        with self._lock:
+            found = self._chunks.get(key)
+            if found is not None:
+                self._chunks.move_to_end(key)
+                return found
+        rid, _attempt, lo, hi, smoothing = key
+        rows, end = self.data.heads.rows_in(head, lo, hi), hi
+        if rows is None:  # not in the head's window: from this process's tail, the cache or the store
+            rows, end = self.data.heads.rows_between(rid, lo, head)
+        found = (json.dumps(run_chunk(rows, smoothing), separators=(",", ":"), allow_nan=False), end)
+        with self._lock:
+            self.built += 1
+            self._chunks[key] = found
+            while len(self._chunks) > CHUNKS_KEPT:
+                self._chunks.popitem(last=False)
+        return found
+
+
+def register_live(server: flask.Flask, answers: LiveAnswers) -> None:
+    """Add the route to ``server`` (``server.extensions["deepscope_live"]`` holds ``answers``). It passes the
+    dashboard's guard like any page (hosts, sign-in; viewers may read it; a signed-out poll gets 401)."""
+    server.extensions["deepscope_live"] = answers
+
+    def live() -> flask.Response:
+        try:
+            run_ids, sinces, smoothing = parse_query(flask.request.args, flask.request.query_string)
+        except BadQuery as exc:
+            return flask.Response(f"{exc}\n", status=400, mimetype="text/plain")
+        body = answers.answer(run_ids, sinces, smoothing)
+        headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+        if len(body) >= GZIP_FROM and "gzip" in flask.request.headers.get("Accept-Encoding", ""):
+            return flask.Response(answers.gzipped(body), mimetype=MIMETYPE, headers={**headers, "Content-Encoding": "gzip"})
+        return flask.Response(body, mimetype=MIMETYPE, headers=headers)
+
+    server.add_url_rule(LIVE_PATH, endpoint="deepscope_live", view_func=live, methods=["GET"])
