@@ -199,10 +199,11 @@ class Poller(threading.Thread):
         self.backwards += self._went_back
         page.state = advanced(page.state, answer)
 
-    def _get(self, port: int, path: str, label: str) -> dict | None:
+    def _send(self, port: int, label: str, send) -> requests.Response | None:
+        """``send()`` timed and counted; None (and counted) when the connection failed or the server answered 5xx."""
         t0 = time.monotonic()
         try:
-            answer = self.session.get(f"http://127.0.0.1:{port}{path}", timeout=self.timeout)
+            answer = send()
         except requests.RequestException as exc:
             self._connection_failed(port, exc, label)
             return None
@@ -213,12 +214,22 @@ class Poller(threading.Thread):
         if answer.status_code >= 500:
             self._server_error(port, label, answer)
             return None
+        return answer
+
+    def _json(self, port: int, label: str, answer: requests.Response, read):
         self.ok += answer.status_code == 200
         try:
-            return answer.json() if answer.status_code == 200 else None
+            return read(answer)
         except ValueError:
             self.errors.append(f"port {port} {label}: {answer.status_code} answer is not JSON")
             return None
+
+    def _get(self, port: int, path: str, label: str) -> dict | None:
+        answer = self._send(port, label, lambda: self.session.get(f"http://127.0.0.1:{port}{path}",
+                                                                  timeout=self.timeout))
+        if answer is None:
+            return None
+        return self._json(port, label, answer, lambda a: a.json() if a.status_code == 200 else None)
 
     def _fetch_deps(self, port: int) -> dict[str, dict] | None:
         try:
@@ -250,29 +261,15 @@ class Poller(threading.Thread):
                 "inputs": [{**d, "value": values.get((d["id"], d["property"]))} for d in dep["inputs"]],
                 "state": [{**d, "value": values.get((d["id"], d["property"]))} for d in dep["state"]],
                 "changedPropIds": [f"{dep['inputs'][0]['id']}.{dep['inputs'][0]['property']}"]}
-        t0 = time.monotonic()
-        try:
-            answer = self.session.post(f"http://127.0.0.1:{port}{DISPATCH}", data=json.dumps(body),
-                                       headers={"Content-Type": "application/json"}, timeout=self.timeout)
-        except requests.RequestException as exc:
-            self._connection_failed(port, exc, label)
-            return None
-        took = time.monotonic() - t0
-        self.requests += 1
-        self.max_s = max(self.max_s, took)
-        self.slow += took > self.slow_s
-        if answer.status_code >= 500:
-            self._server_error(port, label, answer)
+        answer = self._send(port, label, lambda: self.session.post(
+            f"http://127.0.0.1:{port}{DISPATCH}", data=json.dumps(body),
+            headers={"Content-Type": "application/json"}, timeout=self.timeout))
+        if answer is None:
             return None
         if answer.status_code == 204:
             self.no_content += 1
             return None
-        self.ok += answer.status_code == 200
-        try:
-            return answer.json().get("response") or {}
-        except ValueError:
-            self.errors.append(f"port {port} {label}: {answer.status_code} answer is not JSON")
-            return None
+        return self._json(port, label, answer, lambda a: a.json().get("response") or {})
 
     def _server_error(self, port: int, label: str, answer: requests.Response) -> None:
         self.http_500 += 1
