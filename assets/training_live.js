@@ -1,17 +1,22 @@
 /* The Training page's live curves, extended in the browser (dashboard/views/training/page.py registers
-   dash_clientside.deepscope_training.poll on the page's one timer).
+   dash_clientside.deepscope_training.poll on the page's one timer and on train-push).
 
-   Each tick asks /_deepscope/live (dashboard/views/training/live_route.py: plain JSON, outside Dash's
-   dispatch, one answer per cursor shared by every viewer) for the rows after the cursors the live state
-   (train-state) holds, and returns Patches that extend the traces the state maps each (run, metric) to, the
-   smoothed ones carried on exactly as dashboard/views/training/live.py would, and the state's new cursors.
-   The Python callback (dashboard/views/training/tick.py) is poked through train-poke only when it has
-   something to draw: a run's status or text samples or the run list changed (the answer's signatures differ
-   from those train-seen says are shown), or whole figures are needed (a run was resumed, a series appeared).
-   The step in each status card is kept current here.
+   The rows after the cursors the live state (train-state) holds come pushed by the live stream
+   (/_deepscope/stream, dashboard/views/training/live_stream.py: server-sent events, one open request per page
+   instead of one per tick); each update sets train-push, which runs this callback at once. While no stream
+   can be had (the server's streams are all taken, or no EventSource), each tick asks the live route
+   instead (/_deepscope/live, dashboard/views/training/live_route.py: plain JSON, one answer per cursor shared
+   by every viewer). Either way the answer is the same: this returns Patches that extend the traces the state
+   maps each (run, metric) to, the smoothed ones carried on exactly as dashboard/views/training/live.py would,
+   and the state's new cursors. The Python callback (dashboard/views/training/tick.py) is poked through
+   train-poke only when it has something to draw: a run's status or text samples or the run list changed (the
+   answer's signatures differ from those train-seen says are shown), or whole figures are needed (a run was
+   resumed, a series appeared). The step in each status card is kept current here.
 
-   An answer is dropped when whole figures arrived while it was asked for (their state has another gen or
-   other cursors): the next tick asks again from the new state's cursors, so nothing is lost or drawn twice. */
+   Updates are kept until the state's cursors have passed them, and each says where its rows start ("from"):
+   when they do not join the state's cursors (whole figures came with other cursors), the stream is opened
+   again from the state's cursors, so nothing is lost or drawn twice. A polled answer is dropped when whole
+   figures arrived while it was asked for; the next tick asks again from the new state's cursors. */
 (function () {
   "use strict";
   const LIVE = "/_deepscope/live";
@@ -20,6 +25,79 @@
   const REPOKE_MS = 5000;  // a poke whose answer did not change train-seen (older heads elsewhere) is repeated
   const BUSY_MS = 15000;   // a fetch still open after this no longer holds the next ticks back
   const L = {busy: false, busySince: 0, pokeN: 0, poked: null, pokedAt: 0};
+  const STREAM = "/_deepscope/stream";
+  const PUSH_ID = "train-push";   // dashboard/ids.py TRAIN_PUSH
+  const FALLBACK_MS = 30000;      // a stream that could not open: poll this long, then try one again
+  const QUEUE_MAX = 240;          // updates held that the page does not take: the stream is opened anew
+  const S = {es: null, key: null, queue: [], latest: null, n: 0, failedUntil: 0};
+
+  function closeStream() {
+    if (S.es) { S.es.close(); }
+    S.es = null;
+    S.key = null;
+    S.queue = [];
+    S.latest = null;
+  }
+
+  function openStream(key, url) {
+    closeStream();
+    const es = new EventSource(url);
+    let got = false;
+    S.es = es;
+    S.key = key;
+    es.onmessage = function (e) {
+      if (S.es !== es) { return; }
+      const api = window.dash_component_api, dc = window.dash_clientside;
+      if (api && typeof api.getLayout === "function" && !api.getLayout(PUSH_ID)) { closeStream(); return; }  // page left
+      let answer;
+      try { answer = JSON.parse(e.data); } catch (err) { return; }
+      if (!answer || typeof answer !== "object" || typeof answer.r !== "object") { return; }
+      got = true;
+      S.queue.push(answer);
+      S.latest = answer;
+      if (S.queue.length > QUEUE_MAX) { closeStream(); return; }
+      if (dc && typeof dc.set_props === "function") { S.n += 1; dc.set_props(PUSH_ID, {data: S.n}); }
+    };
+    // the server ends a stream after a while: the next tick opens one from the page's own cursors
+    es.addEventListener("end", function () { if (S.es === es) { closeStream(); } });
+    // all of the server's streams are taken: poll for a while
+    es.addEventListener("busy", function () { if (S.es === es) { S.failedUntil = Date.now() + FALLBACK_MS; closeStream(); } });
+    es.onerror = function () {
+      if (S.es !== es) { return; }
+      if (!got) { S.failedUntil = Date.now() + FALLBACK_MS; }  // refused (all streams taken) or unreachable
+      closeStream();
+    };
+  }
+
+  // The pushed updates the state's cursors have not passed, joined into one answer (the newest status), or
+  // null when there is none yet, or false when they do not join the state's cursors.
+  function fromStream(runs, state) {
+    if (!S.latest) { return null; }
+    const cursorOf = function (rid) { const c = state.cursors[rid]; return typeof c === "number" ? c : 0; };
+    const answer = {runs: S.latest.runs, r: {}};
+    for (const rid of runs) {
+      const last = (S.latest.r || {})[rid];
+      if (!last) { answer.r[rid] = null; continue; }
+      let at = cursorOf(rid);
+      const chunks = [];
+      for (const m of S.queue) {
+        const part = (m.r || {})[rid];
+        if (!part || typeof part.cursor !== "number" || part.cursor <= at) { continue; }  // taken already
+        if (part.from !== at) { return false; }
+        Array.prototype.push.apply(chunks, part.chunks || []);
+        at = part.cursor;
+      }
+      answer.r[rid] = Object.assign({}, last, {cursor: at, chunks: chunks});
+    }
+    S.queue = S.queue.filter(function (m) {  // keep what the state has not taken yet
+      return runs.some(function (rid) { const part = (m.r || {})[rid]; return part && part.cursor > cursorOf(rid); });
+    });
+    return answer;
+  }
+
+  function liveQuery(runs, since, smoothing) {
+    return "?run=" + runs.map(encodeURIComponent).join(",") + "&since=" + since.join(",") + "&smooth=" + smoothing;
+  }
 
   function runsOf(value) {
     const list = Array.isArray(value) ? value : (value ? [value] : []);
@@ -97,7 +175,7 @@
     }
   }
 
-  async function poll(_n, state, seen, runsValue, smoothing) {
+  async function poll(_n, _pushed, state, seen, runsValue, smoothing) {
     const dc = window.dash_clientside;
     const outputs = ((dc.callback_context || {}).outputs_list || []).map(function (o) { return o.id; });
     if (!state || typeof state !== "object" || !state.key || !state.cursors || !state.traces) { throw dc.PreventUpdate; }
@@ -107,22 +185,33 @@
       throw dc.PreventUpdate;
     }
     const now = Date.now();
-    if (L.busy && now - L.busySince < BUSY_MS) { throw dc.PreventUpdate; }
     if (L.poked === "rebuild:" + state.gen && now - L.pokedAt < REPOKE_MS) { throw dc.PreventUpdate; }
     const since = runs.map(function (r) { const c = state.cursors[r]; return typeof c === "number" ? c : 0; });
-    const url = LIVE + "?run=" + runs.map(encodeURIComponent).join(",") + "&since=" + since.join(",")
-      + "&smooth=" + state.key.smoothing;
-    L.busy = true;
-    L.busySince = now;
+    const query = liveQuery(runs, since, state.key.smoothing);
     let answer;
-    try {
-      const response = await fetch(url, {credentials: "same-origin", cache: "no-store", headers: {Accept: "application/json"}});
-      if (!response.ok) { throw dc.PreventUpdate; }
-      answer = await response.json();
-    } catch (e) {
-      throw dc.PreventUpdate;  // unreachable or refused: assets/reconnect.js says so; the next tick asks again
-    } finally {
-      L.busy = false;
+    if (typeof window.EventSource === "function" && now >= S.failedUntil) {
+      const key = runs.join(",") + "|" + state.key.smoothing + "|" + state.gen;
+      if (!S.es || S.key !== key) {
+        openStream(key, STREAM + query);
+        throw dc.PreventUpdate;
+      }
+      answer = fromStream(runs, state);
+      if (answer === false) { closeStream(); }  // the page's cursors moved elsewhere: a stream from them
+      if (!answer) { throw dc.PreventUpdate; }
+    } else {
+      closeStream();
+      if (L.busy && now - L.busySince < BUSY_MS) { throw dc.PreventUpdate; }
+      L.busy = true;
+      L.busySince = now;
+      try {
+        const response = await fetch(LIVE + query, {credentials: "same-origin", cache: "no-store", headers: {Accept: "application/json"}});
+        if (!response.ok) { throw dc.PreventUpdate; }
+        answer = await response.json();
+      } catch (e) {
+        throw dc.PreventUpdate;  // unreachable or refused: assets/reconnect.js says so; the next tick asks again
+      } finally {
+        L.busy = false;
+      }
     }
     const current = currentState();
     if (current !== undefined && (!current || current.gen !== state.gen || !sameCursors(current.cursors, state.cursors))) {

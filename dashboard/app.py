@@ -31,6 +31,7 @@ from dashboard.export_route import register_export
 from dashboard.health import register_health
 from dashboard.login import register_login
 from dashboard.views.training.live_route import LiveAnswers, register_live
+from dashboard.views.training.live_stream import register_stream
 from dashboard.security import SecurityConfig, current_user, install_guard, security_from_env
 
 ROOT = Path(__file__).resolve().parent
@@ -108,7 +109,9 @@ def create_app(data_dir: str | Path, store_url: str | None = None, poll_ms: int 
     _register_nav_callback(app)
     register_health(app.server)
     register_export(app.server, lambda: data.store)
-    register_live(app.server, LiveAnswers(data))
+    answers = LiveAnswers(data)
+    register_live(app.server, answers)
+    register_stream(app.server, answers)
     finish_dash_setup(app)
     return app
 

@@ -11,6 +11,7 @@ TRAIN_INTERVAL = "train-interval"        # live poll
 TRAIN_SEEN = "train-seen"                # run heads the page shows (dcc.Store; dashboard/views/training/tick.py)
 TRAIN_STATE = "train-state"              # cursors + trace-index map (dcc.Store)
 TRAIN_POKE = "train-poke"                # the page's poll asks the Python callback to draw (dcc.Store)
+TRAIN_PUSH = "train-push"                # set when the live stream brought an update (dcc.Store; assets/training_live.js)
 TRAIN_STATUS = "train-status"            # status badges, errors, spec summaries
 TRAIN_PAUSE = "train-pause"
 TRAIN_RESUME = "train-resume"

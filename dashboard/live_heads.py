@@ -70,6 +70,7 @@ class RunHeads:
         self._written: dict[str, float] = {}  # when each key was last written to the cache
         self._read: dict[str, float] = {}     # and read from it
         self._lock = threading.Lock()
+        self._refreshing: dict[str, threading.Lock] = {}  # per run: held while its head is refreshed
 
     # -- heads -------------------------------------------------------------------------------------------
     def heads(self, run_ids: list[str]) -> dict[str, dict | None]:
@@ -79,11 +80,25 @@ class RunHeads:
         for rid in run_ids:
             head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
             if head is None or now - head["at"] > HEAD_MAX_AGE_S:
-                head = self._refresh(rid, head, now)
+                # one refresh per run at a time in this process: the live streams of every viewer wake together
+                # (dashboard/views/training/live_stream.py), the first refreshes, the others take its head
+                with self._refresh_lock(rid):
+                    head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
+                    if head is None or now - head["at"] > HEAD_MAX_AGE_S:
+                        head = self._refresh(rid, head, time.time())
             if head.get("run"):
                 self._extend_tail(rid, head, now)
             out[rid] = head if head.get("run") else None
         return out
+
+    def _refresh_lock(self, rid: str) -> threading.Lock:
+        with self._lock:
+            lock = self._refreshing.get(rid)
+            if lock is None:
+                if len(self._refreshing) > 4096:  # run ids asked for over a long life: forget the idle ones
+                    self._refreshing = {k: v for k, v in self._refreshing.items() if v.locked()}
+                lock = self._refreshing[rid] = threading.Lock()
+            return lock
 
     def _extend_tail(self, rid: str, head: dict, now: float) -> None:
         """Add a head's new rows to the run's tail in this process. Consecutive heads overlap (each carries

@@ -150,7 +150,7 @@ def _admit():
         return None
     name, role = current_user()
     if not role:
-        if request.method == "GET" and not request.path.startswith(("/_dash", "/assets", "/_deepscope/live")):
+        if request.method == "GET" and not request.path.startswith(("/_dash", "/assets", "/_deepscope/live", "/_deepscope/stream")):
             nxt = request.full_path if request.query_string else request.path
             return flask.redirect(flask.url_for("deepscope_login", next=nxt))
         return _refuse(401, "sign in first")

@@ -1,5 +1,6 @@
-"""In headless Chromium: the Training page's curves grow through the plain live route (assets/training_live.js,
-dashboard/views/training/live_route.py), not through Dash callbacks, with every logged point drawn once, the
+"""In headless Chromium: the Training page's curves grow through the live stream (assets/training_live.js,
+dashboard/views/training/live_stream.py), or with no stream to be had through the plain live route it polls
+(dashboard/views/training/live_route.py), not through Dash callbacks, with every logged point drawn once, the
 smoothed curve equal to smoothing the whole series at once, the card's step kept current, a resume redrawn
 from the checkpoint, a new series drawn, and no console errors.
 
@@ -42,7 +43,8 @@ def _log(store: RunStore, run_id: str, steps) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_lv001_curves_grow_through_the_live_route_once_each_and_a_resume_redraws(dash_duo, tmp_path):
+@pytest.mark.parametrize("way", ["stream", "poll"])
+def test_lv001_curves_grow_live_once_each_and_a_resume_redraws(dash_duo, tmp_path, way):
     from dashboard.app import create_app
 
     data_dir = tmp_path / "data"
@@ -51,6 +53,9 @@ def test_lv001_curves_grow_through_the_live_route_once_each_and_a_resume_redraws
                               status="running")
     _log(store, run_id, range(1, 21))
     app = create_app(data_dir)
+    streams = app.server.extensions["deepscope_stream"]
+    if way == "poll":
+        streams.max_streams = 0  # DEEPSCOPE_STREAMS=0, or every stream taken: the page polls
     halt, logged = threading.Event(), [20]
 
     def trainer():  # a run logging ~25 points a second, as a small model does
@@ -86,7 +91,11 @@ def test_lv001_curves_grow_through_the_live_route_once_each_and_a_resume_redraws
     whole, _ = ema([_value(s) for s in raw_x], 0.6)
     assert max(abs(a - b) / abs(b) for a, b in zip(smooth_y, whole)) < 1e-5
     live1, dash1 = dash_duo.driver.execute_script(REQUESTS_JS)
-    assert live1 - live0 >= 5 and dash1 - dash0 <= 3, (live1 - live0, dash1 - dash0)  # polls skip Dash
+    assert dash1 - dash0 <= 3, dash1 - dash0  # the curves grow without Dash callbacks
+    if way == "poll":
+        assert live1 - live0 >= 5 and streams.refused >= 1, (live1 - live0, streams.refused)
+    else:  # pushed: no poll at all (a stream shows in the page's resource timings only once it has ended)
+        assert live1 == 0 and streams.opened >= 1 and streams.refused == 0, (live1, streams.opened)
 
     store.supersede_after(run_id, 30)  # the run resumed from its checkpoint at step 30
     _log(store, run_id, range(31, 41))

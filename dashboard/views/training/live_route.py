@@ -9,7 +9,7 @@ differ from the ones it last drew, or when a run was resumed or logged a new ser
 
     GET /_deepscope/live?run=a1b2,c3d4&since=812,90&smooth=0.6
     -> {"runs": "<run-list signature>",
-        "r": {"a1b2": {"cursor": 830, "attempt": 0, "status": "<sig>", "step": 415, "samples": null,
+        "r": {"a1b2": {"from": 812, "cursor": 830, "attempt": 0, "status": "<sig>", "step": 415, "samples": null,
                        "chunks": [{"train/loss": {"x": [...], "y": [...], "c": [...], "p": [...],
                                                   "C": 18, "P": 0.41}, ...}, ...]}, "c3d4": ...}}
 
@@ -161,12 +161,21 @@ class LiveAnswers:
 
     def answer(self, run_ids: list[str], sinces: list[int], smoothing: float) -> str:
         """The JSON text of the answer (see the module's docstring)."""
+        return self.answer_and_cursors(run_ids, sinces, smoothing)[0]
+
+    def answer_and_cursors(self, run_ids: list[str], sinces: list[int], smoothing: float) -> tuple[str, list[int], str]:
+        """The answer's JSON text, the cursor each run's part ends at (``since`` for a run that is gone), and a
+        signature of what it says besides its rows (run list, each run's status, step and samples)."""
         heads = self.data.heads.heads(run_ids)
-        parts = []
+        parts, cursors, says = [], [], [self.data.heads.runs_signature()]
         for rid, since in zip(run_ids, sinces):
             head = heads.get(rid)
-            parts.append(f"{json.dumps(rid)}:{self._part(rid, since, head, smoothing) if head else 'null'}")
-        return '{"runs":%s,"r":{%s}}' % (json.dumps(self.data.heads.runs_signature()), ",".join(parts))
+            text, cursor = self._part(rid, since, head, smoothing) if head else ("null", since)
+            parts.append(f"{json.dumps(rid)}:{text}")
+            cursors.append(cursor)
+            run = (head or {}).get("run") or {}
+            says.append(f"{status_key(run)}/{run.get('step')}/{(head or {}).get('samples')}" if head else "-")
+        return '{"runs":%s,"r":{%s}}' % (json.dumps(says[0]), ",".join(parts)), cursors, "|".join(says)
 
     def gzipped(self, body: str) -> bytes:
         """``body`` gzipped, once for every viewer that gets the same answer. flask-compress would compress
@@ -181,7 +190,7 @@ class LiveAnswers:
                     self._bodies.popitem(last=False)
         return found
 
-    def _part(self, rid: str, since: int, head: dict, smoothing: float) -> str:
+    def _part(self, rid: str, since: int, head: dict, smoothing: float) -> tuple[str, int]:
         run = head["run"]
         attempt = attempt_of(run)
         cuts = self.data.heads.boundaries(head)
@@ -195,9 +204,9 @@ class LiveAnswers:
             chunks = [chunk]
         else:  # a cursor ahead of this head (another worker's newer one): nothing yet
             chunks, cursor = [], since
-        status = json.dumps({"cursor": cursor, "attempt": attempt, "status": status_key(run), "step": run.get("step"),
-                             "samples": head.get("samples")}, separators=(",", ":"), default=str)
-        return status[:-1] + ',"chunks":[' + ",".join(chunks) + "]}"
+        status = json.dumps({"from": since, "cursor": cursor, "attempt": attempt, "status": status_key(run),
+                             "step": run.get("step"), "samples": head.get("samples")}, separators=(",", ":"), default=str)
+        return status[:-1] + ',"chunks":[' + ",".join(chunks) + "]}", cursor
 
     def _chunk(self, key: tuple, head: dict) -> tuple[str, int]:
         """The serialised series of the run's rows in ``(lo, hi]`` (``key``: run, attempt, lo, hi, smoothing) and

@@ -1,10 +1,11 @@
 """Training page (``/``): live curves of one or several runs, their status and controls, and for
 language models the text they write as they train (:mod:`dashboard.views.training.samples`).
 
-``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. One timer drives one
-clientside poll (``assets/training_live.js``): it reads the new rows from the plain JSON route of
-:mod:`dashboard.views.training.live_route`, extends the curves in the browser, and pokes the page's Python
-callback only when the status, samples or run list changed, or whole figures are needed. The callbacks
+``/?run=ID[,ID2]`` selects runs; with none chosen the newest run is shown. A clientside callback
+(``assets/training_live.js``) takes the new rows from the live stream (server-sent events,
+:mod:`dashboard.views.training.live_stream`), or while none can be had, polls the plain JSON route of
+:mod:`dashboard.views.training.live_route` on the page's one timer; it extends the curves in the browser, and
+pokes the page's Python callback only when the status, samples or run list changed, or whole figures are needed. The callbacks
 are thin: the work is in :mod:`dashboard.views.training.tick`, :mod:`dashboard.views.training.live` and
 :mod:`dashboard.views.training.controls`.
 """
@@ -68,6 +69,7 @@ def layout(**query) -> html.Div:
         dcc.Store(id=ids.TRAIN_STATE),
         dcc.Store(id=ids.TRAIN_SEEN),
         dcc.Store(id=ids.TRAIN_POKE),
+        dcc.Store(id=ids.TRAIN_PUSH),
         dcc.Store(id=ids.TRAIN_URL_SYNC),
         # The page's one timer. Off until the first figures arrive: a slow first build must not be
         # re-requested every tick.
@@ -100,13 +102,15 @@ def _controls() -> html.Div:
     ], className="controls")
 
 
-# The page's one timer: a clientside poll of the live route extends the curves (one plain GET per tick, no
-# Dash dispatch) and writes ids.TRAIN_POKE when the Python callback below has something to draw.
+# The page's live curves, in the browser: updates pushed by the live stream (server-sent events; ids.TRAIN_PUSH
+# is set when one arrives), or while no stream can be had, a poll of the live route on the page's one timer
+# (one plain GET per tick, no Dash dispatch). It writes ids.TRAIN_POKE when the Python callback below has
+# something to draw.
 clientside_callback(
     ClientsideFunction(namespace="deepscope_training", function_name="poll"),
     [Output(ids.graph_id(p), "figure", allow_duplicate=True) for p in PANELS]
     + [Output(ids.TRAIN_STATE, "data", allow_duplicate=True), Output(ids.TRAIN_POKE, "data")],
-    Input(ids.TRAIN_INTERVAL, "n_intervals"),
+    [Input(ids.TRAIN_INTERVAL, "n_intervals"), Input(ids.TRAIN_PUSH, "data")],
     [State(ids.TRAIN_STATE, "data"), State(ids.TRAIN_SEEN, "data"), State(ids.TRAIN_RUNS, "value"),
      State(ids.TRAIN_SMOOTHING, "value")],
     prevent_initial_call=True)

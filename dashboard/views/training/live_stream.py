@@ -1,0 +1,164 @@
+"""``/_deepscope/stream``: the Training page's live curves pushed as server-sent events.
+
+The poll of :mod:`dashboard.views.training.live_route` costs the server one HTTP request per viewer per
+tick (~4 ms of CPU each, 1.6 ms of it werkzeug and Flask answering any request): with 20 viewers that was
+most of what viewers took from training. A stream costs one request per viewer per :data:`STREAM_LIFE_S`;
+afterwards each update is the same answer as a poll's (built from the shared run heads and chunks) written to
+an open socket.
+
+    GET /_deepscope/stream?run=a1b2,c3d4&since=812,90&smooth=0.6          (the poll's query)
+    -> text/event-stream:
+       data: {"runs": ..., "r": {"a1b2": {"from": 812, "cursor": 830, ...}}}     (a poll's answer)
+       data: {"runs": ..., "r": {"a1b2": {"from": 830, "cursor": 851, ...}}}     (from = the last cursor)
+       : (a heartbeat while nothing is new)
+       event: end                                   (after STREAM_LIFE_S: ask again from your cursors)
+
+Every stream of a process wakes on the same :data:`PUSH_S` clock, so the first to find a run's head stale
+refreshes it (one store read) and the others share it and its chunks
+(:meth:`dashboard.live_heads.RunHeads.heads` refreshes a run once at a time). An update is sent when a
+cursor moved or the status, samples or run list changed. Each part's ``from`` lets the page check that
+updates join up; when they do not (whole figures were drawn meanwhile), the page opens a new stream from
+its own cursors (``assets/training_live.js``).
+
+A stream holds a server thread while it is open. ``DEEPSCOPE_STREAMS`` per process (default
+:data:`DEFAULT_MAX_STREAMS`) are served; beyond them the answer is a stream of one ``busy`` event (HTTP 200: a
+refused EventSource is an error in the browser's console), and the page polls the live route for a while. Under gunicorn's
+gthread workers set it below ``--threads`` (docker-compose: 16 threads, 12 streams per worker), so that
+streams never take the threads the pages' other requests need. A stream passes the dashboard's guard when it
+opens (hosts, sign-in); it ends after :data:`STREAM_LIFE_S`, so a signed-out viewer's stream lasts at most
+that long, and a worker that is asked to stop is not held longer than that.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import flask
+
+from dashboard.views.training.live_route import BadQuery, LiveAnswers, parse_query
+
+STREAM_PATH = "/_deepscope/stream"
+PUSH_S = 0.5          # updates at most this often (the live lag grows by at most this, plus the head's age)
+HEARTBEAT_S = 5.0     # a comment line while nothing is new: a closed page is noticed within this
+STREAM_LIFE_S = 25.0  # then "end": the page asks again (sign-in checked again; a stopping worker is free)
+DEFAULT_MAX_STREAMS = 64
+MIMETYPE = "text/event-stream"
+BUSY = b"event: busy\ndata: all streams here are taken: poll /_deepscope/live\n\n"
+
+log = logging.getLogger(__name__)
+
+
+def max_streams_from_env() -> int:
+    """``DEEPSCOPE_STREAMS`` (0 turns streams off: every page polls), else :data:`DEFAULT_MAX_STREAMS`."""
+    text = os.environ.get("DEEPSCOPE_STREAMS", "").strip()
+    if not text:
+        return DEFAULT_MAX_STREAMS
+    try:
+        return max(0, min(10_000, int(text)))
+    except ValueError:
+        raise ValueError(f"DEEPSCOPE_STREAMS must be a whole number of streams per process, not {text!r}") from None
+
+
+class Streams:
+    """The open streams of this process: their count is bounded, and each yields its updates."""
+
+    def __init__(self, answers: LiveAnswers, max_streams: int, push_s: float = PUSH_S,
+                 life_s: float = STREAM_LIFE_S, heartbeat_s: float = HEARTBEAT_S):
+        self.answers, self.max_streams = answers, max_streams
+        self.push_s, self.life_s, self.heartbeat_s = push_s, life_s, heartbeat_s
+        self._lock = threading.Lock()
+        self.open = 0       # streams open now
+        self.opened = 0     # streams opened since start (tests and benchmarks read both)
+        self.refused = 0
+
+    def take_slot(self) -> bool:
+        with self._lock:
+            if self.open >= self.max_streams:
+                self.refused += 1
+                return False
+            self.open += 1
+            self.opened += 1
+            return True
+
+    def give_slot(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+    def events(self, run_ids: list[str], sinces: list[int], smoothing: float) -> Iterator[bytes]:
+        """The stream's bytes, until :data:`STREAM_LIFE_S` has passed or the store fails (then ``end`` too:
+        the page opens a new stream, or polls while that fails)."""
+        yield b"retry: 3000\n\n"
+        cursors, last, last_write = list(sinces), None, time.monotonic()
+        end = last_write + self.life_s
+        while True:
+            try:
+                text, now_cursors, says = self.answers.answer_and_cursors(run_ids, cursors, smoothing)
+            except Exception:  # the store or cache failing: said once in the log, the page asks again
+                log.exception("live stream: an update failed; the stream ends")
+                yield b"event: end\ndata: \n\n"
+                return
+            if now_cursors != cursors or says != last:  # new rows, or a new status, step, samples or run list
+                cursors, last, last_write = now_cursors, says, time.monotonic()
+                yield b"data: " + text.encode() + b"\n\n"
+            elif time.monotonic() - last_write >= self.heartbeat_s:
+                last_write = time.monotonic()
+                yield b":\n\n"
+            if time.monotonic() >= end:
+                yield b"event: end\ndata: \n\n"
+                return
+            # every stream of the process on one clock: they share each head refresh and chunk
+            time.sleep(self.push_s - (time.time() % self.push_s) + 0.001)
+
+
+class _Slotted:
+    """A stream's body that gives its slot back exactly once: when it ends, or when the server closes it (a
+    write to a closed page failed, or the server stops), even if it never started (a generator's ``finally``
+    would not run then)."""
+
+    def __init__(self, body: Iterator[bytes], streams: Streams):
+        self.body, self.streams, self._given = body, streams, False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _Slotted:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self.body)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            given, self._given = self._given, True
+        if not given:
+            try:
+                self.body.close()
+            finally:
+                self.streams.give_slot()
+
+
+def register_stream(server: flask.Flask, answers: LiveAnswers, max_streams: int | None = None) -> Streams:
+    """Add the route to ``server`` (``server.extensions["deepscope_stream"]`` holds the :class:`Streams`)."""
+    streams = Streams(answers, max_streams_from_env() if max_streams is None else max_streams)
+    server.extensions["deepscope_stream"] = streams
+
+    def stream() -> flask.Response:
+        try:
+            run_ids, sinces, smoothing = parse_query(flask.request.args, flask.request.query_string)
+        except BadQuery as exc:
+            return flask.Response(f"{exc}\n", status=400, mimetype="text/plain")
+        if not streams.take_slot():  # a stream that says so and ends: a refused EventSource is a console error
+            return flask.Response(BUSY, mimetype=MIMETYPE, headers={"Cache-Control": "no-store",
+                                                                    "X-Deepscope-Stream": "busy"})
+        body = _Slotted(streams.events(run_ids, sinces, smoothing), streams)
+        # no-transform, X-Accel-Buffering: proxies (nginx) must pass each event on, not buffer the stream
+        return flask.Response(body, mimetype=MIMETYPE, headers={"Cache-Control": "no-store, no-transform",
+                                                                 "X-Accel-Buffering": "no"})
+
+    server.add_url_rule(STREAM_PATH, endpoint="deepscope_stream", view_func=stream, methods=["GET"])
+    return streams

@@ -1,0 +1,185 @@
+"""The Training page's live stream (dashboard/views/training/live_stream.py): server-sent updates chained by
+their ``from``/``cursor`` get every row once while rows arrive, status changes come without rows, a bounded
+number of streams is served (a `busy` event beyond, every slot given back however a stream ends), streams share one head
+refresh per tick, and junk gets a 400, never a 500.
+
+    .venv/bin/python -m pytest tests/integration/test_live_stream.py
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from backend.spec import RunSpec
+from backend.store import RunStore
+from dashboard import live_heads
+from dashboard.app import create_app
+from dashboard.views.training.live_route import merged
+from dashboard.views.training.live_stream import STREAM_PATH, max_streams_from_env
+
+LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
+ROWS = ("train/loss", "train/acc")
+
+
+def _log(store: RunStore, run_id: str, steps) -> None:
+    for step in steps:
+        store.log_scalars(run_id, [(n, step, 1.0 / step, time.time()) for n in ROWS], step=step)
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    app = create_app(tmp_path / "data")
+    streams = app.server.extensions["deepscope_stream"]
+    streams.push_s, streams.life_s, streams.heartbeat_s = 0.05, 2.0, 0.3
+    store = RunStore(tmp_path / "data")
+    run_id = store.create_run("live stream", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    return app, streams, store, run_id
+
+
+def _events(response, until: float):
+    """``(event, data)`` pairs of a streamed response until it ends or ``until`` (monotonic) passes."""
+    buf = b""
+    try:
+        for chunk in response.response:
+            buf += chunk
+            while b"\n\n" in buf:
+                block, buf = buf.split(b"\n\n", 1)
+                lines = block.decode().split("\n")
+                event = next((ln[7:] for ln in lines if ln.startswith("event: ")), None)
+                data = "\n".join(ln[6:] for ln in lines if ln.startswith("data: "))
+                if event is None:  # a comment (":") is a heartbeat; "retry:" alone sets the browser's delay
+                    event = "message" if data else "heartbeat" if lines[0].startswith(":") else "retry"
+                yield event, data
+            if time.monotonic() > until:
+                return
+    finally:
+        response.close()
+
+
+def test_ls001_chained_updates_get_every_row_once_as_rows_arrive(served):
+    app, streams, store, run_id = served
+    _log(store, run_id, range(1, 6))
+    writer = threading.Thread(target=lambda: [(_log(store, run_id, [s]), time.sleep(0.01)) for s in range(6, 120)])
+    response = app.server.test_client().get(f"{STREAM_PATH}?run={run_id}&since=0", environ_base=LOCAL, buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    assert "Content-Encoding" not in response.headers and "no-store" in response.headers["Cache-Control"]
+    got, at, ends = [], 0, 0
+    writer.start()
+    for event, data in _events(response, time.monotonic() + 10):
+        if event == "end":
+            ends += 1
+            break
+        if event != "message":
+            continue
+        part = json.loads(data)["r"][run_id]
+        assert part["from"] == at  # each update starts where the last one ended
+        at = part["cursor"]
+        got += merged(part).get("train/loss", {}).get("x", [])
+    writer.join()
+    assert ends == 1 and streams.open == 0
+    # the stream lived 2 s; the writer may have gone on after it: the rest comes to a stream from its cursor
+    rest = app.server.test_client().get(f"{STREAM_PATH}?run={run_id}&since={at}", environ_base=LOCAL, buffered=False)
+    for event, data in _events(rest, time.monotonic() + 5):
+        if event == "message":
+            part = json.loads(data)["r"][run_id]
+            assert part["from"] == at
+            got += merged(part).get("train/loss", {}).get("x", [])
+            at = part["cursor"]
+        if got and got[-1] == 119:
+            break
+    assert got == list(range(1, 120))
+    assert streams.open == 0
+
+
+def test_ls002_nothing_new_sends_heartbeats_a_status_change_comes_without_rows(served):
+    app, streams, store, run_id = served
+    _log(store, run_id, range(1, 4))
+    response = app.server.test_client().get(f"{STREAM_PATH}?run={run_id}&since=0&smooth=0.6", environ_base=LOCAL,
+                                            buffered=False)
+    seen, statuses = [], []
+    paused = False
+    for event, data in _events(response, time.monotonic() + 5):
+        seen.append(event)
+        if event == "message":
+            part = json.loads(data)["r"][run_id]
+            statuses.append((part["status"], merged(part)))
+        if seen.count("heartbeat") >= 2 and not paused:
+            store.set_status(run_id, "paused")
+            paused = True
+        if paused and len(statuses) >= 2:
+            break
+    assert seen[:2] == ["retry", "message"] and "heartbeat" in seen
+    assert statuses[0][1]["train/loss"]["x"] == [1, 2, 3]
+    assert statuses[1][0] != statuses[0][0] and statuses[1][1] == {}  # the status, without rows
+    assert seen.count("message") == 2  # nothing in between: unchanged answers are not sent
+
+
+def test_ls003_streams_are_bounded_and_every_slot_comes_back(served):
+    app, streams, store, run_id = served
+    streams.max_streams = 2
+    client = app.server.test_client()
+    url = f"{STREAM_PATH}?run={run_id}&since=0"
+    first = client.get(url, environ_base=LOCAL, buffered=False)
+    second = client.get(url, environ_base=LOCAL, buffered=False)
+    third = client.get(url, environ_base=LOCAL, buffered=False)
+    assert (first.status_code, second.status_code, third.status_code) == (200, 200, 200)
+    assert third.get_data(as_text=True).startswith("event: busy\n") and "poll" in third.get_data(as_text=True)
+    assert third.headers["X-Deepscope-Stream"] == "busy" and "X-Deepscope-Stream" not in first.headers
+    assert streams.open == 2 and streams.refused == 1
+    next(iter(first.response))  # one read, then the page goes away
+    first.close()
+    second.close()  # never read at all: its slot comes back too
+    assert streams.open == 0
+    again = client.get(url, environ_base=LOCAL, buffered=False)
+    assert again.status_code == 200
+    again.close()
+    streams.max_streams = 0  # DEEPSCOPE_STREAMS=0: every page polls
+    off = client.get(url, environ_base=LOCAL)
+    assert off.get_data(as_text=True).startswith("event: busy\n") and streams.open == 0
+
+
+def test_ls004_junk_gets_a_400_and_the_streams_setting_is_checked(served, monkeypatch):
+    app, streams, _store, _run_id = served
+    client = app.server.test_client()
+    for query in ["", "?run=", "?run=a&since=x", "?run=a,a", "?run=a&smooth=2", "?run=../x", "?run=a&run=b"]:
+        answer = client.get(STREAM_PATH + query, environ_base=LOCAL)
+        assert answer.status_code == 400 and answer.get_data(as_text=True).strip(), query
+    assert streams.open == 0
+    monkeypatch.setenv("DEEPSCOPE_STREAMS", "12")
+    assert max_streams_from_env() == 12
+    monkeypatch.setenv("DEEPSCOPE_STREAMS", "many")
+    with pytest.raises(ValueError, match="DEEPSCOPE_STREAMS"):
+        max_streams_from_env()
+
+
+def test_ls005_streams_of_one_process_share_one_head_refresh_per_tick(served, monkeypatch):
+    app, streams, store, run_id = served
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.2)
+    streams.push_s = 0.25
+    heads = app.server.extensions["deepscope_live"].data.heads
+    refreshes = []
+    real = heads._refresh
+    monkeypatch.setattr(heads, "_refresh", lambda *a: (refreshes.append(time.monotonic()), real(*a))[1])
+    _log(store, run_id, range(1, 4))
+    stop = time.monotonic() + 2.5
+    counts = []
+
+    def viewer():
+        response = app.server.test_client().get(f"{STREAM_PATH}?run={run_id}&since=0", environ_base=LOCAL,
+                                                buffered=False)
+        counts.append(sum(1 for event, _ in _events(response, stop) if event == "message"))
+
+    threads = [threading.Thread(target=viewer) for _ in range(8)]
+    logger = threading.Thread(target=lambda: [(_log(store, run_id, [s]), time.sleep(0.05)) for s in range(4, 50)])
+    for th in [*threads, logger]:
+        th.start()
+    for th in [*threads, logger]:
+        th.join()
+    assert len(counts) == 8 and min(counts) >= 4  # every viewer got updates on the push clock
+    # 8 viewers waking together at 4 ticks/s for ~2.5 s: about one refresh per tick, not one per viewer
+    assert len(refreshes) <= 2.5 / 0.25 + 4, len(refreshes)
+    assert streams.open == 0
