@@ -1,5 +1,5 @@
 """The processes of ``bench/viewers.py``: the two training runs, and the dashboard they are watched on
-(``deepscope serve``, or gunicorn 4x4 with a Redis cache as docker-compose runs it); CPU time of a
+(``deepscope serve``, or gunicorn with a Redis cache as docker-compose runs it); CPU time of a
 process and its children."""
 from __future__ import annotations
 
@@ -66,20 +66,34 @@ def start_serve(data_dir: Path, port: int, log_path: Path, analysis: bool) -> su
     raise RuntimeError("deepscope serve did not answer within 90 s")
 
 
+def compose_dashboard() -> tuple[list[str], dict[str, str]]:
+    """The dashboard service's gunicorn options (between ``gunicorn`` and ``--bind``'s value) and its
+    DEEPSCOPE_* settings that shape the workers (threads, streams), as docker-compose.yml has them."""
+    import yaml
+
+    service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["dashboard"]
+    command = list(service["command"])
+    options = command[1:command.index("--bind")]
+    env = {k: str(v) for k, v in (service.get("environment") or {}).items()
+           if k in ("DEEPSCOPE_STREAMS", "DEEPSCOPE_POLL_MS")}
+    return options, env
+
+
 def start_gunicorn(data_dir: Path, port: int, log_path: Path, tmp: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
-    """The compose dashboard as docker-compose.yml runs it: gunicorn 4 workers x 4 threads on
-    ``dashboard.app:server_from_env()``, flask-caching on a Redis server of its own (``redis-server``)."""
+    """The compose dashboard as docker-compose.yml runs it: gunicorn with the compose file's workers, threads
+    and streams on ``dashboard.app:server_from_env()``, flask-caching on a Redis server of its own."""
     import requests
 
     redis_port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
+    options, compose_env = compose_dashboard()
     env = dict(os.environ, PYTHONPATH=str(REPO), DEEPSCOPE_DATA_DIR=str(data_dir), DEEPSCOPE_CACHE_TYPE="RedisCache",
-               DEEPSCOPE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+               DEEPSCOPE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", **compose_env)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([gunicorn, "--workers", "4", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+        proc = subprocess.Popen([gunicorn, *options, "--bind", f"127.0.0.1:{port}",
                                  "dashboard.app:server_from_env()"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=str(REPO), env=env, start_new_session=True)
     deadline = time.monotonic() + 120

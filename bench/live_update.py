@@ -18,7 +18,8 @@ Measured:
   together with the page's ``Date.now()``. Lag of a step = first page time it is in the
   graph minus its commit time. p50 / p95 / max over ``--samples`` steps.
 * **bytes per update** (``bytes_per_update``): the body of the live route's answer
-  (``/_deepscope/live``, polled by the page's clientside timer: dashboard/views/training/live_route.py)
+  (``/_deepscope/live``: dashboard/views/training/live_route.py; the page's live stream,
+  ``/_deepscope/stream``, sends the same answers as server-sent events, uncompressed)
   carrying exactly one new logged step, as sent on the wire to a client that accepts compression like
   every browser (the route gzips only large answers; the uncompressed JSON size is printed too), measured
   by replaying with ``requests`` the very address the page asked (taken from Chrome's performance log,
@@ -166,6 +167,7 @@ def network_log(driver) -> dict[str, dict]:
 
 
 LIVE_PATH = "/_deepscope/live"
+STREAM_PATH = "/_deepscope/stream"  # the same query; its updates are the live route's answers, uncompressed
 
 
 def state_of(req: dict, missing=None):
@@ -179,8 +181,9 @@ def state_of(req: dict, missing=None):
 
 
 def is_live_poll(req: dict) -> bool:
-    """The Training page's live poll (its clientside timer's GET of the live route)."""
-    return LIVE_PATH in req["url"] and not req["post"]
+    """The Training page's live updates: its live stream (``/_deepscope/stream``, server-sent events), or its
+    clientside timer's GETs of the live route while it polls instead."""
+    return (LIVE_PATH in req["url"] or STREAM_PATH in req["url"]) and not req["post"]
 
 
 def replay_one_step(base_url: str, address: str, store: RunStore, run_id: str,
@@ -321,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         if not updates:
             raise RuntimeError("no live update responses were seen in the performance log")
 
-        replay_bytes, http_ms, replay_body = replay_one_step(base, updates[0]["url"], store, run_id, calls)
+        streams = sum(STREAM_PATH in r["url"] for r in updates)
+        address = updates[0]["url"].replace(STREAM_PATH, LIVE_PATH)  # a stream's update is the route's answer
+        replay_bytes, http_ms, replay_body = replay_one_step(base, address, store, run_id, calls)
         stop_process(server)
         server = None
         inproc = time_live_callback(store, run_id, calls)
@@ -335,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     lag_p50, lag_p95, lag_max = pct(lags, 50), pct(lags, 95), max(lags)
     server_ms = statistics.median(inproc["update_ms"])
     live_body = statistics.median(r["body"] for r in updates)
-    live_wire = statistics.median(r["wire"] for r in updates if r["wire"] is not None)
+    wires = [r["wire"] for r in updates if r["wire"] is not None]  # a stream still open has not finished loading
+    live_wire = statistics.median(wires) if wires else None
     patched = sorted({name for part in json.loads(replay_body)["r"].values() if part
                       for chunk in part["chunks"] for name in chunk})
     gzip_bytes = len(gzip.compress(replay_body))
@@ -350,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bytes of one update (1 step, replayed page payload, response body on the wire): {replay_bytes} B   "
           f"target <= {TARGET_BYTES} B: {verdict(replay_bytes <= TARGET_BYTES)}")
     print(f"    uncompressed JSON body {len(replay_body)} B; gzip of it {gzip_bytes} B")
-    print(f"    live page during the lag run: {len(polls)} polls, {len(updates)} with data; median body "
-          f"{live_body:.0f} B, on the wire {live_wire:.0f} B (headers included; 1-2 steps each)")
+    if streams:
+        print(f"    live page during the lag run: {streams} live stream(s) (server-sent events; an update is the "
+              f"route's answer, uncompressed), {len(polls) - streams} polls")
+    else:
+        print(f"    live page during the lag run: {len(polls)} polls, {len(updates)} with data; median body "
+              f"{live_body:.0f} B, on the wire {live_wire} B (headers included; 1-2 steps each)")
     print(f"    series in it: {', '.join(patched)}")
     print(f"  server time per update (in-process live route, 1 new step, median of {calls}): {server_ms:.2f} ms "
           f"(p95 {pct(inproc['update_ms'], 95):.2f})   target <= {TARGET_SERVER_MS:.0f} ms: "
@@ -369,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "bytes_uncompressed": len(replay_body),
         "bytes_gzip": gzip_bytes,
         "live_body_bytes_median": live_body, "live_wire_bytes_median": live_wire,
+        "live_transport": "stream" if streams else "poll", "live_streams": streams,
         "server_ms": round(server_ms, 3), "server_ms_p95": round(pct(inproc["update_ms"], 95), 3),
         "idle_ms": round(statistics.median(inproc["idle_ms"]), 3),
         "http_ms": round(statistics.median(http_ms), 3),

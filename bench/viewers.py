@@ -6,26 +6,29 @@
    unless ``--analysis``, so the projection worker's bursts do not blur the training rates).
 3. **Capture**: headless Chromium (Debian's, through selenium) opens ``/?run=A`` and ``/?run=B`` and stays
    ``--capture-s`` seconds on each; Chrome's performance log gives every ``_dash-update-component`` body
-   the page sent and every GET of the live route (``/_deepscope/live``: the Training page's clientside
-   poll, assets/training_live.js). Callbacks fired by a ``dcc.Interval`` (``changedPropIds`` all
-   ``*.n_intervals``) are timers, and the live GETs one more; each is replayed at its own period (the median
-   gap between its requests in the capture); the callbacks sent before the first timer are the page's
-   first requests, replayed once.
+   the page sent, and its live updates (assets/training_live.js): the live stream it opened
+   (``/_deepscope/stream``, server-sent events), or the GETs of the live route it polled instead
+   (``/_deepscope/live``). Callbacks fired by a ``dcc.Interval`` (``changedPropIds`` all ``*.n_intervals``)
+   are timers, and the live GETs one more; each is replayed at its own period (the median gap between its
+   requests in the capture); the callbacks sent before the first timer are the page's first requests,
+   replayed once.
 4. **Replay**: ``--viewers`` threads per timer (half the viewers on each run) post those bodies at the
    page's pace, with every input and state value taken from the answers that viewer got before (Dash
    ``Patch`` answers applied, as :mod:`bench._faults_poll` does), and ``n_intervals`` counting up. A
-   callback whose input an answer set is posted next, as Dash chains callbacks. The live GET asks for the
-   rows after the cursors of the viewer's live state, moves them on, and pokes the page's Python callback
-   when the answer says the page would (:func:`bench._faults_poll.live_needs`, at most once per signature
-   every 5 s, as the page does). Closed loop: a timer's next request waits for its previous answer (a
+   callback whose input an answer set is posted next, as Dash chains callbacks. The live stream (or GET)
+   asks for the rows after the cursors of the viewer's live state; each update moves them on and pokes the
+   page's Python callback when the answer says the page would (:func:`bench._faults_poll.live_needs`, at
+   most once per signature every 5 s, as the page does). A stream is opened again when it ends, when an
+   update does not join the state's cursors, and at each block with viewers (closed between blocks). Closed loop: a timer's next request waits for its previous answer (a
    browser would not, so an overloaded server looks better here than it is).
 5. **Training slowdown**: blocks of ``--block-s`` seconds without and with viewers alternate (``--seconds``
    of each in all; the pages wait between blocks and keep their state), so the machine's other load falls
    on both alike. Each run's steps/s (its ``step`` in the store) per block; ``train_slowdown`` = 1 - median
    with / median without, averaged over the two runs.
 
-``requests_per_viewer_s`` counts the requests of pages being watched (timers and what they chain), not the
-few that open a page (``page_open_requests_per_viewer``). Measured per request: wall time from send to the whole answer (``p50_ms``, ``p95_ms``), answers with no
+``requests_per_viewer_s`` counts the requests of pages being watched (timers and what they chain, each
+stream opened), not the few that open a page (``page_open_requests_per_viewer``); a stream's wall time is
+until its answer's headers, its updates are counted apart (``stream_updates_per_viewer_s``). Measured per request: wall time from send to the whole answer (``p50_ms``, ``p95_ms``), answers with no
 update (HTTP 204), errors (HTTP >= 400 other than 204, connection errors, timeouts, and ``callback raised``
 lines in the server log), bytes; the server process's CPU seconds per second
 without and with viewers, and this process's (the replaying client's: it competes with the runs too, where
@@ -66,11 +69,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _faults_poll import LIVE_PATH, PATCH_KEY, POKE, advanced, apply_patch, live_needs, live_url  # noqa: E402
 from _harness import free_port, start_browser, stop_process  # noqa: E402
-from _viewers_procs import TASKS, cpu_seconds, start_gunicorn, start_runs, start_serve, wait_for_runs  # noqa: E402
+from _viewers_procs import TASKS, compose_dashboard, cpu_seconds, start_gunicorn, start_runs, start_serve, wait_for_runs  # noqa: E402
 
 DISPATCH = "/_dash-update-component"
 TARGETS = {"p95_ms": 300.0, "errors": 0, "train_slowdown": 0.05, "requests_per_viewer_s": 1.2}
-LIVE_OUTPUT = "live-route"  # how the live GETs are counted beside the callbacks' outputs
+LIVE_OUTPUT = "live-route"  # how the live GETs (or streams) are counted beside the callbacks' outputs
+STREAM_PATH = "/_deepscope/stream"  # dashboard/views/training/live_stream.py
 REPOKE_S = 5.0  # assets/training_live.js REPOKE_MS
 LOSS_JS = ("const gd = document.querySelector('#train-graph-loss .js-plotly-plot');"
            "return !!(gd && gd.data && gd.data.some(t => t.x && t.x.length));")
@@ -101,7 +105,7 @@ def capture(driver, url: str, seconds: float, save: Path | None = None) -> tuple
             continue
         if DISPATCH in req["url"] and req.get("postData"):
             posts.append((t, json.loads(req["postData"])))
-        elif LIVE_PATH in req["url"] and req.get("method") == "GET":
+        elif (LIVE_PATH in req["url"] or STREAM_PATH in req["url"]) and req.get("method") == "GET":
             gets.append((t, req["url"]))
     if save is not None:
         save.write_text(json.dumps({"posts": [[t, b] for t, b in posts], "gets": gets}, indent=1))
@@ -116,13 +120,14 @@ def capture(driver, url: str, seconds: float, save: Path | None = None) -> tuple
     first = [body for t, body in posts if t < first_timer_at and body["output"] not in timers]
     if gets:
         path = gets[0][1].split("//", 1)[-1]
-        timers[LIVE_OUTPUT] = {"output": LIVE_OUTPUT, "url": path[path.index("/"):]}
+        streamed = any(STREAM_PATH in url for _, url in gets)  # the page took a stream: it polled nothing
+        timers[LIVE_OUTPUT] = {"output": LIVE_OUTPUT, "url": path[path.index("/"):], "stream": streamed}
         times[LIVE_OUTPUT] = [t for t, _ in gets]
     if not timers:
         raise RuntimeError(f"no timer-driven request was seen on {url} in {seconds:.0f} s")
     for output, body in timers.items():
         gaps = [b - a for a, b in zip(times[output], times[output][1:])]
-        body["period_s"] = round(statistics.median(gaps), 2) if gaps else 1.0
+        body["period_s"] = round(statistics.median(gaps), 2) if gaps and not body.get("stream") else 1.0
     return first, timers
 
 
@@ -135,6 +140,7 @@ class Stats:
         self.requests = self.no_update = self.errors = self.bytes = self.opens = 0
         self.by_output: dict[str, int] = {}
         self.samples: list[str] = []
+        self.messages = self.message_bytes = self.reopened = 0  # the live streams' updates
 
     def add(self, output: str, ms: float, status: int | None, size: int, error: str | None, opening: bool) -> None:
         with self.lock:
@@ -270,7 +276,7 @@ class Viewer:
         """The page's clientside poll: GET the rows after the live state's cursors, move the cursors on, and
         poke the Python callback when the page would (assets/training_live.js)."""
         with self.lock:
-            state, seen = self.values.get(("train-state", "data")), self.values.get(("train-seen", "data"))
+            state = self.values.get(("train-state", "data"))
         if not (isinstance(state, dict) and state.get("key") and state.get("cursors") is not None):
             return  # no figures yet: the page waits too
         t0 = time.perf_counter()
@@ -285,13 +291,93 @@ class Viewer:
         except (OSError, http.client.HTTPException, ValueError) as exc:
             error = f"{type(exc).__name__} for the live route: {str(exc)[:200]}"
         self.stats.add(LIVE_OUTPUT, (time.perf_counter() - t0) * 1000, status, size, error, False)
-        if answer is None:
-            return
+        if answer is not None:
+            self.take_live(state, answer)
+
+    def stream_live(self, halt: threading.Event, active: threading.Event) -> None:
+        """The page's live stream: open it from the live state's cursors, take each update (moving the cursors
+        on, poking the Python callback when the page would), and open it again when it ends, when an update
+        does not join the state's cursors, or after a block without viewers (the page is closed meanwhile)."""
+        template = self.timers[LIVE_OUTPUT]
+        while not halt.is_set():
+            if not active.wait(0.2):
+                continue
+            with self.lock:
+                state = self.values.get(("train-state", "data"))
+            if not (isinstance(state, dict) and state.get("key") and state.get("cursors") is not None):
+                time.sleep(template["period_s"])
+                continue
+            path = live_url(state).replace(LIVE_PATH, STREAM_PATH)
+            host, port = self.base.split("//", 1)[1].split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+            t0, error, status = time.perf_counter(), None, None
+            try:
+                conn.request("GET", path, headers={"Accept": "text/event-stream"})
+                resp = conn.getresponse()
+                status = resp.status
+                if status != 200:
+                    error = f"HTTP {status} for the live stream: {resp.read()[:200]!r}"
+            except (OSError, http.client.HTTPException) as exc:
+                error = f"{type(exc).__name__} for the live stream: {str(exc)[:200]}"
+            self.stats.add(LIVE_OUTPUT, (time.perf_counter() - t0) * 1000, status, 0, error, False)
+            if error:
+                conn.close()
+                time.sleep(1.0)
+                continue
+            try:
+                self._take_stream(resp, state, halt, active)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if not halt.is_set():
+                    self.stats.add(LIVE_OUTPUT, 0.0, None, 0, f"{type(exc).__name__} in the live stream: {exc}", False)
+            finally:
+                conn.close()
+
+    def _take_stream(self, resp, state: dict, halt: threading.Event, active: threading.Event) -> None:
+        event, data = None, []
+        while not halt.is_set() and active.is_set():
+            line = resp.readline()
+            if not line:
+                return  # the server closed it
+            line = line.rstrip(b"\r\n")
+            if line.startswith(b"event: "):
+                event = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data.append(line[6:])
+            elif not line:  # an event's end
+                if event in ("end", "busy"):
+                    if event == "busy":
+                        self.stats.add(LIVE_OUTPUT, 0.0, None, 0, "the server had no stream free", False)
+                    return
+                if data:
+                    body = b"\n".join(data)
+                    with self.stats.lock:
+                        self.stats.messages += 1
+                        self.stats.message_bytes += len(body)
+                    state = self.take_live(state, json.loads(body))
+                    if state is None:
+                        with self.stats.lock:
+                            self.stats.reopened += 1
+                        return
+                event, data = None, []
+
+    def take_live(self, state: dict, answer: dict) -> dict | None:
+        """Take one live answer as the page does: move the live state's cursors on (None when the answer does
+        not start at them: whole figures came meanwhile, the stream is opened again) and poke the Python
+        callback when the page would."""
+        with self.lock:
+            current = self.values.get(("train-state", "data"))
+            seen = self.values.get(("train-seen", "data"))
+        if current is not state:
+            return None
+        for rid, part in (answer.get("r") or {}).items():
+            if part and "from" in part and part["from"] != state["cursors"].get(rid, 0) and part["cursor"] != part["from"]:
+                return None
         want = live_needs(answer, state["key"]["runs"], state, seen)
+        new_state = state
         if want != "rebuild":
             with self.lock:
                 if self.values.get(("train-state", "data")) is state:  # no whole figures came meanwhile
-                    self.values[("train-state", "data")] = advanced(state, answer)
+                    new_state = self.values[("train-state", "data")] = advanced(state, answer)
         if want and self.poke_template is not None:
             sig = f"rebuild:{state.get('gen')}" if want == "rebuild" else \
                 "status:" + json.dumps([answer.get("runs")] + [(r or {}).get("status") for r in answer["r"].values()]
@@ -302,6 +388,7 @@ class Viewer:
                 with self.lock:
                     self.values[POKE] = {"n": self.pokes, "rebuild": want == "rebuild"}
                 self.post(self.poke_template, [f"{POKE[0]}.{POKE[1]}"])
+        return new_state if want != "rebuild" else None
 
     def open_page(self) -> None:
         for body in self.first:
@@ -310,6 +397,9 @@ class Viewer:
     def run_timer(self, output: str, halt: threading.Event, active: threading.Event, phase: float) -> None:
         template = self.timers[output]
         interval_inputs = [d for d in _pairs(template, "inputs") if d["property"] == "n_intervals"]
+        if output == LIVE_OUTPUT and template.get("stream"):
+            self.stream_live(halt, active)
+            return
         send = self.poll_live if output == LIVE_OUTPUT else lambda: self.post(template)
         period, n, due = template["period_s"], 0, time.monotonic()
         while not halt.is_set():
@@ -397,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
     p.add_argument("--analysis", action="store_true", help="run the analysis worker beside the dashboard")
     p.add_argument("--gunicorn", action="store_true",
-                   help="serve as docker-compose does: gunicorn 4x4 with a Redis cache (redis-server on PATH)")
+                   help="serve as docker-compose does: gunicorn with its workers, threads and streams, and a Redis "
+                   "cache (redis-server on PATH)")
     p.add_argument("--dir", default=None, help="parent folder of the temporary store")
     p.add_argument("--keep", action="store_true", help="keep the temporary store and logs")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -419,9 +510,12 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         if args.gunicorn:
             server, redis = start_gunicorn(data_dir, port, tmp / "serve.log", tmp)
+            options, compose_env = compose_dashboard()
+            server_name = f"gunicorn {' '.join(options)} {' '.join(f'{k}={v}' for k, v in compose_env.items())} + Redis"
         else:
             server = start_serve(data_dir, port, tmp / "serve.log", args.analysis)
-        print(f"runs {dict(zip(TASKS, run_ids))} training; {'gunicorn 4x4 + Redis' if args.gunicorn else 'deepscope serve'} "
+            server_name = "deepscope serve"
+        print(f"runs {dict(zip(TASKS, run_ids))} training; {server_name} "
               f"on {base}", flush=True)
 
         driver = start_browser(tmp / "chrome-profile")
@@ -485,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     slowdown = statistics.mean(slowdowns) if slowdowns else float("nan")
     load_in = statistics.median(loads)
     errors = stats.errors + raised
-    result = {"server": "gunicorn 4x4 + Redis" if args.gunicorn else "deepscope serve", 
+    result = {"server": server_name,
         "viewers": viewers, "seconds": seconds,
         "requests_per_viewer_s": round((stats.requests - stats.opens) / viewers / seconds, 3),
         "page_open_requests_per_viewer": round(stats.opens / viewers, 1),
@@ -494,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms": round(pct(stats.ms, 99), 1), "max_ms": round(max(stats.ms, default=float("nan")), 1),
         "no_update_share": round(stats.no_update / max(1, stats.requests), 3),
         "bytes_per_request": round(stats.bytes / max(1, stats.requests)),
+        "live": "stream" if pages[0][2].get(LIVE_OUTPUT, {}).get("stream") else "poll",
+        "stream_updates_per_viewer_s": round(stats.messages / viewers / seconds, 3),
+        "bytes_per_stream_update": round(stats.message_bytes / max(1, stats.messages)),
+        "streams_reopened": stats.reopened,
         "errors": errors, "callback_raised": raised, "console_errors": len(console),
         "train_slowdown": round(slowdown, 4), "runs": per_run,
         "server_cpu_s_per_s": {k: round(cpu[k] / max(1e-9, wall[k]), 3) for k in cpu},
@@ -511,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; "
           f"errors {errors}")
     print("  requests by callback: " + "; ".join(f"{o[:48]}: {n}" for o, n in stats.by_output.items()))
+    if result["live"] == "stream":
+        print(f"  live streams: {result['stream_updates_per_viewer_s']:.2f} updates per viewer per s, "
+              f"{result['bytes_per_stream_update']} B each; {stats.reopened} opened again (whole figures came)")
     for task, r in per_run.items():
         print(f"  {task}: {r['alone_steps_s']} steps/s alone, {r['with_viewers_steps_s']} with viewers "
               f"(slowdown {r['slowdown']:.1%})")

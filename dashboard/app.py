@@ -31,7 +31,7 @@ from dashboard.export_route import register_export
 from dashboard.health import register_health
 from dashboard.login import register_login
 from dashboard.views.training.live_route import LiveAnswers, register_live
-from dashboard.views.training.live_stream import register_stream
+from dashboard.views.training.live_stream import end_streams_on_sigterm, register_stream
 from dashboard.security import SecurityConfig, current_user, install_guard, security_from_env
 
 ROOT = Path(__file__).resolve().parent
@@ -189,7 +189,8 @@ def _register_nav_callback(app: dash.Dash) -> None:
 def server_from_env():
     """WSGI server for gunicorn, configured by the environment.
 
-    ``DEEPSCOPE_DATA_DIR``, ``DEEPSCOPE_STORE_URL``, ``DEEPSCOPE_POLL_MS``; security as for
+    ``DEEPSCOPE_DATA_DIR``, ``DEEPSCOPE_STORE_URL``, ``DEEPSCOPE_POLL_MS``, ``DEEPSCOPE_STREAMS`` (live streams
+    per worker: keep it below gunicorn's ``--threads``, see :mod:`dashboard.views.training.live_stream`); security as for
     ``deepscope serve``: ``DEEPSCOPE_AUTH=on`` (accounts in ``DEEPSCOPE_AUTH_FILE``),
     ``DEEPSCOPE_ALLOWED_HOSTS`` (comma-separated), ``DEEPSCOPE_COOKIE_SECURE=on`` behind TLS,
     ``DEEPSCOPE_DATA_ROOTS`` (folders, separated by ``os.pathsep``). Without auth it answers loopback
@@ -198,6 +199,7 @@ def server_from_env():
     """
     data_dir = os.environ.get("DEEPSCOPE_DATA_DIR", DEFAULT_DATA_DIR)
     poll_ms = int(os.environ.get("DEEPSCOPE_POLL_MS") or 0) or None
+    end_streams_on_sigterm()  # a stopping worker is not held by the pages' open live streams
     return create_app(data_dir, store_url=os.environ.get("DEEPSCOPE_STORE_URL") or None, poll_ms=poll_ms,
                       data_roots=data_roots_from_env(), security=security_from_env()).server
 

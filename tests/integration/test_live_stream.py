@@ -183,3 +183,35 @@ def test_ls005_streams_of_one_process_share_one_head_refresh_per_tick(served, mo
     # 8 viewers waking together at 4 ticks/s for ~2.5 s: about one refresh per tick, not one per viewer
     assert len(refreshes) <= 2.5 / 0.25 + 4, len(refreshes)
     assert streams.open == 0
+
+
+def test_ls006_sigterm_ends_open_streams_at_once_then_does_what_it_did_before(served):
+    """Under gunicorn a SIGTERM must not wait for open streams (a graceful stop waits for requests in flight):
+    the hook installed by server_from_env() ends them at their next tick and then calls gunicorn's handler."""
+    import os
+    import signal
+
+    from dashboard.views.training import live_stream
+
+    app, streams, store, run_id = served
+    _log(store, run_id, range(1, 4))
+    called = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: called.append(signum))
+    try:
+        assert live_stream.end_streams_on_sigterm()
+        response = app.server.test_client().get(f"{STREAM_PATH}?run={run_id}&since=0", environ_base=LOCAL,
+                                                buffered=False)
+        events, t_kill = [], None
+        for event, _data in _events(response, time.monotonic() + 10):
+            events.append(event)
+            if event == "message" and t_kill is None:
+                t_kill = time.monotonic()
+                os.kill(os.getpid(), signal.SIGTERM)
+            if event == "end":
+                break
+        assert called == [signal.SIGTERM] and events[-1] == "end"
+        assert time.monotonic() - t_kill < 1.0  # not the stream's life (2 s here, 25 s by default)
+        assert streams.open == 0
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        live_stream.STOPPING.clear()

@@ -26,12 +26,13 @@ refused EventSource is an error in the browser's console), and the page polls th
 gthread workers set it below ``--threads`` (docker-compose: 16 threads, 12 streams per worker), so that
 streams never take the threads the pages' other requests need. A stream passes the dashboard's guard when it
 opens (hosts, sign-in); it ends after :data:`STREAM_LIFE_S`, so a signed-out viewer's stream lasts at most
-that long, and a worker that is asked to stop is not held longer than that.
+that long. A gunicorn worker asked to stop (SIGTERM) ends its streams at once (:func:`end_streams_on_sigterm`).
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,29 @@ MIMETYPE = "text/event-stream"
 BUSY = b"event: busy\ndata: all streams here are taken: poll /_deepscope/live\n\n"
 
 log = logging.getLogger(__name__)
+STOPPING = threading.Event()  # set when this process is asked to stop: every open stream ends at its next tick
+
+
+def end_streams_on_sigterm() -> bool:
+    """Make SIGTERM end this process's streams at once, then do what it did before (gunicorn's worker: stop
+    gracefully, waiting for the requests in flight, which open streams would otherwise hold for up to
+    :data:`STREAM_LIFE_S`). Called from the main thread when the app is loaded (gunicorn installs its signal
+    handlers before); elsewhere it does nothing and says so (False)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn sets it: a signal does not break a request's I/O
+    return True
 
 
 def max_streams_from_env() -> int:
@@ -106,7 +130,7 @@ class Streams:
             elif time.monotonic() - last_write >= self.heartbeat_s:
                 last_write = time.monotonic()
                 yield b":\n\n"
-            if time.monotonic() >= end:
+            if time.monotonic() >= end or STOPPING.is_set():
                 yield b"event: end\ndata: \n\n"
                 return
             # every stream of the process on one clock: they share each head refresh and chunk
