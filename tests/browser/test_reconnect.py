@@ -37,8 +37,10 @@ const b = document.getElementById('deepscope-reconnect');
 return b && !b.hidden ? b.textContent : '';
 """
 # What a browser logs while its server is down; anything else SEVERE is a bug.
+# what Chromium logs of the outage itself (the live stream open when the server died ends mid-chunk)
 OUTAGE_NOISE = ("ERR_CONNECTION_REFUSED", "ERR_CONNECTION_RESET", "ERR_EMPTY_RESPONSE", "Failed to fetch",
-                "_dash-update-component", "_deepscope/health", "Callback failed: the server did not respond")
+                "_dash-update-component", "_deepscope/health", "Callback failed: the server did not respond",
+                "ERR_INCOMPLETE_CHUNKED_ENCODING")
 
 
 def _free_port() -> int:

@@ -129,6 +129,9 @@ def test_sec007_auth_sign_in_and_roles(tmp_path, accounts):
     r = client.get("/hidden?run=x", environ_base=remote)
     assert r.status_code == 302 and "/login?next=" in r.headers["Location"]
     assert client.get("/_dash-layout", environ_base=remote).status_code == 401
+    # the Training page's live data too: signed out, its poll and its stream get a 401, not a redirect
+    for live in ("/_deepscope/live?run=abc&since=0", "/_deepscope/stream?run=abc&since=0"):
+        assert client.get(live, environ_base=remote).status_code == 401, live
     bad = client.post("/login", data={"name": "vic", "password": "nope-nope"}, environ_base=remote)
     assert bad.status_code == 401 and b"Wrong name or password" in bad.data
     ok = client.post("/login", data={"name": "vic", "password": "viewer-pass-1", "next": "/runs"},
