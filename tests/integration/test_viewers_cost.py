@@ -274,8 +274,10 @@ def test_vc009_a_malformed_cached_head_is_ignored(tmp_path, monkeypatch):
     _log(store, run_id, 1)
     config = {"CACHE_TYPE": "dashboard.safe_cache.SafeFileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
     data = DashboardData(store, Cache(Flask("w"), config=config))
-    for junk in ({"at": time.time(), "run": {"id": run_id}, "cursor": "x"},
-                 {"at": time.time(), "run": {"id": run_id}, "cursor": 1, "marks": [[1]], "rows": {}}, [1, 2], "head"):
+    for junk in ({"at": time.time(), "run": {"id": run_id}, "cursor": "x"}, {"at": time.time(), "run": ["x"], "cursor": 1},
+                 {"at": time.time(), "run": {"id": run_id}, "cursor": True},
+                 {"at": time.time(), "run": {"id": run_id}, "cursor": 2, "samples_at": "soon"},
+                 {"at": time.time(), "run": {"id": run_id}, "cursor": 2, "samples": {"x": 1}}, [1, 2], "head"):
         data.cache_set(f"head:{run_id}", junk, 60)
         head = RunHeads(data).heads([run_id])[run_id]
         assert head["cursor"] == store.scalars_after(run_id, 0)[1]
@@ -352,3 +354,32 @@ def test_vc011_a_long_run_s_updates_are_drawn_at_its_history_s_resolution(tmp_pa
     whole, _ = ema([1.0] + [v for _, v in early] + values, 0.6)
     assert sys_[-1] == pytest.approx(whole[-1], rel=1e-5)
     assert new["traces"][f"{run_id}|train/loss"]["ema"][1] == 1 + len(early) + len(steps)
+
+
+def test_vc012_workers_share_stamps_not_rows(tmp_path, monkeypatch):
+    """Between workers the cache carries a head's stamp (run row, cursor, samples), never its rows: a worker
+    at the stamp's cursor takes it without the store; one behind reads just the rows it lacks."""
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    store = RunStore(tmp_path / "d")
+    run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, 1)
+    config = {"CACHE_TYPE": "dashboard.safe_cache.SafeFileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
+    a, b = (DashboardData(store, Cache(Flask(f"w{i}"), config=config)) for i in range(2))
+    monkeypatch.setattr(live_heads, "PEER_S", 1e9)  # both are known to share the cache
+    a.heads._peer_seen_at = b.heads._peer_seen_at = time.time()  # noqa: SLF001
+    b.heads.heads([run_id])
+    time.sleep(0.01)
+    a.heads.heads([run_id])  # nothing new: a's stamp says the same cursor
+    cached = a.cache_get(f"head:{run_id}")
+    assert "rows" not in cached and "marks" not in cached and cached["cursor"] == store.scalars_after(run_id, 0)[1]
+    counting = CountingStore(store)
+    b.store = counting
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 30.0)
+    b.heads._local[f"head:{run_id}"]["at"] -= 60  # noqa: SLF001 - b's own head is stale, a's stamp is not
+    assert b.heads.heads([run_id])[run_id]["cursor"] == cached["cursor"] and counting.calls == []
+    _log(store, run_id, 2)
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    a.heads.heads([run_id])  # a moved on: b cannot take that stamp's rows from the cache, it reads its own
+    head = b.heads.heads([run_id])[run_id]
+    assert head["cursor"] == store.scalars_after(run_id, 0)[1] and "scalars_after" in counting.calls
+    assert b.heads.rows_in(head, head["marks"][0][1], head["cursor"])["train/loss"]["x"] == [2]
