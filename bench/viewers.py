@@ -76,6 +76,8 @@ TARGETS = {"p95_ms": 300.0, "errors": 0, "train_slowdown": 0.05, "requests_per_v
 LIVE_OUTPUT = "live-route"  # how the live GETs (or streams) are counted beside the callbacks' outputs
 STREAM_PATH = "/_deepscope/stream"  # dashboard/views/training/live_stream.py
 REPOKE_S = 5.0  # assets/training_live.js REPOKE_MS
+FALLBACK_S = 30.0  # assets/training_live.js FALLBACK_MS: a page refused a stream polls this long
+POLL_S = 0.85  # the Training page's timer (dashboard/app.py DEFAULT_TRAINING_POLL_MS)
 LOSS_JS = ("const gd = document.querySelector('#train-graph-loss .js-plotly-plot');"
            "return !!(gd && gd.data && gd.data.some(t => t.x && t.x.length));")
 
@@ -141,6 +143,7 @@ class Stats:
         self.by_output: dict[str, int] = {}
         self.samples: list[str] = []
         self.messages = self.message_bytes = self.reopened = 0  # the live streams' updates
+        self.busy = 0  # streams refused (every one of that worker's taken): the page polled meanwhile
 
     def add(self, output: str, ms: float, status: int | None, size: int, error: str | None, opening: bool) -> None:
         with self.lock:
@@ -324,15 +327,23 @@ class Viewer:
                 conn.close()
                 time.sleep(1.0)
                 continue
+            ended = None
             try:
-                self._take_stream(resp, state, halt, active)
+                ended = self._take_stream(resp, state, halt, active)
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 if not halt.is_set():
                     self.stats.add(LIVE_OUTPUT, 0.0, None, 0, f"{type(exc).__name__} in the live stream: {exc}", False)
             finally:
                 conn.close()
+            if ended == "busy":  # all of that worker's streams taken: the page polls for a while, then asks again
+                with self.stats.lock:
+                    self.stats.busy += 1
+                until = time.monotonic() + FALLBACK_S
+                while time.monotonic() < until and active.is_set() and not halt.is_set():
+                    self.poll_live()
+                    halt.wait(POLL_S)
 
-    def _take_stream(self, resp, state: dict, halt: threading.Event, active: threading.Event) -> None:
+    def _take_stream(self, resp, state: dict, halt: threading.Event, active: threading.Event) -> str | None:
         event, data = None, []
         while not halt.is_set() and active.is_set():
             line = resp.readline()
@@ -345,9 +356,7 @@ class Viewer:
                 data.append(line[6:])
             elif not line:  # an event's end
                 if event in ("end", "busy"):
-                    if event == "busy":
-                        self.stats.add(LIVE_OUTPUT, 0.0, None, 0, "the server had no stream free", False)
-                    return
+                    return event
                 if data:
                     body = b"\n".join(data)
                     with self.stats.lock:
@@ -591,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         "live": "stream" if pages[0][2].get(LIVE_OUTPUT, {}).get("stream") else "poll",
         "stream_updates_per_viewer_s": round(stats.messages / viewers / seconds, 3),
         "bytes_per_stream_update": round(stats.message_bytes / max(1, stats.messages)),
-        "streams_reopened": stats.reopened,
+        "streams_reopened": stats.reopened, "streams_refused": stats.busy,
         "errors": errors, "callback_raised": raised, "console_errors": len(console),
         "train_slowdown": round(slowdown, 4), "runs": per_run,
         "server_cpu_s_per_s": {k: round(cpu[k] / max(1e-9, wall[k]), 3) for k in cpu},
@@ -611,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  requests by callback: " + "; ".join(f"{o[:48]}: {n}" for o, n in stats.by_output.items()))
     if result["live"] == "stream":
         print(f"  live streams: {result['stream_updates_per_viewer_s']:.2f} updates per viewer per s, "
-              f"{result['bytes_per_stream_update']} B each; {stats.reopened} opened again (whole figures came)")
+              f"{result['bytes_per_stream_update']} B each; {stats.reopened} opened again (whole figures came); "
+              f"{stats.busy} refused (the page polled {FALLBACK_S:.0f} s instead)")
     for task, r in per_run.items():
         print(f"  {task}: {r['alone_steps_s']} steps/s alone, {r['with_viewers_steps_s']} with viewers "
               f"(slowdown {r['slowdown']:.1%})")

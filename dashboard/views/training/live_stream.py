@@ -23,7 +23,7 @@ its own cursors (``assets/training_live.js``).
 A stream holds a server thread while it is open. ``DEEPSCOPE_STREAMS`` per process (default
 :data:`DEFAULT_MAX_STREAMS`) are served; beyond them the answer is a stream of one ``busy`` event (HTTP 200: a
 refused EventSource is an error in the browser's console), and the page polls the live route for a while. Under gunicorn's
-gthread workers set it below ``--threads`` (docker-compose: 16 threads, 12 streams per worker), so that
+gthread workers set it below ``--threads`` (docker-compose: 32 threads, 24 streams per worker), so that
 streams never take the threads the pages' other requests need. A stream passes the dashboard's guard when it
 opens (hosts, sign-in); it ends after :data:`STREAM_LIFE_S`, so a signed-out viewer's stream lasts at most
 that long. A gunicorn worker asked to stop (SIGTERM) ends its streams at once (:func:`end_streams_on_sigterm`).
