@@ -13,9 +13,10 @@ Faults:
       server in this process, ``bench/_faults_redis.py``: connections refused, so ``dashboard/data.py``
       must fall back to the store), then back empty;
   (c) ``kill -9`` of a trainer at 10 random moments (seeded: the two trainers in turn, 2-10 s (``--quick``:
-      0.5-2 s) after the last resume trained again; the moment within training is chance); each time: seconds
-      until the run shows ``interrupted``, then resume (agent run: queued again for the agent, as a dashboard with
-      ``DEEPSCOPE_LAUNCH=agent`` does; terminal run: ``deepscope resume RUN``);
+      0.5-2 s) after the last resume trained again; the moment within training is chance; ``--quick`` starts
+      with the agent run, so of its 3 kills the terminal run, ~20 s to show interrupted, gets one); each time:
+      seconds until the run shows ``interrupted``, then resume (agent run: queued again for the agent, as a
+      dashboard with ``DEEPSCOPE_LAUNCH=agent`` does; terminal run: ``deepscope resume RUN``);
   (d) ``kill -9`` of the dashboard, then started again;
   (e) a second dashboard on the same data folder, the first stopped: seconds until the second one's
       analysis worker holds the lease.
@@ -27,7 +28,8 @@ here: ``deepscope train brackets-lstm --set steps=300`` alone vs beside two defa
 and a multi-threaded numpy matmul, all with default thread settings).
 
     .venv/bin/python bench/faults.py              # ~10 minutes on 2 cores
-    .venv/bin/python bench/faults.py --quick      # 3 kills, 5 s lock, 4 s cache fault, no contention
+    .venv/bin/python bench/faults.py --quick      # 3 kills (agent, terminal, agent), 5 s lock, 4 s cache fault,
+                                                  # no contention: ~1 minute
     .venv/bin/python bench/faults.py --cache redis --no-contention
     DEEPSCOPE_TEST_PG=postgresql+psycopg2://u@host/db .venv/bin/python bench/faults.py   # on PostgreSQL
 
@@ -124,6 +126,10 @@ class Bench:
         self.cli[self.term_run] = proc
         self.runs = [self.agent_run, self.term_run]
         self.kill_order = self.rng.sample(self.runs, 2)
+        if self.args.quick:
+            # 3 kills: the agent's trainer (interrupted within a second: the agent saw its child exit) twice, the
+            # terminal run (interrupted once its heartbeat is STALE_AFTER_S old, ~20 s) once
+            self.kill_order = [self.agent_run, self.term_run]
         for rid in self.runs:
             self.gaps[rid] = []
             self._wait_training(rid, timeout=120)
