@@ -29,7 +29,7 @@ and a multi-threaded numpy matmul, all with default thread settings).
 
     .venv/bin/python bench/faults.py              # ~10 minutes on 2 cores
     .venv/bin/python bench/faults.py --quick      # 3 kills (agent, terminal, agent), 5 s lock, 4 s cache fault,
-                                                  # no contention: ~1 minute
+                                                  # no contention: ~1.5 minutes on 2 cores
     .venv/bin/python bench/faults.py --cache redis --no-contention
     DEEPSCOPE_TEST_PG=postgresql+psycopg2://u@host/db .venv/bin/python bench/faults.py   # on PostgreSQL
 
