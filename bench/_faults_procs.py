@@ -123,6 +123,8 @@ class Procs:
                     proc.kill()
             for pid in self._naming():
                 _signal(pid, signal.SIGKILL)
+            if not self._naming() and not any(_group_alive(p.pid) for p in self.started):
+                break  # nothing left to kill (the usual case after a clean SIGTERM): no more rounds
             time.sleep(0.5)
         for proc in self.started:
             try:
@@ -175,6 +177,17 @@ def _cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return f"pid {pid}"
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` still has a member (a zombie counts: another round does no harm)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _killpg(pid: int) -> None:

@@ -12,10 +12,11 @@ Faults:
       cache: cachelib turns that into misses), or with ``--cache redis`` the Redis server gone (a stand-in
       server in this process, ``bench/_faults_redis.py``: connections refused, so ``dashboard/data.py``
       must fall back to the store), then back empty;
-  (c) ``kill -9`` of a trainer at 10 random moments (seeded: the two trainers in turn, 2-10 s after the
-      last resume trained again; the moment within training is chance); each time: seconds until the run shows
-      ``interrupted``, then resume (agent run: queued again for the agent, as a dashboard with
-      ``DEEPSCOPE_LAUNCH=agent`` does; terminal run: ``deepscope resume RUN``);
+  (c) ``kill -9`` of a trainer at 10 random moments (seeded: the two trainers in turn, 2-10 s (``--quick``:
+      0.5-2 s) after the last resume trained again; the moment within training is chance; ``--quick`` starts
+      with the agent run, so of its 3 kills the terminal run, ~20 s to show interrupted, gets one); each time:
+      seconds until the run shows ``interrupted``, then resume (agent run: queued again for the agent, as a
+      dashboard with ``DEEPSCOPE_LAUNCH=agent`` does; terminal run: ``deepscope resume RUN``);
   (d) ``kill -9`` of the dashboard, then started again;
   (e) a second dashboard on the same data folder, the first stopped: seconds until the second one's
       analysis worker holds the lease.
@@ -27,7 +28,8 @@ here: ``deepscope train brackets-lstm --set steps=300`` alone vs beside two defa
 and a multi-threaded numpy matmul, all with default thread settings).
 
     .venv/bin/python bench/faults.py              # ~10 minutes on 2 cores
-    .venv/bin/python bench/faults.py --quick      # 3 kills, 5 s lock, 4 s cache fault, no contention
+    .venv/bin/python bench/faults.py --quick      # 3 kills (agent, terminal, agent), 5 s lock, 4 s cache fault,
+                                                  # no contention: ~1.5 minutes on 2 cores
     .venv/bin/python bench/faults.py --cache redis --no-contention
     DEEPSCOPE_TEST_PG=postgresql+psycopg2://u@host/db .venv/bin/python bench/faults.py   # on PostgreSQL
 
@@ -41,6 +43,7 @@ itself is killed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import random
@@ -60,11 +63,13 @@ from _faults_check import (BrokenCache, StoreLock, holder_pid, integrity, lease_
 from _faults_contention import contention_slowdown  # noqa: E402
 from _faults_poll import Poller  # noqa: E402
 from _faults_procs import Procs, alive, free_port, parent_of, start_watchdog, wait_healthy  # noqa: E402
+from backend.jobs import ANALYSIS_LOG  # noqa: E402  (every analysis worker of the data folder logs there)
 
 TASK = "digits-cnn"
 SETS = {"steps": 10_000_000, "log_every": 5, "checkpoint_every": 100, "eval_every": 200}
 NET_PREFIX = "callback raised, answered with no update"  # dashboard/app.py's safety net
 CACHE_FAILED = "the dashboard cache failed"  # dashboard/data.py, when it reads the store instead
+STANDBY = "standing by: another analysis worker holds"  # backend/analysis/projection/worker.py
 
 
 class Bench:
@@ -101,12 +106,14 @@ class Bench:
         self.poller: Poller | None = None
         self.dash = self.dash_port = None
         self.cli: dict[str, object] = {}  # run id -> the Popen of its terminal process
+        self.t_phase = time.monotonic()  # start of the current fault, for the "took" of its line
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self) -> None:
         from backend.jobs import JobManager
         from backend.spec import RunSpec
 
+        t0 = time.monotonic()
         self.dash_port = free_port()
         self.dash = self.procs.dashboard(self.dash_port, "dashboard-1")
         up = wait_healthy(self.dash_port, self.dash)
@@ -119,15 +126,22 @@ class Bench:
         self.cli[self.term_run] = proc
         self.runs = [self.agent_run, self.term_run]
         self.kill_order = self.rng.sample(self.runs, 2)
+        if self.args.quick:
+            # 3 kills: the agent's trainer (interrupted within a second: the agent saw its child exit) twice, the
+            # terminal run (interrupted once its heartbeat is STALE_AFTER_S old, ~20 s) once
+            self.kill_order = [self.agent_run, self.term_run]
         for rid in self.runs:
             self.gaps[rid] = []
             self._wait_training(rid, timeout=120)
+        training = time.monotonic() - t0
         self.poller = Poller(self.runs)
         self.poller.set_targets([self.dash_port])
         self.poller.start()
-        time.sleep(3)
+        self._wait_polled(4, timeout=10)  # the page open and live (two ticks answered) before the first fault
+        self.t_phase = time.monotonic()
         say(f"setup: dashboard on :{self.dash_port} ({up:.1f} s to answer), agent, runs {self.agent_run} (agent) "
-            f"and {self.term_run} (deepscope train), store {self.store_kind()}")
+            f"and {self.term_run} (deepscope train), store {self.store_kind()}; both training after {training:.1f} s, "
+            f"polled after {self.t_phase - t0:.1f} s")
 
     def store_kind(self) -> str:
         return "sqlite" if self.store.url.startswith("sqlite") else "postgresql"
@@ -179,13 +193,16 @@ class Bench:
                 "unreadable_snapshots": unread, **({"problems": details} if details else {})}
 
     def record(self, fault: dict) -> None:
+        t_check = time.monotonic()
         checks = self.check()
         fault["checks"] = checks
         self.faults.append(fault)
+        now = time.monotonic()
+        took, self.t_phase = f"took {now - self.t_phase:.1f} s (checks {now - t_check:.1f} s)", now
         extra = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in ("fault", "checks"))
         say(f"fault {fault['fault']}: {extra}; integrity {checks['integrity']}, rows lost {checks['rows_lost']}, "
             f"duplicates {checks['duplicate_steps']}, stuck {len(checks['stuck_running'])}, "
-            f"http_500 so far {self.poller.http_500}")
+            f"http_500 so far {self.poller.http_500}; {took}")
         if checks.get("problems"):
             say(f"  problems: {json.dumps(checks['problems'])}")
 
@@ -207,9 +224,11 @@ class Bench:
         lock = StoreLock(self.store, seconds)
         lock.start()
         lock.locked.wait(60)
+        importlib.import_module("backend.training.checkpoint")  # torch, for the kills: loaded while the lock holds
         lock.join(seconds + 120)
         released = time.time()
-        time.sleep(8)  # the writers' backoff (up to 5 s) and a commit
+        # the writers' backoff (up to 5 s) and a commit: every run has logged a row after the release
+        self._wait_logged_after(released, timeout=8)
         died = self._died_since(pids)
         self.trainings_died += len(died)
         stall = max(training_stall(self.store, rid, t_wall, released) for rid in self.runs)
@@ -225,12 +244,38 @@ class Bench:
         else:
             with BrokenCache(self.data):
                 time.sleep(seconds)
-        time.sleep(3)
+        self._wait_polled(3, timeout=3)  # the page answered again (a whole tick) with the cache back
         died = self._died_since(pids)
         self.trainings_died += len(died)
         self.record({"fault": "cache_down" if self.redis else "cache_broken", "seconds": seconds,
                      "cache": self.args.cache, "trainings_died": len(died),
                      "http_500_during": self.poller.http_500 - before})
+
+    def _wait_logged_after(self, wall: float, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) until every run has a ``train/loss`` row logged after ``wall`` (epoch s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = []
+            for rid in self.runs:
+                series, _ = self.store.scalar_series(rid, ["train/loss"])
+                last.append(float(series["train/loss"]["wall_time"].max()) if "train/loss" in series else 0.0)
+            if min(last) > wall:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
+
+    def _answered(self) -> int:
+        return self.poller.ok + self.poller.no_content
+
+    def _wait_polled(self, answers: int, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) until the poller has had ``answers`` more successful answers (200 or 204)."""
+        deadline, target = time.monotonic() + timeout, self._answered() + answers
+        while self._answered() < target:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def kill_trainer(self, index: int) -> None:
         from backend.jobs import JobManager
@@ -238,7 +283,8 @@ class Bench:
 
         rid = self.kill_order[index % 2]  # both kinds of trainer, in a seeded order
         run = self._wait_training(rid, past_step=max((k for _s, k in self.gaps[rid]), default=0))
-        time.sleep(self.rng.uniform(2.0, 10.0))
+        after = self.rng.uniform(*self.args.kill_after_s)  # mid-training: it has trained since the wait
+        time.sleep(after)
         run = self.store.get_run(rid)
         pid = run["pid"]
         os.kill(pid, signal.SIGKILL)
@@ -265,7 +311,7 @@ class Bench:
         # supersede_after sets the run's step to the checkpoint's: wait for rows past both
         self._wait_training(rid, timeout=180, past_step=max(at_kill, ckpt_step) + 2 * SETS["log_every"])
         rate = steps_per_s(self.store, rid, ckpt_step)
-        self.record({"fault": f"kill_trainer_{index + 1}", "run": rid, "pid": pid,
+        self.record({"fault": f"kill_trainer_{index + 1}", "run": rid, "pid": pid, "killed_after_s": round(after, 1),
                      "interrupted_after_s": None if detect is None else round(detect, 1),
                      "checkpoint_step": ckpt_step, "last_logged_step": at_kill, "resumed": how,
                      "resume_to_past_kill_s": round(time.monotonic() - t_resume, 1),
@@ -308,12 +354,32 @@ class Bench:
             time.sleep(0.2)
         return None
 
+    def _standby_lines(self) -> int:
+        """How many times an analysis worker of this data folder has logged that it stands by."""
+        try:
+            return (self.data / ANALYSIS_LOG).read_text(errors="replace").count(STANDBY)
+        except OSError:
+            return 0
+
+    def _wait_standby(self, before: int, dashboard_pid: int, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) until one more analysis worker than ``before`` has logged standing by (or
+        the worker of ``dashboard_pid`` holds the lease already)."""
+        deadline = time.monotonic() + timeout
+        while self._standby_lines() <= before:
+            if parent_of(holder_pid(lease_holder(self.store)[0]) or 0) == dashboard_pid:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     def second_dashboard(self) -> float | None:
         port2 = free_port()
+        standing = self._standby_lines()
         dash2 = self.procs.dashboard(port2, "dashboard-2")
         up = wait_healthy(port2, dash2)
         self.poller.set_targets([self.dash_port, port2])
-        time.sleep(5)  # its worker starts and stands by
+        self._wait_standby(standing, dash2.pid, timeout=20)  # its worker starts and stands by
         self.poller.expect_down(self.dash_port)
         t0 = time.monotonic()
         self.procs.stop(self.dash)
@@ -422,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.kills = args.kills if args.kills is not None else (3 if args.quick else 10)
     args.lock_s, args.cache_s = (5.0, 4.0) if args.quick else (30.0, 10.0)
+    args.kill_after_s = (0.5, 2.0) if args.quick else (2.0, 10.0)  # the kill, this long after training again
     tmp = Path(tempfile.mkdtemp(prefix="deepscope-faults-"))
     start_watchdog(tmp, keep=args.keep)  # cleans up even if this process is killed
     say(f"bench/faults.py: temp folder {tmp}, seed {args.seed}, {args.kills} kills, lock {args.lock_s:g} s")
