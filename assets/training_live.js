@@ -31,6 +31,21 @@
   const QUEUE_MAX = 240;          // updates held that the page does not take: the stream is opened anew
   const S = {es: null, key: null, queue: [], latest: null, n: 0, failedUntil: 0};
 
+  // A hidden tab takes no updates: its stream is closed (the server's thread and the browser's redraws are
+  // spared) and opened again from the page's cursors when the tab is shown; the rows meanwhile come at once.
+  function hidden() { return typeof document !== "undefined" && document.visibilityState === "hidden"; }
+
+  if (typeof document !== "undefined") {
+    document.addEventListener("visibilitychange", function () {
+      const dc = window.dash_clientside, api = window.dash_component_api;
+      if (hidden()) { closeStream(); return; }
+      if (dc && typeof dc.set_props === "function" && api && typeof api.getLayout === "function" && api.getLayout(PUSH_ID)) {
+        S.n += 1;
+        dc.set_props(PUSH_ID, {data: S.n});  // shown again: ask now, not at the next tick
+      }
+    });
+  }
+
   function closeStream() {
     if (S.es) { S.es.close(); }
     S.es = null;
@@ -49,6 +64,7 @@
       if (S.es !== es) { return; }
       const api = window.dash_component_api, dc = window.dash_clientside;
       if (api && typeof api.getLayout === "function" && !api.getLayout(PUSH_ID)) { closeStream(); return; }  // page left
+      if (hidden()) { closeStream(); return; }
       let answer;
       try { answer = JSON.parse(e.data); } catch (err) { return; }
       if (!answer || typeof answer !== "object" || typeof answer.r !== "object") { return; }
@@ -184,6 +200,7 @@
     if (!runs.length || !sameList(runs, state.key.runs) || Math.abs(smoothingOf(smoothing) - state.key.smoothing) > 1e-9) {
       throw dc.PreventUpdate;
     }
+    if (hidden()) { closeStream(); throw dc.PreventUpdate; }  // nobody looks: nothing asked until it is shown
     const now = Date.now();
     if (L.poked === "rebuild:" + state.gen && now - L.pokedAt < REPOKE_MS) { throw dc.PreventUpdate; }
     const since = runs.map(function (r) { const c = state.cursors[r]; return typeof c === "number" ? c : 0; });

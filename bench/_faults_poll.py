@@ -3,8 +3,9 @@
 :class:`Poller` builds each callback request from ``/_dash-dependencies`` (as the browser does), keeps the
 live state (cursors) from one answer to the next (applying Dash ``Patch`` answers), asks the live route
 (``/_deepscope/live``, dashboard/views/training/live_route.py) for the rows after its cursors as the page's
-clientside poll does (assets/training_live.js: a resumed run or a new series asks the callback for whole
-figures, :func:`live_needs`), and counts what came back: HTTP 5xx, connection errors (expected while a
+clientside poll does (assets/training_live.js, when no live stream can be had: a resumed run or a new series
+asks the callback for whole figures, :func:`live_needs`; the stream sends the same answers, and
+tests/browser/test_reconnect.py follows it through a dashboard's death), and counts what came back: HTTP 5xx, connection errors (expected while a
 dashboard is deliberately down), slow answers, and ``live_backwards``: answers that made a curve the page
 holds run back in step (an extension whose first step is not after the trace's last, e.g. a resumed run
 streaming steps the page already drew).

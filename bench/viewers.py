@@ -52,6 +52,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -176,6 +177,7 @@ class Viewer:
         self.values: dict[tuple[str, str], object] = {}
         self.lock = threading.Lock()
         self.local = threading.local()
+        self.stream_conn: http.client.HTTPConnection | None = None  # the live stream open now
         self.poked, self.poked_at, self.pokes = None, 0.0, 0
         for body in bodies:
             for d in [*_pairs(body, "inputs"), *_pairs(body, "state")]:
@@ -312,7 +314,7 @@ class Viewer:
                 continue
             path = live_url(state).replace(LIVE_PATH, STREAM_PATH)
             host, port = self.base.split("//", 1)[1].split(":")
-            conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+            conn = self.stream_conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
             t0, error, status = time.perf_counter(), None, None
             try:
                 conn.request("GET", path, headers={"Accept": "text/event-stream"})
@@ -331,7 +333,7 @@ class Viewer:
             try:
                 ended = self._take_stream(resp, state, halt, active)
             except (OSError, http.client.HTTPException, ValueError) as exc:
-                if not halt.is_set():
+                if not halt.is_set() and active.is_set():  # not closed by close_stream
                     self.stats.add(LIVE_OUTPUT, 0.0, None, 0, f"{type(exc).__name__} in the live stream: {exc}", False)
             finally:
                 conn.close()
@@ -342,6 +344,16 @@ class Viewer:
                 while time.monotonic() < until and active.is_set() and not halt.is_set():
                     self.poll_live()
                     halt.wait(POLL_S)
+
+    def close_stream(self) -> None:
+        """Close the live stream now (a block without viewers begins: the page is closed, not just quiet).
+        The reading thread's next read fails or ends; the server stops writing at its next tick."""
+        conn = self.stream_conn
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _take_stream(self, resp, state: dict, halt: threading.Event, active: threading.Event) -> str | None:
         event, data = None, []
@@ -430,10 +442,10 @@ class Viewer:
 
 
 def start_viewers(pages: list[tuple[str, list, dict]], viewers: int, stats: Stats, halt: threading.Event,
-                  active: threading.Event, timeout: float) -> list[threading.Thread]:
+                  active: threading.Event, timeout: float) -> tuple[list[threading.Thread], list[Viewer]]:
     """Threads of ``viewers`` pages (alternating over ``pages``): each opens its page once when ``active`` is
     first set, then runs its timers while ``active`` is set, until ``halt``."""
-    threads = []
+    threads, pages_open = [], []
     for i in range(viewers):
         base, first, timers = pages[i % len(pages)]
         viewer = Viewer(base, first, timers, stats, timeout)
@@ -454,9 +466,10 @@ def start_viewers(pages: list[tuple[str, list, dict]], viewers: int, stats: Stat
                 th.join()
 
         threads.append(threading.Thread(target=open_then_poll, daemon=True))
+        pages_open.append(viewer)
     for th in threads:
         th.start()
-    return threads
+    return threads, pages_open
 
 
 # -- phases -------------------------------------------------------------------------------------------------
@@ -541,13 +554,16 @@ def main(argv: list[str] | None = None) -> int:
         # Blocks without and with viewers alternate, so the load of the machine's other work (and the
         # runs' own phases) falls on both alike; the viewers' pages keep their state between blocks.
         stats, halt, active = Stats(), threading.Event(), threading.Event()
-        threads = start_viewers(pages, viewers, stats, halt, active, args.timeout)
+        threads, open_pages = start_viewers(pages, viewers, stats, halt, active, args.timeout)
         alone, withv = {rid: [] for rid in run_ids}, {rid: [] for rid in run_ids}
         cpu, client, wall = {"alone": 0.0, "with": 0.0}, {"alone": 0.0, "with": 0.0}, {"alone": 0.0, "with": 0.0}
         loads = []
         for _ in range(max(1, round(seconds / args.block_s))):
             for kind, on in (("alone", False), ("with", True)):
                 (active.set if on else active.clear)()
+                if not on:  # the pages close their live streams at once, as a closed tab does
+                    for page in open_pages:
+                        page.close_stream()
                 r, c, p, w = block(store, run_ids, server.pid, args.block_s)
                 client[kind] += p
                 for rid in run_ids:
@@ -557,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             loads.append(os.getloadavg()[0])
         active.clear()
         halt.set()
+        for page in open_pages:
+            page.close_stream()
         for th in threads:
             th.join(args.timeout + 5)
         seconds = wall["with"]

@@ -107,3 +107,38 @@ def test_lv001_curves_grow_live_once_each_and_a_resume_redraws(dash_duo, tmp_pat
     until(lambda: "val/loss" in dash_duo.driver.execute_script(names), timeout=20, msg="val/loss never appeared")
     assert traces()[0][0] == list(range(1, 41))
     assert dash_duo.get_logs() == []
+
+
+HIDE_JS = """
+Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => arguments[0]});
+document.dispatchEvent(new Event('visibilitychange'));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_lv002_a_hidden_tab_closes_its_stream_and_catches_up_once_shown(dash_duo, tmp_path):
+    """A tab nobody looks at takes nothing from the server; shown again, it opens a stream from its cursors at
+    once and draws what it missed, every point once."""
+    from dashboard.app import create_app
+
+    data_dir = tmp_path / "data"
+    store = RunStore(data_dir)
+    run_id = store.create_run("hidden tab", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
+    _log(store, run_id, range(1, 21))
+    app = create_app(data_dir)
+    streams = app.server.extensions["deepscope_stream"]
+    dash_duo.start_server(app)
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/?run={run_id}", timeout=30)
+    traces = lambda: dash_duo.driver.execute_script(TRACES_JS)  # noqa: E731
+    until(lambda: traces() and len(traces()[0][0]) >= 20, timeout=30, msg="the first figures never came")
+    until(lambda: streams.open == 1, timeout=10, msg=lambda: f"{streams.open} streams open")
+    dash_duo.driver.execute_script(HIDE_JS, "hidden")
+    _log(store, run_id, range(21, 41))  # logged while nobody looks
+    until(lambda: streams.open == 0, timeout=10, msg="the hidden tab kept its stream")
+    opened = streams.opened
+    time.sleep(2.0)
+    assert streams.opened == opened and len(traces()[0][0]) <= 40  # nothing asked while hidden
+    dash_duo.driver.execute_script(HIDE_JS, "visible")
+    until(lambda: traces()[0][0] == list(range(1, 41)), timeout=5,
+          msg=lambda: f"shown again, the page did not catch up: {traces()[0][0][-5:]}")
+    assert streams.opened == opened + 1 and dash_duo.get_logs() == []
