@@ -215,3 +215,30 @@ def test_ls006_sigterm_ends_open_streams_at_once_then_does_what_it_did_before(se
     finally:
         signal.signal(signal.SIGTERM, before)
         live_stream.STOPPING.clear()
+
+
+def test_ls007_a_closed_page_frees_its_stream_at_the_next_tick_without_a_write(served):
+    """A page that goes away is noticed on its connection at the next tick, not at the next failed write (a
+    write to a closed page can succeed, and with nothing new there is none for a heartbeat's while)."""
+    import socket
+
+    from werkzeug.serving import make_server
+
+    app, streams, store, run_id = served
+    streams.heartbeat_s = 60.0
+    _log(store, run_id, range(1, 4))
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
+            sock.sendall(f"GET {STREAM_PATH}?run={run_id}&since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            got = b""
+            while b"data: " not in got:
+                got += sock.recv(65536)
+            assert streams.open == 1
+        t0 = time.monotonic()
+        while streams.open and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert streams.open == 0 and time.monotonic() - t0 < 1.0, time.monotonic() - t0
+    finally:
+        server.shutdown()

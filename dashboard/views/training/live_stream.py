@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -111,13 +113,17 @@ class Streams:
         with self._lock:
             self.open -= 1
 
-    def events(self, run_ids: list[str], sinces: list[int], smoothing: float) -> Iterator[bytes]:
+    def events(self, run_ids: list[str], sinces: list[int], smoothing: float,
+               sock: socket.socket | None = None) -> Iterator[bytes]:
         """The stream's bytes, until :data:`STREAM_LIFE_S` has passed or the store fails (then ``end`` too:
-        the page opens a new stream, or polls while that fails)."""
+        the page opens a new stream, or polls while that fails), or the page closed ``sock`` (the client's
+        connection, when the server names it: a write to a closed page may succeed once or twice)."""
         yield b"retry: 3000\n\n"
         cursors, last, last_write = list(sinces), None, time.monotonic()
         end = last_write + self.life_s
         while True:
+            if sock is not None and _closed(sock):
+                return
             try:
                 text, now_cursors, says = self.answers.answer_and_cursors(run_ids, cursors, smoothing)
             except Exception:  # the store or cache failing: said once in the log, the page asks again
@@ -135,6 +141,18 @@ class Streams:
                 return
             # every stream of the process on one clock: they share each head refresh and chunk
             time.sleep(self.push_s - (time.time() % self.push_s) + 0.001)
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the client closed its end of ``sock`` (readable, and reading would give nothing): checked
+    without reading or blocking. A page does not send anything on its stream's connection."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except (OSError, ValueError):  # reset, or already closed here
+        return True
 
 
 class _Slotted:
@@ -179,7 +197,10 @@ def register_stream(server: flask.Flask, answers: LiveAnswers, max_streams: int 
         if not streams.take_slot():  # a stream that says so and ends: a refused EventSource is a console error
             return flask.Response(BUSY, mimetype=MIMETYPE, headers={"Cache-Control": "no-store",
                                                                     "X-Deepscope-Stream": "busy"})
-        body = _Slotted(streams.events(run_ids, sinces, smoothing), streams)
+        environ = flask.request.environ
+        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+        body = _Slotted(streams.events(run_ids, sinces, smoothing,
+                                       sock if isinstance(sock, socket.socket) else None), streams)
         # no-transform, X-Accel-Buffering: proxies (nginx) must pass each event on, not buffer the stream
         return flask.Response(body, mimetype=MIMETYPE, headers={"Cache-Control": "no-store, no-transform",
                                                                  "X-Accel-Buffering": "no"})
