@@ -177,7 +177,8 @@ class Viewer:
         self.values: dict[tuple[str, str], object] = {}
         self.lock = threading.Lock()
         self.local = threading.local()
-        self.stream_conn: http.client.HTTPConnection | None = None  # the live stream open now
+        self.stream_sock: socket.socket | None = None  # the live stream's connection (http.client lets go of
+        # it once the answer says Connection: close, as a stream's does)
         self.poked, self.poked_at, self.pokes = None, 0.0, 0
         for body in bodies:
             for d in [*_pairs(body, "inputs"), *_pairs(body, "state")]:
@@ -314,10 +315,11 @@ class Viewer:
                 continue
             path = live_url(state).replace(LIVE_PATH, STREAM_PATH)
             host, port = self.base.split("//", 1)[1].split(":")
-            conn = self.stream_conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+            conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
             t0, error, status = time.perf_counter(), None, None
             try:
                 conn.request("GET", path, headers={"Accept": "text/event-stream"})
+                self.stream_sock = conn.sock
                 resp = conn.getresponse()
                 status = resp.status
                 if status != 200:
@@ -336,6 +338,7 @@ class Viewer:
                 if not halt.is_set() and active.is_set():  # not closed by close_stream
                     self.stats.add(LIVE_OUTPUT, 0.0, None, 0, f"{type(exc).__name__} in the live stream: {exc}", False)
             finally:
+                resp.close()
                 conn.close()
             if ended == "busy":  # all of that worker's streams taken: the page polls for a while, then asks again
                 with self.stats.lock:
@@ -348,10 +351,10 @@ class Viewer:
     def close_stream(self) -> None:
         """Close the live stream now (a block without viewers begins: the page is closed, not just quiet).
         The reading thread's next read fails or ends; the server stops writing at its next tick."""
-        conn = self.stream_conn
-        if conn is not None and conn.sock is not None:
+        sock = self.stream_sock
+        if sock is not None:
             try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
