@@ -25,6 +25,24 @@ CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-qui
                "--disable-dev-shm-usage", "--disable-extensions", "--window-size=1400,1000")
 
 
+def decoded(body: bytes, encoding: str | None) -> bytes:
+    """A response body as sent, uncompressed by its ``Content-Encoding`` (gzip, br, deflate, or none)."""
+    encoding = (encoding or "identity").lower()
+    if encoding == "gzip":
+        import gzip
+
+        return gzip.decompress(body)
+    if encoding == "br":
+        import brotli
+
+        return brotli.decompress(body)
+    if encoding == "deflate":
+        import zlib
+
+        return zlib.decompress(body)
+    return body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

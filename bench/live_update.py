@@ -64,7 +64,7 @@ from backend.spec import RunSpec  # noqa: E402
 from backend.store import RunStore  # noqa: E402
 from dashboard import ids  # noqa: E402
 
-from _harness import SERIES, fill_store, rows_for, free_port, start_browser, start_server, stop_process  # noqa: E402
+from _harness import SERIES, decoded, fill_store, rows_for, free_port, start_browser, start_server, stop_process  # noqa: E402
 
 from dashboard.app import DEFAULT_TRAINING_POLL_MS as DEFAULT_POLL_MS  # noqa: E402 - the Training page's timer
 TARGET_LAG_P95_S = 1.0
@@ -212,7 +212,7 @@ def replay_one_step(base_url: str, address: str, store: RunStore, run_id: str,
         sizes.append(len(wire))
         encoding = resp.headers.get("Content-Encoding", "identity")
     session.close()
-    return int(statistics.median(sizes)), times, wire if encoding == "identity" else _decode(wire, encoding)
+    return int(statistics.median(sizes)), times, wire if encoding == "identity" else decoded(wire, encoding)
 
 
 def time_live_callback(store: RunStore, run_id: str, calls: int) -> dict:
@@ -246,19 +246,6 @@ def time_live_callback(store: RunStore, run_id: str, calls: int) -> dict:
     load_s = time.perf_counter() - t0
     return {"build_s": build_s, "series_load_s": load_s, "update_ms": update_ms, "idle_ms": idle_ms,
             "initial_points": {k: len(v["x"]) for k, v in series.items()}}
-
-
-def _decode(body: bytes, encoding: str) -> bytes:
-    """The JSON text of a compressed response (to report its uncompressed size too)."""
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "br":
-        import brotli
-
-        return brotli.decompress(body)
-    import zlib
-
-    return zlib.decompress(body)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -234,19 +234,9 @@ def post(session, url: str, payload: dict) -> tuple[float, int, dict, int]:
     ms = (time.perf_counter() - t0) * 1000
     if resp.status_code != 200:
         raise RuntimeError(f"HTTP {resp.status_code} from the Match callback: {wire[:500]!r}")
-    enc = resp.headers.get("Content-Encoding", "identity")
-    if enc == "gzip":
-        text = gzip.decompress(wire)
-    elif enc == "br":
-        import brotli
+    from _harness import decoded
 
-        text = brotli.decompress(wire)
-    elif enc == "deflate":
-        import zlib
-
-        text = zlib.decompress(wire)
-    else:
-        text = wire
+    text = decoded(wire, resp.headers.get("Content-Encoding"))
     return ms, len(wire), json.loads(text), len(text)
 
 
