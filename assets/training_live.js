@@ -37,13 +37,17 @@
 
   if (typeof document !== "undefined") {
     document.addEventListener("visibilitychange", function () {
-      const dc = window.dash_clientside, api = window.dash_component_api;
       if (hidden()) { closeStream(); return; }
-      if (dc && typeof dc.set_props === "function" && api && typeof api.getLayout === "function" && api.getLayout(PUSH_ID)) {
-        S.n += 1;
-        dc.set_props(PUSH_ID, {data: S.n});  // shown again: ask now, not at the next tick
-      }
+      wake();  // shown again: ask now, not at the next tick
     });
+  }
+
+  // Run the page's live callback now (train-push is one of its inputs), while the page is there.
+  function wake() {
+    const dc = window.dash_clientside, api = window.dash_component_api;
+    if (!dc || typeof dc.set_props !== "function" || !api || typeof api.getLayout !== "function" || !api.getLayout(PUSH_ID)) { return; }
+    S.n += 1;
+    dc.set_props(PUSH_ID, {data: S.n});
   }
 
   function closeStream() {
@@ -62,7 +66,7 @@
     S.key = key;
     es.onmessage = function (e) {
       if (S.es !== es) { return; }
-      const api = window.dash_component_api, dc = window.dash_clientside;
+      const api = window.dash_component_api;
       if (api && typeof api.getLayout === "function" && !api.getLayout(PUSH_ID)) { closeStream(); return; }  // page left
       if (hidden()) { closeStream(); return; }
       let answer;
@@ -72,10 +76,16 @@
       S.queue.push(answer);
       S.latest = answer;
       if (S.queue.length > QUEUE_MAX) { closeStream(); return; }
-      if (dc && typeof dc.set_props === "function") { S.n += 1; dc.set_props(PUSH_ID, {data: S.n}); }
+      wake();
     };
-    // the server ends a stream after a while: the next tick opens one from the page's own cursors
-    es.addEventListener("end", function () { if (S.es === es) { closeStream(); } });
+    // the server ends a stream after a while: one is opened at once from the page's own cursors (at the next
+    // tick when it ended early: a server that cannot serve one is not asked again and again)
+    const opened = Date.now();
+    es.addEventListener("end", function () {
+      if (S.es !== es) { return; }
+      closeStream();
+      if (Date.now() - opened > 5000) { wake(); }
+    });
     // all of the server's streams are taken: poll for a while
     es.addEventListener("busy", function () { if (S.es === es) { S.failedUntil = Date.now() + FALLBACK_MS; closeStream(); } });
     es.onerror = function () {

@@ -35,6 +35,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -149,9 +150,9 @@ def _closed(sock: socket.socket) -> bool:
     try:
         readable, _, _ = select.select([sock], [], [], 0)
         return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except (BlockingIOError, InterruptedError):
+    except (BlockingIOError, InterruptedError, ValueError):  # ValueError: a socket that takes no flags
         return False
-    except (OSError, ValueError):  # reset, or already closed here
+    except OSError:  # reset, or already closed here
         return True
 
 
@@ -199,8 +200,8 @@ def register_stream(server: flask.Flask, answers: LiveAnswers, max_streams: int 
                                                                     "X-Deepscope-Stream": "busy"})
         environ = flask.request.environ
         sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
-        body = _Slotted(streams.events(run_ids, sinces, smoothing,
-                                       sock if isinstance(sock, socket.socket) else None), streams)
+        plain = isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)  # TLS: a peek reads records
+        body = _Slotted(streams.events(run_ids, sinces, smoothing, sock if plain else None), streams)
         # no-transform, X-Accel-Buffering: proxies (nginx) must pass each event on, not buffer the stream
         return flask.Response(body, mimetype=MIMETYPE, headers={"Cache-Control": "no-store, no-transform",
                                                                  "X-Accel-Buffering": "no"})
