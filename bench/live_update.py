@@ -146,9 +146,11 @@ def measure_lag(driver, store: RunStore, run_id: str, first_step: int, samples: 
     return [seen[s] - committed[s] for s in sorted(committed)], t_start, t_end
 
 
-def network_log(driver) -> dict[str, dict]:
-    """Requests from Chrome's performance log: url, postData, status, body and wire bytes, time."""
-    reqs: dict[str, dict] = {}
+def network_log(driver, reqs: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Requests from Chrome's performance log: url, postData, status, body and wire bytes, time; added to
+    ``reqs`` when given (reading the log empties it: a request sent before one read and answered after it,
+    or a live stream opened then and still open, is found only by carrying ``reqs`` on)."""
+    reqs = {} if reqs is None else reqs
     for entry in driver.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
         method, params = msg.get("method"), msg.get("params", {})
@@ -295,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         builds_cold = sum(state_of(r, missing="?") is None for r in cold_net.values())
         load_warm = time_page_load(driver, url)
         time.sleep(0.5)
-        builds_warm = sum(state_of(r, missing="?") is None for r in network_log(driver).values())
+        warm_net = network_log(driver)
+        builds_warm = sum(state_of(r, missing="?") is None for r in warm_net.values())
         print(f"page load (loss graph has data): cold {load_cold:.2f} s ({builds_cold} full-figure requests), "
               f"warm {load_warm:.2f} s ({builds_warm}); first figure response {initial_bytes / 1024:.0f} KiB",
               flush=True)
@@ -303,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0)  # let the page settle into streaming
         first_step = store.get_run(run_id)["step"] + 1
         lags, t_start, t_end = measure_lag(driver, store, run_id, first_step, samples, args.interval)
-        polls = [r for r in network_log(driver).values() if is_live_poll(r) and r["status"] is not None]
+        # from the warm load on: the page's live stream may have opened before the lag phase, and stays open
+        polls = [r for r in network_log(driver, warm_net).values() if is_live_poll(r) and r["status"] is not None]
         updates = [r for r in polls if r["status"] == 200]
         console = driver.get_log("browser")
         driver.quit()
