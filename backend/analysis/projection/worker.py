@@ -31,6 +31,11 @@ LEASE_RENEW_S`` seconds once the holder dies, within ``LEASE_RENEW_S`` after a c
 nice 10 with one thread (OMP / OpenBLAS / MKL / numba set to 1 before numpy is imported) and never
 imports torch.
 
+SIGTERM (what ``JobManager`` sends, once or twice) ends the process with status 0, the lease released and
+"analysis worker stopped" logged, whenever it arrives: it sets a stop flag that the loop, its waits and
+:func:`compute` (between maps) check, and only inside a map computation does it also raise (see
+:func:`main` for why never ``KeyboardInterrupt``).
+
 ``compute``, ``Stopped``, ``Progress`` and ``RESTRUCTURE_BELOW`` are re-exported from
 :mod:`~backend.analysis.projection.compute` for code written before the split; ``run_once`` calls
 ``compute`` through this module, so a test can replace ``projection_worker.compute``.
@@ -50,11 +55,13 @@ import json
 import logging
 import os
 import secrets
+import select
 import signal
 import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -237,7 +244,9 @@ def run_once(store: RunStore, state: WorkerState | None = None) -> int:
                     clean = False
                     continue
                 try:
-                    written += compute(store, run_id, settings, stop=interrupt)
+                    with _interruptible():
+                        n = compute(store, run_id, settings, stop=interrupt)
+                    written += n
                     state.retry_at.pop((run_id, key), None)
                 except Stopped:
                     raise _NewRequest from None
@@ -258,6 +267,79 @@ def run_once(store: RunStore, state: WorkerState | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------------------- the process
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler inside a map computation only (see :func:`main`).
+
+    Deliberately not ``KeyboardInterrupt``: CPython 3.11 marks a ``KeyboardInterrupt`` that leaves any
+    ``exec()`` / ``eval()`` of a string (dataclasses and namedtuple build their methods that way, e.g.
+    while a module is imported) as "unhandled", and ``python -m`` then ends the process by SIGINT (-2)
+    even after the exception was caught and ``sys.exit(0)`` called.
+    """
+
+
+_region = threading.local()  # .interruptible: this thread is inside compute() (see _interruptible)
+
+
+@contextmanager
+def _interruptible():
+    """Mark the calling thread as computing a map: SIGTERM raises :class:`Terminated` there.
+
+    A t-SNE map can take longer than a dashboard waits after SIGTERM (``JobManager`` kills after 5 s),
+    and :func:`compute` only asks its ``stop`` between maps; it was written to be interrupted anywhere
+    (it writes the ``idle`` status on the way out).
+    """
+    _region.interruptible = True
+    try:
+        yield
+    finally:
+        _region.interruptible = False
+
+
+class StopFlag:
+    """Set by the SIGTERM handler; :meth:`wait` sleeps until it is set or a timeout passes.
+
+    Set from a signal handler, so it takes no lock (a ``threading.Event`` would deadlock if the signal
+    arrived while the main thread held the event's own lock in ``wait``): a bool, plus a byte written
+    to a pipe that :meth:`wait` selects on. With :meth:`wake_on_signals` the C-level signal handler
+    writes that byte too, so a signal that arrives just before ``select`` starts still wakes it.
+    """
+
+    def __init__(self):
+        self._set = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+
+    def wake_on_signals(self) -> None:
+        """Have every signal with a Python handler wake :meth:`wait` (main thread only)."""
+        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def set(self) -> None:
+        self._set = True
+        try:
+            os.write(self._w, b"\0")
+        except OSError:  # the pipe is full: wait() wakes up anyway
+            pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, less once the flag is set; returns whether it is set."""
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if select.select([self._r], [], [], left)[0]:
+                try:  # a byte from another signal (e.g. SIGINT, which raises on its own) must not spin
+                    while os.read(self._r, 512):
+                        pass
+                except OSError:
+                    pass
+        return self._set
+
 
 def _renice(target: int = NICE) -> None:
     """Lower this process's priority to nice ``target`` (no lower if it already runs nicer)."""
@@ -293,6 +375,7 @@ class AnalysisLease:
         self._held = threading.Event()
         self._renewed_at = 0.0
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # set by release(): the renewal thread stops at once
 
     def held(self) -> bool:
         """True while this process holds the lease (as far as its last renewal knows)."""
@@ -308,33 +391,48 @@ class AnalysisLease:
         if ok:
             self._renewed_at = time.monotonic()
             self._held.set()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._renew, name="analysis-lease", daemon=True)
+            if self._thread is None or not self._thread.is_alive() or self._wake.is_set():
+                self._wake = threading.Event()  # a thread told to stop by release() keeps its own event
+                self._thread = threading.Thread(target=self._renew, args=(self._wake,), name="analysis-lease",
+                                                daemon=True)
                 self._thread.start()
         return ok
 
-    def wait(self, should_stop: Callable[[], bool], poll: float | None = None) -> bool:
-        """Try every ``poll`` seconds (default ``renew_s``) until held (True) or ``should_stop()`` (False)."""
+    def wait(self, should_stop: Callable[[], bool], poll: float | None = None,
+             sleep: Callable[[float], Any] = time.sleep) -> bool:
+        """Try every ``poll`` seconds (default ``renew_s``) until held (True) or ``should_stop()`` (False).
+
+        ``sleep`` waits between tries (the worker passes its :meth:`StopFlag.wait`, which SIGTERM cuts short).
+        """
         while not self.try_acquire():
             if should_stop():
                 return False
-            time.sleep(self.renew_s if poll is None else poll)
+            sleep(self.renew_s if poll is None else poll)
+            if should_stop():
+                return False
         return True
 
     def release(self) -> None:
-        """Give the lease up so a standby worker takes over at once (a clean exit)."""
+        """Give the lease up so a standby worker takes over at once (a clean exit).
+
+        The renewal thread is stopped and waited for first: a renewal still in flight would otherwise
+        write the lease back after it was deleted (the row would outlive this process by ``ttl``).
+        """
+        self._wake.set()
         if not self._held.is_set():
             return
         self._held.clear()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)  # a renewal is one store call; never hang the exit on it
         try:
             self.store.release_lease(self.name, self.holder)
         except Exception as exc:  # noqa: BLE001 - it expires by itself after ttl
             log.warning("could not release the %s lease (it expires in %.0f s): %s", self.name, self.ttl, exc)
 
-    def _renew(self) -> None:
+    def _renew(self, wake: threading.Event) -> None:
         while self._held.is_set():
-            time.sleep(self.renew_s)
-            if not self._held.is_set():
+            if wake.wait(self.renew_s) or not self._held.is_set():
                 return
             try:
                 ok = self.store.acquire_lease(self.name, self.holder, ttl=self.ttl)
@@ -343,18 +441,23 @@ class AnalysisLease:
                 log.warning("could not renew the %s lease: %s", self.name, exc)
             else:
                 self._renewed_at = time.monotonic() if ok else self._renewed_at
+            if wake.is_set():  # released meanwhile: release() deletes the row once this thread is done
+                return
             if not ok:
                 log.warning("lost the %s lease (another worker holds it now); standing by", self.name)
+                wake.set()  # first: a try_acquire() that sees the lease lost starts a renewal thread of its own
                 self._held.clear()
+                return
 
 
-def _serve(store: RunStore, args: argparse.Namespace, lease: AnalysisLease) -> int:
-    """The worker loop: stand by until this process holds the lease, work while it does."""
+def _serve(store: RunStore, args: argparse.Namespace, lease: AnalysisLease, stop: StopFlag | None = None) -> int:
+    """The worker loop: stand by until this process holds the lease, work while it does, until ``stop``."""
+    stop = stop if stop is not None else StopFlag()
     state = _STATES.setdefault(store.url, WorkerState())
     parent_gone = (lambda: os.getppid() != args.parent_pid) if args.parent_pid else (lambda: False)
-    state.should_stop = lambda: parent_gone() or not lease.held()
+    state.should_stop = lambda: stop.is_set() or parent_gone() or not lease.held()
     log.info("analysis worker on %s (pid %d, nice %d)", store.url, os.getpid(), os.getpriority(os.PRIO_PROCESS, 0))
-    while True:
+    while not stop.is_set():
         if not lease.held():
             if not lease.try_acquire():
                 if args.once:
@@ -362,8 +465,9 @@ def _serve(store: RunStore, args: argparse.Namespace, lease: AnalysisLease) -> i
                     return 0
                 log.info("standing by: another analysis worker holds the %s lease (it expires %.0f s after its "
                          "holder stops renewing it)", LEASE_NAME, lease.ttl)
-                if not lease.wait(parent_gone):
-                    log.info("the dashboard that started this worker is gone; exiting")
+                if not lease.wait(lambda: stop.is_set() or parent_gone(), sleep=stop.wait):
+                    if not stop.is_set():
+                        log.info("the dashboard that started this worker is gone; exiting")
                     return 0
             log.info("holding the %s lease as %s; computing maps", LEASE_NAME, lease.holder)
         try:
@@ -377,7 +481,8 @@ def _serve(store: RunStore, args: argparse.Namespace, lease: AnalysisLease) -> i
             log.info("the dashboard that started this worker is gone; exiting")
             return 0
         if not written:
-            time.sleep(args.poll)
+            stop.wait(args.poll)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,29 +504,41 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     for var in THREAD_VARS:  # before numpy / scipy / openTSNE load their thread pools
         os.environ[var] = "1"
+    stop = StopFlag()
+
+    def terminate(*_):
+        # A flag, not a KeyboardInterrupt raised wherever the main thread happens to be: one raised while
+        # an import built a dataclass ended the process with -2 although main caught it (see Terminated).
+        # Only inside a map computation, which may run longer than shutdown waits, does it raise.
+        # Once is enough: a second SIGTERM (JobManager.shutdown() and stop_analysis() both ask) is ignored,
+        # also while the interpreter exits (it resets Python handlers to SIG_DFL there, but leaves SIG_IGN).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop.set()
+        if getattr(_region, "interruptible", False):
+            raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    stop.wake_on_signals()
     args = build_parser().parse_args(argv)
     _renice(NICE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def terminate(*_):
-        # Once is enough: a second SIGTERM (JobManager.shutdown() and stop_analysis() both ask) arriving
-        # while the first KeyboardInterrupt unwinds would escape uncaught and exit with -SIGINT.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     try:
         from backend.store import RunStore
 
         store = RunStore(args.data_dir, url=args.store_url)
         lease = AnalysisLease(store, ttl=args.lease_ttl, renew_s=args.lease_renew)
         try:
-            return _serve(store, args, lease)
+            code = _serve(store, args, lease, stop)
+        except Terminated:
+            code = 0
         finally:
             lease.release()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C
         log.info("analysis worker stopped")
         return 0
+    if stop.is_set():
+        log.info("analysis worker stopped")
+    return code
 
 
 if __name__ == "__main__":
