@@ -90,6 +90,17 @@ class DashboardData:
         except Exception as exc:  # noqa: BLE001
             self._cache_failed(exc)
 
+    def cache_add(self, key: str, value: Any, ttl: int) -> bool:
+        """Cache ``value`` under ``key`` unless something is there: True when this call set it (a claim
+        between dashboard workers: atomic on Redis). False when it was there, or without a working cache."""
+        if self.cache is None or time.monotonic() < self._cache_down_until:
+            return False
+        try:
+            return bool(self.cache.add(f"{self._prefix}:{key}", value, timeout=ttl))
+        except Exception as exc:  # noqa: BLE001
+            self._cache_failed(exc)
+            return False
+
     def _cache_failed(self, exc: Exception) -> None:
         now = time.monotonic()
         self._cache_down_until = now + CACHE_RETRY_S

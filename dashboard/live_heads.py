@@ -59,6 +59,10 @@ TAIL_S = 20.0            # this process keeps the rows of the heads it saw this 
 TAIL_ROWS = 20_000       # and at most about this many rows per run
 PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
 LONE_WRITE_S = 10.0      # ... to the shared cache at most this often (a write there costs ~5 ms: files)
+DELTA_ROWS = 2000        # a stamp carries the rows of its refresh up to this many (more: the others read them)
+CLAIM_TTL = 5            # s: a claim on a run's refresh in one HEAD_MAX_AGE_S slot (its key names the slot)
+CLAIM_WAIT_S = 0.15      # how long the other workers wait for the claimant's stamp before reading themselves
+CLAIM_POLL_S = 0.004     # first look for it after this, then at doubling gaps
 
 
 class RunHeads:
@@ -75,6 +79,16 @@ class RunHeads:
         self._read: dict[str, float] = {}     # and read from it
         self._lock = threading.Lock()
         self._refreshing: dict[str, threading.Lock] = {}  # per run: held while its head is refreshed
+        # called with (run id, head) after this worker read a head from the store while it shares the cache
+        # with other workers, before its stamp is written (LiveAnswers builds the newest chunks there)
+        self.on_refresh: Any = None
+        self.read = self.taken = 0  # heads read from the store, and taken from another worker's stamp
+
+    def sharing(self) -> bool:
+        """Whether other dashboard workers use this cache now (one of their heads was read in the last
+        :data:`PEER_S`): then each tick's refresh of a run is claimed by one worker, and the others take its rows
+        and chunks from the cache (:meth:`_take_shared`)."""
+        return time.time() - self._peer_seen_at <= PEER_S
 
     # -- heads -------------------------------------------------------------------------------------------
     def heads(self, run_ids: list[str]) -> dict[str, dict | None]:
@@ -82,14 +96,16 @@ class RunHeads:
         now = time.time()
         out = {}
         for rid in run_ids:
-            head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
+            head = self._local.get(f"head:{rid}")
             if head is None or now - head["at"] > HEAD_MAX_AGE_S:
-                # one refresh per run at a time in this process: the live streams of every viewer wake together
-                # (dashboard/views/training/live_stream.py), the first refreshes, the others take its head
+                # one look at the cache and one refresh per run at a time in this process: the live streams of
+                # every viewer wake together (dashboard/views/training/live_stream.py); the first looks and
+                # refreshes, the others take its head
                 with self._refresh_lock(rid):
                     head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
                     if head is None or now - head["at"] > HEAD_MAX_AGE_S:
-                        head = self._refresh(rid, head, time.time())
+                        shared = self._take_shared(rid, head) if head and head.get("run") and self.sharing() else None
+                        head = shared or self._refresh(rid, head, time.time())
             if head.get("run"):
                 self._extend_tail(rid, head, now)
             out[rid] = head if head.get("run") else None
@@ -144,7 +160,7 @@ class RunHeads:
         if cached.get("by") != self._me and time.time() - cached["at"] < PEER_S:
             self._peer_seen_at = time.time()  # another worker shares this cache: share every head
         if _is_stamp(key):
-            cached = _from_stamp(cached, local)
+            cached = self._take(cached, local)
             if cached is None:
                 return local
         if local is None or cached["at"] > local["at"]:
@@ -184,22 +200,66 @@ class RunHeads:
         if not isinstance(start, int):
             _series, start = self.data.initial_series(rid)  # cached: only the rows since it are read
         rows, cursor = self.data.store.scalars_after(rid, start, limit=ROW_LIMIT)
-        # The head carries the rows of its last WINDOW_S seconds of refreshes, so a page that polled any
-        # time in that window finds what it lacks in the head.
-        marks = [m for m in ((prev or {}).get("marks") or []) if m[0] >= now - WINDOW_S] + [[now, start]]
-        if _attempt(prev) != _attempt({"run": run}):
-            marks = [[now, start]]
-        window = _after(_columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
-        while len(marks) > 1 and len(window["id"]) > WINDOW_ROWS:  # a fast logger: a shorter window
-            marks.pop(0)
-            window = _after(window, marks[0][1])
-        head = {"at": now, "run": _plain(run), "cursor": cursor, "marks": marks, "rows": window,
-                "samples": (prev or {}).get("samples"), "samples_at": (prev or {}).get("samples_at", 0.0)}
+        head = _build(prev, _plain(run), rows, start, cursor, now,
+                      (prev or {}).get("samples"), (prev or {}).get("samples_at", 0.0))
         if is_language_run(run) and (now - head["samples_at"] > SAMPLES_MAX_AGE_S
                                      or _attempt(prev) != _attempt(head)):
             head["samples"], head["samples_at"] = self._list_samples(rid), now
+        self.read += 1
+        if self.on_refresh is not None and self.sharing():
+            self.on_refresh(rid, head)  # before the stamp: a worker that takes the stamp finds the chunks
         self._keep(f"head:{rid}", head, HEAD_TTL)
         return head
+
+    def _take_shared(self, rid: str, local: dict) -> dict | None:
+        """The run's head from the stamp of the worker that claimed this tick's refresh, or None: this worker
+        claimed it (it reads the store, and its stamp carries the rows it read), or the claimant's stamp did not
+        come within :data:`CLAIM_WAIT_S` or cannot be taken (this worker's head is at another cursor).
+
+        The live streams of every worker wake on the same clock: without a claim each worker would read the
+        same rows from the store and build the same chunks, so the cost of viewers grew with the workers."""
+        now = time.time()
+        # the HEAD_MAX_AGE_S slot of the clock this refresh falls in (every worker's streams wake together in one)
+        slot = now - now % HEAD_MAX_AGE_S if HEAD_MAX_AGE_S > 0 else now
+        if self.data.cache_add(f"claim:{rid}:{slot:.3f}", self._me, CLAIM_TTL):
+            return None
+        key, delay, deadline = f"head:{rid}", CLAIM_POLL_S, time.monotonic() + CLAIM_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            delay *= 2
+            cached = self.data.cache_get(key)
+            if not _well_formed(cached) or cached["at"] <= local["at"]:
+                continue  # not written yet
+            head = self._take(cached, local)
+            if head is None:
+                if cached["at"] >= slot:
+                    return None  # this tick's stamp, but not one this worker can take: it reads the store
+                continue  # an older one: wait for the claimant's
+            with self._lock:
+                self._local[key] = head
+            return head
+        return None
+
+    def _take(self, stamp: dict, local: dict | None) -> dict | None:
+        """This process's head brought up to a stamp another worker (or this one) shared, or None when the
+        stamp cannot be taken: it is older than the local head, of another attempt, or its rows would have to
+        be read (its cursor is past the local head's and it does not carry the rows after the local cursor).
+        Without a local head, a stamp starts one with an empty window."""
+        if not stamp.get("run"):
+            return stamp  # the run is gone
+        if local is None or not local.get("run"):
+            return {**_stamp(stamp), "marks": [[stamp["at"], stamp["cursor"]]],
+                    "rows": {k: [] for k in ("id", "name", "step", "value")}}
+        if _attempt(stamp) != _attempt(local) or stamp["at"] <= local["at"]:
+            return None
+        if stamp["cursor"] == local["cursor"]:
+            return {**local, **_stamp(stamp)}  # nothing new since the local head: its window and marks stay
+        delta = stamp.get("delta")
+        if stamp.get("from") != local["cursor"] or not _delta_fits(delta, local["cursor"], stamp["cursor"]):
+            return None
+        self.taken += 1
+        return _build(local, stamp["run"], _zipped(delta), local["cursor"], stamp["cursor"], stamp["at"],
+                      stamp.get("samples"), stamp.get("samples_at", 0.0))
 
     # -- what a head points at ------------------------------------------------------------------------------
     def rows_between(self, rid: str, cursor: int, head: dict) -> tuple[dict[str, dict[str, list]], int]:
@@ -283,14 +343,18 @@ class RunHeads:
     def runs_signature(self) -> str:
         """Signature of the run list (ids, names, statuses), at most :data:`RUNS_MAX_AGE_S` old."""
         now = time.time()
-        known = self._known("head:runs", now, RUNS_MAX_AGE_S)
-        if known is not None and now - known["at"] <= RUNS_MAX_AGE_S:
-            return known["sig"]
-        listed = self.data.list_runs()
-        sig = hashlib.sha1(json.dumps([[r["id"], r.get("name"), r.get("status")] for r in listed]).encode())
-        head = {"at": now, "sig": sig.hexdigest()[:16]}
-        self._keep("head:runs", head, HEAD_TTL)
-        return head["sig"]
+        local = self._local.get("head:runs")
+        if local is not None and now - local["at"] <= RUNS_MAX_AGE_S:
+            return local["sig"]
+        with self._refresh_lock(""):  # one look at the cache and one listing at a time in this process
+            known = self._known("head:runs", now, RUNS_MAX_AGE_S)
+            if known is not None and now - known["at"] <= RUNS_MAX_AGE_S:
+                return known["sig"]
+            listed = self.data.list_runs()
+            sig = hashlib.sha1(json.dumps([[r["id"], r.get("name"), r.get("status")] for r in listed]).encode())
+            head = {"at": now, "sig": sig.hexdigest()[:16]}
+            self._keep("head:runs", head, HEAD_TTL)
+            return head["sig"]
 
 
 class SnapshotsFromHeads:
@@ -312,25 +376,55 @@ def _is_stamp(key: str) -> bool:
 
 
 def _stamp(head: dict) -> dict:
-    """What other workers get of a run's head: the run row, cursor and sample signature, not its rows.
+    """What other workers get of a run's head: the run row, cursor and sample signature, and the rows of its
+    newest refresh (``from``: the cursor it started at, ``delta``: its rows, when at most :data:`DELTA_ROWS`),
+    not its window.
 
     Measured with live streams under gunicorn (4 workers, Redis): exchanging whole heads (their last 3 s of
     rows, JSON both ways) was over half of the workers' CPU. A worker whose own head is at a stamp's cursor
-    takes the stamp without touching the store; one behind reads the rows it lacks (one indexed query)."""
-    return {k: v for k, v in head.items() if k not in ("rows", "marks")}
+    takes the stamp without touching the store, one at its ``from`` takes its rows; one further behind reads
+    the rows it lacks (one indexed query)."""
+    out = {k: v for k, v in head.items() if k not in ("rows", "marks", "from", "delta")}
+    marks, rows = head.get("marks"), head.get("rows")
+    if head.get("run") and marks and isinstance(rows, dict):
+        start = marks[-1][1]
+        delta = _after(rows, start)
+        if len(delta["id"]) <= DELTA_ROWS:
+            out["from"], out["delta"] = start, delta
+    return out
 
 
-def _from_stamp(stamp: dict, local: dict | None) -> dict | None:
-    """This process's head brought up to a stamp another worker (or this one) shared, or None when the stamp
-    cannot be taken: its rows would have to be read (its cursor is past the local head's, or another attempt)
-    or it is older than the local head. Without a local head, a stamp starts one with an empty window."""
-    if not stamp.get("run"):
-        return stamp  # the run is gone
-    if local is None or not local.get("run"):
-        return {**stamp, "marks": [[stamp["at"], stamp["cursor"]]], "rows": {k: [] for k in ("id", "name", "step", "value")}}
-    if stamp["cursor"] != local["cursor"] or _attempt(stamp) != _attempt(local) or stamp["at"] <= local["at"]:
-        return None
-    return {**local, **_stamp(stamp)}  # nothing new since the local head: its window and marks stay
+def _build(prev: dict | None, run: dict, rows: list[tuple], start: int, cursor: int, now: float,
+           samples: str | None, samples_at: float) -> dict:
+    """A run's head after ``prev``: ``rows`` (store rows ``(id, name, step, wall_time, value)``) after the cursor
+    ``start`` up to ``cursor``, read at ``now``. It carries the rows of its last :data:`WINDOW_S` seconds of
+    refreshes, so a page that polled any time in that window finds what it lacks in the head."""
+    marks = [m for m in ((prev or {}).get("marks") or []) if m[0] >= now - WINDOW_S] + [[now, start]]
+    if _attempt(prev) != _attempt({"run": run}):
+        marks = [[now, start]]
+    window = _after(_columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
+    while len(marks) > 1 and len(window["id"]) > WINDOW_ROWS:  # a fast logger: a shorter window
+        marks.pop(0)
+        window = _after(window, marks[0][1])
+    return {"at": now, "run": run, "cursor": cursor, "marks": marks, "rows": window,
+            "samples": samples, "samples_at": samples_at}
+
+
+def _delta_fits(delta: Any, lo: int, hi: int) -> bool:
+    """Whether a stamp's ``delta`` (from the cache: checked, never trusted) is the columns of rows with ids
+    ascending in ``(lo, hi]``, ending at ``hi``, each with a name, a whole step and a number or None."""
+    if not (isinstance(delta, dict) and all(isinstance(delta.get(k), list) for k in ("id", "name", "step", "value"))):
+        return False
+    ids, names, steps, values = delta["id"], delta["name"], delta["step"], delta["value"]
+    if not ids or not len(ids) == len(names) == len(steps) == len(values) or ids[-1] != hi:
+        return False
+    prev = lo
+    for i in ids:
+        if type(i) is not int or i <= prev:
+            return False
+        prev = i
+    return (all(type(n) is str for n in names) and all(type(t) is int for t in steps)
+            and all(v is None or type(v) in (float, int) for v in values))
 
 
 def _well_formed(value: Any) -> bool:

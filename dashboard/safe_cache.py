@@ -299,8 +299,14 @@ class SafeRedisCache(RedisCache):
         return False if blob is None else super().set(key, blob, timeout)
 
     def add(self, key: str, value: Any, timeout: Any = None) -> Any:
+        """Set ``key`` unless it exists, in one command (``SET NX EX``): cachelib's SETNX then EXPIRE would
+        leave a key that never expires when the process dies between the two (a claim held forever)."""
         blob = self._encoded(key, value)
-        return False if blob is None else super().add(key, blob, timeout)
+        if blob is None:
+            return False
+        ttl = self._normalize_timeout(timeout)
+        return bool(self._write_client.set(f"{self._get_prefix()}{key}", blob.blob, nx=True,
+                                           ex=ttl if ttl > 0 else None))
 
     def set_many(self, mapping: dict[str, Any], timeout: Any = None) -> list[Any]:
         encoded = {k: self._encoded(k, v) for k, v in mapping.items()}

@@ -71,6 +71,9 @@ def thin_indices(x: list, y: list, spacing: float) -> list[int]:
     n = len(y)
     if n <= 2 or spacing <= 0:
         return list(range(n))
+    buckets = [v // spacing for v in x]
+    if all(a != c for a, c in zip(buckets, buckets[2:])):  # at most 2 points a slice (a live tick): all kept
+        return list(range(n))
     keep = {n - 1}
     lo = 0
     while lo < n:

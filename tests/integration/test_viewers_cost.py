@@ -357,8 +357,9 @@ def test_vc011_a_long_run_s_updates_are_drawn_at_its_history_s_resolution(tmp_pa
 
 
 def test_vc012_workers_share_stamps_not_rows(tmp_path, monkeypatch):
-    """Between workers the cache carries a head's stamp (run row, cursor, samples), never its rows: a worker
-    at the stamp's cursor takes it without the store; one behind reads just the rows it lacks."""
+    """Between workers the cache carries a head's stamp (run row, cursor, samples, the rows of its newest
+    refresh), never its window of rows: a worker at the stamp's cursor takes it without the store, one at the
+    cursor its refresh started from takes its rows; one further behind reads just the rows it lacks."""
     monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
     store = RunStore(tmp_path / "d")
     run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
@@ -379,7 +380,20 @@ def test_vc012_workers_share_stamps_not_rows(tmp_path, monkeypatch):
     assert b.heads.heads([run_id])[run_id]["cursor"] == cached["cursor"] and counting.calls == []
     _log(store, run_id, 2)
     monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
-    a.heads.heads([run_id])  # a moved on: b cannot take that stamp's rows from the cache, it reads its own
+    a.heads.heads([run_id])  # a moved on from b's cursor: its stamp carries the rows it read
+    assert "rows" not in a.cache_get(f"head:{run_id}") and len(a.cache_get(f"head:{run_id}")["delta"]["id"]) == 2
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 30.0)
+    b.heads._local[f"head:{run_id}"]["at"] -= 60  # noqa: SLF001
+    head = b.heads.heads([run_id])[run_id]
+    assert head["cursor"] == store.scalars_after(run_id, 0)[1] and counting.calls == []
+    assert b.heads.rows_in(head, head["marks"][-1][1], head["cursor"])["train/loss"]["x"] == [2]
+    _log(store, run_id, 3)
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
+    a.heads.heads([run_id])
+    _log(store, run_id, 4)
+    a.heads.heads([run_id])  # two refreshes ahead: b cannot take that stamp's rows, it reads its own
+    monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 30.0)
+    b.heads._local[f"head:{run_id}"]["at"] -= 60  # noqa: SLF001
     head = b.heads.heads([run_id])[run_id]
     assert head["cursor"] == store.scalars_after(run_id, 0)[1] and "scalars_after" in counting.calls
-    assert b.heads.rows_in(head, head["marks"][0][1], head["cursor"])["train/loss"]["x"] == [2]
+    assert b.heads.rows_in(head, head["marks"][-1][1], head["cursor"])["train/loss"]["x"] == [3, 4]

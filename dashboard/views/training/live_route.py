@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -43,6 +44,9 @@ from dashboard.views.training.live import PAIRS_PER_RUN, attempt_of
 LIVE_PATH = "/_deepscope/live"
 MAX_QUERY = 4096     # bytes of query string: MAX_RUNS ids and cursors fit in far less
 CHUNKS_KEPT = 512    # serialised run parts kept in this process (a few heads x runs x smoothings)
+CHUNK_TTL = 30       # s in the shared cache: the workers that take a tick's stamp take its chunks at once
+SMOOTHINGS_KEPT = 4  # per run, the smoothings asked for lately: a claimed refresh builds its chunk for each
+SMOOTHING_S = 60.0   # "lately"
 BODIES_KEPT = 64     # gzipped answers kept in this process: viewers at the same cursors get the same bytes
 GZIP_FROM = 16_384   # bytes of answer from which it is sent gzipped
 # Not "application/json": flask-compress would brotli every answer anew (this route gzips the large ones once).
@@ -156,8 +160,12 @@ class LiveAnswers:
         self.data = data
         self._chunks: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
         self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._smoothings: dict[str, dict[float, float]] = {}  # run -> {smoothing: when last asked for}
         self._lock = threading.Lock()
-        self.built = 0  # run parts built (the rest were shared): tests and benchmarks read it
+        self._building = threading.Lock()
+        self.built = 0   # run parts built (the rest were shared): tests and benchmarks read them
+        self.shared = 0  # and taken from another worker through the cache
+        data.heads.on_refresh = self._share_chunks
 
     def answer(self, run_ids: list[str], sinces: list[int], smoothing: float) -> str:
         """The JSON text of the answer (see the module's docstring)."""
@@ -166,6 +174,7 @@ class LiveAnswers:
     def answer_and_cursors(self, run_ids: list[str], sinces: list[int], smoothing: float) -> tuple[str, list[int], str]:
         """The answer's JSON text, the cursor each run's part ends at (``since`` for a run that is gone), and a
         signature of what it says besides its rows (run list, each run's status, step and samples)."""
+        self._asked(run_ids, smoothing)
         heads = self.data.heads.heads(run_ids)
         parts, cursors, says = [], [], [self.data.heads.runs_signature()]
         for rid, since in zip(run_ids, sinces):
@@ -210,23 +219,86 @@ class LiveAnswers:
 
     def _chunk(self, key: tuple, head: dict) -> tuple[str, int]:
         """The serialised series of the run's rows in ``(lo, hi]`` (``key``: run, attempt, lo, hi, smoothing) and
-        the cursor they end at (before ``hi`` when a long read from the store was capped), built once."""
+        the cursor they end at (before ``hi`` when a long read from the store was capped), built once per
+        process, and once for every worker while workers share the cache (:meth:`RunHeads.sharing`)."""
         with self._lock:
             found = self._chunks.get(key)
             if found is not None:
                 self._chunks.move_to_end(key)
                 return found
-        rid, _attempt, lo, hi, smoothing = key
-        rows, end = self.data.heads.rows_in(head, lo, hi), hi
-        if rows is None:  # not in the head's window: from this process's tail, the cache or the store
-            rows, end = self.data.heads.rows_between(rid, lo, head)
-        found = (json.dumps(run_chunk(rows, smoothing), separators=(",", ":"), allow_nan=False), end)
-        with self._lock:
+        with self._building:  # the streams of a process wake together: one builds (or fetches), the others wait
+            with self._lock:
+                found = self._chunks.get(key)
+            return found if found is not None else self._build_chunk(key, head)
+
+    def _build_chunk(self, key: tuple, head: dict) -> tuple[str, int]:
+        sharing = self.data.heads.sharing()
+        cache_key = "chunk:" + ":".join(str(k) for k in key)
+        found = _chunk_value(self.data.cache_get(cache_key), key) if sharing else None
+        if found is not None:
+            self.shared += 1
+        else:
+            rid, _attempt, lo, hi, smoothing = key
+            rows, end = self.data.heads.rows_in(head, lo, hi), hi
+            if rows is None:  # not in the head's window: from this process's tail, the cache or the store
+                rows, end = self.data.heads.rows_between(rid, lo, head)
+            found = (json.dumps(run_chunk(rows, smoothing), separators=(",", ":"), allow_nan=False), end)
             self.built += 1
+            if sharing:
+                self.data.cache_set(cache_key, list(found), CHUNK_TTL)
+        with self._lock:
             self._chunks[key] = found
             while len(self._chunks) > CHUNKS_KEPT:
                 self._chunks.popitem(last=False)
         return found
+
+    def _asked(self, run_ids: list[str], smoothing: float) -> None:
+        """Note that a page asked for these runs at this smoothing (what :meth:`_share_chunks` builds)."""
+        now = time.time()
+        with self._lock:
+            for rid in run_ids:
+                seen = self._smoothings.setdefault(rid, {})
+                seen[smoothing] = now
+                if len(seen) > SMOOTHINGS_KEPT:
+                    seen.pop(min(seen, key=seen.get))
+            if len(self._smoothings) > 4 * CHUNKS_KEPT:  # runs asked for over a long life: forget the idle
+                self._smoothings = {r: v for r, v in self._smoothings.items() if max(v.values()) > now - SMOOTHING_S}
+
+    def _share_chunks(self, rid: str, head: dict) -> None:
+        """Called by the run heads after this worker claimed and read a run's newest rows, before the others
+        take them: the newest chunk at each smoothing this worker's pages asked for lately, built now and put
+        in the cache, so the workers that take the stamp take the chunks too instead of building them."""
+        marks = head.get("marks") or []
+        if not marks or not head.get("run") or marks[-1][1] >= head["cursor"]:
+            return
+        now = time.time()
+        with self._lock:
+            smoothings = [s for s, at in self._smoothings.get(rid, {}).items() if at > now - SMOOTHING_S]
+        for smoothing in smoothings:
+            self._chunk((rid, attempt_of(head["run"]), marks[-1][1], head["cursor"], smoothing), head)
+
+
+def _chunk_value(value: Any, key: tuple) -> tuple[str, int] | None:
+    """A chunk another worker put in the cache as ``[text, end]``, or None when it is not one (checked, not
+    trusted: its text goes into answers as it is, so it must be a JSON object of series, and ``end`` within
+    the key's range)."""
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and type(value[1]) is int):
+        return None
+    text, end = value
+    if not key[2] <= end <= key[3]:
+        return None
+    try:
+        series = json.loads(text, parse_constant=_no_constant)  # NaN would break the page's JSON.parse
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(series, dict) and all(isinstance(v, dict) and isinstance(v.get("x"), list)
+                                             and isinstance(v.get("y"), list) for v in series.values())):
+        return None
+    return text, end
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def register_live(server: flask.Flask, answers: LiveAnswers) -> None:
