@@ -2,13 +2,22 @@
 
 A run's *head* is its row (status, step, attempt, name, error), its scalar cursor (the id of its newest
 scalar row) and, for language-model runs, the signature of its text-sample snapshots. Heads live in the
-process, and their *stamps* (the head without its rows) in the dashboard's flask-caching cache (the shared
-folder by default, Redis in docker-compose), so a Training page's live stream or poll
-(:mod:`dashboard.views.training.live_stream`, :mod:`dashboard.views.training.live_route`) is answered from
-them without touching the store while nothing is new, and its Python callback
-(:mod:`dashboard.views.training.tick`) draws nothing it already shows. A worker whose head is behind another
-worker's stamp reads the rows it lacks from the store (one indexed query): measured under gunicorn, passing
-whole heads with their rows through Redis cost more CPU than that query (:func:`_stamp`).
+process, and their *stamps* (the head with the rows of its newest refresh only, not its window) in the
+dashboard's flask-caching cache (the shared folder by default, Redis in docker-compose), so a Training page's
+live stream or poll (:mod:`dashboard.views.training.live_stream`, :mod:`dashboard.views.training.live_route`)
+is answered from them without touching the store while nothing is new, and its Python callback
+(:mod:`dashboard.views.training.tick`) draws nothing it already shows. A worker whose head is where another
+worker's stamp started takes its rows; one further behind reads the rows it lacks from the store (one indexed
+query): measured under gunicorn, passing whole heads with their windows through Redis cost more CPU than that
+query (:func:`_stamp`).
+
+**One read per tick for all workers.** The live streams of every worker wake on one clock, so while workers
+share the cache (:meth:`RunHeads.sharing`) the first to find a run's head stale *claims* that tick's refresh
+(``claim:<run>:<slot>``, set only if absent: atomic on Redis), reads the store, has the newest chunks built
+(:attr:`RunHeads.on_refresh`) and writes its stamp; the others wait for the stamp (at most
+:data:`CLAIM_WAIT_S`, then they read themselves) and take its rows and chunks. Measured with 4 workers of 5
+streams each (``bench/viewers.py --gunicorn``; ``bench/RESULTS.md``), each worker refreshing on its own was
+most of what viewers cost there.
 
 A head older than :data:`HEAD_MAX_AGE_S` is refreshed by whichever request meets it first: one primary-key
 read of the run row and one indexed read of the scalar rows after the previous head's cursor. The head
@@ -37,6 +46,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import operator
 import os
 import threading
 import time
@@ -63,6 +73,9 @@ DELTA_ROWS = 2000        # a stamp carries the rows of its refresh up to this ma
 CLAIM_TTL = 5            # s: a claim on a run's refresh in one HEAD_MAX_AGE_S slot (its key names the slot)
 CLAIM_WAIT_S = 0.15      # how long the other workers wait for the claimant's stamp before reading themselves
 CLAIM_POLL_S = 0.004     # first look for it after this, then at doubling gaps
+
+
+_NUMBERS = frozenset({float, int, type(None)})  # what a scalar's value may be in a stamp's rows
 
 
 class RunHeads:
@@ -418,13 +431,9 @@ def _delta_fits(delta: Any, lo: int, hi: int) -> bool:
     ids, names, steps, values = delta["id"], delta["name"], delta["step"], delta["value"]
     if not ids or not len(ids) == len(names) == len(steps) == len(values) or ids[-1] != hi:
         return False
-    prev = lo
-    for i in ids:
-        if type(i) is not int or i <= prev:
-            return False
-        prev = i
-    return (all(type(n) is str for n in names) and all(type(t) is int for t in steps)
-            and all(v is None or type(v) in (float, int) for v in values))
+    return (set(map(type, ids)) == {int} and ids[0] > lo and all(map(operator.lt, ids, ids[1:]))
+            and set(map(type, names)) == {str} and set(map(type, steps)) == {int}
+            and _NUMBERS.issuperset(map(type, values)))
 
 
 def _well_formed(value: Any) -> bool:
@@ -452,11 +461,10 @@ def _columns(rows: list[tuple], before: dict | None) -> dict[str, list]:
     out = {k: list(before.get(k) or []) for k in ("id", "name", "step", "value")}
     if len({len(v) for v in out.values()}) != 1:  # not a window this module wrote
         out = {k: [] for k in out}
-    for i, name, step, _wall, value in rows:
-        out["id"].append(i)
-        out["name"].append(name)
-        out["step"].append(step)
-        out["value"].append(value)
+    if rows:
+        ids, names, steps, _walls, values = zip(*rows)
+        for k, col in zip(("id", "name", "step", "value"), (ids, names, steps, values)):
+            out[k].extend(col)
     return out
 
 

@@ -153,7 +153,7 @@ def _enc(v: Any) -> Any:
     if isinstance(v, str):
         return str(v)
     if t is list:
-        return v if all(type(x) in _PLAIN for x in v) else [_enc(x) for x in v]  # fast path: plain lists
+        return v if _PLAIN.issuperset(map(type, v)) else [_enc(x) for x in v]  # fast path: plain lists
     if t is dict:
         if TAG not in v and all(isinstance(k, str) for k in v):  # json writes str subclasses as str
             return {k: _enc(x) for k, x in v.items()}
