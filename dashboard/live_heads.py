@@ -9,7 +9,7 @@ is answered from them without touching the store while nothing is new, and its P
 (:mod:`dashboard.views.training.tick`) draws nothing it already shows. A worker whose head is where another
 worker's stamp started takes its rows; one further behind reads the rows it lacks from the store (one indexed
 query): measured under gunicorn, passing whole heads with their windows through Redis cost more CPU than that
-query (:func:`_stamp`).
+query (:func:`dashboard.head_rows.stamp_of`).
 
 **One read per tick for all workers.** The live streams of every worker wake on one clock, so while workers
 share the cache (:meth:`RunHeads.sharing`) the first to find a run's head stale *claims* that tick's refresh
@@ -46,7 +46,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import operator
 import os
 import threading
 import time
@@ -55,6 +54,8 @@ from typing import Any
 from backend.store import StoreError
 from backend.store.samples import KIND as SAMPLES_KIND
 from backend.tasks.registry import TASKS
+from dashboard.head_rows import (attempt, columns, delta_fits, grouped, is_stamp, plain, rows_after, stamp_of,
+                                 well_formed, zipped)
 
 HEAD_MAX_AGE_S = 0.2     # a poll may see a head this old: the live lag grows by at most this much
 SAMPLES_MAX_AGE_S = 2.0  # text samples come every few hundred steps: listing them more often is waste
@@ -69,13 +70,9 @@ TAIL_S = 20.0            # this process keeps the rows of the heads it saw this 
 TAIL_ROWS = 20_000       # and at most about this many rows per run
 PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
 LONE_WRITE_S = 10.0      # ... to the shared cache at most this often (a write there costs ~5 ms: files)
-DELTA_ROWS = 2000        # a stamp carries the rows of its refresh up to this many (more: the others read them)
 CLAIM_TTL = 5            # s: a claim on a run's refresh in one HEAD_MAX_AGE_S slot (its key names the slot)
 CLAIM_WAIT_S = 0.15      # how long the other workers wait for the claimant's stamp before reading themselves
 CLAIM_POLL_S = 0.004     # first look for it after this, then at doubling gaps
-
-
-_NUMBERS = frozenset({float, int, type(None)})  # what a scalar's value may be in a stamp's rows
 
 
 class RunHeads:
@@ -139,13 +136,13 @@ class RunHeads:
         A page that paused (a hidden tab, a viewer back after a while) finds its rows here, not in the store."""
         with self._lock:
             tail = self._tails.get(rid)
-            if tail is not None and tail["to"] >= head["cursor"] and tail["attempt"] == _attempt(head):
+            if tail is not None and tail["to"] >= head["cursor"] and tail["attempt"] == attempt(head):
                 return  # nothing newer than what the tail holds
             start = head["marks"][0][1]
-            if tail is None or tail["attempt"] != _attempt(head) or start > tail["to"]:
-                tail = {"from": start, "to": start, "attempt": _attempt(head), "marks": [],
+            if tail is None or tail["attempt"] != attempt(head) or start > tail["to"]:
+                tail = {"from": start, "to": start, "attempt": attempt(head), "marks": [],
                         "cols": {k: [] for k in ("id", "name", "step", "value")}}
-            new = _after(head["rows"], tail["to"])
+            new = rows_after(head["rows"], tail["to"])
             for k, v in new.items():
                 tail["cols"][k].extend(v)
             tail["marks"].append([now, tail["to"]])
@@ -156,7 +153,7 @@ class RunHeads:
                 while len(tail["marks"]) > 1 and (tail["marks"][0][0] < now - TAIL_S
                                                   or len(tail["cols"]["id"]) > TAIL_ROWS):
                     _t, tail["from"] = tail["marks"].pop(0)
-                    tail["cols"] = _after(tail["cols"], tail["from"])
+                    tail["cols"] = rows_after(tail["cols"], tail["from"])
             self._tails[rid] = tail
 
     def _known(self, key: str, now: float | None = None, max_age: float = 0.0) -> dict | None:
@@ -168,11 +165,11 @@ class RunHeads:
         if local is not None and self._lone(key, self._read):
             return local  # alone: the cache holds at best what this process wrote
         cached = self.data.cache_get(key)
-        if not _well_formed(cached):  # whoever can write the cache is trusted with data, not with crashes
+        if not well_formed(cached):  # whoever can write the cache is trusted with data, not with crashes
             return local
         if cached.get("by") != self._me and time.time() - cached["at"] < PEER_S:
             self._peer_seen_at = time.time()  # another worker shares this cache: share every head
-        if _is_stamp(key):
+        if is_stamp(key):
             cached = self._take(cached, local)
             if cached is None:
                 return local
@@ -190,7 +187,7 @@ class RunHeads:
         with self._lock:
             self._local[key] = value
         if not self._lone(key, self._written):
-            self.data.cache_set(key, _stamp(value) if _is_stamp(key) else value, ttl)
+            self.data.cache_set(key, stamp_of(value) if is_stamp(key) else value, ttl)
 
     def _lone(self, key: str, last: dict[str, float]) -> bool:
         """Whether to skip a cache read or write of ``key`` (``last``: when each key was last read or written).
@@ -213,10 +210,10 @@ class RunHeads:
         if not isinstance(start, int):
             _series, start = self.data.initial_series(rid)  # cached: only the rows since it are read
         rows, cursor = self.data.store.scalars_after(rid, start, limit=ROW_LIMIT)
-        head = _build(prev, _plain(run), rows, start, cursor, now,
+        head = _build(prev, plain(run), rows, start, cursor, now,
                       (prev or {}).get("samples"), (prev or {}).get("samples_at", 0.0))
         if is_language_run(run) and (now - head["samples_at"] > SAMPLES_MAX_AGE_S
-                                     or _attempt(prev) != _attempt(head)):
+                                     or attempt(prev) != attempt(head)):
             head["samples"], head["samples_at"] = self._list_samples(rid), now
         self.read += 1
         if self.on_refresh is not None and self.sharing():
@@ -241,7 +238,7 @@ class RunHeads:
             time.sleep(delay)
             delay *= 2
             cached = self.data.cache_get(key)
-            if not _well_formed(cached) or cached["at"] <= local["at"]:
+            if not well_formed(cached) or cached["at"] <= local["at"]:
                 continue  # not written yet
             head = self._take(cached, local)
             if head is None:
@@ -261,17 +258,17 @@ class RunHeads:
         if not stamp.get("run"):
             return stamp  # the run is gone
         if local is None or not local.get("run"):
-            return {**_stamp(stamp), "marks": [[stamp["at"], stamp["cursor"]]],
+            return {**stamp_of(stamp), "marks": [[stamp["at"], stamp["cursor"]]],
                     "rows": {k: [] for k in ("id", "name", "step", "value")}}
-        if _attempt(stamp) != _attempt(local) or stamp["at"] <= local["at"]:
+        if attempt(stamp) != attempt(local) or stamp["at"] <= local["at"]:
             return None
         if stamp["cursor"] == local["cursor"]:
-            return {**local, **_stamp(stamp)}  # nothing new since the local head: its window and marks stay
+            return {**local, **stamp_of(stamp)}  # nothing new since the local head: its window and marks stay
         delta = stamp.get("delta")
-        if stamp.get("from") != local["cursor"] or not _delta_fits(delta, local["cursor"], stamp["cursor"]):
+        if stamp.get("from") != local["cursor"] or not delta_fits(delta, local["cursor"], stamp["cursor"]):
             return None
         self.taken += 1
-        return _build(local, stamp["run"], _zipped(delta), local["cursor"], stamp["cursor"], stamp["at"],
+        return _build(local, stamp["run"], zipped(delta), local["cursor"], stamp["cursor"], stamp["at"],
                       stamp.get("samples"), stamp.get("samples_at", 0.0))
 
     # -- what a head points at ------------------------------------------------------------------------------
@@ -288,7 +285,7 @@ class RunHeads:
         value = self._ranges.get(key)  # the viewers of this worker at the same cursor group them once
         marks = head.get("marks") or []
         if value is None and marks and cursor >= marks[0][1] and isinstance(head.get("rows"), dict):
-            value = [_grouped(_zipped(_after(head["rows"], cursor))), head_cursor]
+            value = [grouped(zipped(rows_after(head["rows"], cursor))), head_cursor]
         if value is None:
             value = self._from_tail(rid, cursor, head_cursor)
         if value is None:
@@ -296,7 +293,7 @@ class RunHeads:
         if not (isinstance(value, list) and len(value) == 2):
             rows, _ = self.data.store.scalars_after(rid, cursor, limit=ROW_LIMIT)
             rows = [r for r in rows if r[0] <= head_cursor]
-            value = [_grouped(rows), rows[-1][0] if rows else cursor]
+            value = [grouped(rows), rows[-1][0] if rows else cursor]
             self.data.cache_set(key, value, RANGE_TTL)
         self._remember_range(key, value)
         return {name: {"x": list(v["x"]), "y": list(v["y"])} for name, v in value[0].items()}, value[1]
@@ -314,7 +311,7 @@ class RunHeads:
             return None
         ids = rows["id"]
         a, b = bisect.bisect_right(ids, lo), bisect.bisect_right(ids, hi)
-        return _grouped(_zipped({k: v[a:b] for k, v in rows.items()}))
+        return grouped(zipped({k: v[a:b] for k, v in rows.items()}))
 
     def _from_tail(self, rid: str, cursor: int, head_cursor: int) -> list | None:
         """``[grouped rows, head_cursor]`` from this process's tail of the run, or None when it does not
@@ -326,7 +323,7 @@ class RunHeads:
             cols = tail["cols"]
             lo, hi = bisect.bisect_right(cols["id"], cursor), bisect.bisect_right(cols["id"], head_cursor)
             window = {k: v[lo:hi] for k, v in cols.items()}
-        return [_grouped(_zipped(window)), head_cursor]
+        return [grouped(zipped(window)), head_cursor]
 
     def _remember_range(self, key: str, value: list) -> None:
         with self._lock:
@@ -340,7 +337,7 @@ class RunHeads:
             rows = self.data.store.list_snapshots(rid, SAMPLES_KIND)
         except StoreError:
             return None
-        rows = [_plain(r) for r in rows]
+        rows = [plain(r) for r in rows]
         sig = hashlib.sha1(json.dumps([[r.get("id"), r.get("step")] for r in rows]).encode()).hexdigest()[:16]
         self._keep(f"samples:{rid}:{sig}", {"at": time.time(), "rows": rows}, HEAD_TTL)
         return sig
@@ -351,7 +348,7 @@ class RunHeads:
         found = self._known(f"samples:{rid}:{sig}") if sig else None
         if found is not None:
             return found["rows"]
-        return [_plain(r) for r in self.data.store.list_snapshots(rid, SAMPLES_KIND)]
+        return [plain(r) for r in self.data.store.list_snapshots(rid, SAMPLES_KIND)]
 
     def runs_signature(self) -> str:
         """Signature of the run list (ids, names, statuses), at most :data:`RUNS_MAX_AGE_S` old."""
@@ -383,108 +380,21 @@ class SnapshotsFromHeads:
         return self.run_heads.snapshot_rows(run_id, self.by_run.get(run_id))
 
 
-def _is_stamp(key: str) -> bool:
-    """Whether ``key`` is a run's head, shared between workers as a stamp (see :func:`_stamp`)."""
-    return key.startswith("head:") and key != "head:runs"
-
-
-def _stamp(head: dict) -> dict:
-    """What other workers get of a run's head: the run row, cursor and sample signature, and the rows of its
-    newest refresh (``from``: the cursor it started at, ``delta``: its rows, when at most :data:`DELTA_ROWS`),
-    not its window.
-
-    Measured with live streams under gunicorn (4 workers, Redis): exchanging whole heads (their last 3 s of
-    rows, JSON both ways) was over half of the workers' CPU. A worker whose own head is at a stamp's cursor
-    takes the stamp without touching the store, one at its ``from`` takes its rows; one further behind reads
-    the rows it lacks (one indexed query)."""
-    out = {k: v for k, v in head.items() if k not in ("rows", "marks", "from", "delta")}
-    marks, rows = head.get("marks"), head.get("rows")
-    if head.get("run") and marks and isinstance(rows, dict):
-        start = marks[-1][1]
-        delta = _after(rows, start)
-        if len(delta["id"]) <= DELTA_ROWS:
-            out["from"], out["delta"] = start, delta
-    return out
-
-
 def _build(prev: dict | None, run: dict, rows: list[tuple], start: int, cursor: int, now: float,
            samples: str | None, samples_at: float) -> dict:
     """A run's head after ``prev``: ``rows`` (store rows ``(id, name, step, wall_time, value)``) after the cursor
     ``start`` up to ``cursor``, read at ``now``. It carries the rows of its last :data:`WINDOW_S` seconds of
     refreshes, so a page that polled any time in that window finds what it lacks in the head."""
     marks = [m for m in ((prev or {}).get("marks") or []) if m[0] >= now - WINDOW_S] + [[now, start]]
-    if _attempt(prev) != _attempt({"run": run}):
+    if attempt(prev) != attempt({"run": run}):
         marks = [[now, start]]
-    window = _after(_columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
+    window = rows_after(columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
     while len(marks) > 1 and len(window["id"]) > WINDOW_ROWS:  # a fast logger: a shorter window
         marks.pop(0)
-        window = _after(window, marks[0][1])
+        window = rows_after(window, marks[0][1])
     return {"at": now, "run": run, "cursor": cursor, "marks": marks, "rows": window,
             "samples": samples, "samples_at": samples_at}
 
 
-def _delta_fits(delta: Any, lo: int, hi: int) -> bool:
-    """Whether a stamp's ``delta`` (from the cache: checked, never trusted) is the columns of rows with ids
-    ascending in ``(lo, hi]``, ending at ``hi``, each with a name, a whole step and a number or None."""
-    if not (isinstance(delta, dict) and all(isinstance(delta.get(k), list) for k in ("id", "name", "step", "value"))):
-        return False
-    ids, names, steps, values = delta["id"], delta["name"], delta["step"], delta["value"]
-    if not ids or not len(ids) == len(names) == len(steps) == len(values) or ids[-1] != hi:
-        return False
-    return (set(map(type, ids)) == {int} and ids[0] > lo and all(map(operator.lt, ids, ids[1:]))
-            and set(map(type, names)) == {str} and set(map(type, steps)) == {int}
-            and _NUMBERS.issuperset(map(type, values)))
-
-
-def _well_formed(value: Any) -> bool:
-    """Whether a cached value has the shape this module writes (a head's stamp, a run-list head, sample rows)."""
-    if not (isinstance(value, dict) and isinstance(value.get("at"), (int, float))):
-        return False
-    if not value.get("run"):
-        return True
-    return (isinstance(value["run"], dict) and isinstance(value.get("cursor"), int) and not isinstance(value["cursor"], bool)
-            and isinstance(value.get("samples_at", 0.0), (int, float)) and isinstance(value.get("samples"), (str, type(None))))
-
-
 def is_language_run(run: dict) -> bool:
     return getattr(TASKS.get(run.get("task", "")), "kind", None) == "lm"
-
-
-def _attempt(head: dict | None) -> int:
-    return int(((head or {}).get("run") or {}).get("attempt") or 0)
-
-
-def _columns(rows: list[tuple], before: dict | None) -> dict[str, list]:
-    """Store rows ``(id, name, step, wall_time, value)`` after the window ``before`` as columns (plain lists:
-    the cache's serializer stores them ~5x faster than a list of rows)."""
-    before = before if isinstance(before, dict) else {}
-    out = {k: list(before.get(k) or []) for k in ("id", "name", "step", "value")}
-    if len({len(v) for v in out.values()}) != 1:  # not a window this module wrote
-        out = {k: [] for k in out}
-    if rows:
-        ids, names, steps, _walls, values = zip(*rows)
-        for k, col in zip(("id", "name", "step", "value"), (ids, names, steps, values)):
-            out[k].extend(col)
-    return out
-
-
-def _after(window: dict[str, list], cursor: int) -> dict[str, list]:
-    """The rows of a window with ids after ``cursor`` (ids ascend)."""
-    start = bisect.bisect_right(window["id"], cursor)
-    return {k: v[start:] for k, v in window.items()}
-
-
-def _zipped(window: dict[str, list]) -> list[tuple]:
-    """Window columns as store rows ``(id, name, step, wall_time, value)`` (the id stands in for the time)."""
-    return list(zip(window["id"], window["name"], window["step"], window["id"], window["value"]))
-
-
-def _grouped(rows: list[tuple]) -> dict[str, dict[str, list]]:
-    from dashboard.data import group_rows  # data imports this module
-
-    return group_rows(rows)
-
-
-def _plain(row: dict) -> dict:
-    """A store row as plain JSON types (the cache stores nothing else)."""
-    return {str(k): v for k, v in row.items()}
