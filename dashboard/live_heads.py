@@ -106,16 +106,24 @@ class RunHeads:
         now = time.time()
         out = {}
         for rid in run_ids:
-            head = self._local.get(f"head:{rid}")
+            key = f"head:{rid}"
+            head = self._local.get(key)
             if head is None or now - head["at"] > HEAD_MAX_AGE_S:
                 # one look at the cache and one refresh per run at a time in this process: the live streams of
                 # every viewer wake together (dashboard/views/training/live_stream.py); the first looks and
                 # refreshes, the others take its head
                 with self._refresh_lock(rid):
-                    head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
-                    if head is None or now - head["at"] > HEAD_MAX_AGE_S:
-                        shared = self._take_shared(rid, head) if head and head.get("run") and self.sharing() else None
-                        head = shared or self._refresh(rid, head, time.time())
+                    head = self._local.get(key)
+                    if head is not None and now - head["at"] <= HEAD_MAX_AGE_S:
+                        pass
+                    elif head is not None and head.get("run") and self.sharing():
+                        # claim this tick's refresh, or take the claimant's stamp (the stamp the cache holds at
+                        # the start of a tick is the last tick's: no use reading it first)
+                        head = self._take_shared(rid, head) or self._refresh(rid, head, time.time())
+                    else:
+                        head = self._known(key, now, HEAD_MAX_AGE_S)
+                        if head is None or now - head["at"] > HEAD_MAX_AGE_S:
+                            head = self._refresh(rid, head, time.time())
             if head.get("run"):
                 self._extend_tail(rid, head, now)
             out[rid] = head if head.get("run") else None
@@ -223,7 +231,8 @@ class RunHeads:
 
     def _take_shared(self, rid: str, local: dict) -> dict | None:
         """The run's head from the stamp of the worker that claimed this tick's refresh, or None: this worker
-        claimed it (it reads the store, and its stamp carries the rows it read), or the claimant's stamp did not
+        claimed it and the cache has no fresh stamp (it reads the store; its stamp carries the rows it read), or
+        the claimant's stamp did not
         come within :data:`CLAIM_WAIT_S` or cannot be taken (this worker's head is at another cursor).
 
         The live streams of every worker wake on the same clock: without a claim each worker would read the
@@ -232,7 +241,9 @@ class RunHeads:
         # the HEAD_MAX_AGE_S slot of the clock this refresh falls in (every worker's streams wake together in one)
         slot = now - now % HEAD_MAX_AGE_S if HEAD_MAX_AGE_S > 0 else now
         if self.data.cache_add(f"claim:{rid}:{slot:.3f}", self._me, CLAIM_TTL):
-            return None
+            # ours: a fresh stamp may be there all the same (a poll's, off the streams' clock), else read
+            head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
+            return head if head is not None and now - head["at"] <= HEAD_MAX_AGE_S else None
         key, delay, deadline = f"head:{rid}", CLAIM_POLL_S, time.monotonic() + CLAIM_WAIT_S
         while time.monotonic() < deadline:
             time.sleep(delay)
@@ -247,6 +258,8 @@ class RunHeads:
                 continue  # an older one: wait for the claimant's
             with self._lock:
                 self._local[key] = head
+                if cached.get("by") != self._me:
+                    self._peer_seen_at = time.time()
             return head
         return None
 
