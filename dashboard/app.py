@@ -190,7 +190,8 @@ def server_from_env():
     """WSGI server for gunicorn, configured by the environment.
 
     ``DEEPSCOPE_DATA_DIR``, ``DEEPSCOPE_STORE_URL``, ``DEEPSCOPE_POLL_MS``, ``DEEPSCOPE_STREAMS`` (live streams
-    per worker: keep it below gunicorn's ``--threads``, see :mod:`dashboard.views.training.live_stream`); security as for
+    per worker: keep it below gunicorn's ``--threads``, see :mod:`dashboard.views.training.live_stream`), ``DEEPSCOPE_STREAM_NICE``
+    (the nice value of stream threads, default 5); security as for
     ``deepscope serve``: ``DEEPSCOPE_AUTH=on`` (accounts in ``DEEPSCOPE_AUTH_FILE``),
     ``DEEPSCOPE_ALLOWED_HOSTS`` (comma-separated), ``DEEPSCOPE_COOKIE_SECURE=on`` behind TLS,
     ``DEEPSCOPE_DATA_ROOTS`` (folders, separated by ``os.pathsep``). Without auth it answers loopback

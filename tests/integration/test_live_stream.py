@@ -35,6 +35,7 @@ def served(tmp_path, monkeypatch):
     app = create_app(tmp_path / "data")
     streams = app.server.extensions["deepscope_stream"]
     streams.push_s, streams.life_s, streams.heartbeat_s = 0.05, 2.0, 0.3
+    streams.nice = 0  # these tests read streams in pytest's own thread: it must keep its priority (ls008)
     store = RunStore(tmp_path / "data")
     run_id = store.create_run("live stream", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
     return app, streams, store, run_id
@@ -242,3 +243,42 @@ def test_ls007_a_closed_page_frees_its_stream_at_the_next_tick_without_a_write(s
         assert streams.open == 0 and time.monotonic() - t0 < 1.0, time.monotonic() - t0
     finally:
         server.shutdown()
+
+
+def test_ls008_a_stream_s_thread_yields_to_training(served):
+    """The thread that serves a stream lowers its own priority (nice 5 by default, DEEPSCOPE_STREAM_NICE), so
+    the streams that wake together every tick wait for the trainers; other threads keep theirs."""
+    import os
+
+    from dashboard.views.training.live_stream import DEFAULT_NICE, nice_from_env
+
+    app, streams, _store, run_id = served
+    streams.nice = nice_from_env()
+    assert streams.nice == DEFAULT_NICE == 5
+    seen = {}
+
+    def read_one():
+        response = app.server.test_client().get(f"{STREAM_PATH}?run={run_id}&since=0", environ_base=LOCAL,
+                                                buffered=False)
+        next(iter(response.response))
+        seen["stream"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        response.close()
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=read_one)
+    t.start()
+    t.join(10)
+    assert seen["stream"] == max(before, 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # only the stream's thread
+
+
+@pytest.mark.parametrize("text", ["-3", "x", "5.5"])
+def test_ls009_a_bad_stream_nice_is_refused_or_clamped(monkeypatch, text):
+    from dashboard.views.training.live_stream import nice_from_env
+
+    monkeypatch.setenv("DEEPSCOPE_STREAM_NICE", text)
+    if text == "-3":
+        assert nice_from_env() == 0
+    else:
+        with pytest.raises(ValueError, match="DEEPSCOPE_STREAM_NICE"):
+            nice_from_env()

@@ -94,10 +94,11 @@ def nice_from_env() -> int:
 def _yield_to_training(nice: int) -> None:
     """Lower this thread's priority to ``nice`` (never raise it: that needs privileges).
 
-    Every stream of every worker wakes on the same 0.5 s clock: measured with 20 viewers under gunicorn, a
-    2.7 ms training step lost ~10 % to those bursts whatever their CPU time, as the steps of a run on the same
-    cores were preempted. A stream's thread at nice 5 waits for the trainers instead (its update comes a few
-    ms later). The thread serves only this stream under ``deepscope serve`` (a thread per request); a
+    Every stream of every worker wakes on the same 0.5 s clock, and a trainer's short steps (digits-cnn: ~2.7 ms)
+    lose to any wake-up on their core: a stream's thread at nice 5 lets the trainers run first (its update comes
+    a few ms later), as the probes' writer threads and the analysis worker do (nice 10). Its effect was within
+    the noise of ``bench/viewers.py`` (bench/RESULTS.md). The thread serves only this stream under
+    ``deepscope serve`` (a thread per request); a
     gunicorn gthread keeps the value for the requests it serves later (the dashboard's container yields to
     training anyway)."""
     if nice <= 0:
