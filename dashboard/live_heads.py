@@ -113,21 +113,27 @@ class RunHeads:
                 # every viewer wake together (dashboard/views/training/live_stream.py); the first looks and
                 # refreshes, the others take its head
                 with self._refresh_lock(rid):
-                    head = self._local.get(key)
-                    if head is not None and now - head["at"] <= HEAD_MAX_AGE_S:
-                        pass
-                    elif head is not None and head.get("run") and self.sharing():
-                        # claim this tick's refresh, or take the claimant's stamp (the stamp the cache holds at
-                        # the start of a tick is the last tick's: no use reading it first)
-                        head = self._take_shared(rid, head) or self._refresh(rid, head, time.time())
-                    else:
-                        head = self._known(key, now, HEAD_MAX_AGE_S)
-                        if head is None or now - head["at"] > HEAD_MAX_AGE_S:
-                            head = self._refresh(rid, head, time.time())
+                    head = self._fresh(rid, now)
             if head.get("run"):
                 self._extend_tail(rid, head, now)
             out[rid] = head if head.get("run") else None
         return out
+
+    def _fresh(self, rid: str, now: float) -> dict:
+        """The run's head, refreshed unless another stream of this process just did (the caller holds the
+        run's refresh lock)."""
+        key = f"head:{rid}"
+        head = self._local.get(key)
+        if head is not None and now - head["at"] <= HEAD_MAX_AGE_S:
+            return head
+        if head is not None and head.get("run") and self.sharing():
+            # claim this tick's refresh, or take the claimant's stamp (the stamp the cache holds at the start of a
+            # tick is the last tick's: no use reading it first)
+            return self._take_shared(rid, head) or self._refresh(rid, head, time.time())
+        head = self._known(key, now, HEAD_MAX_AGE_S)
+        if head is None or now - head["at"] > HEAD_MAX_AGE_S:
+            head = self._refresh(rid, head, time.time())
+        return head
 
     def _refresh_lock(self, rid: str) -> threading.Lock:
         with self._lock:
@@ -232,8 +238,8 @@ class RunHeads:
     def _take_shared(self, rid: str, local: dict) -> dict | None:
         """The run's head from the stamp of the worker that claimed this tick's refresh, or None: this worker
         claimed it and the cache has no fresh stamp (it reads the store; its stamp carries the rows it read), or
-        the claimant's stamp did not
-        come within :data:`CLAIM_WAIT_S` or cannot be taken (this worker's head is at another cursor).
+        the claimant's stamp did not come within :data:`CLAIM_WAIT_S` or cannot be taken (this worker's head is
+        at another cursor).
 
         The live streams of every worker wake on the same clock: without a claim each worker would read the
         same rows from the store and build the same chunks, so the cost of viewers grew with the workers."""

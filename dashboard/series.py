@@ -77,9 +77,8 @@ def thin_indices(x: list, y: list, spacing: float) -> list[int]:
     keep = {n - 1}
     lo = 0
     while lo < n:
-        bucket = x[lo] // spacing
         hi = lo + 1
-        while hi < n and x[hi] // spacing == bucket:
+        while hi < n and buckets[hi] == buckets[lo]:
             hi += 1
         finite = [i for i in range(lo, hi) if y[i] is not None]
         keep.update(i for i in range(lo, hi) if y[i] is None)

@@ -34,7 +34,8 @@ imports torch.
 SIGTERM (what ``JobManager`` sends, once or twice) ends the process with status 0, the lease released and
 "analysis worker stopped" logged, whenever it arrives: it sets a stop flag that the loop, its waits and
 :func:`compute` (between maps) check, and only inside a map computation does it also raise (see
-:func:`main` for why never ``KeyboardInterrupt``).
+:func:`main` for why never ``KeyboardInterrupt``). The lease and the stop flag are in
+:mod:`backend.analysis.projection.lease`.
 
 ``compute``, ``Stopped``, ``Progress`` and ``RESTRUCTURE_BELOW`` are re-exported from
 :mod:`~backend.analysis.projection.compute` for code written before the split; ``run_once`` calls
@@ -54,20 +55,18 @@ import argparse
 import json
 import logging
 import os
-import secrets
-import select
 import signal
-import socket
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 # compute / Stopped are used below; RESTRUCTURE_BELOW and Progress are re-exports (see the module docstring).
 # projection_compute imports numpy only inside functions, as this module does.
 from backend.analysis.projection.compute import RESTRUCTURE_BELOW, Progress, Stopped, compute  # noqa: F401
+# the lease and the stop flag (AnalysisLease and LEASE_NAME are imported from here by the service and tests)
+from backend.analysis.projection.lease import (LEASE_NAME, LEASE_RENEW_S, LEASE_TTL_S, AnalysisLease,  # noqa: F401
+                                               StopFlag, Terminated, in_interruptible, interruptible)
 
 if TYPE_CHECKING:  # numpy-heavy imports stay inside functions: main sets the thread variables first
     from backend.store import RunStore
@@ -80,9 +79,6 @@ MIN_POINTS = 10            # a source with fewer rows gets no default map
 DEFAULT_PERPLEXITY = 30
 RETRY_S = 60.0             # an unexpected error (not a ValueError) is retried after this
 NICE = 10
-LEASE_NAME = "analysis"
-LEASE_TTL_S = 20.0   # a holder that stops renewing (killed, store unreachable) loses the lease after this
-LEASE_RENEW_S = 5.0  # the holder renews this often; a standby worker tries to take it this often
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -244,7 +240,7 @@ def run_once(store: RunStore, state: WorkerState | None = None) -> int:
                     clean = False
                     continue
                 try:
-                    with _interruptible():
+                    with interruptible():
                         n = compute(store, run_id, settings, stop=interrupt)
                     written += n
                     state.retry_at.pop((run_id, key), None)
@@ -268,79 +264,6 @@ def run_once(store: RunStore, state: WorkerState | None = None) -> int:
 
 # ----------------------------------------------------------------------------------------- the process
 
-class Terminated(BaseException):
-    """Raised by the SIGTERM handler inside a map computation only (see :func:`main`).
-
-    Deliberately not ``KeyboardInterrupt``: CPython 3.11 marks a ``KeyboardInterrupt`` that leaves any
-    ``exec()`` / ``eval()`` of a string (dataclasses and namedtuple build their methods that way, e.g.
-    while a module is imported) as "unhandled", and ``python -m`` then ends the process by SIGINT (-2)
-    even after the exception was caught and ``sys.exit(0)`` called.
-    """
-
-
-_region = threading.local()  # .interruptible: this thread is inside compute() (see _interruptible)
-
-
-@contextmanager
-def _interruptible():
-    """Mark the calling thread as computing a map: SIGTERM raises :class:`Terminated` there.
-
-    A t-SNE map can take longer than a dashboard waits after SIGTERM (``JobManager`` kills after 5 s),
-    and :func:`compute` only asks its ``stop`` between maps; it was written to be interrupted anywhere
-    (it writes the ``idle`` status on the way out).
-    """
-    _region.interruptible = True
-    try:
-        yield
-    finally:
-        _region.interruptible = False
-
-
-class StopFlag:
-    """Set by the SIGTERM handler; :meth:`wait` sleeps until it is set or a timeout passes.
-
-    Set from a signal handler, so it takes no lock (a ``threading.Event`` would deadlock if the signal
-    arrived while the main thread held the event's own lock in ``wait``): a bool, plus a byte written
-    to a pipe that :meth:`wait` selects on. With :meth:`wake_on_signals` the C-level signal handler
-    writes that byte too, so a signal that arrives just before ``select`` starts still wakes it.
-    """
-
-    def __init__(self):
-        self._set = False
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-
-    def wake_on_signals(self) -> None:
-        """Have every signal with a Python handler wake :meth:`wait` (main thread only)."""
-        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
-
-    def set(self) -> None:
-        self._set = True
-        try:
-            os.write(self._w, b"\0")
-        except OSError:  # the pipe is full: wait() wakes up anyway
-            pass
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds, less once the flag is set; returns whether it is set."""
-        deadline = time.monotonic() + timeout
-        while not self._set:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            if select.select([self._r], [], [], left)[0]:
-                try:  # a byte from another signal (e.g. SIGINT, which raises on its own) must not spin
-                    while os.read(self._r, 512):
-                        pass
-                except OSError:
-                    pass
-        return self._set
-
-
 def _renice(target: int = NICE) -> None:
     """Lower this process's priority to nice ``target`` (no lower if it already runs nicer)."""
     try:
@@ -349,105 +272,6 @@ def _renice(target: int = NICE) -> None:
             os.nice(target - now)
     except (AttributeError, OSError):
         pass
-
-
-class AnalysisLease:
-    """The store's ``analysis`` lease for this process, renewed in a daemon thread while held.
-
-    A renewal that finds the lease taken by someone else, or that has not succeeded for ``ttl`` seconds
-    (the store was unreachable, so another worker may have taken it), marks it lost: :meth:`held`
-    turns False and the worker stops its current map and stands by again.
-
-    Example::
-
-        lease = AnalysisLease(store, ttl=20, renew_s=5)
-        if lease.wait(should_stop=lambda: False):   # blocks until this worker holds it
-            ...                                        # work while lease.held()
-        lease.release()
-    """
-
-    def __init__(self, store: RunStore, ttl: float = LEASE_TTL_S, renew_s: float = LEASE_RENEW_S,
-                 name: str = LEASE_NAME):
-        if not 0 < renew_s < ttl:
-            raise ValueError(f"renew the lease (every {renew_s} s) well within its ttl ({ttl} s)")
-        self.store, self.ttl, self.renew_s, self.name = store, ttl, renew_s, name
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._held = threading.Event()
-        self._renewed_at = 0.0
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()  # set by release(): the renewal thread stops at once
-
-    def held(self) -> bool:
-        """True while this process holds the lease (as far as its last renewal knows)."""
-        return self._held.is_set()
-
-    def try_acquire(self) -> bool:
-        """Take the lease if it is free or expired (one store call; a store error counts as "no")."""
-        try:
-            ok = self.store.acquire_lease(self.name, self.holder, ttl=self.ttl)
-        except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
-            log.warning("could not ask for the %s lease: %s", self.name, exc)
-            return False
-        if ok:
-            self._renewed_at = time.monotonic()
-            self._held.set()
-            if self._thread is None or not self._thread.is_alive() or self._wake.is_set():
-                self._wake = threading.Event()  # a thread told to stop by release() keeps its own event
-                self._thread = threading.Thread(target=self._renew, args=(self._wake,), name="analysis-lease",
-                                                daemon=True)
-                self._thread.start()
-        return ok
-
-    def wait(self, should_stop: Callable[[], bool], poll: float | None = None,
-             sleep: Callable[[float], Any] = time.sleep) -> bool:
-        """Try every ``poll`` seconds (default ``renew_s``) until held (True) or ``should_stop()`` (False).
-
-        ``sleep`` waits between tries (the worker passes its :meth:`StopFlag.wait`, which SIGTERM cuts short).
-        """
-        while not self.try_acquire():
-            if should_stop():
-                return False
-            sleep(self.renew_s if poll is None else poll)
-            if should_stop():
-                return False
-        return True
-
-    def release(self) -> None:
-        """Give the lease up so a standby worker takes over at once (a clean exit).
-
-        The renewal thread is stopped and waited for first: a renewal still in flight would otherwise
-        write the lease back after it was deleted (the row would outlive this process by ``ttl``).
-        """
-        self._wake.set()
-        if not self._held.is_set():
-            return
-        self._held.clear()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2.0)  # a renewal is one store call; never hang the exit on it
-        try:
-            self.store.release_lease(self.name, self.holder)
-        except Exception as exc:  # noqa: BLE001 - it expires by itself after ttl
-            log.warning("could not release the %s lease (it expires in %.0f s): %s", self.name, self.ttl, exc)
-
-    def _renew(self, wake: threading.Event) -> None:
-        while self._held.is_set():
-            if wake.wait(self.renew_s) or not self._held.is_set():
-                return
-            try:
-                ok = self.store.acquire_lease(self.name, self.holder, ttl=self.ttl)
-            except Exception as exc:  # noqa: BLE001
-                ok = time.monotonic() - self._renewed_at < self.ttl  # still ours until it would expire
-                log.warning("could not renew the %s lease: %s", self.name, exc)
-            else:
-                self._renewed_at = time.monotonic() if ok else self._renewed_at
-            if wake.is_set():  # released meanwhile: release() deletes the row once this thread is done
-                return
-            if not ok:
-                log.warning("lost the %s lease (another worker holds it now); standing by", self.name)
-                wake.set()  # first: a try_acquire() that sees the lease lost starts a renewal thread of its own
-                self._held.clear()
-                return
 
 
 def _serve(store: RunStore, args: argparse.Namespace, lease: AnalysisLease, stop: StopFlag | None = None) -> int:
@@ -514,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         # also while the interpreter exits (it resets Python handlers to SIG_DFL there, but leaves SIG_IGN).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop.set()
-        if getattr(_region, "interruptible", False):
+        if in_interruptible():
             raise Terminated
 
     signal.signal(signal.SIGTERM, terminate)

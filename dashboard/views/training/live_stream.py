@@ -82,13 +82,19 @@ def end_streams_on_sigterm() -> bool:
 def nice_from_env() -> int:
     """``DEEPSCOPE_STREAM_NICE``: the nice value a stream's thread takes (0: as the server; default
     :data:`DEFAULT_NICE`)."""
-    text = os.environ.get("DEEPSCOPE_STREAM_NICE", "").strip()
+    return _int_from_env("DEEPSCOPE_STREAM_NICE", DEFAULT_NICE, 19, "a nice value from 0 to 19")
+
+
+def _int_from_env(name: str, default: int, most: int, what: str) -> int:
+    """The whole number in environment variable ``name``, clamped to ``[0, most]``; ``default`` when unset;
+    ValueError naming the variable and ``what`` it must be otherwise."""
+    text = os.environ.get(name, "").strip()
     if not text:
-        return DEFAULT_NICE
+        return default
     try:
-        return max(0, min(19, int(text)))
+        return max(0, min(most, int(text)))
     except ValueError:
-        raise ValueError(f"DEEPSCOPE_STREAM_NICE must be a nice value from 0 to 19, not {text!r}") from None
+        raise ValueError(f"{name} must be {what}, not {text!r}") from None
 
 
 def _yield_to_training(nice: int) -> None:
@@ -98,8 +104,7 @@ def _yield_to_training(nice: int) -> None:
     lose to any wake-up on their core: a stream's thread at nice 5 lets the trainers run first (its update comes
     a few ms later), as the probes' writer threads and the analysis worker do (nice 10). Its effect was within
     the noise of ``bench/viewers.py`` (bench/RESULTS.md). The thread serves only this stream under
-    ``deepscope serve`` (a thread per request); a
-    gunicorn gthread keeps the value for the requests it serves later (the dashboard's container yields to
+    ``deepscope serve`` (a thread per request); a gunicorn gthread keeps the value for the requests it serves later (the dashboard's container yields to
     training anyway)."""
     if nice <= 0:
         return
@@ -113,13 +118,7 @@ def _yield_to_training(nice: int) -> None:
 
 def max_streams_from_env() -> int:
     """``DEEPSCOPE_STREAMS`` (0 turns streams off: every page polls), else :data:`DEFAULT_MAX_STREAMS`."""
-    text = os.environ.get("DEEPSCOPE_STREAMS", "").strip()
-    if not text:
-        return DEFAULT_MAX_STREAMS
-    try:
-        return max(0, min(10_000, int(text)))
-    except ValueError:
-        raise ValueError(f"DEEPSCOPE_STREAMS must be a whole number of streams per process, not {text!r}") from None
+    return _int_from_env("DEEPSCOPE_STREAMS", DEFAULT_MAX_STREAMS, 10_000, "a whole number of streams per process")
 
 
 class Streams:
