@@ -3,8 +3,9 @@
 A writer process logs 8 series to 2 runs at 50 steps/s each (as a fast trainer's metrics hook would); W
 worker processes, each a ``DashboardData`` on one Redis cache (docker-compose's) with its
 :class:`~dashboard.views.training.live_route.LiveAnswers`, run S stream threads that call
-``answer_and_cursors`` on the streams' 0.5 s clock (as :mod:`dashboard.views.training.live_stream` does),
-each following its own cursors. Measured: the workers' CPU seconds per second, and how many heads each
+``Streams.update`` on the streams' 0.5 s clock (as :mod:`dashboard.views.training.live_stream` does),
+each following its own cursors, through :meth:`~dashboard.views.training.live_stream.Streams.update` as a
+stream does (the streams of a worker at the same cursors share one update). Measured: the workers' CPU seconds per second, and how many heads each
 read from the store or took from another worker's stamp, and how many chunks each built or took.
 
 Far less noisy than ``bench/viewers.py`` (no trainers to slow, no HTTP, no replaying client): use it to see
@@ -54,7 +55,8 @@ def _worker(data_dir: str, run_ids: list[str], streams: int, start_at: float, st
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from dashboard.app import create_app
 
-    answers = create_app(data_dir).server.extensions["deepscope_live"]
+    server = create_app(data_dir).server
+    answers, streams_of = server.extensions["deepscope_live"], server.extensions["deepscope_stream"]
     heads = answers.data.heads.heads(run_ids)
     start = [heads[r]["cursor"] for r in run_ids]
     while time.time() < start_at:
@@ -64,8 +66,7 @@ def _worker(data_dir: str, run_ids: list[str], streams: int, start_at: float, st
     def stream() -> None:
         cursors = list(start)
         while time.time() < stop_at:
-            text, cursors, _says = answers.answer_and_cursors(run_ids, cursors, 0.6)
-            text.encode()
+            _event, cursors, _says = streams_of.update(run_ids, cursors, 0.6)
             time.sleep(PUSH_S - time.time() % PUSH_S + 0.001)
 
     threads = [threading.Thread(target=stream) for _ in range(streams)]
@@ -75,7 +76,8 @@ def _worker(data_dir: str, run_ids: list[str], streams: int, start_at: float, st
         t.join()
     h = answers.data.heads
     out.put({"cpu": time.process_time() - cpu0, "read": getattr(h, "read", 0), "taken": getattr(h, "taken", 0),
-             "built": answers.built, "shared": getattr(answers, "shared", 0)})
+             "built": answers.built, "shared": getattr(answers, "shared", 0),
+             "answers_shared": getattr(streams_of, "shared_answers", 0)})
 
 
 def measure(workers: int, streams: int, seconds: float, redis_url: str) -> dict:
@@ -107,7 +109,7 @@ def measure(workers: int, streams: int, seconds: float, redis_url: str) -> dict:
     cpu = sum(g["cpu"] for g in got)
     return {"cpu_s_per_s": round(cpu / seconds, 4),
             "ms_per_tick_per_worker": round(cpu / seconds / (1 / PUSH_S) / workers * 1e3, 2),
-            **{k: sum(g[k] for g in got) for k in ("read", "taken", "built", "shared")}}
+            **{k: sum(g[k] for g in got) for k in ("read", "taken", "built", "shared", "answers_shared")}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,10 @@ from typing import Any
 
 DELTA_ROWS = 2000  # a stamp carries the rows of its refresh up to this many (more: the others read them)
 NUMBERS = frozenset({float, int, type(None)})  # what a scalar's value may be in a stamp's rows
+WINDOW_S = 3.0       # a head carries the rows of its refreshes this recent (> a stream's tick + a head's age)
+WINDOW_ROWS = 2000   # and at most about this many rows
+TAIL_S = 20.0        # a process keeps the rows of the heads it saw this long (a page back from a pause)
+TAIL_ROWS = 20_000   # and at most about this many rows per run
 
 
 def is_stamp(key: str) -> bool:
@@ -101,3 +105,55 @@ def grouped(rows: list[tuple]) -> dict[str, dict[str, list]]:
 def plain(row: dict) -> dict:
     """A store row as plain JSON types (the cache stores nothing else)."""
     return {str(k): v for k, v in row.items()}
+
+
+def build_head(prev: dict | None, run: dict, rows: list[tuple], start: int, cursor: int, now: float,
+           samples: str | None, samples_at: float) -> dict:
+    """A run's head after ``prev``: ``rows`` (store rows ``(id, name, step, wall_time, value)``) after the cursor
+    ``start`` up to ``cursor``, read at ``now``. It carries the rows of its last :data:`WINDOW_S` seconds of
+    refreshes, so a page that polled any time in that window finds what it lacks in the head."""
+    marks = [m for m in ((prev or {}).get("marks") or []) if m[0] >= now - WINDOW_S] + [[now, start]]
+    if attempt(prev) != attempt({"run": run}):
+        marks = [[now, start]]
+    window = rows_after(columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
+    while len(marks) > 1 and len(window["id"]) > WINDOW_ROWS:  # a fast logger: a shorter window
+        marks.pop(0)
+        window = rows_after(window, marks[0][1])
+    return {"at": now, "run": run, "cursor": cursor, "marks": marks, "rows": window,
+            "samples": samples, "samples_at": samples_at}
+
+
+def extended_tail(tail: dict | None, head: dict, now: float) -> dict | None:
+    """A run's tail (the rows of the heads a process saw in the last :data:`TAIL_S` seconds) with ``head``'s new
+    rows added (in place, when it joins), or None when the head has nothing newer. Consecutive heads overlap
+    (each carries its last WINDOW_S seconds), so the tail stays gapless; a head that does not join it starts
+    it anew."""
+    if tail is not None and tail["to"] >= head["cursor"] and tail["attempt"] == attempt(head):
+        return None  # nothing newer than what the tail holds
+    start = head["marks"][0][1]
+    if tail is None or tail["attempt"] != attempt(head) or start > tail["to"]:
+        tail = {"from": start, "to": start, "attempt": attempt(head), "marks": [],
+                "cols": {k: [] for k in ("id", "name", "step", "value")}}
+    new = rows_after(head["rows"], tail["to"])
+    for k, v in new.items():
+        tail["cols"][k].extend(v)
+    tail["marks"].append([now, tail["to"]])
+    tail["to"] = head["cursor"]
+    # trimmed once it is a quarter over its bounds, not at every head: a trim copies the tail
+    if tail["marks"] and (tail["marks"][0][0] < now - 1.25 * TAIL_S
+                          or len(tail["cols"]["id"]) > 1.25 * TAIL_ROWS):
+        while len(tail["marks"]) > 1 and (tail["marks"][0][0] < now - TAIL_S
+                                          or len(tail["cols"]["id"]) > TAIL_ROWS):
+            _t, tail["from"] = tail["marks"].pop(0)
+            tail["cols"] = rows_after(tail["cols"], tail["from"])
+    return tail
+
+
+def tail_window(tail: dict | None, cursor: int, head_cursor: int) -> dict[str, list] | None:
+    """The tail's rows in ``(cursor, head_cursor]`` as columns, or None when it does not reach back to
+    ``cursor`` or on to ``head_cursor``."""
+    if tail is None or not tail["from"] <= cursor < head_cursor <= tail["to"]:
+        return None
+    cols = tail["cols"]
+    lo, hi = bisect.bisect_right(cols["id"], cursor), bisect.bisect_right(cols["id"], head_cursor)
+    return {k: v[lo:hi] for k, v in cols.items()}

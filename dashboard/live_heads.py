@@ -14,15 +14,17 @@ query (:func:`dashboard.head_rows.stamp_of`).
 **One read per tick for all workers.** The live streams of every worker wake on one clock, so while workers
 share the cache (:meth:`RunHeads.sharing`) the first to find a run's head stale *claims* that tick's refresh
 (``claim:<run>:<slot>``, set only if absent: atomic on Redis), reads the store, has the newest chunks built
-(:attr:`RunHeads.on_refresh`) and writes its stamp; the others wait for the stamp (at most
-:data:`CLAIM_WAIT_S`, then they read themselves) and take its rows and chunks. Measured with 4 workers of 5
-streams each (``bench/viewers.py --gunicorn``; ``bench/RESULTS.md``), each worker refreshing on its own was
-most of what viewers cost there.
+(:attr:`RunHeads.on_refresh`) and writes its stamp, which carries them; the others wait for the stamp (at most
+:data:`CLAIM_WAIT_S`, then they read themselves) and take its rows and chunks. A worker that lost a run's last
+claim looks for the stamp before it claims (:data:`CLAIM_FOLLOW_S`): in the steady state a tick costs each of
+the other workers one cache read per run. Measured with 4 workers of 5 streams each (``bench/viewers.py
+--gunicorn``, ``bench/worker_ticks.py``; ``bench/RESULTS.md``), each worker refreshing on its own was most of
+what viewers cost there, and then each cache command (~0.3 ms of CPU for a thread just woken) most of the rest.
 
 A head older than :data:`HEAD_MAX_AGE_S` is refreshed by whichever request meets it first: one primary-key
 read of the run row and one indexed read of the scalar rows after the previous head's cursor. The head
-carries the rows of its last :data:`WINDOW_S` seconds, so every page that polled in that window (all of
-them, in the steady state) gets what it lacks with the head instead of one store query each; a page
+carries the rows of its last :data:`~dashboard.head_rows.WINDOW_S` seconds, so every page that polled in that
+window (all of them, in the steady state) gets what it lacks with the head instead of one store query each; a page
 further behind (e.g. its figures were built from a cached series) reads its range once for everyone at
 the same cursor (cached under the range). The sample snapshots of a
 language-model run are listed at most every :data:`SAMPLES_MAX_AGE_S` (they come every few hundred steps)
@@ -32,7 +34,8 @@ Heads and the newest row ranges are also kept in this process: a worker's viewer
 without touching the cache either, and with no cache, or while the cache fails
 (:meth:`DashboardData.cache_get` answers None then), a refresh still starts from the last known cursor
 instead of reading the whole series again. The process also keeps a *tail* per run: the rows of every head it
-saw in the last :data:`TAIL_S` seconds, so a page back from a pause (a hidden tab) is answered without a query.
+saw in the last :data:`~dashboard.head_rows.TAIL_S` seconds, so a page back from a pause (a hidden tab) is
+answered without a query.
 A worker alone on its cache (no other worker's head read for :data:`PEER_S`) reads and writes a head there at
 most every :data:`LONE_WRITE_S`: a lone ``deepscope serve`` would only pay for its own copies.
 
@@ -54,8 +57,8 @@ from typing import Any
 from backend.store import StoreError
 from backend.store.samples import KIND as SAMPLES_KIND
 from backend.tasks.registry import TASKS
-from dashboard.head_rows import (attempt, columns, delta_fits, grouped, is_stamp, plain, rows_after, stamp_of,
-                                 well_formed, zipped)
+from dashboard.head_rows import (attempt, build_head, delta_fits, extended_tail, grouped, is_stamp, plain,
+                                 rows_after, stamp_of, tail_window, well_formed, zipped)
 
 HEAD_MAX_AGE_S = 0.2     # a poll may see a head this old: the live lag grows by at most this much
 SAMPLES_MAX_AGE_S = 2.0  # text samples come every few hundred steps: listing them more often is waste
@@ -64,15 +67,14 @@ HEAD_TTL = 60            # cache lifetime of a head: the next refresh continues 
 RANGE_TTL = 30           # rows between two heads: every viewer takes them within a poll or two
 ROW_LIMIT = 50_000       # rows per refresh; the next refresh continues from there
 RANGES_KEPT = 64         # row ranges kept in this process besides the cache
-WINDOW_S = 3.0           # a head carries the rows of its refreshes this recent (> a poll period + HEAD_MAX_AGE_S)
-WINDOW_ROWS = 2000       # and at most about this many rows
-TAIL_S = 20.0            # this process keeps the rows of the heads it saw this long (a page back from a pause)
-TAIL_ROWS = 20_000       # and at most about this many rows per run
 PEER_S = 60.0            # a worker that saw no other worker's head for this long writes its own heads ...
 LONE_WRITE_S = 10.0      # ... to the shared cache at most this often (a write there costs ~5 ms: files)
 CLAIM_TTL = 5            # s: a claim on a run's refresh in one HEAD_MAX_AGE_S slot (its key names the slot)
 CLAIM_WAIT_S = 0.15      # how long the other workers wait for the claimant's stamp before reading themselves
 CLAIM_POLL_S = 0.004     # first look for it after this, then at doubling gaps
+CLAIM_FOLLOW_S = 0.008   # a worker that lost a run's last claim looks for the stamp after this before claiming
+FOLLOW_S = 2.0           # ... for this long after it lost
+_NOT_YET = object()      # no stamp of this tick in the cache yet
 
 
 class RunHeads:
@@ -89,6 +91,7 @@ class RunHeads:
         self._read: dict[str, float] = {}     # and read from it
         self._lock = threading.Lock()
         self._refreshing: dict[str, threading.Lock] = {}  # per run: held while its head is refreshed
+        self._followed: dict[str, float] = {}  # per run: when this worker last lost the claim of its refresh
         # called with (run id, head) after this worker read a head from the store while it shares the cache
         # with other workers, before its stamp is written (LiveAnswers builds the newest chunks there)
         self.on_refresh: Any = None
@@ -145,30 +148,12 @@ class RunHeads:
             return lock
 
     def _extend_tail(self, rid: str, head: dict, now: float) -> None:
-        """Add a head's new rows to the run's tail in this process. Consecutive heads overlap (each carries
-        its last WINDOW_S seconds), so the tail stays gapless; one that does not join it starts it anew.
+        """Add a head's new rows to the run's tail in this process (:func:`dashboard.head_rows.extended_tail`).
         A page that paused (a hidden tab, a viewer back after a while) finds its rows here, not in the store."""
         with self._lock:
-            tail = self._tails.get(rid)
-            if tail is not None and tail["to"] >= head["cursor"] and tail["attempt"] == attempt(head):
-                return  # nothing newer than what the tail holds
-            start = head["marks"][0][1]
-            if tail is None or tail["attempt"] != attempt(head) or start > tail["to"]:
-                tail = {"from": start, "to": start, "attempt": attempt(head), "marks": [],
-                        "cols": {k: [] for k in ("id", "name", "step", "value")}}
-            new = rows_after(head["rows"], tail["to"])
-            for k, v in new.items():
-                tail["cols"][k].extend(v)
-            tail["marks"].append([now, tail["to"]])
-            tail["to"] = head["cursor"]
-            # trimmed once it is a quarter over its bounds, not at every head: a trim copies the tail
-            if tail["marks"] and (tail["marks"][0][0] < now - 1.25 * TAIL_S
-                                  or len(tail["cols"]["id"]) > 1.25 * TAIL_ROWS):
-                while len(tail["marks"]) > 1 and (tail["marks"][0][0] < now - TAIL_S
-                                                  or len(tail["cols"]["id"]) > TAIL_ROWS):
-                    _t, tail["from"] = tail["marks"].pop(0)
-                    tail["cols"] = rows_after(tail["cols"], tail["from"])
-            self._tails[rid] = tail
+            tail = extended_tail(self._tails.get(rid), head, now)
+            if tail is not None:
+                self._tails[rid] = tail
 
     def _known(self, key: str, now: float | None = None, max_age: float = 0.0) -> dict | None:
         """The newer of the in-process and the cached value under ``key``; the cache is not read when the
@@ -224,14 +209,16 @@ class RunHeads:
         if not isinstance(start, int):
             _series, start = self.data.initial_series(rid)  # cached: only the rows since it are read
         rows, cursor = self.data.store.scalars_after(rid, start, limit=ROW_LIMIT)
-        head = _build(prev, plain(run), rows, start, cursor, now,
+        head = build_head(prev, plain(run), rows, start, cursor, now,
                       (prev or {}).get("samples"), (prev or {}).get("samples_at", 0.0))
         if is_language_run(run) and (now - head["samples_at"] > SAMPLES_MAX_AGE_S
                                      or attempt(prev) != attempt(head)):
             head["samples"], head["samples_at"] = self._list_samples(rid), now
         self.read += 1
         if self.on_refresh is not None and self.sharing():
-            self.on_refresh(rid, head)  # before the stamp: a worker that takes the stamp finds the chunks
+            chunks = self.on_refresh(rid, head)  # in the stamp: a worker that takes it takes the chunks too
+            if isinstance(chunks, dict) and chunks:
+                head["chunks"] = chunks
         self._keep(f"head:{rid}", head, HEAD_TTL)
         return head
 
@@ -246,28 +233,48 @@ class RunHeads:
         now = time.time()
         # the HEAD_MAX_AGE_S slot of the clock this refresh falls in (every worker's streams wake together in one)
         slot = now - now % HEAD_MAX_AGE_S if HEAD_MAX_AGE_S > 0 else now
+        if now - self._followed.get(rid, 0.0) <= FOLLOW_S:
+            # another worker claimed this run's last refreshes: it is most likely at this one now, so look for its
+            # stamp before claiming (one cache read per tick, where a claim and then the look were two or more)
+            time.sleep(CLAIM_FOLLOW_S)
+            head = self._look(rid, local, slot)
+            if head is not _NOT_YET:
+                return head
         if self.data.cache_add(f"claim:{rid}:{slot:.3f}", self._me, CLAIM_TTL):
+            self._followed.pop(rid, None)
             # ours: a fresh stamp may be there all the same (a poll's, off the streams' clock), else read
             head = self._known(f"head:{rid}", now, HEAD_MAX_AGE_S)
             return head if head is not None and now - head["at"] <= HEAD_MAX_AGE_S else None
-        key, delay, deadline = f"head:{rid}", CLAIM_POLL_S, time.monotonic() + CLAIM_WAIT_S
+        with self._lock:
+            if len(self._followed) > 4096:  # run ids followed over a long life: forget the old ones
+                self._followed = {k: t for k, t in self._followed.items() if now - t <= FOLLOW_S}
+            self._followed[rid] = now
+        delay, deadline = CLAIM_POLL_S, time.monotonic() + CLAIM_WAIT_S
         while time.monotonic() < deadline:
             time.sleep(delay)
             delay *= 2
-            cached = self.data.cache_get(key)
-            if not well_formed(cached) or cached["at"] <= local["at"]:
-                continue  # not written yet
-            head = self._take(cached, local)
-            if head is None:
-                if cached["at"] >= slot:
-                    return None  # this tick's stamp, but not one this worker can take: it reads the store
-                continue  # an older one: wait for the claimant's
-            with self._lock:
-                self._local[key] = head
-                if cached.get("by") != self._me:
-                    self._peer_seen_at = time.time()
-            return head
+            head = self._look(rid, local, slot)
+            if head is not _NOT_YET:
+                return head
         return None
+
+    def _look(self, rid: str, local: dict, slot: float) -> Any:
+        """The run's head taken from this tick's stamp in the cache (kept here); None when the stamp is this
+        tick's but this worker cannot take it (it reads the store); :data:`_NOT_YET` when the cache holds no
+        stamp of this tick yet."""
+        key = f"head:{rid}"
+        cached = self.data.cache_get(key)
+        if not well_formed(cached) or cached["at"] <= local["at"]:
+            return _NOT_YET  # not written yet
+        head = self._take(cached, local)
+        if head is None:
+            # this tick's stamp, but not one this worker can take: it reads the store; an older one: wait on
+            return None if cached["at"] >= slot else _NOT_YET
+        with self._lock:
+            self._local[key] = head
+            if cached.get("by") != self._me:
+                self._peer_seen_at = time.time()
+        return head
 
     def _take(self, stamp: dict, local: dict | None) -> dict | None:
         """This process's head brought up to a stamp another worker (or this one) shared, or None when the
@@ -287,8 +294,11 @@ class RunHeads:
         if stamp.get("from") != local["cursor"] or not delta_fits(delta, local["cursor"], stamp["cursor"]):
             return None
         self.taken += 1
-        return _build(local, stamp["run"], zipped(delta), local["cursor"], stamp["cursor"], stamp["at"],
+        head = build_head(local, stamp["run"], zipped(delta), local["cursor"], stamp["cursor"], stamp["at"],
                       stamp.get("samples"), stamp.get("samples_at", 0.0))
+        if isinstance(stamp.get("chunks"), dict):
+            head["chunks"] = stamp["chunks"]  # checked where they are used (LiveAnswers), not trusted
+        return head
 
     # -- what a head points at ------------------------------------------------------------------------------
     def rows_between(self, rid: str, cursor: int, head: dict) -> tuple[dict[str, dict[str, list]], int]:
@@ -333,16 +343,10 @@ class RunHeads:
         return grouped(zipped({k: v[a:b] for k, v in rows.items()}))
 
     def _from_tail(self, rid: str, cursor: int, head_cursor: int) -> list | None:
-        """``[grouped rows, head_cursor]`` from this process's tail of the run, or None when it does not
-        reach back to ``cursor`` or on to ``head_cursor``."""
+        """``[grouped rows, head_cursor]`` from this process's tail of the run, or None."""
         with self._lock:
-            tail = self._tails.get(rid)
-            if tail is None or not tail["from"] <= cursor < head_cursor <= tail["to"]:
-                return None
-            cols = tail["cols"]
-            lo, hi = bisect.bisect_right(cols["id"], cursor), bisect.bisect_right(cols["id"], head_cursor)
-            window = {k: v[lo:hi] for k, v in cols.items()}
-        return [grouped(zipped(window)), head_cursor]
+            window = tail_window(self._tails.get(rid), cursor, head_cursor)
+        return None if window is None else [grouped(zipped(window)), head_cursor]
 
     def _remember_range(self, key: str, value: list) -> None:
         with self._lock:
@@ -384,35 +388,6 @@ class RunHeads:
             head = {"at": now, "sig": sig.hexdigest()[:16]}
             self._keep("head:runs", head, HEAD_TTL)
             return head["sig"]
-
-
-class SnapshotsFromHeads:
-    """Looks like a store to :func:`backend.store.samples.samples_history`, but lists the sample snapshots
-    the heads name (cached) instead of querying."""
-
-    def __init__(self, heads: RunHeads, by_run: dict[str, dict | None]):
-        self.run_heads, self.by_run = heads, by_run
-
-    def list_snapshots(self, run_id: str, kind: str | None = None) -> list[dict]:
-        if kind != SAMPLES_KIND:
-            return self.run_heads.data.store.list_snapshots(run_id, kind)
-        return self.run_heads.snapshot_rows(run_id, self.by_run.get(run_id))
-
-
-def _build(prev: dict | None, run: dict, rows: list[tuple], start: int, cursor: int, now: float,
-           samples: str | None, samples_at: float) -> dict:
-    """A run's head after ``prev``: ``rows`` (store rows ``(id, name, step, wall_time, value)``) after the cursor
-    ``start`` up to ``cursor``, read at ``now``. It carries the rows of its last :data:`WINDOW_S` seconds of
-    refreshes, so a page that polled any time in that window finds what it lacks in the head."""
-    marks = [m for m in ((prev or {}).get("marks") or []) if m[0] >= now - WINDOW_S] + [[now, start]]
-    if attempt(prev) != attempt({"run": run}):
-        marks = [[now, start]]
-    window = rows_after(columns(rows, (prev or {}).get("rows") if len(marks) > 1 else None), marks[0][1])
-    while len(marks) > 1 and len(window["id"]) > WINDOW_ROWS:  # a fast logger: a shorter window
-        marks.pop(0)
-        window = rows_after(window, marks[0][1])
-    return {"at": now, "run": run, "cursor": cursor, "marks": marks, "rows": window,
-            "samples": samples, "samples_at": samples_at}
 
 
 def is_language_run(run: dict) -> bool:

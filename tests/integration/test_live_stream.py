@@ -282,3 +282,65 @@ def test_ls009_a_bad_stream_nice_is_refused_or_clamped(monkeypatch, text):
     else:
         with pytest.raises(ValueError, match="DEEPSCOPE_STREAM_NICE"):
             nice_from_env()
+
+
+class _CountingAnswers:
+    """Stands in for LiveAnswers: counts the answers built, each after ``delay`` (streams wait meanwhile)."""
+
+    def __init__(self, delay: float = 0.05, fail: bool = False):
+        self.delay, self.fail, self.calls = delay, fail, []
+
+    def answer_and_cursors(self, run_ids, sinces, smoothing):
+        self.calls.append((tuple(run_ids), tuple(sinces)))
+        time.sleep(self.delay)
+        if self.fail:
+            raise OSError("the store is gone")
+        return json.dumps({"r": {r: s + 10 for r, s in zip(run_ids, sinces)}}), [s + 10 for s in sinces], "sig"
+
+
+def test_ls010_streams_asking_the_same_share_one_update_and_nothing_else(monkeypatch):
+    """The viewers of a run wake together at the same cursors: one stream builds the update and every other
+    sends the same bytes; other cursors get their own, a later tick a new one, and a failed build is no
+    answer for anybody (each stream then builds its own, or ends)."""
+    from dashboard.views.training import live_stream
+    from dashboard.views.training.live_stream import Streams
+
+    answers = _CountingAnswers()
+    streams = Streams(answers, max_streams=8)
+    got = []
+
+    def ask(sinces):
+        got.append(streams.update(["a", "b"], sinces, 0.6))
+
+    threads = [threading.Thread(target=ask, args=([5, 7],)) for _ in range(6)]
+    threads.append(threading.Thread(target=ask, args=([5, 8],)))  # a viewer of b one tick behind
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert sorted(answers.calls) == [(("a", "b"), (5, 7)), (("a", "b"), (5, 8))]
+    same = [g for g in got if g[1] == [15, 17]]
+    assert len(same) == 6 and len({g[0] for g in same}) == 1 and streams.shared_answers == 5
+    assert same[0][0] == b'data: {"r": {"a": 15, "b": 17}}\n\n' and same[0][2] == "sig"
+    same[0][1].append(99)  # a stream's cursors are its own
+    assert streams.update(["a", "b"], [5, 7], 0.6)[1] == [15, 17] and len(answers.calls) == 2
+    monkeypatch.setattr(live_stream, "SHARE_S", 0.0)  # a later tick: built again
+    streams.update(["a", "b"], [5, 7], 0.6)
+    assert len(answers.calls) == 3
+
+    failing = Streams(_CountingAnswers(fail=True), max_streams=8)
+    errors = []
+
+    def ask_failing():
+        try:
+            failing.update(["a"], [5], 0.6)
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask_failing) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert len(errors) == 3 and not any(th.is_alive() for th in threads)
+    assert len(failing.answers.calls) == 3  # the owner's failure was nobody's answer

@@ -155,6 +155,48 @@ def test_st002_junk_rows_or_chunks_in_the_cache_are_read_again_not_drawn(workers
         a.cache_set(f"chunk:{run_id}:{attempt}:{cursor}:{head['cursor']}:0.6", chunk, 60)
         text = answers_b.answer([run_id], [cursor], 0.6)
         assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in an answer")) == json.loads(clean), chunk
+    # and the same junk carried in the stamp itself (the newest chunks ride there), or junk in place of them
+    chunk_key = f"chunk:{run_id}:{attempt}:{cursor}:{cursor + 2}:0.6"
+    rows = store.scalars_after(run_id, cursor)[0]
+    true = {"id": [r[0] for r in rows], "name": [r[1] for r in rows], "step": [r[2] for r in rows],
+            "value": [r[4] for r in rows]}  # the rows the store holds: only the carried chunks are junk
+    run = {str(k): v for k, v in store.get_run(run_id).items()}  # and its row now
+    for carried in ("x", [1, 2], {chunk_key: "{"}, {chunk_key: [123, cursor + 2]},
+                    {chunk_key: ['{"train/loss": {"x": [3], "y": [NaN]}}', cursor + 2]},
+                    {chunk_key: ['{"train/loss": {"x": [3], "y": [1]}}', cursor + 9]},
+                    {chunk_key: ['{"train/loss": 3}', cursor + 2]}):
+        stamp = {"at": time.time() + 1, "run": run, "cursor": cursor + 2, "samples": None, "samples_at": 0.0,
+                 "by": "another", "from": cursor, "delta": true, "chunks": carried}
+        a.cache_set(key, stamp, 60)
+        b.heads._local[key] = {**behind, "at": 0.0}  # noqa: SLF001 - stale, at `cursor`
+        answers_b._chunks.clear()  # noqa: SLF001
+        text = answers_b.answer([run_id], [cursor], 0.6)
+        assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in an answer")) == json.loads(clean), carried
+
+
+def test_st005_a_worker_that_follows_reads_one_stamp_per_tick_with_its_chunks(workers):
+    """In the steady state one worker claims every tick; another, having lost a claim, looks for the stamp
+    before claiming: one cache command per tick, and the newest chunk comes in the stamp (no read of its own)."""
+    store, run_id, ws = workers
+    (_a, answers_a), (b, answers_b) = ws[0], ws[1]
+    commands = []
+    for name in ("cache_get", "cache_add", "cache_set"):
+        real = getattr(b, name)
+        setattr(b, name, lambda key, *rest, _real=real, _name=name:
+                (commands.append((_name, key)), _real(key, *rest))[1])
+    cursor = store.scalars_after(run_id, 0)[1]
+    cursors, got = [[cursor], [cursor]], [[{}], [{}]]  # per worker: its viewer's cursor, and what it drew
+    for step in range(2, 9):
+        _log(store, run_id, step)
+        _next_slot()
+        for i, answers in enumerate((answers_a, answers_b)):  # a first: it claims, b finds its stamp
+            _tick([answers], run_id, cursors[i], got[i])
+        if step == 3:
+            commands.clear()  # b lost the claim once (step 2): it follows from here
+            built_b, shared_b = answers_b.built, answers_b.shared
+    assert got[0][0] == got[1][0] == {n: list(range(2, 9)) for n in ROWS}
+    assert [c for c, _key in commands] == ["cache_get"] * 5 and {k for _c, k in commands} == {f"head:{run_id}"}
+    assert answers_b.built == built_b and answers_b.shared == shared_b + 5  # chunks from the stamps
 
 
 def test_st003_a_claim_nobody_answers_costs_a_short_wait(workers, monkeypatch):

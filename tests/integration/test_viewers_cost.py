@@ -16,7 +16,7 @@ from flask import Flask
 
 from backend.spec import RunSpec
 from backend.store import RunStore
-from dashboard import ids, live_heads
+from dashboard import head_rows, ids, live_heads
 from dashboard.live_heads import RunHeads
 from dashboard.app import create_app
 from dashboard.data import DashboardData
@@ -302,7 +302,7 @@ def test_vc010_a_page_back_from_a_pause_takes_its_rows_from_the_process_tail(tmp
     """Heads carry a short window; the process keeps the rows of every head it saw for TAIL_S seconds, so a
     page further behind than one head's window (a hidden tab, a viewer back after a while) needs no query."""
     monkeypatch.setattr(live_heads, "HEAD_MAX_AGE_S", 0.0)
-    monkeypatch.setattr(live_heads, "WINDOW_S", 0.0)  # each head carries only its own refresh's rows
+    monkeypatch.setattr(head_rows, "WINDOW_S", 0.0)  # each head carries only its own refresh's rows
     store = RunStore(tmp_path / "d")
     run_id = store.create_run("r", "digits-cnn", RunSpec.for_task("digits-cnn").model_dump(), status="running")
     _log(store, run_id, 1)
@@ -316,7 +316,7 @@ def test_vc010_a_page_back_from_a_pause_takes_its_rows_from_the_process_tail(tmp
     data.store = counting
     rows, cursor = data.heads.rows_between(run_id, behind, head)
     assert rows["train/loss"]["x"] == [2, 3, 4, 5] and cursor == head["cursor"] and counting.calls == []
-    monkeypatch.setattr(live_heads, "TAIL_S", -1.0)  # the tail forgets: the next head starts it anew
+    monkeypatch.setattr(head_rows, "TAIL_S", -1.0)  # the tail forgets: the next head starts it anew
     _log(store, run_id, 6)
     data.store = store
     head = data.heads.heads([run_id])[run_id]

@@ -217,10 +217,12 @@ class LiveAnswers:
                              "step": run.get("step"), "samples": head.get("samples")}, separators=(",", ":"), default=str)
         return status[:-1] + ',"chunks":[' + ",".join(chunks) + "]}", cursor
 
-    def _chunk(self, key: tuple, head: dict) -> tuple[str, int]:
+    def _chunk(self, key: tuple, head: dict, publish: bool = True) -> tuple[str, int]:
         """The serialised series of the run's rows in ``(lo, hi]`` (``key``: run, attempt, lo, hi, smoothing) and
         the cursor they end at (before ``hi`` when a long read from the store was capped), built once per
-        process, and once for every worker while workers share the cache (:meth:`RunHeads.sharing`)."""
+        process, and once for every worker while workers share the cache (:meth:`RunHeads.sharing`): taken
+        from the head (the chunks its stamp carried), else from the cache, else built (and put in the cache
+        when ``publish``; the newest chunks of a refresh ride in its stamp instead)."""
         with self._lock:
             found = self._chunks.get(key)
             if found is not None:
@@ -229,12 +231,17 @@ class LiveAnswers:
         with self._building:  # the streams of a process wake together: one builds (or fetches), the others wait
             with self._lock:
                 found = self._chunks.get(key)
-            return found if found is not None else self._build_chunk(key, head)
+            return found if found is not None else self._build_chunk(key, head, publish)
 
-    def _build_chunk(self, key: tuple, head: dict) -> tuple[str, int]:
+    def _build_chunk(self, key: tuple, head: dict, publish: bool) -> tuple[str, int]:
         sharing = self.data.heads.sharing()
         cache_key = "chunk:" + ":".join(str(k) for k in key)
-        found = _chunk_value(self.data.cache_get(cache_key), key) if sharing else None
+        found = None
+        if sharing:
+            carried = head.get("chunks")
+            found = _chunk_value(carried.get(cache_key) if isinstance(carried, dict) else None, key)
+            if found is None and publish:
+                found = _chunk_value(self.data.cache_get(cache_key), key)
         if found is not None:
             self.shared += 1
         else:
@@ -244,7 +251,7 @@ class LiveAnswers:
                 rows, end = self.data.heads.rows_between(rid, lo, head)
             found = (json.dumps(run_chunk(rows, smoothing), separators=(",", ":"), allow_nan=False), end)
             self.built += 1
-            if sharing:
+            if sharing and publish:
                 self.data.cache_set(cache_key, list(found), CHUNK_TTL)
         with self._lock:
             self._chunks[key] = found
@@ -264,18 +271,22 @@ class LiveAnswers:
             if len(self._smoothings) > 4 * CHUNKS_KEPT:  # runs asked for over a long life: forget the idle
                 self._smoothings = {r: v for r, v in self._smoothings.items() if max(v.values()) > now - SMOOTHING_S}
 
-    def _share_chunks(self, rid: str, head: dict) -> None:
+    def _share_chunks(self, rid: str, head: dict) -> dict[str, list]:
         """Called by the run heads after this worker claimed and read a run's newest rows, before the others
-        take them: the newest chunk at each smoothing this worker's pages asked for lately, built now and put
-        in the cache, so the workers that take the stamp take the chunks too instead of building them."""
+        take them: the newest chunk at each smoothing this worker's pages asked for lately, built now, for the
+        stamp to carry (``{cache key: [text, end]}``), so the workers that take the stamp take the chunks too
+        instead of building them (or reading each from the cache: a command each)."""
         marks = head.get("marks") or []
         if not marks or not head.get("run") or marks[-1][1] >= head["cursor"]:
-            return
+            return {}
         now = time.time()
         with self._lock:
             smoothings = [s for s, at in self._smoothings.get(rid, {}).items() if at > now - SMOOTHING_S]
+        out = {}
         for smoothing in smoothings:
-            self._chunk((rid, attempt_of(head["run"]), marks[-1][1], head["cursor"], smoothing), head)
+            key = (rid, attempt_of(head["run"]), marks[-1][1], head["cursor"], smoothing)
+            out["chunk:" + ":".join(str(k) for k in key)] = list(self._chunk(key, head, publish=False))
+        return out
 
 
 def _chunk_value(value: Any, key: tuple) -> tuple[str, int] | None:

@@ -169,7 +169,7 @@ OUTPUTS = ("card_style", "run_field_style", "run_options", "run", "temp_options"
 def update(runs: list[dict], run_choice: Any, temperature: Any, compare: Any, state: Any, store: Any) -> list:
     """The card's outputs in :data:`OUTPUTS` order for the chosen ``runs`` (rows); PreventUpdate when
     nothing it shows changed. ``store`` lists the sample snapshots (the Training page passes one that
-    reads them from the run heads' cache, :class:`dashboard.live_heads.SnapshotsFromHeads`)."""
+    reads them from the run heads' cache, :class:`dashboard.views.training.tick.SnapshotsFromHeads`)."""
     run_choice, temperature, compare = as_run_id(run_choice), as_float(temperature), as_int(compare)
     state = as_dict(state)
     out = card_update(store, runs, run_choice, temperature, compare, state)

@@ -29,6 +29,7 @@ from dash import html, no_update
 from dash.exceptions import PreventUpdate
 
 from backend.store import ACTIVE_STATUSES
+from backend.store.samples import KIND as SAMPLES_KIND
 
 from dashboard import ids
 
@@ -39,7 +40,6 @@ from dashboard.views.training.figures import PANELS
 from dashboard.inputs import as_dict, as_float
 from dashboard.views.training.live import live_update, selected_runs
 from dashboard.views.training.live_route import status_key
-from dashboard.live_heads import SnapshotsFromHeads
 
 STATUS_OUTPUTS = 7  # status cards, control target, pause/resume/stop/apply disabled, run options
 # A status card is drawn again at once when its run's status, name or error changes, but for a new step
@@ -129,3 +129,16 @@ def status_outputs(data: Any, runs: list[dict], with_options: bool = True) -> li
         target.append(html.Span(f" · learning rate now {lr:g}", className="muted"))
     return [cards, target, status not in ("running", "queued"), status not in ("paused", *RESUMABLE),
             status not in ACTIVE_STATUSES, status not in ACTIVE_STATUSES, options]
+
+
+class SnapshotsFromHeads:
+    """Looks like a store to :func:`backend.store.samples.samples_history`, but lists the sample snapshots
+    the heads name (cached) instead of querying."""
+
+    def __init__(self, heads: Any, by_run: dict[str, dict | None]):
+        self.run_heads, self.by_run = heads, by_run
+
+    def list_snapshots(self, run_id: str, kind: str | None = None) -> list[dict]:
+        if kind != SAMPLES_KIND:
+            return self.run_heads.data.store.list_snapshots(run_id, kind)
+        return self.run_heads.snapshot_rows(run_id, self.by_run.get(run_id))
