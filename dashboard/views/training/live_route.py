@@ -44,7 +44,7 @@ from dashboard.views.training.live import PAIRS_PER_RUN, attempt_of
 LIVE_PATH = "/_deepscope/live"
 MAX_QUERY = 4096     # bytes of query string: MAX_RUNS ids and cursors fit in far less
 CHUNKS_KEPT = 512    # serialised run parts kept in this process (a few heads x runs x smoothings)
-CHUNK_TTL = 30       # s in the shared cache: the workers that take a tick's stamp take its chunks at once
+CHUNK_TTL = 30       # s in the shared cache: an older range's chunk (a tick's newest ride in its stamp)
 SMOOTHINGS_KEPT = 4  # per run, the smoothings asked for lately: a claimed refresh builds its chunk for each
 SMOOTHING_S = 60.0   # "lately"
 BODIES_KEPT = 64     # gzipped answers kept in this process: viewers at the same cursors get the same bytes
