@@ -108,7 +108,7 @@ def plain(row: dict) -> dict:
 
 
 def build_head(prev: dict | None, run: dict, rows: list[tuple], start: int, cursor: int, now: float,
-           samples: str | None, samples_at: float) -> dict:
+               samples: str | None, samples_at: float) -> dict:
     """A run's head after ``prev``: ``rows`` (store rows ``(id, name, step, wall_time, value)``) after the cursor
     ``start`` up to ``cursor``, read at ``now``. It carries the rows of its last :data:`WINDOW_S` seconds of
     refreshes, so a page that polled any time in that window finds what it lacks in the head."""

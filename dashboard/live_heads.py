@@ -210,7 +210,7 @@ class RunHeads:
             _series, start = self.data.initial_series(rid)  # cached: only the rows since it are read
         rows, cursor = self.data.store.scalars_after(rid, start, limit=ROW_LIMIT)
         head = build_head(prev, plain(run), rows, start, cursor, now,
-                      (prev or {}).get("samples"), (prev or {}).get("samples_at", 0.0))
+                          (prev or {}).get("samples"), (prev or {}).get("samples_at", 0.0))
         if is_language_run(run) and (now - head["samples_at"] > SAMPLES_MAX_AGE_S
                                      or attempt(prev) != attempt(head)):
             head["samples"], head["samples_at"] = self._list_samples(rid), now
@@ -295,7 +295,7 @@ class RunHeads:
             return None
         self.taken += 1
         head = build_head(local, stamp["run"], zipped(delta), local["cursor"], stamp["cursor"], stamp["at"],
-                      stamp.get("samples"), stamp.get("samples_at", 0.0))
+                          stamp.get("samples"), stamp.get("samples_at", 0.0))
         if isinstance(stamp.get("chunks"), dict):
             head["chunks"] = stamp["chunks"]  # checked where they are used (LiveAnswers), not trusted
         return head

@@ -235,7 +235,7 @@ class LiveAnswers:
 
     def _build_chunk(self, key: tuple, head: dict, publish: bool) -> tuple[str, int]:
         sharing = self.data.heads.sharing()
-        cache_key = "chunk:" + ":".join(str(k) for k in key)
+        cache_key = _chunk_key(key)
         found = None
         if sharing:
             carried = head.get("chunks")
@@ -285,8 +285,13 @@ class LiveAnswers:
         out = {}
         for smoothing in smoothings:
             key = (rid, attempt_of(head["run"]), marks[-1][1], head["cursor"], smoothing)
-            out["chunk:" + ":".join(str(k) for k in key)] = list(self._chunk(key, head, publish=False))
+            out[_chunk_key(key)] = list(self._chunk(key, head, publish=False))
         return out
+
+
+def _chunk_key(key: tuple) -> str:
+    """A chunk's name in the shared cache and in the stamps that carry it (run, attempt, lo, hi, smoothing)."""
+    return "chunk:" + ":".join(str(k) for k in key)
 
 
 def _chunk_value(value: Any, key: tuple) -> tuple[str, int] | None:

@@ -109,8 +109,8 @@ def _yield_to_training(nice: int) -> None:
     lose to any wake-up on their core: a stream's thread at nice 5 lets the trainers run first (its update comes
     a few ms later), as the probes' writer threads and the analysis worker do (nice 10). Its effect was within
     the noise of ``bench/viewers.py`` (bench/RESULTS.md). The thread serves only this stream under
-    ``deepscope serve`` (a thread per request); a gunicorn gthread keeps the value for the requests it serves later (the dashboard's container yields to
-    training anyway)."""
+    ``deepscope serve`` (a thread per request); a gunicorn gthread keeps the value for the requests it serves
+    later (the dashboard's container yields to training anyway)."""
     if nice <= 0:
         return
     try:
@@ -176,16 +176,18 @@ class Streams:
                 mine = False
         if mine:
             try:
-                text, cursors, says = self.answers.answer_and_cursors(run_ids, sinces, smoothing)
-                found.value = (b"data: " + text.encode() + b"\n\n", cursors, says)
+                found.value = self._built(run_ids, sinces, smoothing)
             finally:
                 found.done.set()  # failed: the others build their own (and fail alike, or not)
         elif not found.done.wait(SHARE_WAIT_S) or found.value is None:
-            text, cursors, says = self.answers.answer_and_cursors(run_ids, sinces, smoothing)
-            return b"data: " + text.encode() + b"\n\n", cursors, says
+            return self._built(run_ids, sinces, smoothing)
         self.shared_answers += not mine
         event, cursors, says = found.value
         return event, list(cursors), says
+
+    def _built(self, run_ids: list[str], sinces: list[int], smoothing: float) -> tuple[bytes, list[int], str]:
+        text, cursors, says = self.answers.answer_and_cursors(run_ids, sinces, smoothing)
+        return b"data: " + text.encode() + b"\n\n", cursors, says
 
     def events(self, run_ids: list[str], sinces: list[int], smoothing: float,
                sock: socket.socket | None = None) -> Iterator[bytes]:
